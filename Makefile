@@ -1,0 +1,47 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Each sets itself up on a fresh machine (venv, Python deps, control-plane
+# binaries built from Go modules into ~/.cache/edgeopt/bin).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.edgeopt-installed
+# Triton 2.51 (the tritonserver binary + Python backend) ships in this wheel; we
+# only use the binary, so its client deps (tritonclient[grpc], protobuf>=6,
+# which TF 2.17 cannot live with) are not installed.
+PYTRITON := nvidia-pytriton==0.7.0
+
+.PHONY: setup binaries test lint unit demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python 3.10-3.12 is needed (python3.11 preferred)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[converter,operator,test]'
+	$(BIN)/pip install --quiet --no-deps $(PYTRITON)
+	touch $(STAMP)
+
+binaries: setup
+	$(BIN)/edgeopt dev build
+
+lint: setup
+	$(BIN)/ruff check edgeopt tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: setup
+	$(BIN)/pytest tests/unit -q
+
+test: setup binaries lint
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+demo: setup binaries
+	$(BIN)/edgeopt demo
+
+bench: setup binaries
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

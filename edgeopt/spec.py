@@ -1,0 +1,417 @@
+"""The OptimizedModel spec, typed, shared by the operator and the converter.
+
+The converter runs on the very YAML a user would ``kubectl apply``; the CRD's
+OpenAPI schema (``crds/``) rejects what it can at apply time, and this module
+rejects the same things (and a few cross-field rules) when the YAML reaches
+``edgeopt convert -f``.  A test keeps the two in agreement, which is why every
+field carries its YAML key and its constraints as dataclass metadata.
+
+Errors name the field path: ``spec.tensorrt.precision: 'FP8' is not one of
+FP32, FP16, INT8``.  Standard library + PyYAML only: the operator imports this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgeopt.errors import SpecError
+
+API_VERSION = "edgeopt.io/v1alpha1"
+KIND = "OptimizedModel"
+
+FORMATS = ("SavedModel", "Checkpoint", "FrozenGraph", "Keras")
+PRECISIONS = ("FP32", "FP16", "INT8")
+BACKENDS = ("tensorflow", "python")
+DTYPES = ("FP32", "FP16", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "BOOL", "STRING")
+DELETION_POLICIES = ("Retain", "Delete")
+TRANSFORMS = (
+    "remove_identity",
+    "remove_check_numerics",
+    "fold_constants",
+    "fold_batch_norms",
+    "strip_unused_nodes",
+    "sort_by_execution_order",
+)
+DEFAULT_TRANSFORMS = list(TRANSFORMS)
+
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+URI_PATTERN = r"^(file:///|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/|$))"
+REPOSITORY_URI_PATTERN = URI_PATTERN
+MIB = 1024 * 1024
+
+#: Environment variable naming where ``pvc://CLAIM/...`` claims are mounted.
+PVC_ROOT_ENV = "EDGEOPT_PVC_ROOT"
+DEFAULT_PVC_ROOT = "/mnt/edgeopt/pvc"
+
+
+def spec_field(
+    default: Any = dataclasses.MISSING,
+    *,
+    key: str | None = None,
+    enum: tuple[str, ...] | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    pattern: str | None = None,
+    factory: Any = dataclasses.MISSING,
+    doc: str = "",
+) -> Any:
+    """A dataclass field that carries its YAML key and its schema constraints."""
+    meta = {"key": key, "enum": enum, "minimum": minimum, "maximum": maximum, "pattern": pattern, "doc": doc}
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TensorSpec:
+    name: str = spec_field(doc="Tensor or node name (graph formats) / signature key (SavedModel).")
+    dtype: str = spec_field("FP32", enum=DTYPES, doc="Triton data type.")
+    shape: list[int] = spec_field(factory=list, doc="Dimensions; -1 for a variable one (the batch).")
+
+
+@dataclass
+class Source:
+    uri: str = spec_field(pattern=URI_PATTERN, doc="file:///ABS/PATH or pvc://CLAIM/PATH.")
+    format: str = spec_field(enum=FORMATS, doc="How the model is stored.")
+    signature: str = spec_field("serving_default", doc="SavedModel signature to convert.")
+    graph: str | None = spec_field(None, doc="Checkpoint: GraphDef (.pb/.pbtxt) or .meta; FrozenGraph: the .pb.")
+    checkpoint: str | None = spec_field(None, doc="Checkpoint: checkpoint prefix, relative to uri.")
+    inputs: list[TensorSpec] = spec_field(factory=list, doc="Graph formats: input placeholders.")
+    outputs: list[str] = spec_field(factory=list, doc="Graph formats: output node names.")
+
+
+@dataclass
+class Optimize:
+    transforms: list[str] = spec_field(factory=lambda: list(DEFAULT_TRANSFORMS), doc="Graph transforms, in order.")
+
+
+@dataclass
+class Calibration:
+    uri: str | None = spec_field(None, pattern=URI_PATTERN, doc="A .npy (one input) or .npz (by input name).")
+    samples: int = spec_field(64, minimum=1, doc="How many samples to feed.")
+    synthetic: bool = spec_field(False, doc="Explicitly allow seeded random data when no uri is given.")
+
+
+@dataclass
+class TensorRT:
+    enabled: bool = spec_field(True, doc="Convert with TF-TRT (needs TensorRT and a GPU).")
+    precision: str = spec_field("FP16", enum=PRECISIONS, doc="TensorRT precision mode.")
+    max_batch_size: int = spec_field(8, key="maxBatchSize", minimum=1, doc="Largest batch engines are built for.")
+    minimum_segment_size: int = spec_field(3, key="minimumSegmentSize", minimum=1, doc="Smallest TRT segment.")
+    max_workspace_size_bytes: int = spec_field(
+        1 << 30, key="maxWorkspaceSizeBytes", minimum=MIB, doc="TensorRT builder workspace."
+    )
+    maximum_cached_engines: int = spec_field(1, key="maximumCachedEngines", minimum=1, doc="Engines per segment.")
+    build_engines: bool = spec_field(True, key="buildEngines", doc="Build engines in the Job, not at first request.")
+    calibration: Calibration | None = spec_field(None, doc="INT8 calibration data.")
+
+
+@dataclass
+class Validation:
+    samples: int = spec_field(8, minimum=1, doc="Inputs to compare on.")
+    rtol: float = spec_field(1e-3, minimum=0, doc="Relative tolerance.")
+    atol: float = spec_field(1e-4, minimum=0, doc="Absolute tolerance.")
+    seed: int = spec_field(0, minimum=0, doc="Seed for random inputs.")
+
+
+@dataclass
+class DynamicBatching:
+    preferred_batch_sizes: list[int] = spec_field(factory=list, key="preferredBatchSizes", doc="Preferred sizes.")
+    max_queue_delay_microseconds: int = spec_field(
+        0, key="maxQueueDelayMicroseconds", minimum=0, doc="How long to wait to fill a batch."
+    )
+
+
+@dataclass
+class Target:
+    repository: str = spec_field(pattern=REPOSITORY_URI_PATTERN, doc="Triton model repository URI.")
+    model_name: str | None = spec_field(
+        None, key="modelName", pattern=MODEL_NAME_PATTERN, doc="Defaults to metadata.name."
+    )
+    backend: str = spec_field("python", enum=BACKENDS, doc="python (Triton >= 25.03) or tensorflow (<= 25.02).")
+    max_batch_size: int = spec_field(8, key="maxBatchSize", minimum=0, doc="Triton max_batch_size; 0 = no batching.")
+    dynamic_batching: DynamicBatching | None = spec_field(None, key="dynamicBatching", doc="Omitted = off.")
+    versions_to_keep: int = spec_field(3, key="versionsToKeep", minimum=1, doc="Newest versions kept on publish.")
+    version: int | None = spec_field(None, minimum=1, doc="Explicit version; default highest + 1.")
+    deletion_policy: str = spec_field(
+        "Retain", key="deletionPolicy", enum=DELETION_POLICIES, doc="What deleting the resource does to files."
+    )
+
+
+@dataclass
+class Serving:
+    triton_url: str | None = spec_field(None, key="tritonURL", pattern=r"^https?://", doc="Triton HTTP endpoint.")
+
+
+@dataclass
+class Converter:
+    image: str | None = spec_field(None, doc="Converter image; the operator supplies the default.")
+    resources: dict[str, Any] | None = spec_field(None, doc="Container resources; default one GPU.")
+    node_selector: dict[str, str] | None = spec_field(None, key="nodeSelector", doc="Pin to a GPU kind.")
+    tolerations: list[dict[str, Any]] | None = spec_field(None, doc="Pod tolerations.")
+    runtime_class_name: str | None = spec_field(None, key="runtimeClassName", doc="e.g. nvidia.")
+    active_deadline_seconds: int | None = spec_field(None, key="activeDeadlineSeconds", minimum=1, doc="Job deadline.")
+    backoff_limit: int | None = spec_field(None, key="backoffLimit", minimum=0, doc="Job retries.")
+    ttl_seconds_after_finished: int | None = spec_field(
+        None, key="ttlSecondsAfterFinished", minimum=0, doc="Job clean-up."
+    )
+
+
+@dataclass
+class ModelSpec:
+    source: Source = spec_field(doc="Where the TensorFlow model is.")
+    target: Target = spec_field(doc="Where the optimized model is published.")
+    optimize: Optimize = spec_field(factory=Optimize, doc="Graph optimization.")
+    tensorrt: TensorRT = spec_field(factory=TensorRT, doc="TF-TRT conversion.")
+    validation: Validation = spec_field(factory=Validation, doc="Output comparison.")
+    serving: Serving = spec_field(factory=Serving, doc="Triton to load the model into.")
+    converter: Converter = spec_field(factory=Converter, doc="Converter Job settings.")
+
+
+@dataclass
+class OptimizedModel:
+    name: str
+    spec: ModelSpec
+    namespace: str | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self.spec.target.model_name or self.name
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def yaml_key(f: dataclasses.Field[Any]) -> str:
+    return f.metadata.get("key") or f.name
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _type_name(tp: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _convert(value: Any, tp: Any, path: str, meta: typing.Mapping[str, Any]) -> Any:
+    tp, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise SpecError(f"{path}: is required")
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise SpecError(f"{path}: must be a mapping, got {type(value).__name__}")
+        return _parse_dataclass(tp, value, path)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise SpecError(f"{path}: must be a list, got {type(value).__name__}")
+        return [_convert(v, item_tp, f"{path}[{i}]", meta) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise SpecError(f"{path}: must be a mapping, got {type(value).__name__}")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(f"{path}: must be a number, got {value!r}")
+        value = float(value)
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"{path}: must be an integer, got {value!r}")
+    elif tp is bool:
+        if not isinstance(value, bool):
+            raise SpecError(f"{path}: must be true or false, got {value!r}")
+    elif tp is str:
+        if not isinstance(value, str):
+            raise SpecError(f"{path}: must be a string, got {value!r}")
+    enum = meta.get("enum")
+    if enum and value not in enum:
+        raise SpecError(f"{path}: {value!r} is not one of {', '.join(enum)}")
+    if meta.get("minimum") is not None and value < meta["minimum"]:
+        raise SpecError(f"{path}: must be >= {meta['minimum']:g}, got {value}")
+    if meta.get("maximum") is not None and value > meta["maximum"]:
+        raise SpecError(f"{path}: must be <= {meta['maximum']:g}, got {value}")
+    if meta.get("pattern") and not re.search(meta["pattern"], value):
+        raise SpecError(f"{path}: {value!r} does not match {meta['pattern']}")
+    return value
+
+
+def _parse_dataclass(cls: Any, data: dict[str, Any], path: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {yaml_key(f): f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise SpecError(f"{path}.{unknown[0]}: unknown field; known fields are {', '.join(sorted(fields))}")
+    kwargs: dict[str, Any] = {}
+    for key, f in fields.items():
+        if key in data:
+            kwargs[f.name] = _convert(data[key], hints[f.name], f"{path}.{key}", f.metadata)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise SpecError(f"{path}.{key}: is required")
+    return cls(**kwargs)
+
+
+def _check_uri(uri: str, path: str) -> None:
+    parts = uri.split("://", 1)[1].split("/")
+    if ".." in parts:
+        raise SpecError(f"{path}: {uri!r} must not contain '..' segments")
+
+
+def _validate(spec: ModelSpec) -> None:
+    """Rules that span fields (the CRD expresses these as CEL rules)."""
+    src = spec.source
+    _check_uri(src.uri, "spec.source.uri")
+    _check_uri(spec.target.repository, "spec.target.repository")
+    if src.format in ("Checkpoint", "FrozenGraph"):
+        missing = [k for k in ("graph", "inputs", "outputs") if not getattr(src, k)]
+        if src.format == "Checkpoint" and not src.checkpoint:
+            missing.insert(1, "checkpoint")
+        if missing:
+            raise SpecError(
+                f"spec.source: format {src.format} needs {', '.join(missing)} "
+                "(the graph file, the checkpoint prefix, input placeholders and output node names)"
+            )
+    for i, t in enumerate(src.inputs):
+        if any(d < -1 or d == 0 for d in t.shape):
+            raise SpecError(f"spec.source.inputs[{i}].shape: dimensions must be positive or -1, got {t.shape}")
+    for i, name in enumerate(spec.optimize.transforms):
+        if name not in TRANSFORMS:
+            raise SpecError(
+                f"spec.optimize.transforms[{i}]: unknown transform {name!r}; known: {', '.join(TRANSFORMS)}"
+            )
+    trt = spec.tensorrt
+    if trt.enabled and trt.precision == "INT8":
+        cal = trt.calibration
+        if cal is None or (not cal.uri and not cal.synthetic):
+            raise SpecError(
+                "spec.tensorrt.calibration: INT8 needs calibration data: set calibration.uri to a .npy/.npz "
+                "file, or opt in to random data with calibration.synthetic: true"
+            )
+    if trt.calibration and trt.calibration.uri:
+        _check_uri(trt.calibration.uri, "spec.tensorrt.calibration.uri")
+    db = spec.target.dynamic_batching
+    if db and spec.target.max_batch_size == 0:
+        raise SpecError("spec.target.dynamicBatching: needs target.maxBatchSize >= 1")
+    if db:
+        for s in db.preferred_batch_sizes:
+            if s < 1 or s > spec.target.max_batch_size:
+                raise SpecError(
+                    f"spec.target.dynamicBatching.preferredBatchSizes: {s} must be within 1..maxBatchSize "
+                    f"({spec.target.max_batch_size})"
+                )
+
+
+def parse_spec(data: Any) -> ModelSpec:
+    if not isinstance(data, dict):
+        raise SpecError("spec: must be a mapping")
+    spec: ModelSpec = _parse_dataclass(ModelSpec, data, "spec")
+    _validate(spec)
+    return spec
+
+
+def parse_manifest(doc: Any) -> OptimizedModel:
+    if not isinstance(doc, dict):
+        raise SpecError("manifest: must be a YAML mapping with apiVersion, kind, metadata and spec")
+    if doc.get("apiVersion") != API_VERSION:
+        raise SpecError(f"apiVersion: {doc.get('apiVersion')!r} is not {API_VERSION}")
+    if doc.get("kind") != KIND:
+        raise SpecError(f"kind: {doc.get('kind')!r} is not {KIND}")
+    meta = doc.get("metadata") or {}
+    name = meta.get("name")
+    if not isinstance(name, str) or not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", name):
+        raise SpecError(f"metadata.name: {name!r} is not a valid Kubernetes name")
+    if "spec" not in doc:
+        raise SpecError("spec: is required")
+    model = OptimizedModel(name=name, namespace=meta.get("namespace"), spec=parse_spec(doc["spec"]))
+    if not re.match(MODEL_NAME_PATTERN, model.model_name):
+        raise SpecError(
+            f"spec.target.modelName: defaults to metadata.name {name!r}, which does not match "
+            f"{MODEL_NAME_PATTERN}; set spec.target.modelName"
+        )
+    return model
+
+
+def load_manifest(path: str | os.PathLike[str]) -> OptimizedModel:
+    """Read the OptimizedModel from a YAML file (the first such document in it)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise SpecError(f"{p}: cannot read the manifest ({exc.strerror})") from exc
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{p}: not valid YAML: {exc}") from exc
+    for d in docs:
+        if isinstance(d, dict) and d.get("kind") == KIND:
+            return parse_manifest(d)
+    raise SpecError(f"{p}: no document with kind: {KIND} found")
+
+
+# --------------------------------------------------------------------------- URIs
+
+
+def pvc_root() -> Path:
+    return Path(os.environ.get(PVC_ROOT_ENV) or DEFAULT_PVC_ROOT)
+
+
+def resolve_uri(uri: str, *, base: Path | None = None) -> Path:
+    """Turn ``file:///abs`` or ``pvc://claim/path`` into a local path.
+
+    ``pvc://`` claims are mounted at ``$EDGEOPT_PVC_ROOT/<claim>``; the operator
+    mounts them there in the Job and the local job runner does the same.
+    """
+    if uri.startswith("file://"):
+        rest = uri[len("file://") :]
+        if not rest.startswith("/"):
+            raise SpecError(f"{uri!r}: file:// URIs must be absolute (file:///abs/path)")
+        p = Path(rest)
+    elif uri.startswith("pvc://"):
+        claim, _, sub = uri[len("pvc://") :].partition("/")
+        p = (base or pvc_root()) / claim / sub if sub else (base or pvc_root()) / claim
+    else:
+        raise SpecError(f"{uri!r}: unsupported URI scheme; use file:///ABS/PATH or pvc://CLAIM/PATH")
+    if ".." in p.parts:
+        raise SpecError(f"{uri!r}: must not contain '..' segments")
+    return p
+
+
+def pvc_claim(uri: str | None) -> str | None:
+    """The claim name of a ``pvc://`` URI, else None."""
+    if uri and uri.startswith("pvc://"):
+        return uri[len("pvc://") :].split("/", 1)[0]
+    return None
+
+
+def walk_fields(cls: Any, prefix: str = "spec") -> typing.Iterator[tuple[str, dataclasses.Field[Any], Any]]:
+    """Yield (path, field, type) for every field, recursing into nested specs (for the CRD test)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp, _ = _unwrap_optional(hints[f.name])
+        path = f"{prefix}.{yaml_key(f)}"
+        yield path, f, tp
+        if dataclasses.is_dataclass(tp):
+            yield from walk_fields(tp, path)
+        elif typing.get_origin(tp) is list:
+            (item,) = typing.get_args(tp)
+            if dataclasses.is_dataclass(item):
+                yield from walk_fields(item, path + "[]")
