@@ -1,0 +1,267 @@
+"""config.pbtxt for a published model, built from the artifact's real signature.
+
+Triton decides everything about serving from this file: tensor names, dtypes,
+whether it may batch, where instances run, which versions it serves, and what
+it runs before it reports a version ready (warmup).  We write the protobuf text
+format by hand rather than depending on Triton's protobuf module: the converter
+image must not pull protobuf >= 6 (TensorFlow 2.17 needs < 5), and the file is
+small and regular.  The real Triton parser accepts every config we generate
+(``tests/triton/test_configs_load.py``).
+
+Pure functions; no TensorFlow, no Triton.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from edgeopt.artifact import Artifact, TensorInfo
+from edgeopt.errors import PublishError
+from edgeopt.spec import OptimizedModel
+
+#: Triton model config ``data_type`` for each Triton dtype the spec and artifact use.
+TRITON_TYPES: dict[str, str] = {
+    "BOOL": "TYPE_BOOL",
+    "UINT8": "TYPE_UINT8",
+    "UINT16": "TYPE_UINT16",
+    "UINT32": "TYPE_UINT32",
+    "UINT64": "TYPE_UINT64",
+    "INT8": "TYPE_INT8",
+    "INT16": "TYPE_INT16",
+    "INT32": "TYPE_INT32",
+    "INT64": "TYPE_INT64",
+    "FP16": "TYPE_FP16",
+    "FP32": "TYPE_FP32",
+    "FP64": "TYPE_FP64",
+    "STRING": "TYPE_STRING",
+    "BYTES": "TYPE_STRING",
+    "BF16": "TYPE_BF16",
+}
+
+#: What the python-backend model.py reads from ``parameters``.
+PARAM_SIGNATURE_KEY = "signature_key"
+PARAM_SAVEDMODEL_DIR = "savedmodel_dir"
+PARAM_INPUT_SHAPES = "signature_input_shapes"
+SAVEDMODEL_DIRNAME = "model.savedmodel"
+
+
+@dataclass(frozen=True)
+class TensorConfig:
+    """One input or output as Triton sees it (dims without the batch dim when batching)."""
+
+    name: str
+    data_type: str
+    dims: tuple[int, ...]
+    reshape: tuple[int, ...] | None = None  # the model's own shape when it differs from dims (scalars)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything config.pbtxt says; ``render()`` turns it into protobuf text."""
+
+    name: str
+    backend: str  # "python" or "tensorflow"
+    max_batch_size: int
+    inputs: tuple[TensorConfig, ...]
+    outputs: tuple[TensorConfig, ...]
+    instance_kind: str  # KIND_GPU | KIND_CPU
+    instance_count: int = 1
+    versions_to_keep: int = 3
+    preferred_batch_sizes: tuple[int, ...] | None = None  # None = no dynamic batching
+    max_queue_delay_microseconds: int = 0
+    warmup: bool = True
+    online_trt_precision: str | None = None  # tensorflow backend only
+    online_trt_workspace_bytes: int | None = None
+    parameters: tuple[tuple[str, str], ...] = ()
+
+    def render(self) -> str:
+        return render_config(self)
+
+
+def triton_type(dtype: str) -> str:
+    try:
+        return TRITON_TYPES[dtype.upper()]
+    except KeyError:
+        raise PublishError(f"dtype {dtype!r} has no Triton equivalent; known: {', '.join(TRITON_TYPES)}") from None
+
+
+def _batchable(tensors: Sequence[TensorInfo]) -> bool:
+    """Triton batching needs every tensor to carry a variable leading (batch) dim."""
+    return all(len(t.shape) >= 1 and t.shape[0] == -1 for t in tensors)
+
+
+def _tensor_config(t: TensorInfo, batched: bool) -> TensorConfig:
+    shape = list(t.shape[1:] if batched else t.shape)
+    if any(d < -1 or d == 0 for d in shape):
+        raise PublishError(f"tensor {t.name!r}: shape {t.shape} has a dimension that is neither positive nor -1")
+    if not shape:
+        # Triton needs at least one dim; a per-item scalar travels as [1] and is reshaped back.
+        return TensorConfig(t.name, triton_type(t.dtype), (1,), reshape=())
+    return TensorConfig(t.name, triton_type(t.dtype), tuple(shape))
+
+
+def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig:
+    """Derive the Triton config from what the converter really produced plus ``spec.target``.
+
+    The spec's maxBatchSize is a wish: when the signature has no variable
+    leading dim on every tensor (a fixed batch of 1, or scalars), Triton must
+    not batch, so the config falls back to max_batch_size 0 with full shapes
+    rather than a config Triton would reject at load time.
+    """
+    target = model.spec.target
+    if not artifact.inputs or not artifact.outputs:
+        raise PublishError("the artifact's signature has no inputs or no outputs; nothing Triton could serve")
+    names = [t.name for t in (*artifact.inputs, *artifact.outputs)]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise PublishError(f"tensor names must be unique across inputs and outputs; repeated: {', '.join(dupes)}")
+    batched = target.max_batch_size > 0 and _batchable([*artifact.inputs, *artifact.outputs])
+    max_batch = target.max_batch_size if batched else 0
+    inputs = tuple(_tensor_config(t, batched) for t in artifact.inputs)
+    outputs = tuple(_tensor_config(t, batched) for t in artifact.outputs)
+
+    preferred: tuple[int, ...] | None = None
+    delay = 0
+    if target.dynamic_batching is not None and batched:
+        preferred = tuple(s for s in target.dynamic_batching.preferred_batch_sizes if 1 <= s <= max_batch)
+        delay = target.dynamic_batching.max_queue_delay_microseconds
+
+    trt = model.spec.tensorrt
+    online_trt = None
+    workspace = None
+    if (
+        target.backend == "tensorflow"
+        and trt.enabled
+        and not artifact.trt_applied
+        and (artifact.precision or trt.precision) in ("FP32", "FP16")
+    ):
+        online_trt = artifact.precision or trt.precision
+        workspace = trt.max_workspace_size_bytes
+
+    params: list[tuple[str, str]] = []
+    if target.backend == "python":
+        params = [
+            (PARAM_SIGNATURE_KEY, artifact.signature_key),
+            (PARAM_SAVEDMODEL_DIR, SAVEDMODEL_DIRNAME),
+            # model.py restores the exact per-item shapes the signature wants (scalars, fixed batch).
+            (PARAM_INPUT_SHAPES, json.dumps({t.name: t.shape for t in artifact.inputs}, separators=(",", ":"))),
+        ]
+
+    return ModelConfig(
+        name=model.model_name,
+        backend=target.backend,
+        max_batch_size=max_batch,
+        inputs=inputs,
+        outputs=outputs,
+        instance_kind="KIND_GPU" if artifact.gpu else "KIND_CPU",
+        versions_to_keep=target.versions_to_keep,
+        preferred_batch_sizes=preferred,
+        max_queue_delay_microseconds=delay,
+        warmup=warmup_possible(inputs),
+        online_trt_precision=online_trt,
+        online_trt_workspace_bytes=workspace,
+        parameters=tuple(params),
+    )
+
+
+def warmup_possible(inputs: Sequence[TensorConfig]) -> bool:
+    """Zero-data warmup only works when every non-batch dim is known.
+
+    Guessing 1 for a variable dim can make a convolution fail, and a failing
+    warmup fails the whole load; so such models skip warmup instead.  Strings
+    are skipped too: empty strings are rarely a valid request.
+    """
+    return all(-1 not in t.dims and t.data_type != "TYPE_STRING" for t in inputs)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text)  # protobuf text format accepts JSON-style escapes for these strings
+
+
+def _dims(dims: Sequence[int]) -> str:
+    return "[ " + ", ".join(str(d) for d in dims) + " ]" if dims else "[ ]"
+
+
+def _tensor_block(t: TensorConfig) -> list[str]:
+    lines = ["  {", f"    name: {_quote(t.name)}", f"    data_type: {t.data_type}", f"    dims: {_dims(t.dims)}"]
+    if t.reshape is not None:
+        lines.append(f"    reshape: {{ shape: {_dims(t.reshape)} }}")
+    lines.append("  }")
+    return lines
+
+
+def _tensor_list(key: str, tensors: Sequence[TensorConfig]) -> list[str]:
+    lines = [f"{key} ["]
+    for i, t in enumerate(tensors):
+        block = _tensor_block(t)
+        if i < len(tensors) - 1:
+            block[-1] += ","
+        lines.extend(block)
+    lines.append("]")
+    return lines
+
+
+def render_config(cfg: ModelConfig) -> str:
+    lines = [f"name: {_quote(cfg.name)}"]
+    if cfg.backend == "tensorflow":
+        lines.append('platform: "tensorflow_savedmodel"')
+    else:
+        lines.append('backend: "python"')
+    lines.append(f"max_batch_size: {cfg.max_batch_size}")
+    lines += _tensor_list("input", cfg.inputs)
+    lines += _tensor_list("output", cfg.outputs)
+    if cfg.preferred_batch_sizes is not None:
+        lines.append("dynamic_batching {")
+        if cfg.preferred_batch_sizes:
+            lines.append(f"  preferred_batch_size: {_dims(cfg.preferred_batch_sizes)}")
+        lines.append(f"  max_queue_delay_microseconds: {cfg.max_queue_delay_microseconds}")
+        lines.append("}")
+    lines += [
+        "instance_group [",
+        f"  {{ count: {cfg.instance_count} kind: {cfg.instance_kind} }}",
+        "]",
+        f"version_policy: {{ latest: {{ num_versions: {cfg.versions_to_keep} }} }}",
+    ]
+    if cfg.warmup:
+        lines += _warmup_lines(cfg)
+    if cfg.online_trt_precision:
+        lines += [
+            "optimization {",
+            "  execution_accelerators {",
+            "    gpu_execution_accelerator: [",
+            "      {",
+            '        name: "tensorrt"',
+            f'        parameters {{ key: "precision_mode" value: {_quote(cfg.online_trt_precision)} }}',
+        ]
+        if cfg.online_trt_workspace_bytes:
+            lines.append(
+                f'        parameters {{ key: "max_workspace_size_bytes" '
+                f"value: {_quote(str(cfg.online_trt_workspace_bytes))} }}"
+            )
+        lines += ["      }", "    ]", "  }", "}"]
+    for key, value in cfg.parameters:
+        lines.append(f"parameters {{ key: {_quote(key)} value: {{ string_value: {_quote(value)} }} }}")
+    return "\n".join(lines) + "\n"
+
+
+def _warmup_lines(cfg: ModelConfig) -> list[str]:
+    """One zero-data sample at batch 1 and, when batching, one at max batch: the shapes engines see."""
+    sizes = [1] if cfg.max_batch_size <= 1 else [1, cfg.max_batch_size]
+    lines = ["model_warmup ["]
+    for n, size in enumerate(sizes):
+        lines += ["  {", f'    name: "zeros_batch_{size}"', f"    batch_size: {size}"]
+        for t in cfg.inputs:
+            lines += [
+                "    inputs {",
+                f"      key: {_quote(t.name)}",
+                f"      value: {{ data_type: {t.data_type} dims: {_dims(t.dims)} zero_data: true }}",
+                "    }",
+            ]
+        lines.append("  }," if n < len(sizes) - 1 else "  }")
+    lines.append("]")
+    return lines

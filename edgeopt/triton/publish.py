@@ -1,0 +1,315 @@
+"""Publish a converted model as a new Triton model version, atomically.
+
+Triton may scan the repository at any moment (a load request, a poll), so it
+must never see a half-written version:
+
+1. The model name is validated before any path is built from it.
+2. Publishers of the same model serialise on an ``flock`` of
+   ``<model>/.lock`` (per open file description, so it works between threads
+   and between processes); the version number is chosen under that lock.
+3. The version is written into ``<model>/.staging-<uuid>/`` (non-numeric:
+   Triton ignores it), every file and directory is fsynced, and the staging
+   dir is renamed to ``<model>/<version>``.
+4. Only then is ``config.pbtxt`` replaced, through a temp file + fsync + rename.
+5. Old versions beyond ``versionsToKeep`` are pruned, never the new one and
+   never one the caller says is being served.
+
+Any failure before step 3's rename removes the staging dir (and a model dir
+this call created), so the repository is byte-for-byte as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeopt.artifact import Artifact
+from edgeopt.errors import PublishError
+from edgeopt.spec import OptimizedModel, resolve_uri
+from edgeopt.triton.config import SAVEDMODEL_DIRNAME, build_model_config
+from edgeopt.triton.python_model import write_model_py
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+CONFIG_NAME = "config.pbtxt"
+REPORT_NAME = "report.json"
+LOCK_NAME = ".lock"
+STAGING_PREFIX = ".staging-"
+DELETING_PREFIX = ".deleting-"
+
+
+@dataclass
+class PublishResult:
+    model_name: str
+    version: int
+    version_dir: Path
+    config_path: Path
+    seconds: float
+    pruned: list[int] = field(default_factory=list)
+
+
+def validate_model_name(name: object) -> str:
+    """Reject anything that is not a plain Triton model name, before it touches a path."""
+    if not isinstance(name, str) or not MODEL_NAME_RE.fullmatch(name):
+        raise PublishError(
+            f"model name {name!r} is not allowed: it must match [a-z0-9][a-z0-9_-]{{0,62}} "
+            "(lower case letters, digits, '-' and '_'; no '/', '..' or upper case)"
+        )
+    return name
+
+
+def existing_versions(model_dir: Path) -> list[int]:
+    """Numeric version directories, ascending. Staging and deleting dirs are not versions."""
+    try:
+        entries = list(os.scandir(model_dir))
+    except FileNotFoundError:
+        return []
+    return sorted(int(e.name) for e in entries if e.name.isdigit() and not e.name.startswith("0") and e.is_dir())
+
+
+def versions_to_prune(versions: Iterable[int], keep: int, protect: Iterable[int] = ()) -> list[int]:
+    """Versions beyond the newest ``keep``, minus the protected ones (being served, just published)."""
+    ordered = sorted(set(versions), reverse=True)
+    protected = set(protect)
+    return sorted(v for v in ordered[keep:] if v not in protected)
+
+
+# --------------------------------------------------------------------------- durable file operations
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_durably(src: str, dst: str) -> str:
+    shutil.copy2(src, dst)
+    fd = os.open(dst, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return dst
+
+
+def copy_tree_durably(src: Path, dst: Path) -> None:
+    """copytree, then fsync every file (during the copy) and every directory (after)."""
+    shutil.copytree(src, dst, copy_function=_copy_durably, symlinks=False)
+    for root, _dirs, _files in os.walk(dst, topdown=False):
+        fsync_dir(Path(root))
+
+
+def write_file_durably(path: Path, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def replace_file_atomically(path: Path, text: str) -> None:
+    """Temp file in the same dir + fsync + rename + fsync(dir): readers see old or new, never half."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        write_file_durably(tmp, text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def model_lock(model_dir: Path) -> Iterator[None]:
+    """Exclusive flock on ``<model>/.lock``.
+
+    After acquiring, re-check that the lock file is still the one linked at
+    that path: a publisher that failed on a brand-new model removes the model
+    dir (to leave the repository as it was), and a waiter must not proceed on
+    the unlinked file.
+    """
+    lock_path = model_dir / LOCK_NAME
+    while True:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            continue  # the dir vanished between mkdir and open; start over
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        return
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def prune_versions(model_dir: Path, keep: int, protect: Iterable[int]) -> list[int]:
+    """Delete old versions: rename out of Triton's sight first, then remove."""
+    pruned = []
+    for version in versions_to_prune(existing_versions(model_dir), keep, protect):
+        doomed = model_dir / f"{DELETING_PREFIX}{version}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(model_dir / str(version), doomed)
+        except OSError as exc:
+            log.warning("could not prune %s version %d: %s", model_dir.name, version, exc)
+            continue
+        _remove_tree(doomed)
+        pruned.append(version)
+    if pruned:
+        fsync_dir(model_dir)
+    return pruned
+
+
+# --------------------------------------------------------------------------- publish
+
+
+def _stage_version(staging: Path, artifact: Artifact, backend: str, config_text: str) -> None:
+    """Fill the staging dir with everything the version needs."""
+    src = Path(artifact.savedmodel_dir)
+    if not (src / "saved_model.pb").is_file() and not (src / "saved_model.pbtxt").is_file():
+        raise PublishError(f"{src}: not a SavedModel (no saved_model.pb); nothing to publish")
+    copy_tree_durably(src, staging / SAVEDMODEL_DIRNAME)
+    if backend == "python":
+        write_model_py(staging)
+    report = dict(artifact.report)
+    report.setdefault("signature", artifact.signature_dict())
+    report.setdefault("trtApplied", artifact.trt_applied)
+    report.setdefault("precision", artifact.precision)
+    report.setdefault("gpu", artifact.gpu)
+    write_file_durably(staging / REPORT_NAME, json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
+    # The config this version was published with, for humans and for rollbacks.
+    write_file_durably(staging / f".{CONFIG_NAME}", config_text)
+    fsync_dir(staging)
+
+
+def publish_version(
+    artifact: Artifact,
+    model: OptimizedModel,
+    *,
+    repository: Path | None = None,
+    serving_versions: Iterable[int] = (),
+) -> PublishResult:
+    """Publish ``artifact`` as the next version of ``model.model_name``.
+
+    ``repository`` overrides ``spec.target.repository`` (tests, local runs).
+    ``serving_versions`` are never pruned: the operator passes the versions
+    Triton reports ready.
+    """
+    started = time.monotonic()
+    name = validate_model_name(model.model_name)
+    target = model.spec.target
+    repo = Path(repository) if repository is not None else resolve_uri(target.repository)
+    config_text = build_model_config(artifact, model).render()  # fails before any file is touched
+    repo_existed = repo.is_dir()
+    model_dir = repo / name
+    model_dir_existed = model_dir.is_dir()
+    try:
+        repo.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PublishError(f"cannot create model repository {repo}: {exc.strerror}") from exc
+
+    staging = model_dir / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+    try:
+        with model_lock(model_dir):
+            version_dir: Path | None = None
+            try:
+                version = _choose_version(model_dir, name, target.version, repo)
+                staging.mkdir()
+                _stage_version(staging, artifact, target.backend, config_text)
+                version_dir = model_dir / str(version)
+                os.rename(staging, version_dir)
+                fsync_dir(model_dir)
+                config_path = model_dir / CONFIG_NAME
+                replace_file_atomically(config_path, config_text)
+            except BaseException:
+                # Put the repository back exactly as it was (under the lock, so a concurrent
+                # publisher of the same new model never loses its directory).
+                _remove_tree(staging)
+                if version_dir is not None and version_dir.exists():
+                    _withdraw(version_dir)
+                if not model_dir_existed:
+                    _remove_new_model_dir(model_dir)
+                raise
+            pruned = prune_versions(model_dir, target.versions_to_keep, {version, *serving_versions})
+    except OSError as exc:
+        if not repo_existed:
+            with contextlib.suppress(OSError):
+                repo.rmdir()
+        raise PublishError(f"publishing {name} to {repo} failed: {exc}") from exc
+    except BaseException:
+        if not repo_existed:
+            with contextlib.suppress(OSError):
+                repo.rmdir()
+        raise
+    seconds = time.monotonic() - started
+    log.info("published %s version %d to %s in %.2fs (pruned %s)", name, version, repo, seconds, pruned or "none")
+    return PublishResult(name, version, version_dir, config_path, seconds, pruned)
+
+
+def _withdraw(version_dir: Path) -> None:
+    """Take a just-renamed version back out of Triton's sight (its config.pbtxt could not be written)."""
+    doomed = version_dir.with_name(f"{DELETING_PREFIX}{version_dir.name}-{uuid.uuid4().hex[:8]}")
+    with contextlib.suppress(OSError):
+        os.rename(version_dir, doomed)
+        fsync_dir(version_dir.parent)
+    _remove_tree(doomed)
+
+
+def _choose_version(model_dir: Path, name: str, explicit: int | None, repo: Path) -> int:
+    """Highest existing + 1, or the spec's explicit version if it is still free. Called under the lock."""
+    versions = existing_versions(model_dir)
+    if explicit is None:
+        return (max(versions) if versions else 0) + 1
+    if explicit in versions or (model_dir / str(explicit)).exists():
+        raise PublishError(
+            f"{name} version {explicit} already exists in {repo}; published versions are immutable "
+            "(remove spec.target.version to publish the next one)"
+        )
+    return explicit
+
+
+def _remove_new_model_dir(model_dir: Path) -> None:
+    """Remove a model dir this publish created, unless another publisher has put a version in it meanwhile."""
+    with contextlib.suppress(OSError):
+        if existing_versions(model_dir) or (model_dir / CONFIG_NAME).exists():
+            return
+        leftovers = [e for e in os.listdir(model_dir) if e != LOCK_NAME]
+        if leftovers:
+            return  # another publisher's staging dir: not ours to remove
+        with contextlib.suppress(FileNotFoundError):
+            (model_dir / LOCK_NAME).unlink()
+        try:
+            model_dir.rmdir()
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise

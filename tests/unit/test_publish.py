@@ -1,0 +1,161 @@
+"""Publishing layout, versions, pruning, name safety and failure atomicity (no TF, no Triton)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from edgeopt.errors import PublishError
+from edgeopt.spec import OptimizedModel
+from edgeopt.triton.publish import existing_versions, publish_version, versions_to_prune
+from tests.fixtures.triton import file_artifact, optimized_model, tree_digest
+
+
+def entries(path: Path) -> list[str]:
+    return sorted(os.listdir(path))
+
+
+def test_python_backend_layout(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    art = file_artifact(tmp_path / "sm")
+    result = publish_version(art, optimized_model("add", repo))
+    assert (result.model_name, result.version) == ("add", 1)
+    assert result.version_dir == repo / "add" / "1"
+    assert result.config_path == repo / "add" / "config.pbtxt"
+    assert entries(repo / "add") == [".lock", "1", "config.pbtxt"]
+    assert entries(result.version_dir) == [".config.pbtxt", "model.py", "model.savedmodel", "report.json"]
+    assert (result.version_dir / "model.savedmodel" / "saved_model.pb").read_bytes() == b"not parsed by the publisher"
+    assert (result.version_dir / "model.savedmodel" / "variables" / "variables.index").exists()
+    assert "class TritonPythonModel" in (result.version_dir / "model.py").read_text()
+    report = json.loads((result.version_dir / "report.json").read_text())
+    assert report["opsAfter"] == 2 and report["signature"]["inputs"][0]["name"] == "x"
+    assert 'name: "add"' in result.config_path.read_text()
+    assert result.seconds > 0
+
+
+def test_tensorflow_backend_layout_has_no_model_py(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    result = publish_version(file_artifact(tmp_path / "sm"), optimized_model("tfm", repo, backend="tensorflow"))
+    assert entries(result.version_dir) == [".config.pbtxt", "model.savedmodel", "report.json"]
+    text = result.config_path.read_text()
+    assert 'platform: "tensorflow_savedmodel"' in text and "backend" not in text
+
+
+def test_versions_increase_and_config_is_replaced(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    art = file_artifact(tmp_path / "sm")
+    assert publish_version(art, optimized_model("m", repo)).version == 1
+    art.inputs[0].shape = [-1, 3]
+    art.outputs[0].shape = [-1, 3]
+    second = publish_version(art, optimized_model("m", repo))
+    assert second.version == 2
+    assert "dims: [ 3 ]" in second.config_path.read_text()
+    assert existing_versions(repo / "m") == [1, 2]
+    assert not [e for e in entries(repo / "m") if e.startswith(".") and e != ".lock"]
+
+
+def test_repository_from_spec_uri(tmp_path: Path) -> None:
+    repo = tmp_path / "from-uri"
+    result = publish_version(file_artifact(tmp_path / "sm"), optimized_model("m", repo))
+    assert result.version_dir.parent.parent == repo
+
+
+def test_explicit_version_and_immutability(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    art = file_artifact(tmp_path / "sm")
+    assert publish_version(art, optimized_model("m", repo, version=7)).version == 7
+    assert publish_version(art, optimized_model("m", repo)).version == 8
+    before = tree_digest(repo)
+    with pytest.raises(PublishError, match="already exists"):
+        publish_version(art, optimized_model("m", repo, version=7))
+    assert tree_digest(repo) == before
+
+
+def test_versions_to_keep_prunes_oldest_but_never_served(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    art = file_artifact(tmp_path / "sm")
+    for _ in range(3):
+        publish_version(art, optimized_model("m", repo, versionsToKeep=2))
+    assert existing_versions(repo / "m") == [2, 3]
+    result = publish_version(art, optimized_model("m", repo, versionsToKeep=2), serving_versions=[2])
+    assert result.pruned == []
+    assert existing_versions(repo / "m") == [2, 3, 4]
+    result = publish_version(art, optimized_model("m", repo, versionsToKeep=2))
+    assert result.pruned == [2, 3]
+    assert existing_versions(repo / "m") == [4, 5]
+    # an explicit low version is the new one: it is never pruned right after publishing
+    low = publish_version(art, optimized_model("m", repo, versionsToKeep=1, version=1))
+    assert existing_versions(repo / "m") == [1, 5] and low.pruned == [4]
+
+
+def test_versions_to_prune_pure() -> None:
+    assert versions_to_prune([1, 2, 3, 4], 2) == [1, 2]
+    assert versions_to_prune([1, 2, 3, 4], 2, protect=[1]) == [2]
+    assert versions_to_prune([3], 1) == []
+
+
+def with_name(model: OptimizedModel, name: str) -> OptimizedModel:
+    target = dataclasses.replace(model.spec.target, model_name=name)
+    return dataclasses.replace(model, spec=dataclasses.replace(model.spec, target=target))
+
+
+@pytest.mark.parametrize(
+    "name", ["../x", "..", "/", "/etc", "a/b", "Upper", "x\n", "-lead", "a" * 64, "a b", "ok/../../etc"]
+)
+def test_unsafe_model_names_are_rejected_before_any_path(tmp_path: Path, name: str) -> None:
+    repo = tmp_path / "repo"
+    model = with_name(optimized_model("ok", repo), name)
+    with pytest.raises(PublishError, match="not allowed"):
+        publish_version(file_artifact(tmp_path / "sm"), model)
+    assert entries(tmp_path) == ["sm"]  # not even the repository was created
+
+
+def test_validate_model_name_directly() -> None:
+    from edgeopt.triton.publish import validate_model_name
+
+    assert validate_model_name("a-b_9") == "a-b_9"
+    for bad in ("", None, 3, "a" * 64, "é"):
+        with pytest.raises(PublishError):
+            validate_model_name(bad)
+
+
+def test_failure_midway_leaves_existing_repository_byte_identical(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    publish_version(file_artifact(tmp_path / "good"), optimized_model("m", repo))
+    publish_version(file_artifact(tmp_path / "good"), optimized_model("other", repo))
+    before = tree_digest(repo)
+    broken = file_artifact(tmp_path / "broken")
+    (broken.savedmodel_dir / "variables" / "zz-dangling").symlink_to(tmp_path / "missing")
+    with pytest.raises(PublishError, match="failed"):
+        publish_version(broken, optimized_model("m", repo))
+    assert tree_digest(repo) == before
+    with pytest.raises(PublishError, match="not a SavedModel"):
+        publish_version(dataclasses.replace(broken, savedmodel_dir=tmp_path), optimized_model("m", repo))
+    assert tree_digest(repo) == before
+
+
+def test_failure_on_a_new_model_or_new_repository_leaves_nothing(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    publish_version(file_artifact(tmp_path / "good"), optimized_model("m", repo))
+    before = tree_digest(repo)
+    broken = file_artifact(tmp_path / "broken")
+    (broken.savedmodel_dir / "dangling").symlink_to(tmp_path / "missing")
+    with pytest.raises(PublishError):
+        publish_version(broken, optimized_model("fresh", repo))
+    assert tree_digest(repo) == before
+    with pytest.raises(PublishError):
+        publish_version(broken, optimized_model("fresh", tmp_path / "new-repo"))
+    assert not (tmp_path / "new-repo").exists()
+
+
+def test_bad_signature_fails_before_touching_files(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    art = file_artifact(tmp_path / "sm")
+    art.inputs = []
+    with pytest.raises(PublishError, match="no inputs"):
+        publish_version(art, optimized_model("m", repo))
+    assert not repo.exists()
