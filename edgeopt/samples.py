@@ -77,9 +77,9 @@ def _convbn_graph(tf: Any, np: Any, *, as_variables: bool) -> Any:
     """Build conv + batch norm + relu blocks with the usual training-time noise.
 
     Two blocks: Conv2D → Identity → FusedBatchNormV3 → CheckNumerics → Relu,
-    then DepthwiseConv2dNative → FusedBatchNorm (v1) → Relu6, a MatMul head
-    with a FusedBatchNormV3 on it, and an unused branch (a summary-style
-    reduction) hanging off the input.  Weights are seeded random numbers.
+    then DepthwiseConv2dNative → FusedBatchNorm (v1) → Relu6, a mean-pool and
+    MatMul → Identity → BiasAdd → Softmax head, and an unused branch (a
+    summary-style reduction) hanging off the input.  Weights are seeded random numbers.
     """
     rng = np.random.default_rng(7)
 
@@ -120,13 +120,7 @@ def _convbn_graph(tf: Any, np: Any, *, as_variables: bool) -> Any:
         w3 = weight("dense/kernel", rng.normal(0, 0.3, (8, 4)))
         h = tf.matmul(h, w3, name="dense/MatMul")
         h = tf.identity(h, name="dense/Identity")
-        # FusedBatchNorm wants NHWC: view the [N, 4] activations as [N, 1, 1, 4].
-        h4 = tf.reshape(h, [-1, 1, 1, 4], name="dense/to_nhwc")
-        g, b, m, v = bn_params("bn3", 4)
-        h4 = tf.compat.v1.nn.fused_batch_norm(
-            h4, g, b, mean=m, variance=v, epsilon=1e-3, is_training=False, name="bn3/FusedBatchNormV3"
-        )[0]
-        h = tf.reshape(h4, [-1, 4], name="dense/from_nhwc")
+        h = tf.nn.bias_add(h, weight("dense/bias", rng.normal(0, 0.1, 4)), name="dense/BiasAdd")
         tf.nn.softmax(h, name="output")
         # Nothing the output needs: strip_unused_nodes should drop it.
         tf.multiply(tf.reduce_mean(x), 2.0, name="unused_branch")
@@ -220,8 +214,7 @@ def write_keras_model(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     inputs = [
-        {"name": t.name, "dtype": "FP32", "shape": [-1 if d is None else int(d) for d in t.shape]}
-        for t in model.inputs
+        {"name": t.name, "dtype": "FP32", "shape": [-1 if d is None else int(d) for d in t.shape]} for t in model.inputs
     ]
     if fmt == "savedmodel":
         target = out / "saved_model"

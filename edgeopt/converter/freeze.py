@@ -1,0 +1,66 @@
+"""Stage 2 — freeze: turn variables into constants.
+
+TF 2.x's ``freeze_graph`` tool crashes on resource variables, so this
+freezes the way that works for both kinds: graph formats from the live
+session that load restored (``convert_variables_to_constants`` also keeps
+only what the outputs need), SavedModel/Keras signature functions with
+``convert_variables_to_constants_v2`` (which inlines the function calls).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from edgeopt.converter.graph_model import Endpoint, FrozenModel
+from edgeopt.converter.load import VARIABLE_OPS, LoadedModel
+from edgeopt.errors import ConversionError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf
+from tensorflow.python.framework import convert_to_constants
+
+
+def _freeze_session(loaded: LoadedModel) -> Any:
+    sess = loaded.session
+    output_nodes = sorted({o.node for o in loaded.outputs})
+    graph_def = sess.graph.as_graph_def()
+    try:
+        return tf.compat.v1.graph_util.convert_variables_to_constants(sess, graph_def, output_nodes)
+    except (tf.errors.OpError, ValueError, AssertionError) as exc:
+        raise ConversionError(f"freezing the graph failed: {str(exc).splitlines()[0][:400]}") from exc
+
+
+def _freeze_function(loaded: LoadedModel) -> tuple[Any, list[Endpoint], list[Endpoint]]:
+    func = loaded.function
+    try:
+        frozen = convert_to_constants.convert_variables_to_constants_v2(func)
+    except (tf.errors.OpError, ValueError) as exc:
+        raise ConversionError(f"freezing the signature function failed: {str(exc).splitlines()[0][:400]}") from exc
+    graph_def = frozen.graph.as_graph_def()
+    placeholders = [t for t in frozen.inputs if t.dtype != tf.resource]
+    by_op = {t.op.name: t for t in placeholders}
+    # Signature placeholders are named after their keys; fall back to flattening order (sorted keys).
+    inputs = []
+    for i, ep in enumerate(loaded.inputs):
+        t = by_op[ep.key] if ep.key in by_op else placeholders[i]
+        inputs.append(Endpoint(ep.key, t.name, ep.dtype, ep.shape))
+    out_specs = func.structured_outputs
+    keys = sorted(out_specs) if isinstance(out_specs, dict) else [f"output_{i}" for i in range(len(frozen.outputs))]
+    tensor_by_key = dict(zip(keys, [t.name for t in frozen.outputs], strict=False))
+    outputs = [Endpoint(ep.key, tensor_by_key[ep.key], ep.dtype, ep.shape) for ep in loaded.outputs]
+    return graph_def, inputs, outputs
+
+
+def freeze(loaded: LoadedModel) -> FrozenModel:
+    if loaded.session is not None:
+        graph_def = _freeze_session(loaded)
+        inputs, outputs = list(loaded.inputs), list(loaded.outputs)
+    else:
+        graph_def, inputs, outputs = _freeze_function(loaded)
+    left = [n.name for n in graph_def.node if n.op in VARIABLE_OPS]
+    if left:
+        raise ConversionError(f"variables survived freezing: {', '.join(left[:5])}")
+    # The spec may narrow placeholder shapes (e.g. [-1, 224, 224, 3] for [-1, -1, -1, 3]).
+    return FrozenModel(graph_def, inputs, outputs)
