@@ -1,0 +1,67 @@
+"""``edgeopt triton serve``: the real tritonserver in the foreground, for the demo and for humans.
+
+Top-level imports are stdlib + edgeopt.errors only (see edgeopt.cli).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="triton_command", metavar="SUBCOMMAND", required=True)
+    serve = sub.add_parser("serve", help="run tritonserver (explicit model control) on a model repository")
+    serve.add_argument("--repository", required=True, type=Path, help="model repository directory")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    serve.add_argument("--http-port", type=int, default=None, help="HTTP port (default: a free one)")
+    serve.add_argument("--grpc-port", type=int, default=None, help="gRPC port (default: a free one)")
+    serve.add_argument("--metrics-port", type=int, default=None, help="metrics port (default: a free one)")
+    serve.add_argument(
+        "--load-model", action="append", default=[], metavar="NAME", help="load this model at start (repeatable)"
+    )
+    serve.add_argument("--log-file", type=Path, default=None, help="write the server log here instead of stderr")
+    serve.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for /v2/health/live")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeopt.triton.server import TritonServer
+
+    repo = args.repository.resolve()
+    repo.mkdir(parents=True, exist_ok=True)
+    server = TritonServer(
+        repo,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        log_path=args.log_file,
+        load_models=args.load_model,
+        startup_timeout=args.startup_timeout,
+    )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    server.start()
+    try:
+        print(f"tritonserver ready in {server.startup_seconds:.1f}s", file=sys.stderr)
+        print(f"HTTP    {server.http_url}", flush=True)
+        print(f"gRPC    {server.grpc_url}")
+        print(f"metrics {server.metrics_url}")
+        print(f"repository {repo} (explicit model control: POST {server.http_url}/v2/repository/models/NAME/load)")
+        sys.stdout.flush()
+        while server.is_running():
+            time.sleep(0.5)
+        code = server.wait()
+        print(f"tritonserver exited with code {code}", file=sys.stderr)
+        return 1 if code else 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
