@@ -1,0 +1,329 @@
+"""The Helm chart, rendered by the real helm binary and checked as data.
+
+No cluster here (see test_chart_k8s.py for that): these pin down what a
+reviewer would check by eye — RBAC equals the operator's own list of verbs,
+the pods are locked down, every setting reaches the operator in a form its
+settings parser accepts, and the CRD is the repository's CRD.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from typing import Any
+
+import pytest
+import yaml
+
+from edgeopt.operator.permissions import RULES
+from edgeopt.operator.settings import OperatorSettings
+from tests.ship import chart
+
+ROOT = chart.ROOT
+CRD_SOURCE = ROOT / "crds" / "optimizedmodels.edgeopt.io.yaml"
+CRD_COPY = chart.CHART / "files" / "optimizedmodels.edgeopt.io.yaml"
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
+    found = [d for d in by_kind(docs, kind) if d["metadata"]["name"].endswith(name_suffix)]
+    assert len(found) == 1, f"expected one {kind} *{name_suffix}, got {[d['metadata']['name'] for d in found]}"
+    return found[0]
+
+
+def triples(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+EXPECTED = {(g, r, v) for rule in RULES for g in rule.api_groups for r in rule.resources for v in rule.verbs}
+
+
+# --------------------------------------------------------------------------- lint and sources
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        [],
+        ["triton.enabled=true", "persistence.modelRepository.create=true", "persistence.modelSource.create=true"],
+        ["watchNamespaces={vision,speech}", "operator.replicaCount=3"],
+        ["operator.enabled=false", "crds.keep=false"],
+    ],
+)
+def test_helm_lint_passes(sets: list[str]) -> None:
+    args = [arg for s in sets for arg in ("--set", s)]
+    proc = subprocess.run(
+        [chart.helm(), "lint", "--strict", str(chart.CHART), "--kube-version", chart.KUBE_VERSION, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 chart(s) failed" in proc.stdout
+
+
+def test_crd_in_chart_is_the_repository_crd() -> None:
+    assert CRD_COPY.read_bytes() == CRD_SOURCE.read_bytes(), (
+        "charts/edgeopt/files/optimizedmodels.edgeopt.io.yaml must be a copy of crds/; "
+        "run: cp crds/optimizedmodels.edgeopt.io.yaml charts/edgeopt/files/"
+    )
+
+
+def test_deploy_manifests_are_current() -> None:
+    for path, text in chart.deploy_manifests().items():
+        assert path.exists() and path.read_text() == text, (
+            f"{path.relative_to(ROOT)} is stale; run: .venv/bin/python -m tests.ship.chart --write"
+        )
+
+
+# --------------------------------------------------------------------------- CRDs
+
+
+def test_crd_template_renders_the_source_schema_and_keeps_it() -> None:
+    rendered = one(chart.render(), "CustomResourceDefinition")
+    source = yaml.safe_load(CRD_SOURCE.read_text())
+    assert rendered["spec"] == source["spec"]
+    assert rendered["metadata"]["name"] == source["metadata"]["name"]
+    assert rendered["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert source["metadata"]["labels"].items() <= rendered["metadata"]["labels"].items()
+
+
+def test_crd_can_be_left_out_or_not_kept() -> None:
+    assert not by_kind(chart.render("--set", "crds.enabled=false"), "CustomResourceDefinition")
+    crd = one(chart.render("--set", "crds.keep=false"), "CustomResourceDefinition")
+    assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
+
+
+def test_kopf_peering_crds_and_object() -> None:
+    crds = [d for d in yaml.safe_load_all((chart.CHART / "crds" / "kopf-peering.yaml").read_text()) if d]
+    kinds = {c["spec"]["names"]["kind"]: c for c in crds}
+    assert set(kinds) == {"ClusterKopfPeering", "KopfPeering"}
+    assert {c["spec"]["group"] for c in crds} == {"kopf.dev"}  # what kopf 1.x looks for first
+    docs = chart.render()
+    peering = one(docs, "ClusterKopfPeering")
+    env = container_env(one(docs, "Deployment"))
+    assert env["EDGEOPT_PEERING_NAME"] == peering["metadata"]["name"]
+    namespaced = chart.render("--set", "watchNamespaces={a,b}")
+    assert {d["metadata"]["namespace"] for d in by_kind(namespaced, "KopfPeering")} == {"a", "b"}
+    assert not by_kind(namespaced, "ClusterKopfPeering")
+
+
+# --------------------------------------------------------------------------- RBAC
+
+
+def test_cluster_role_grants_exactly_the_operators_verbs() -> None:
+    docs = chart.render()
+    role = one(docs, "ClusterRole")
+    assert triples(role["rules"]) == EXPECTED
+    binding = one(docs, "ClusterRoleBinding")
+    sa = one(docs, "ServiceAccount")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "edgeopt"}
+    ]
+    assert not by_kind(docs, "Role")
+
+
+def test_watch_namespaces_moves_namespaced_rules_into_roles() -> None:
+    docs = chart.render("--set", "watchNamespaces={vision,speech}")
+    cluster = triples(one(docs, "ClusterRole")["rules"])
+    roles = by_kind(docs, "Role")
+    assert {r["metadata"]["namespace"] for r in roles} == {"vision", "speech"}
+    assert {b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")} == {"vision", "speech"}
+    for role in roles:
+        assert cluster | triples(role["rules"]) == EXPECTED
+    # only cluster-scoped resources stay cluster-wide
+    assert {r for _, r, _ in cluster} == {"customresourcedefinitions", "namespaces", "clusterkopfpeerings"}
+    env = container_env(one(docs, "Deployment"))
+    assert env["EDGEOPT_NAMESPACES"] == "vision,speech"
+
+
+@pytest.mark.parametrize("sets", [[], ["--set", "watchNamespaces={a}"]])
+def test_rbac_has_no_wildcards_and_no_secrets(sets: list[str]) -> None:
+    for doc in chart.render(*sets):
+        if doc["kind"] in ("ClusterRole", "Role"):
+            for rule in doc["rules"]:
+                for key in ("apiGroups", "resources", "verbs"):
+                    assert "*" not in rule[key], f"{doc['kind']} {rule}"
+                assert "secrets" not in rule["resources"]
+                assert not rule.get("nonResourceURLs")
+
+
+# --------------------------------------------------------------------------- the operator Deployment
+
+
+def container_env(deployment: dict[str, Any]) -> dict[str, str]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value") for e in container["env"] if "value" in e}
+
+
+def test_operator_env_is_what_the_settings_parser_accepts() -> None:
+    docs = chart.render(
+        "--set", "converter.tolerations[0].key=nvidia.com/gpu",
+        "--set", "converter.tolerations[0].operator=Exists",
+        "--set", "converter.nodeSelector.nvidia\\.com/gpu\\.product=NVIDIA-L4",
+        "--set", "converter.runtimeClassName=nvidia",
+        "--set", "operator.tritonURL=http://triton.x.svc:8000",
+    )  # fmt: skip
+    env = container_env(one(docs, "Deployment"))
+    fields = {f"EDGEOPT_{name.upper()}" for name in OperatorSettings.__dataclass_fields__}
+    unknown = {k for k in env if k.startswith("EDGEOPT_")} - fields
+    assert not unknown, f"the chart sets variables the operator does not read: {unknown}"
+    settings = OperatorSettings.from_env(env)  # raises SettingsError on anything malformed
+    assert settings.converter_resources == {"requests": {"cpu": "1", "memory": "4Gi"},
+                                            "limits": {"memory": "16Gi", "nvidia.com/gpu": 1}}  # fmt: skip
+    assert settings.converter_node_selector == {"nvidia.com/gpu.product": "NVIDIA-L4"}
+    assert settings.converter_tolerations == ({"key": "nvidia.com/gpu", "operator": "Exists"},)
+    assert settings.converter_runtime_class == "nvidia"
+    assert settings.converter_image == "ghcr.io/edgeopt/edgeopt-converter:0.1.0"
+    assert settings.triton_url == "http://triton.x.svc:8000"
+    assert settings.peering_name == "edgeopt" and settings.priority == 100
+    assert settings.max_concurrent_conversions == 1
+    assert settings.converter_run_as_user == 10001
+
+
+def test_operator_pod_is_locked_down() -> None:
+    dep = one(chart.render(), "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (c,) = pod["containers"]
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert "command" not in c, "one replica must run the image's own entrypoint"
+    assert c["image"] == "ghcr.io/edgeopt/edgeopt-operator:0.1.0"
+    # the liveness probe hits the port the operator is told to serve it on
+    port = {p["name"]: p["containerPort"] for p in c["ports"]}[c["livenessProbe"]["httpGet"]["port"]]
+    assert str(port) == container_env(dep)["EDGEOPT_LIVENESS_PORT"]
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_standby_replicas_get_distinct_priorities() -> None:
+    dep = one(chart.render("--set", "operator.replicaCount=2", "--set", "operator.extraArgs={--x}"), "Deployment")
+    assert dep["spec"]["replicas"] == 2
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert "EDGEOPT_PRIORITY" not in container_env(dep)
+    script, argv0, *rest = c["args"]
+    assert rest == ["--x"]
+    pod_id = next(e for e in c["env"] if e["name"] == "POD_ID")
+    assert pod_id["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # run the very script for two pod names: priorities differ and the entrypoint is exec'd
+    outputs = set()
+    for pod in ("edgeopt-5d8f9c7b6-abcde", "edgeopt-5d8f9c7b6-fghij"):
+        probe = script.replace("exec edgeopt operator", "echo $EDGEOPT_PRIORITY edgeopt operator")
+        out = subprocess.run(
+            [*c["command"], probe, argv0, *rest], env={"POD_ID": pod, "PATH": "/usr/bin:/bin"},
+            capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
+        assert out[1:] == ["edgeopt", "operator", "--x"]
+        assert int(out[0]) >= 100
+        outputs.add(out[0])
+    assert len(outputs) == 2
+
+
+def test_escape_hatches_reach_the_pod() -> None:
+    dep = one(
+        chart.render(
+            "--set", "operator.extraArgs={--standalone}",
+            "--set", "operator.extraEnv[0].name=HTTPS_PROXY", "--set", "operator.extraEnv[0].value=http://p:3128",
+            "--set", "operator.extraVolumes[0].name=ca", "--set", "operator.extraVolumes[0].configMap.name=corp-ca",
+            "--set", "operator.extraVolumeMounts[0].name=ca", "--set", "operator.extraVolumeMounts[0].mountPath=/ca",
+        ),
+        "Deployment",
+    )  # fmt: skip
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["args"] == ["--standalone"]
+    assert container_env(dep)["HTTPS_PROXY"] == "http://p:3128"
+    assert {"name": "ca", "configMap": {"name": "corp-ca"}} in pod["volumes"]
+    assert {"name": "ca", "mountPath": "/ca"} in c["volumeMounts"]
+
+
+def test_operator_can_be_left_out() -> None:
+    docs = chart.render("--set", "operator.enabled=false")
+    assert not by_kind(docs, "Deployment")
+    for kind in ("ClusterRole", "ServiceAccount", "CustomResourceDefinition", "ClusterKopfPeering"):
+        assert by_kind(docs, kind), kind
+
+
+# --------------------------------------------------------------------------- Triton and claims
+
+
+def test_triton_runs_in_explicit_mode_on_the_repository_claim() -> None:
+    docs = chart.render(
+        "--set", "triton.enabled=true",
+        "--set", "persistence.modelRepository.create=true", "--set", "persistence.modelSource.create=true",
+    )  # fmt: skip
+    triton = one(docs, "Deployment", "-triton")
+    pod = triton["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert "--model-control-mode=explicit" in c["args"]
+    assert "--model-repository=/models" in c["args"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    assert claims == {"triton-models"}
+    assert {p["metadata"]["name"] for p in by_kind(docs, "PersistentVolumeClaim")} == {"triton-models", "models"}
+    svc = one(docs, "Service", "-triton")
+    env = container_env(one(docs, "Deployment", "edgeopt"))
+    assert env["EDGEOPT_TRITON_URL"] == f"http://{svc['metadata']['name']}.edgeopt.svc:8000"
+    # the example specs reference the claims by these names
+    example = yaml.safe_load((ROOT / "examples" / "mobilenet-v2-fp16.yaml").read_text())
+    assert example["spec"]["source"]["uri"].startswith("pvc://models/")
+    assert example["spec"]["target"]["repository"] == "pvc://triton-models"
+
+
+def test_helm_test_hook_checks_the_endpoints() -> None:
+    docs = chart.render("--set", "triton.enabled=true")
+    (pod,) = [d for d in docs if d["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    urls = pod["spec"]["containers"][0]["args"][1:]
+    assert any(u.endswith("/healthz") for u in urls) and any(u.endswith("/v2/health/ready") for u in urls)
+    assert pod["spec"]["automountServiceAccountToken"] is False
+
+
+# --------------------------------------------------------------------------- values
+
+
+#: Values that are passed through as Kubernetes objects: their inner keys are Kubernetes' own.
+PASSTHROUGH = ("resources", "podSecurityContext", "securityContext")
+
+
+def test_every_value_is_commented() -> None:
+    lines = (chart.CHART / "values.yaml").read_text().splitlines()
+    inside: int | None = None  # indentation of the passthrough key we are in
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)([A-Za-z][\w.-]*):", line)
+        if not m:
+            continue
+        indent = len(m.group(1))
+        if inside is not None and indent > inside:
+            continue
+        inside = indent if m.group(2) in PASSTHROUGH else None
+        prev = lines[i - 1].strip() if i else ""
+        commented = prev.startswith("#") or "#" in line.split(":", 1)[1]
+        assert commented, f"values.yaml:{i + 1}: {line.strip()} has no comment"
+
+
+def test_schema_rejects_bad_values() -> None:
+    for bad in ("operator.replicaCount=-1", "operator.typo=1", "converter.job.backoffLimit=-2",
+                "watchNamespaces={Not_A_Namespace}", "triton.service.httpPort=70000"):  # fmt: skip
+        with pytest.raises(AssertionError, match="values don't meet the specifications|schema"):
+            chart.render("--set", bad)
+
+
+def test_examples_are_valid_specs() -> None:
+    from edgeopt.spec import load_manifest
+
+    examples = sorted((ROOT / "examples").glob("*.yaml"))
+    assert len(examples) >= 3
+    for path in examples:
+        load_manifest(path)
+
+
