@@ -1,0 +1,264 @@
+"""The conversion lifecycle: one Job per (uid, generation), and what its progress means.
+
+Two entry points, both idempotent so that replaying them after an operator
+restart is harmless:
+
+* ``ensure_conversion`` (create/update/resume of an OptimizedModel): stop Jobs
+  of older generations, wait for a capacity slot, create the ConfigMap and Job
+  (a 409 adopts the existing ones).
+* ``track_job`` (every event of a managed Job): move the owner's phase
+  Pending → Converting → Publishing/Ready or Failed, reading the converter's
+  Summary from the Pod's termination message.
+
+Everything the operator learns is written to the resource's status, never kept
+only in memory; the in-memory bits (``seen``, the capacity lock) are caches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from edgeopt.errors import SpecError
+from edgeopt.operator import metrics, resources, status
+from edgeopt.operator.kube import Kube
+from edgeopt.operator.settings import OperatorSettings
+from edgeopt.spec import API_VERSION, KIND, OptimizedModel, parse_manifest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What the handlers share: settings, the API wrapper and two small caches."""
+
+    settings: OperatorSettings
+    kube: Kube
+    capacity_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: (namespace, job name) -> last job state acted upon; avoids re-reading Pods on every Job update.
+    seen: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def post_event(obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+    """An Event on ``obj`` (any mapping with apiVersion/kind/metadata; kopf types it as Body)."""
+    target: Any = dict(obj)
+    (kopf.warn if warning else kopf.info)(target, reason=reason, message=message)
+
+
+def model_from_body(body: Mapping[str, Any]) -> OptimizedModel:
+    meta = body.get("metadata") or {}
+    doc = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
+        "spec": dict(body.get("spec") or {}),
+    }
+    return parse_manifest(doc)
+
+
+def triton_url(rt: Runtime, model: OptimizedModel) -> str | None:
+    return model.spec.serving.triton_url or rt.settings.triton_url
+
+
+def effective_precision(model: OptimizedModel) -> str:
+    return model.spec.tensorrt.precision if model.spec.tensorrt.enabled else "FP32"
+
+
+# --------------------------------------------------------------------------- capacity
+
+
+def queue_entry(body: Mapping[str, Any]) -> tuple[str, bool]:
+    """(creationTimestamp, waiting) for the capacity queue index.
+
+    A resource is waiting when its current generation has no Job yet: never
+    seen by the operator, or held back with WaitingForCapacity.
+    """
+    meta = body.get("metadata") or {}
+    st = body.get("status") or {}
+    if meta.get("deletionTimestamp"):
+        return meta.get("creationTimestamp") or "", False
+    ready = status.condition(st, status.READY_CONDITION) or {}
+    waiting = (
+        st.get("observedGeneration") != meta.get("generation") or ready.get("reason") == status.WAITING_FOR_CAPACITY
+    )
+    if st.get("phase") == status.FAILED and st.get("observedGeneration") == meta.get("generation"):
+        waiting = False
+    return meta.get("creationTimestamp") or "", waiting
+
+
+def running_jobs(rt: Runtime) -> list[dict[str, Any]]:
+    """Managed Jobs that hold a slot, counted from the cluster so the limit survives restarts."""
+    return [
+        j
+        for j in rt.kube.list_jobs(resources.managed_selector())
+        if not (j.get("metadata") or {}).get("deletionTimestamp")
+        and status.job_state(j) in (status.JOB_PENDING, status.JOB_RUNNING)
+    ]
+
+
+def ahead_in_queue(queue: Mapping[Any, Any], namespace: str, name: str, created: str) -> int:
+    """Waiting resources created before this one (ties broken by namespace/name)."""
+    me = (created, namespace, name)
+    count = 0
+    for key, entries in queue.items():
+        for created_at, waiting in entries:
+            if waiting and (created_at, *key) < me:
+                count += 1
+    return count
+
+
+# --------------------------------------------------------------------------- create / update / resume
+
+
+def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, Any]) -> None:
+    """Make sure the Job for the current generation exists, and say so in the status.
+
+    Raises kopf.TemporaryError while waiting for capacity; KubeError when the
+    API fails. Writes status itself (not through kopf's patch) so that a Job
+    adopted after a restart can be tracked at once, in the right order.
+    """
+    meta = body["metadata"]
+    ns, name, uid, gen = meta["namespace"], meta["name"], meta["uid"], int(meta["generation"])
+    st = dict(body.get("status") or {})
+    owner = dict(body)
+    try:
+        model = model_from_body(body)
+    except SpecError as exc:
+        patch = status.invalid_spec(st, gen, str(exc))
+        if status.changed(st, patch):
+            rt.kube.patch_model_status(ns, name, patch)
+            post_event(owner, warning=True, reason="InvalidSpec", message=str(exc))
+        return
+
+    job = resources.job_name(name, gen, uid)
+    if st.get("observedGeneration") == gen and st.get("jobName") == job:
+        return  # this generation's Job was made and is tracked; it may be finished and TTL-deleted
+
+    mine = rt.kube.list_jobs(f"{resources.UID_LABEL}={uid}", namespace=ns)
+    for old in mine:
+        old_meta = old["metadata"]
+        old_gen = int((old_meta.get("labels") or {}).get(resources.GENERATION_LABEL, "0"))
+        if old_gen < gen and status.job_state(old) in (status.JOB_PENDING, status.JOB_RUNNING):
+            rt.kube.delete_job(ns, old_meta["name"])
+            post_event(
+                owner,
+                reason="Superseded",
+                message=f"stopped Job {old_meta['name']} of generation {old_gen}: the spec changed",
+            )
+    existing = next((j for j in mine if j["metadata"]["name"] == job), None)
+    if existing is None:
+        with rt.capacity_lock:
+            running = running_jobs(rt)
+            ahead = ahead_in_queue(queue, ns, name, meta.get("creationTimestamp") or "")
+            limit = rt.settings.max_concurrent_conversions
+            if len(running) + ahead >= limit:
+                patch = status.waiting_for_capacity(st, gen, len(running), limit)
+                if status.changed(st, patch):
+                    rt.kube.patch_model_status(ns, name, patch)
+                    post_event(
+                        owner,
+                        reason=status.WAITING_FOR_CAPACITY,
+                        message=f"{len(running)} of {limit} conversions running, {ahead} waiting ahead",
+                    )
+                raise kopf.TemporaryError("waiting for a conversion slot", delay=rt.settings.capacity_poll_seconds)
+            _create_job(rt, body, model, job, gen, uid)
+            rt.kube.patch_model_status(
+                ns, name, status.job_created(st, gen, job, model.model_name, effective_precision(model))
+            )
+        return
+    # A previous run of the operator created the Job but died before recording it.
+    log.info("adopting the existing Job %s/%s", ns, job)
+    rt.kube.patch_model_status(ns, name, status.job_created(st, gen, job, model.model_name, effective_precision(model)))
+    rt.seen.pop((ns, job), None)
+    track_job(rt, existing)
+
+
+def _create_job(rt: Runtime, body: Mapping[str, Any], model: OptimizedModel, job: str, gen: int, uid: str) -> None:
+    owner: Any = dict(body)
+    cm = resources.manifest_configmap(model, dict(body.get("spec") or {}), name=job, generation=gen, uid=uid)
+    job_body = resources.conversion_job(model, rt.settings, name=job, generation=gen, uid=uid, configmap=job)
+    kopf.adopt([cm, job_body], owner=owner)
+    rt.kube.create_configmap(cm)
+    _, created = rt.kube.create_job(job_body)
+    if created:
+        post_event(owner, reason="JobCreated", message=f"created Job {job} for generation {gen}")
+    else:
+        log.info("adopted the existing Job %s/%s", model.namespace, job)
+
+
+# --------------------------------------------------------------------------- Job progress
+
+
+def track_job(rt: Runtime, job: Mapping[str, Any]) -> None:
+    """Reflect one managed Job's state on its OptimizedModel."""
+    meta = job.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    ns, job_name = meta.get("namespace"), meta.get("name")
+    model_name, uid = labels.get(resources.MODEL_LABEL), labels.get(resources.UID_LABEL)
+    if not (ns and job_name and model_name and uid):
+        return
+    gen = int(labels.get(resources.GENERATION_LABEL, "0"))
+    state = status.job_state(job)
+    key = (ns, job_name)
+    if rt.seen.get(key) == state:
+        return
+
+    body = rt.kube.read_model(ns, model_name)
+    if body is None or body["metadata"].get("uid") != uid:
+        rt.seen[key] = state
+        return
+    st = body.get("status") or {}
+    current_gen = int(body["metadata"].get("generation") or 0)
+    if gen != current_gen or st.get("jobName") not in (None, job_name):
+        rt.seen[key] = state  # a superseded generation: its result no longer describes the spec
+        return
+    phase = st.get("phase")
+
+    if state == status.JOB_RUNNING and phase in (None, status.PENDING):
+        patch = status.job_running(st, gen, job_name)
+        rt.kube.patch_model_status(ns, model_name, patch)
+        post_event(body, reason="Converting", message=f"Job {job_name} started converting")
+    elif state in (status.JOB_SUCCEEDED, status.JOB_FAILED) and not (
+        st.get("observedGeneration") == gen and phase in (status.PUBLISHING, status.READY, status.FAILED)
+    ):
+        _finished(rt, body, job, state, gen)
+    rt.seen[key] = state
+
+
+def _finished(rt: Runtime, body: dict[str, Any], job: Mapping[str, Any], state: str, gen: int) -> None:
+    meta = body["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    job_name = job["metadata"]["name"]
+    pods = rt.kube.list_pods(ns, f"{resources.JOB_LABEL}={job_name}")
+    message, code = status.terminated_message(pods, resources.CONTAINER_NAME)
+    succeeded = state == status.JOB_SUCCEEDED
+    if message is None and not succeeded:
+        reason, msg = status.job_failure(job)
+        summary = status.Summary(ok=False, reason=reason, message=msg)
+    else:
+        summary = status.parse_summary(message, code, succeeded=succeeded)
+    seconds = status.job_seconds(job)
+    st = body.get("status") or {}
+    if succeeded and summary.ok:
+        try:
+            model = model_from_body(body)
+            serving = bool(triton_url(rt, model))
+        except SpecError:
+            serving = False
+        patch = status.job_succeeded(st, gen, summary, serving=serving)
+        rt.kube.patch_model_status(ns, name, patch)
+        metrics.record_conversion("succeeded", summary.reason or "Published", seconds)
+        took = f" in {seconds:.0f}s" if seconds is not None else ""
+        post_event(body, reason="Published", message=f"converted and published version {summary.version}{took}")
+        if not serving:
+            post_event(body, reason="Ready", message=f"version {summary.version} is published")
+    else:
+        patch = status.job_failed(st, gen, summary)
+        rt.kube.patch_model_status(ns, name, patch)
+        metrics.record_conversion("failed", summary.reason or "Failed", seconds)
+        post_event(body, warning=True, reason=summary.reason or "ConversionFailed", message=summary.message)

@@ -1,0 +1,121 @@
+"""kopf handlers: thin. They read the body, call conversion/serving, and map errors.
+
+Importing this module registers the handlers with kopf's default registry;
+``edgeopt operator`` imports it and runs kopf. The OptimizedModel is the only
+place state lives (status, annotations); the operator's memory is a cache, so
+any replica can take over after a restart or a peering hand-over.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import kopf
+
+from edgeopt.operator import conversion, metrics, resources, serving, status
+from edgeopt.operator.conversion import Runtime
+from edgeopt.operator.kube import GROUP, PLURAL, VERSION, Kube, KubeError, load_api_client
+from edgeopt.operator.settings import OperatorSettings
+
+FINALIZER = "edgeopt.io/finalizer"
+
+
+@contextmanager
+def kopf_errors() -> Iterator[None]:
+    """API trouble that may heal is retried by kopf with backoff; the rest is permanent."""
+    try:
+        yield
+    except KubeError as exc:
+        if exc.temporary:
+            raise kopf.TemporaryError(str(exc), delay=10) from exc
+        raise kopf.PermanentError(str(exc)) from exc
+
+
+def runtime(memo: Any) -> Runtime:
+    rt: Runtime = memo.runtime
+    return rt
+
+
+@kopf.on.startup()
+def configure(settings: Any, memo: Any, logger: Any, **_: Any) -> None:
+    """Keep kopf's bookkeeping under edgeopt.io, connect the API client, open /metrics."""
+    config: OperatorSettings = memo.get("config") or OperatorSettings.from_env()
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="edgeopt.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="edgeopt.io", key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING  # our own Events say what happened; kopf adds only trouble
+    settings.execution.max_workers = 8
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    kube = Kube(load_api_client(), namespaces=config.namespaces)
+    kube.on_call = metrics.record_api_call
+    memo.runtime = Runtime(settings=config, kube=kube)
+    metrics.serve(config.metrics_port)
+    logger.info(
+        "edgeopt operator: namespaces=%s, max %d concurrent conversions, converter image %s",
+        ",".join(config.namespaces) or "(all)",
+        config.max_concurrent_conversions,
+        config.converter_image,
+    )
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def capacity_queue(body: Any, **_: Any) -> tuple[str, bool]:
+    """(creationTimestamp, waiting) per resource: the order in which waiting conversions start."""
+    return conversion.queue_entry(body)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def reconcile(body: Any, memo: Any, **kwargs: Any) -> None:
+    """One Job per (uid, generation); waits in Pending (WaitingForCapacity) when all slots are busy."""
+    with kopf_errors():
+        conversion.ensure_conversion(runtime(memo), body, kwargs["capacity_queue"])
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={resources.MANAGED_BY: resources.MANAGED_BY_VALUE})
+def job_event(type: Any, body: Any, memo: Any, logger: Any, **_: Any) -> None:
+    """A managed Job changed: move its OptimizedModel's phase. Runs on the initial listing too."""
+    if type == "DELETED":
+        runtime(memo).seen.pop((body.metadata.namespace or "", body.metadata.name or ""), None)
+        return
+    try:
+        conversion.track_job(runtime(memo), body)
+    except KubeError as exc:  # event handlers are not retried; the next Job event or a restart re-tracks
+        runtime(memo).seen.pop((body.metadata.namespace or "", body.metadata.name or ""), None)
+        logger.warning("could not reflect Job %s on its OptimizedModel: %s", body.metadata.name, exc)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def model_event(type: Any, body: Any, **_: Any) -> None:
+    """Keep the models-ready gauge exact, including after a restart (initial listing)."""
+    ns, name = body.metadata.namespace or "", body.metadata.name or ""
+    metrics.observe_phase(ns, name, None if type == "DELETED" else (body.get("status") or {}).get("phase"))
+
+
+def needs_loading(body: Any, **_: Any) -> bool:
+    st = body.get("status") or {}
+    generation = (body.get("metadata") or {}).get("generation")
+    return bool(st.get("phase") == status.PUBLISHING and st.get("observedGeneration") == generation)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=5.0, when=needs_loading)
+async def load_into_triton(body: Any, memo: Any, patch: Any, **kwargs: Any) -> None:
+    """Publishing → Ready: load the published version into Triton, wait ready, answer one request.
+
+    Triton unreachable is ServingReady=False and a retry with backoff; the
+    conversion Job is never re-run for it.
+    """
+    await serving.load_published(runtime(memo), body, patch, retry=int(kwargs.get("retry") or 0))
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def unload_from_triton(body: Any, memo: Any, logger: Any, **_: Any) -> None:
+    """Best effort, bounded: deletion is never blocked by an unreachable Triton. Jobs go by GC."""
+    await serving.unload(runtime(memo), body, logger)

@@ -1,0 +1,66 @@
+"""Every API permission the operator uses, as data.
+
+The chart's ClusterRole is tested against ``RULES`` so that RBAC grants what
+the code needs and nothing more. When the operator starts calling a new API,
+add it here first; the chart test then says what the chart lacks.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Rule(NamedTuple):
+    api_groups: tuple[str, ...]
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+    why: str
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        ("edgeopt.io",),
+        ("optimizedmodels",),
+        ("get", "list", "watch", "patch"),
+        "reconcile OptimizedModels; patch adds/removes the finalizer and kopf's progress annotations",
+    ),
+    Rule(("edgeopt.io",), ("optimizedmodels/status",), ("get", "patch"), "phase, conditions, report"),
+    Rule(
+        ("batch",),
+        ("jobs",),
+        ("get", "list", "watch", "create", "delete"),
+        "one conversion Job per generation; watch drives the phase; delete stops an outdated generation",
+    ),
+    Rule(("",), ("configmaps",), ("get", "create", "delete"), "the manifest the converter reads"),
+    Rule(("",), ("pods",), ("list",), "the converter's termination message (its Summary)"),
+    Rule(("",), ("events",), ("create",), "an Event for every transition (kopf posts core/v1 Events)"),
+    # What kopf itself needs.
+    Rule(
+        ("apiextensions.k8s.io",),
+        ("customresourcedefinitions",),
+        ("list", "watch"),
+        "kopf discovers the resources it serves",
+    ),
+    Rule(("",), ("namespaces",), ("list", "watch"), "kopf follows namespaces when watching several or all"),
+    Rule(
+        ("kopf.dev",),
+        ("clusterkopfpeerings", "kopfpeerings"),
+        ("get", "list", "watch", "patch"),
+        "kopf peering: active/standby replicas",
+    ),
+    Rule(
+        ("zalando.org",),
+        ("clusterkopfpeerings", "kopfpeerings"),
+        ("get", "list", "watch", "patch"),
+        "kopf peering (the legacy API group, still used when its CRD is installed)",
+    ),
+)
+
+
+def as_policy_rules() -> list[dict[str, list[str]]]:
+    """RULES in the shape of a ClusterRole's ``rules``."""
+    return [{"apiGroups": list(r.api_groups), "resources": list(r.resources), "verbs": list(r.verbs)} for r in RULES]
+
+
+def allows(api_group: str, resource: str, verb: str) -> bool:
+    return any(api_group in r.api_groups and resource in r.resources and verb in r.verbs for r in RULES)

@@ -1,0 +1,216 @@
+"""What the operator creates, as plain data: the conversion Job and its ConfigMap.
+
+Pure functions, unit-tested without a cluster: ``kube`` applies what these
+return. The Job name is a function of (name, generation, uid) only, so an
+operator that restarts at any point finds the Job it already made instead of
+making a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import yaml
+
+from edgeopt.operator.settings import OperatorSettings
+from edgeopt.spec import API_VERSION, DEFAULT_PVC_ROOT, KIND, PVC_ROOT_ENV, OptimizedModel, pvc_claim
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "edgeopt"
+MODEL_LABEL = "edgeopt.io/model"
+GENERATION_LABEL = "edgeopt.io/generation"
+JOB_LABEL = "edgeopt.io/job"
+UID_LABEL = "edgeopt.io/uid"
+MODEL_NAME_ANNOTATION = "edgeopt.io/model-name"
+
+CONTAINER_NAME = "convert"
+MANIFEST_DIR = "/etc/edgeopt"
+MANIFEST_FILE = "model.yaml"
+COMMAND = ["edgeopt", "convert", "-f", f"{MANIFEST_DIR}/{MANIFEST_FILE}"]
+#: Exit codes of errors that a retry cannot fix (spec, input, conversion, TRT, validation, publish).
+PERMANENT_EXIT_CODES = [2, 3, 4, 5, 6, 7]
+MAX_NAME = 63
+
+
+def managed_selector() -> str:
+    return f"{MANAGED_BY}={MANAGED_BY_VALUE}"
+
+
+def job_name(name: str, generation: int, uid: str) -> str:
+    """``<name>-g<generation>-<6 hex of the uid>``, at most 63 characters.
+
+    The uid hash keeps a re-created resource with the same name from adopting
+    the Job of its predecessor; the generation gives each spec change its Job.
+    """
+    suffix = f"-g{generation}-{hashlib.sha256(uid.encode()).hexdigest()[:6]}"
+    stem = re.sub(r"[^a-z0-9-]", "-", name.lower())[: MAX_NAME - len(suffix)].strip("-") or "model"
+    return stem + suffix
+
+
+def model_labels(name: str, generation: int, uid: str) -> dict[str, str]:
+    return {
+        MANAGED_BY: MANAGED_BY_VALUE,
+        "app.kubernetes.io/name": "edgeopt-converter",
+        "app.kubernetes.io/component": "converter",
+        MODEL_LABEL: name[:MAX_NAME].rstrip("-."),
+        GENERATION_LABEL: str(generation),
+        UID_LABEL: uid,
+    }
+
+
+def converter_manifest(model: OptimizedModel, spec: dict[str, Any]) -> str:
+    """The YAML the converter reads: the resource as the user applied it (with CRD defaults)."""
+    doc = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": model.name, **({"namespace": model.namespace} if model.namespace else {})},
+        "spec": spec,
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def manifest_configmap(
+    model: OptimizedModel, spec: dict[str, Any], *, name: str, generation: int, uid: str
+) -> dict[str, Any]:
+    """The ConfigMap mounted at /etc/edgeopt: the converter runs on the very YAML that was applied."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": model.namespace,
+            "labels": model_labels(model.name, generation, uid),
+        },
+        "data": {MANIFEST_FILE: converter_manifest(model, spec)},
+    }
+
+
+def _volume_name(index: int, claim: str) -> str:
+    return f"pvc-{index}-{claim}"[:MAX_NAME].rstrip("-")
+
+
+def pvc_claims(model: OptimizedModel) -> dict[str, bool]:
+    """Claims the Job mounts, each mapped to whether it must be writable (only the repository)."""
+    claims: dict[str, bool] = {}
+    spec = model.spec
+    cal = spec.tensorrt.calibration
+    for uri, writable in ((spec.source.uri, False), (cal.uri if cal else None, False), (spec.target.repository, True)):
+        claim = pvc_claim(uri)
+        if claim:
+            claims[claim] = claims.get(claim, False) or writable
+    return claims
+
+
+def conversion_job(
+    model: OptimizedModel,
+    settings: OperatorSettings,
+    *,
+    name: str,
+    generation: int,
+    uid: str,
+    configmap: str,
+) -> dict[str, Any]:
+    """The batch/v1 Job that runs ``edgeopt convert`` once for one (uid, generation).
+
+    ``spec.converter`` wins over the operator's defaults. The converter reports
+    through its termination message; FallbackToLogsOnError keeps the log tail
+    when it dies before writing one (OOM, a crash in TensorFlow).
+    """
+    conv = model.spec.converter
+    labels = model_labels(model.name, generation, uid)
+    pod_labels = {**labels, JOB_LABEL: name}
+    resources = conv.resources if conv.resources is not None else dict(settings.converter_resources)
+    node_selector = conv.node_selector if conv.node_selector is not None else dict(settings.converter_node_selector)
+    tolerations = (
+        conv.tolerations if conv.tolerations is not None else [dict(t) for t in settings.converter_tolerations]
+    )
+    runtime_class = conv.runtime_class_name or settings.converter_runtime_class
+    uid_gid = settings.converter_run_as_user
+
+    mounts: list[dict[str, Any]] = [
+        {"name": "manifest", "mountPath": MANIFEST_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "manifest", "configMap": {"name": configmap}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    for i, (claim, writable) in enumerate(sorted(pvc_claims(model).items())):
+        vol = _volume_name(i, claim)
+        mounts.append({"name": vol, "mountPath": f"{DEFAULT_PVC_ROOT}/{claim}", "readOnly": not writable})
+        volumes.append({"name": vol, "persistentVolumeClaim": {"claimName": claim, "readOnly": not writable}})
+
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": conv.image or settings.converter_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": list(COMMAND),
+        "env": [
+            {"name": PVC_ROOT_ENV, "value": DEFAULT_PVC_ROOT},
+            {"name": "HOME", "value": "/tmp"},  # TF and Keras write caches under $HOME
+            {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "1"},
+        ],
+        "resources": resources,
+        "volumeMounts": mounts,
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+        },
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,  # the converter never talks to the API
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": uid_gid,
+            "runAsGroup": uid_gid,
+            "fsGroup": uid_gid,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    if runtime_class:
+        pod_spec["runtimeClassName"] = runtime_class
+
+    deadline = conv.active_deadline_seconds or settings.job_active_deadline_seconds
+    backoff = conv.backoff_limit if conv.backoff_limit is not None else settings.job_backoff_limit
+    ttl = conv.ttl_seconds_after_finished
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": model.namespace,
+            "labels": labels,
+            "annotations": {MODEL_NAME_ANNOTATION: model.model_name},
+        },
+        "spec": {
+            "backoffLimit": backoff,
+            "activeDeadlineSeconds": deadline,
+            "ttlSecondsAfterFinished": ttl if ttl is not None else settings.job_ttl_seconds,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": CONTAINER_NAME,
+                            "operator": "In",
+                            "values": list(PERMANENT_EXIT_CODES),
+                        },
+                    }
+                ]
+            },
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        },
+    }

@@ -1,0 +1,75 @@
+"""Publishing → Ready: have Triton load the published version and prove it answers.
+
+Triton runs in explicit model-control mode, so nothing is served until the
+operator asks. Triton being down is normal at the edge (it restarts, the node
+reboots): that is ServingReady=False and a retry with growing delay, never a
+re-run of the conversion Job, whose result is already safely published.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from edgeopt.errors import ServingError, SpecError
+from edgeopt.operator import status
+from edgeopt.operator import triton_calls as triton
+from edgeopt.operator.conversion import Runtime, model_from_body, post_event, triton_url
+
+
+async def load_published(rt: Runtime, body: Mapping[str, Any], patch: Any, *, retry: int) -> None:
+    """Load, wait ready, smoke-infer; patch status either way. Raises kopf.TemporaryError to retry."""
+    meta = body["metadata"]
+    st = dict(body.get("status") or {})
+    gen = int(meta["generation"])
+    owner = dict(body)
+    try:
+        model = model_from_body(body)
+    except SpecError:
+        return
+    url = triton_url(rt, model)
+    version = st.get("modelVersion")
+    name = st.get("modelName") or model.model_name
+    if not url:
+        return
+    timeout = rt.settings.triton_timeout_seconds
+    try:
+        await triton.load_and_check(url, name, version, timeout=timeout)
+    except ServingError as exc:
+        new = status.serving_unavailable(
+            st, gen, exc.reason if exc.reason != "ServingFailed" else "TritonError", str(exc)
+        )
+        if status.changed(st, new):
+            patch.status.update(new)
+            post_event(owner, warning=True, reason="ServingNotReady", message=str(exc))
+        delay = min(
+            rt.settings.serving_backoff_seconds * (2 ** min(retry, 4)), rt.settings.serving_backoff_seconds * 10
+        )
+        raise kopf.TemporaryError(f"Triton at {url} is not serving {name} yet: {exc}", delay=delay) from exc
+    message = f"version {version} of {name} is loaded in Triton at {url} and answered a request"
+    patch.status.update(status.serving_ready(st, gen, message))
+    post_event(owner, reason="Ready", message=message)
+
+
+async def unload(rt: Runtime, body: Mapping[str, Any], logger: logging.Logger) -> None:
+    """Unload from Triton on delete; failures are logged and an Event posted, never blocking."""
+    st = body.get("status") or {}
+    try:
+        model = model_from_body(body)
+    except SpecError:
+        return
+    url = triton_url(rt, model)
+    name = st.get("modelName") or model.model_name
+    if not url or not st.get("modelVersion"):
+        return
+    try:
+        await triton.unload(url, name, timeout=rt.settings.triton_timeout_seconds)
+        post_event(dict(body), reason="Unloaded", message=f"unloaded {name} from Triton at {url}")
+    except ServingError as exc:
+        logger.warning("could not unload %s from %s: %s", name, url, exc)
+        post_event(
+            dict(body), warning=True, reason="UnloadFailed", message=f"could not unload {name} from Triton: {exc}"
+        )

@@ -1,0 +1,145 @@
+"""The operator's settings: one typed object, read from ``EDGEOPT_*`` at start-up.
+
+Everything the chart can tune arrives here as an environment variable, is
+parsed and validated once, and is then passed around as a frozen object, so a
+typo in the chart fails the operator at start with the variable's name instead
+of failing the first conversion. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from edgeopt import __version__
+from edgeopt.errors import SpecError
+
+PREFIX = "EDGEOPT_"
+DEFAULT_CONVERTER_IMAGE = f"ghcr.io/edgeopt/converter:{__version__}"
+#: One GPU: TF-TRT engines are built on the kind of GPU that will serve them.
+DEFAULT_RESOURCES: dict[str, Any] = {"limits": {"nvidia.com/gpu": 1}}
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class SettingsError(SpecError):
+    """An EDGEOPT_* variable is malformed; the message names it."""
+
+    reason = "InvalidSettings"
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """What the operator needs to know that is not in an OptimizedModel.
+
+    Each field maps to ``EDGEOPT_<FIELD NAME IN CAPITALS>``; the per-resource
+    ``spec.converter`` wins over the ``converter_*`` and ``job_*`` defaults.
+    """
+
+    #: Namespaces to watch (comma list); empty = the whole cluster.
+    namespaces: tuple[str, ...] = ()
+    #: Image the conversion Job runs (``edgeopt convert``); NGC TensorFlow based on GPU nodes.
+    converter_image: str = DEFAULT_CONVERTER_IMAGE
+    #: Container resources for the converter (JSON). ``{}`` = none (CPU-only clusters, local tests).
+    converter_resources: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+    #: Default nodeSelector (JSON object of strings), e.g. a GPU product label.
+    converter_node_selector: Mapping[str, str] = field(default_factory=dict)
+    #: Default tolerations (JSON list), e.g. for tainted GPU nodes.
+    converter_tolerations: tuple[Mapping[str, Any], ...] = ()
+    #: Default runtimeClassName (e.g. ``nvidia``); empty = the cluster default.
+    converter_runtime_class: str | None = None
+    #: UID the converter runs as (non-root); must be able to write the repository PVC.
+    converter_run_as_user: int = 1000
+    #: Job activeDeadlineSeconds: a conversion that takes longer is stopped and Failed.
+    job_active_deadline_seconds: int = 3600
+    #: Job backoffLimit. Spec and input errors never retry (a podFailurePolicy ends the Job).
+    job_backoff_limit: int = 2
+    #: Job ttlSecondsAfterFinished; the resource's status keeps the result after the Job is gone.
+    job_ttl_seconds: int = 3600
+    #: Conversions allowed to run at once (GPUs are scarce); others wait in Pending.
+    max_concurrent_conversions: int = 1
+    #: How often a resource waiting for capacity re-checks, in seconds.
+    capacity_poll_seconds: float = 5.0
+    #: Triton HTTP endpoint used when spec.serving.tritonURL is empty; empty = do not load.
+    triton_url: str | None = None
+    #: Timeout for each Triton call (load, ready, inference, unload), in seconds.
+    triton_timeout_seconds: float = 30.0
+    #: Delay before retrying an unreachable Triton, in seconds (doubles up to 10x).
+    serving_backoff_seconds: float = 5.0
+    #: kopf peering object for active/standby replicas; empty = standalone.
+    peering_name: str | None = None
+    #: kopf peering priority: the highest-priority replica reconciles, the others stand by.
+    priority: int = 0
+    #: Port of the liveness endpoint (``/healthz``); 0 = off.
+    liveness_port: int = 8080
+    #: Port of the Prometheus metrics endpoint (``/metrics``); 0 = off.
+    metrics_port: int = 9090
+
+    def __post_init__(self) -> None:
+        for ns in self.namespaces:
+            if not _NAMESPACE.match(ns):
+                raise SettingsError(f"{PREFIX}NAMESPACES: {ns!r} is not a valid namespace name")
+        if not self.converter_image:
+            raise SettingsError(f"{PREFIX}CONVERTER_IMAGE: must not be empty")
+        for key in ("max_concurrent_conversions", "job_active_deadline_seconds"):
+            if getattr(self, key) < 1:
+                raise SettingsError(f"{PREFIX}{key.upper()}: must be >= 1, got {getattr(self, key)}")
+        for key in ("job_backoff_limit", "job_ttl_seconds", "converter_run_as_user"):
+            if getattr(self, key) < 0:
+                raise SettingsError(f"{PREFIX}{key.upper()}: must be >= 0, got {getattr(self, key)}")
+        if self.converter_run_as_user == 0:
+            raise SettingsError(f"{PREFIX}CONVERTER_RUN_AS_USER: the converter must not run as root")
+        for key in ("liveness_port", "metrics_port"):
+            if not 0 <= getattr(self, key) <= 65535:
+                raise SettingsError(f"{PREFIX}{key.upper()}: {getattr(self, key)} is not a port")
+        for key in ("triton_timeout_seconds", "serving_backoff_seconds", "capacity_poll_seconds"):
+            if getattr(self, key) <= 0:
+                raise SettingsError(f"{PREFIX}{key.upper()}: must be > 0, got {getattr(self, key)}")
+        if self.triton_url and not re.match(r"^https?://", self.triton_url):
+            raise SettingsError(f"{PREFIX}TRITON_URL: {self.triton_url!r} must start with http:// or https://")
+        if not isinstance(self.converter_resources, Mapping):
+            raise SettingsError(f"{PREFIX}CONVERTER_RESOURCES: must be a JSON object")
+        if not all(isinstance(v, str) for v in self.converter_node_selector.values()):
+            raise SettingsError(f"{PREFIX}CONVERTER_NODE_SELECTOR: values must be strings")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
+        """Read every ``EDGEOPT_*`` variable that names a field; unset or empty = the default."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = PREFIX + f.name.upper()
+            raw = env.get(name, "").strip()
+            if raw:
+                values[f.name] = _parse(name, f.name, raw)
+        return cls(**values)
+
+    def with_overrides(self, **changes: Any) -> OperatorSettings:
+        """Command-line flags win over the environment; None means "not given"."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _parse(name: str, key: str, raw: str) -> Any:
+    try:
+        if key == "namespaces":
+            return tuple(ns.strip() for ns in raw.split(",") if ns.strip())
+        if key in ("converter_resources", "converter_node_selector"):
+            value = json.loads(raw)
+            if not isinstance(value, dict):
+                raise ValueError("must be a JSON object")
+            return value
+        if key == "converter_tolerations":
+            value = json.loads(raw)
+            if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+                raise ValueError("must be a JSON list of objects")
+            return tuple(value)
+        if key.endswith("_seconds") and key.startswith(("triton_", "serving_", "capacity_")):
+            return float(raw)
+        if key in ("converter_image", "converter_runtime_class", "triton_url", "peering_name"):
+            return raw
+        return int(raw)
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        raise SettingsError(f"{name}: {raw!r} is not valid ({exc})") from exc

@@ -1,0 +1,309 @@
+"""Status as data: conditions, phases and the converter's summary.
+
+Pure functions of (old status, what was observed) → status patch, so every
+transition the operator can make is unit-tested without a cluster. Conditions
+follow the Kubernetes conventions (type/status/reason/message/
+lastTransitionTime/observedGeneration); ``Ready`` summarises the others so that
+``kubectl wait --for=condition=Ready`` works.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from edgeopt.artifact import Summary
+
+PENDING, CONVERTING, PUBLISHING, READY, FAILED = "Pending", "Converting", "Publishing", "Ready", "Failed"
+PHASES = (PENDING, CONVERTING, PUBLISHING, READY, FAILED)
+TERMINAL = (READY, FAILED)
+
+CONVERTED, PUBLISHED, SERVING_READY, READY_CONDITION = "Converted", "Published", "ServingReady", "Ready"
+WAITING_FOR_CAPACITY = "WaitingForCapacity"
+
+# Job states, as the operator sees them.
+JOB_PENDING, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED = "Pending", "Running", "Succeeded", "Failed"
+
+#: Condition messages are shown by kubectl; keep them readable.
+MESSAGE_LIMIT = 2048
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str = ""
+
+
+def merge_conditions(
+    old: Iterable[Mapping[str, Any]] | None,
+    new: Iterable[Condition],
+    *,
+    generation: int,
+    timestamp: str | None = None,
+) -> list[dict[str, Any]]:
+    """Apply ``new`` over ``old``; lastTransitionTime moves only when the status flips."""
+    ts = timestamp or now()
+    merged: dict[str, dict[str, Any]] = {c["type"]: dict(c) for c in (old or []) if "type" in c}
+    for c in new:
+        prev = merged.get(c.type)
+        moved = prev is None or prev.get("status") != c.status
+        merged[c.type] = {
+            "type": c.type,
+            "status": c.status,
+            "reason": c.reason,
+            "message": c.message[:MESSAGE_LIMIT],
+            "lastTransitionTime": ts if moved else prev.get("lastTransitionTime", ts),  # type: ignore[union-attr]
+            "observedGeneration": generation,
+        }
+    order = {t: i for i, t in enumerate((CONVERTED, PUBLISHED, SERVING_READY, READY_CONDITION))}
+    return sorted(merged.values(), key=lambda c: (order.get(c["type"], 99), c["type"]))
+
+
+def condition(status: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | None:
+    for c in (status or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return c
+    return None
+
+
+def is_true(status: Mapping[str, Any] | None, type_: str) -> bool:
+    c = condition(status, type_)
+    return bool(c and c.get("status") == "True")
+
+
+# --------------------------------------------------------------------------- Job and Pod state
+
+
+def job_state(job: Mapping[str, Any] | None) -> str:
+    """Pending (no Pod running yet), Running, Succeeded or Failed, from the Job's status."""
+    st = (job or {}).get("status") or {}
+    for c in st.get("conditions") or []:
+        if c.get("status") == "True" and c.get("type") in ("Complete", "SuccessCriteriaMet"):
+            return JOB_SUCCEEDED
+        if c.get("status") == "True" and c.get("type") in ("Failed", "FailureTarget"):
+            return JOB_FAILED
+    if (st.get("succeeded") or 0) >= 1:
+        return JOB_SUCCEEDED
+    if (st.get("active") or 0) >= 1:
+        return JOB_RUNNING
+    return JOB_PENDING
+
+
+def job_failure(job: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The Job's own reason and message for failing (deadline, backoff limit)."""
+    for c in ((job or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Failed" and c.get("status") == "True":
+            return c.get("reason") or "JobFailed", c.get("message") or "the conversion Job failed"
+    return "JobFailed", "the conversion Job failed"
+
+
+def job_seconds(job: Mapping[str, Any] | None) -> float | None:
+    st = (job or {}).get("status") or {}
+    start, end = st.get("startTime"), st.get("completionTime")
+    if not start or not end:
+        return None
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    return (dt.datetime.strptime(end, fmt) - dt.datetime.strptime(start, fmt)).total_seconds()
+
+
+def terminated_message(pods: Iterable[Mapping[str, Any]], container: str) -> tuple[str | None, int | None]:
+    """(message, exit code) of the container that finished last among the Job's Pods."""
+    best: tuple[str, str | None, int | None] | None = None
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") != container:
+                continue
+            term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+            if not term:
+                continue
+            key = term.get("finishedAt") or ""
+            if best is None or key >= best[0]:
+                best = (key, term.get("message"), term.get("exitCode"))
+    if best is None:
+        return None, None
+    return best[1], best[2]
+
+
+def parse_summary(message: str | None, exit_code: int | None, *, succeeded: bool) -> Summary:
+    """The converter's Summary, or a stand-in when it died before writing one.
+
+    With FallbackToLogsOnError the message may be the log's tail instead of
+    JSON; that tail is the best explanation there is, so it becomes the message.
+    """
+    text = (message or "").strip()
+    if text.startswith("{"):
+        try:
+            return Summary.from_json(text)
+        except (ValueError, TypeError):
+            pass
+    if succeeded:
+        return Summary(ok=True, reason="Published", message=text or "the converter finished without a summary")
+    detail = text[-MESSAGE_LIMIT:] if text else "no termination message"
+    code = f" with exit code {exit_code}" if exit_code is not None else ""
+    return Summary(ok=False, reason="ConverterCrashed", message=f"the converter exited{code}: {detail}")
+
+
+# --------------------------------------------------------------------------- transitions
+
+
+def _patch(
+    status: Mapping[str, Any] | None,
+    generation: int,
+    phase: str,
+    conditions: list[Condition],
+    **fields: Any,
+) -> dict[str, Any]:
+    return {
+        "phase": phase,
+        "observedGeneration": generation,
+        "conditions": merge_conditions((status or {}).get("conditions"), conditions, generation=generation),
+        **fields,
+    }
+
+
+def waiting_for_capacity(status: Mapping[str, Any] | None, generation: int, running: int, limit: int) -> dict[str, Any]:
+    msg = f"{running} of {limit} conversions are running; this one starts when a slot frees up (in creation order)"
+    return _patch(status, generation, PENDING, [Condition(READY_CONDITION, "False", WAITING_FOR_CAPACITY, msg)])
+
+
+def job_created(
+    status: Mapping[str, Any] | None, generation: int, job: str, model_name: str, precision: str
+) -> dict[str, Any]:
+    msg = f"Job {job} created for generation {generation}"
+    return _patch(
+        status,
+        generation,
+        PENDING,
+        [
+            Condition(CONVERTED, "Unknown", "JobCreated", msg),
+            Condition(PUBLISHED, "Unknown", "JobCreated", msg),
+            Condition(READY_CONDITION, "False", "JobCreated", msg),
+        ],
+        jobName=job,
+        modelName=model_name,
+        precision=precision,
+        startTime=now(),
+        completionTime=None,
+    )
+
+
+def job_running(status: Mapping[str, Any] | None, generation: int, job: str) -> dict[str, Any]:
+    msg = f"Job {job} is converting the model"
+    return _patch(
+        status,
+        generation,
+        CONVERTING,
+        [Condition(CONVERTED, "Unknown", "Converting", msg), Condition(READY_CONDITION, "False", "Converting", msg)],
+    )
+
+
+def job_succeeded(
+    status: Mapping[str, Any] | None, generation: int, summary: Summary, *, serving: bool
+) -> dict[str, Any]:
+    """Converted and published; Ready now when there is no Triton to load into."""
+    version = summary.version
+    report = dict(summary.report)
+    published = f"version {version} of {summary.model} published" if summary.model else f"version {version} published"
+    conds = [
+        Condition(CONVERTED, "True", "Converted", _conversion_message(report)),
+        Condition(PUBLISHED, "True", "Published", published),
+    ]
+    extra: dict[str, Any] = {"modelVersion": version, "report": report, "completionTime": now()}
+    if report.get("precision"):
+        extra["precision"] = report["precision"]
+    if serving:
+        conds += [
+            Condition(SERVING_READY, "Unknown", "Loading", f"loading {published.split(' published')[0]} into Triton"),
+            Condition(READY_CONDITION, "False", "Loading", f"{published}; loading into Triton"),
+        ]
+        return _patch(status, generation, PUBLISHING, conds, **extra)
+    conds += [
+        Condition(
+            SERVING_READY, "Unknown", "NoTritonURL", "no spec.serving.tritonURL or EDGEOPT_TRITON_URL; not loaded"
+        ),
+        Condition(READY_CONDITION, "True", "Published", published),
+    ]
+    return _patch(status, generation, READY, conds, **extra)
+
+
+def _conversion_message(report: Mapping[str, Any]) -> str:
+    parts = []
+    if "opsBefore" in report and "opsAfter" in report:
+        parts.append(f"ops {report['opsBefore']} -> {report['opsAfter']}")
+    if report.get("trtEngines") is not None:
+        parts.append(f"{report['trtEngines']} TensorRT engines")
+    if report.get("maxAbsError") is not None:
+        parts.append(f"max abs error {report['maxAbsError']:.3g}")
+    if report.get("latencyMsBefore") is not None and report.get("latencyMsAfter") is not None:
+        parts.append(f"latency {report['latencyMsBefore']:.3g} -> {report['latencyMsAfter']:.3g} ms")
+    return "converted and validated" + (": " + ", ".join(parts) if parts else "")
+
+
+def job_failed(status: Mapping[str, Any] | None, generation: int, summary: Summary) -> dict[str, Any]:
+    """Failed with the converter's own reason and message; nothing was published."""
+    reason = summary.reason or "ConversionFailed"
+    conds = [
+        Condition(PUBLISHED, "False", reason, summary.message),
+        Condition(READY_CONDITION, "False", reason, summary.message),
+    ]
+    if reason != "PublishFailed":
+        conds.insert(0, Condition(CONVERTED, "False", reason, summary.message))
+    return _patch(status, generation, FAILED, conds, completionTime=now())
+
+
+def invalid_spec(status: Mapping[str, Any] | None, generation: int, message: str) -> dict[str, Any]:
+    return _patch(
+        status,
+        generation,
+        FAILED,
+        [
+            Condition(CONVERTED, "False", "InvalidSpec", message),
+            Condition(READY_CONDITION, "False", "InvalidSpec", message),
+        ],
+    )
+
+
+def serving_ready(status: Mapping[str, Any] | None, generation: int, message: str) -> dict[str, Any]:
+    return _patch(
+        status,
+        generation,
+        READY,
+        [Condition(SERVING_READY, "True", "Loaded", message), Condition(READY_CONDITION, "True", "Serving", message)],
+    )
+
+
+def serving_unavailable(status: Mapping[str, Any] | None, generation: int, reason: str, message: str) -> dict[str, Any]:
+    """Published but not (yet) served; the phase stays Publishing while it retries."""
+    return _patch(
+        status,
+        generation,
+        PUBLISHING,
+        [Condition(SERVING_READY, "False", reason, message), Condition(READY_CONDITION, "False", reason, message)],
+    )
+
+
+def changed(status: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> bool:
+    """Whether applying ``patch`` would change anything but timestamps (saves an API call)."""
+    old = dict(status or {})
+
+    def strip(conds: Any) -> Any:
+        return [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in conds or []]
+
+    for key, value in patch.items():
+        if key in ("startTime", "completionTime"):
+            continue
+        if key == "conditions":
+            if strip(value) != strip(old.get("conditions")):
+                return True
+        elif json.dumps(old.get(key), sort_keys=True) != json.dumps(value, sort_keys=True):
+            return True
+    return False
