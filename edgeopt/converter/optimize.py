@@ -115,7 +115,8 @@ def _bypass(graph_def: Any, ops: tuple[str, ...], protected: set[str]) -> tuple[
             continue
         m = tf.compat.v1.NodeDef()
         m.CopyFrom(n)
-        data_inputs, ctrl_inputs = [], []
+        data_inputs: list[str] = []
+        ctrl_inputs: list[str] = []
         for inp in n.input:
             new, extra = resolve(inp)
             (ctrl_inputs if new.startswith("^") else data_inputs).append(new)

@@ -100,7 +100,10 @@ class StageLog:
             record.seconds = time.monotonic() - t0
             record.peak_rss_mib = sampler.stop()
             record.rss_mib_after = current_rss_mib()
-            fields = {"seconds": round(record.seconds, 3), "peak_rss_mib": round(record.peak_rss_mib, 1)}
+            fields: dict[str, Any] = {
+                "seconds": round(record.seconds, 3),
+                "peak_rss_mib": round(record.peak_rss_mib, 1),
+            }
             fields.update({k: v for k, v in record.details.items() if isinstance(v, (int, float, str, bool))})
             self._emit(name, "done" if record.status == "ok" else "failed", fields)
 

@@ -1,0 +1,135 @@
+"""``edgeopt convert -f MODEL.yaml``: the converter Job's command, and the same command locally.
+
+Runs the pipeline, publishes the artefact to the Triton model repository
+(unless ``--no-publish``), optionally copies it to ``--output``, and always
+ends by writing the Summary to the termination-message path — on failure
+too, because that message is all the operator gets to see.
+
+Only the standard library and edgeopt.spec/errors/artifact are imported at
+the top: ``edgeopt convert --help`` must not load TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from edgeopt.artifact import Artifact, Summary, termination_log_path, write_summary
+from edgeopt.converter.progress import Progress
+from edgeopt.errors import ConversionError, EdgeoptError
+from edgeopt.spec import OptimizedModel, load_manifest
+
+WORKDIR_ENV = "EDGEOPT_WORKDIR"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Load, freeze, optimize, TF-TRT-convert, validate and publish the model a manifest describes."
+    parser.add_argument("-f", "--filename", required=True, help="OptimizedModel manifest (the YAML you would apply)")
+    parser.add_argument("--output", help="also write the artefact (model.savedmodel/, report.json) to this directory")
+    parser.add_argument("--no-publish", action="store_true", help="do not publish to the Triton model repository")
+    parser.add_argument("--repository", help="publish to this local path instead of spec.target.repository")
+    parser.add_argument(
+        "--workdir", help=f"scratch space for the conversion (default ${WORKDIR_ENV} or the system temp dir)"
+    )
+    parser.add_argument(
+        "--termination-log",
+        help="JSON summary path (default $EDGEOPT_TERMINATION_LOG, else /dev/termination-log if writable)",
+    )
+    parser.add_argument("--log-format", choices=["text", "json"], default="text", help="progress lines on stderr")
+
+
+def write_output(artifact: Artifact, output: Path) -> Path:
+    """Copy the artefact to ``output`` through a sibling staging dir and a rename: all or nothing."""
+    output = output.resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = output.parent / f".{output.name}.staging-{uuid.uuid4().hex[:8]}"
+    try:
+        shutil.copytree(artifact.savedmodel_dir, staging / artifact.savedmodel_dir.name)
+        for extra in ("report.json", "signature.json"):
+            src = artifact.savedmodel_dir.parent / extra
+            if src.exists():
+                shutil.copy2(src, staging / extra)
+        old = None
+        if output.exists():
+            old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(output, old)
+        os.rename(staging, output)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ConversionError(f"cannot write the artefact to {output}: {exc}") from exc
+    return output
+
+
+def _publish(artifact: Artifact, model: OptimizedModel, repository: str | None) -> Any:
+    from edgeopt.triton.publish import publish_version
+
+    return publish_version(artifact, model, repository=Path(repository) if repository else None)
+
+
+def run(args: argparse.Namespace) -> int:
+    progress = Progress(args.log_format)
+    term_path = termination_log_path(args.termination_log)
+    model: OptimizedModel | None = None
+    scratch: Path | None = None
+    try:
+        model = load_manifest(args.filename)
+        progress.event("convert", "start", {"model": model.model_name, "format": model.spec.source.format})
+        workdir = Path(args.workdir or os.environ.get(WORKDIR_ENV) or tempfile.gettempdir()) / "edgeopt-work"
+        from edgeopt.converter.pipeline import convert_model
+
+        artifact = convert_model(model, workdir, on_event=progress)
+        scratch = artifact.savedmodel_dir.parent
+        version = None
+        if args.output:
+            out = write_output(artifact, Path(args.output))
+            progress.event("output", "written", {"path": str(out)})
+        if not args.no_publish:
+            progress.event("publish", "start", {})
+            result = _publish(artifact, model, args.repository)
+            version = result.version
+            progress.event(
+                "publish",
+                "done",
+                {"seconds": round(result.seconds, 3), "version": version, "path": str(result.version_dir)},
+            )
+        compact = dict(artifact.report.get("summary") or {})
+        where = f"published as {model.model_name} version {version}" if version else "not published (--no-publish)"
+        message = (
+            f"converted {model.spec.source.format} in {compact.get('conversionSeconds')}s: "
+            f"ops {compact.get('opsBefore')} -> {compact.get('opsAfter')}, "
+            f"max abs error {compact.get('maxAbsError')}; {where}"
+        )
+        summary = Summary(
+            ok=True,
+            reason="Published" if version else "Converted",
+            message=message,
+            model=model.model_name,
+            version=version,
+            report=compact,
+        )
+        write_summary(summary, term_path)
+        progress.event("convert", "done", {"seconds": round(progress.elapsed(), 3), "message": message})
+        print(summary.to_json(), file=sys.stdout, flush=True)
+        return 0
+    except EdgeoptError as exc:
+        _fail(progress, term_path, model, exc.reason, str(exc))
+        raise
+    except Exception as exc:
+        _fail(progress, term_path, model, "InternalError", f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _fail(progress: Progress, path: Path | None, model: OptimizedModel | None, reason: str, message: str) -> None:
+    write_summary(Summary(ok=False, reason=reason, message=message, model=model.model_name if model else None), path)
+    progress.event("convert", "failed", {"seconds": round(progress.elapsed(), 3), "reason": reason, "error": message})
