@@ -8,6 +8,7 @@ re-run of the conversion Job, whose result is already safely published.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -16,8 +17,24 @@ import kopf
 
 from edgeopt.errors import ServingError, SpecError
 from edgeopt.operator import status
-from edgeopt.operator import triton_calls as triton
 from edgeopt.operator.conversion import Runtime, model_from_body, post_event, triton_url
+from edgeopt.triton.client import AsyncTritonClient, RetryPolicy
+
+#: The operator retries with its own backoff (status shows each failure); keep the client's retries short.
+_RETRY = RetryPolicy(attempts=2, initial_delay=0.5)
+
+
+async def load_and_check(url: str, name: str, version: int | None, *, timeout: float) -> str:
+    """Load (explicit mode), wait until ``version`` is ready, run one inference on zeros."""
+    triton = AsyncTritonClient(url, timeout=timeout, load_timeout=max(timeout, 120.0), retry=_RETRY)
+    await triton.load(name)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await triton.is_model_ready(name, version):
+        if asyncio.get_running_loop().time() > deadline:
+            raise ServingError(f"{name} version {version} is not ready in Triton at {url} after {timeout:g}s")
+        await asyncio.sleep(0.5)
+    smoke = await triton.smoke_infer(name, version)
+    return f"answered a request in {smoke.latency_ms:.1f} ms"
 
 
 async def load_published(rt: Runtime, body: Mapping[str, Any], patch: Any, *, retry: int) -> None:
@@ -37,11 +54,9 @@ async def load_published(rt: Runtime, body: Mapping[str, Any], patch: Any, *, re
         return
     timeout = rt.settings.triton_timeout_seconds
     try:
-        await triton.load_and_check(url, name, version, timeout=timeout)
+        answered = await load_and_check(url, name, version, timeout=timeout)
     except ServingError as exc:
-        new = status.serving_unavailable(
-            st, gen, exc.reason if exc.reason != "ServingFailed" else "TritonError", str(exc)
-        )
+        new = status.serving_unavailable(st, gen, "TritonUnavailable", str(exc))
         if status.changed(st, new):
             patch.status.update(new)
             post_event(owner, warning=True, reason="ServingNotReady", message=str(exc))
@@ -49,7 +64,7 @@ async def load_published(rt: Runtime, body: Mapping[str, Any], patch: Any, *, re
             rt.settings.serving_backoff_seconds * (2 ** min(retry, 4)), rt.settings.serving_backoff_seconds * 10
         )
         raise kopf.TemporaryError(f"Triton at {url} is not serving {name} yet: {exc}", delay=delay) from exc
-    message = f"version {version} of {name} is loaded in Triton at {url} and answered a request"
+    message = f"version {version} of {name} is loaded in Triton at {url} and {answered}"
     patch.status.update(status.serving_ready(st, gen, message))
     post_event(owner, reason="Ready", message=message)
 
@@ -66,7 +81,7 @@ async def unload(rt: Runtime, body: Mapping[str, Any], logger: logging.Logger) -
     if not url or not st.get("modelVersion"):
         return
     try:
-        await triton.unload(url, name, timeout=rt.settings.triton_timeout_seconds)
+        await AsyncTritonClient(url, timeout=rt.settings.triton_timeout_seconds, retry=_RETRY).unload(name)
         post_event(dict(body), reason="Unloaded", message=f"unloaded {name} from Triton at {url}")
     except ServingError as exc:
         logger.warning("could not unload %s from %s: %s", name, url, exc)
