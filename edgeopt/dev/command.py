@@ -1,0 +1,101 @@
+"""``edgeopt dev {build,up,down}``: the local control plane from the command line.
+
+``up`` runs in the foreground by default (Ctrl-C tears everything down), or
+returns once ready with ``--detach`` and leaves ``down`` to stop it.
+Top-level imports stay in the standard library, as for every subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DIR = Path(".local/dev")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="dev_command", metavar="{build,up,down}")
+    sub.required = True
+    build = sub.add_parser("build", help="build (or find cached) etcd, kube-apiserver, kube-controller-manager, "
+                                         "kubectl and helm from their Go modules")
+    build.add_argument("names", nargs="*", help="only these binaries")
+    up = sub.add_parser("up", help="start etcd, kube-apiserver, kube-controller-manager and the job runner")
+    up.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
+    up.add_argument("--detach", action="store_true", help="return once ready; stop later with `dev down`")
+    up.add_argument("--backoff-base", type=float, default=10.0,
+                    help="seconds before a failed Job Pod is retried, doubling each time (Kubernetes: 10)")
+    down = sub.add_parser("down", help="stop everything `dev up` started in DIR")
+    down.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
+
+
+def run(args: argparse.Namespace) -> int:
+    return int({"build": _build, "up": _up, "down": _down}[args.dev_command](args))
+
+
+def _build(args: argparse.Namespace) -> int:
+    from edgeopt.dev.binaries import BINARIES, BuildError, ensure_binaries
+
+    try:
+        paths = ensure_binaries(args.names or None)
+    except BuildError as exc:
+        print(f"edgeopt dev build: error: {exc}", file=sys.stderr)
+        return 2
+    versions = {b.name: b.version for b in BINARIES}
+    for name, path in paths.items():
+        print(f"{name:<24} {versions[name]:<9} {path}")
+    return 0
+
+
+def _usage(cp: Any, kubectl: Path, detached: bool) -> str:
+    stop = f"edgeopt dev down --dir {cp.dir}" if detached else "Ctrl-C (or `edgeopt dev down --dir DIR`)"
+    return "\n".join([
+        f"Kubernetes control plane ready at {cp.server}",
+        "",
+        f"  export KUBECONFIG={cp.kubeconfig}",
+        f"  {kubectl} get namespaces",
+        "",
+        f"  PVC claim NAME      -> {cp.dir / 'pvc'}/NAME/",
+        f"  logs                -> {cp.dir / 'logs'}/ (container logs: <namespace>_<pod>.log)",
+        "  Jobs labelled app.kubernetes.io/managed-by=edgeopt run as local processes.",
+        f"  stop                -> {stop}",
+    ])
+
+
+def _up(args: argparse.Namespace) -> int:
+    from edgeopt.dev.binaries import BuildError, ensure_binaries
+    from edgeopt.dev.controlplane import down, up, wait_foreground
+
+    try:
+        kubectl = ensure_binaries(["kubectl"])["kubectl"]
+        cp = up(args.dir, die_with_parent=not args.detach, backoff_base=args.backoff_base)
+    except BuildError as exc:
+        print(f"edgeopt dev up: error: {exc}", file=sys.stderr)
+        return 2
+    print(_usage(cp, kubectl, args.detach), flush=True)
+    if args.detach:
+        return 0
+
+    def terminate(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        gone = wait_foreground(cp)
+        print(f"{gone} exited (see {cp.dir / 'logs' / (gone + '.log')}); stopping the rest", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 0
+    print("stopping the control plane ...", file=sys.stderr, flush=True)
+    down(cp.dir)
+    return code
+
+
+def _down(args: argparse.Namespace) -> int:
+    from edgeopt.dev.controlplane import down
+
+    stopped = down(args.dir)
+    print(f"stopped: {', '.join(stopped)}" if stopped else f"nothing was running in {args.dir.resolve()}")
+    return 0

@@ -1,0 +1,451 @@
+"""Turn a Pod spec into a local run plan, or say exactly why it cannot be emulated.
+
+This is the "container runtime" half of the job runner's kubelet: it resolves
+env (values, ``$(VAR)`` expansion, fieldRef, ConfigMap/Secret refs),
+materializes volumes as local folders (PVC -> ``DIR/pvc/<claim>``,
+ConfigMap/Secret/projected/downwardAPI files, emptyDir, hostPath) and
+translates the security context into ``setpriv`` flags.  Two outcomes besides
+a plan:
+
+* :class:`NotYet` - what kubelet/scheduler would keep Pending (a PVC or
+  ConfigMap that does not exist yet, runAsNonRoot with a root user, a GPU no
+  node offers); the runner retries and the Pod shows the reason.
+* :class:`CannotEmulate` - a feature a local process cannot give faithfully;
+  the Pod fails with a message that says so.  We never pretend.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes.client import CoreV1Api
+from kubernetes.client.rest import ApiException
+
+from edgeopt.dev.controlplane import pvc_dir
+
+DEFAULT_TERMINATION_PATH = "/dev/termination-log"
+# containerd's default capability set: a root process in a container has
+# these, not everything root has on the host.
+DEFAULT_CAPS = (
+    "chown", "dac_override", "fsetid", "fowner", "mknod", "net_raw", "setgid", "setuid", "setfcap",
+    "setpcap", "net_bind_service", "sys_chroot", "kill", "audit_write",
+)
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NODE_LABELS = {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
+SCHEDULABLE_RESOURCES = {"cpu", "memory", "ephemeral-storage"}
+
+
+class CannotEmulate(Exception):
+    """The Pod asks for something a local process cannot faithfully give."""
+
+
+class NotYet(Exception):
+    """What kubelet or the scheduler would wait on; the Pod stays Pending with this reason."""
+
+    def __init__(self, reason: str, message: str, *, scheduled: bool = True) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.scheduled = scheduled
+
+
+@dataclass
+class RuntimeContext:
+    root: Path  # the control plane DIR
+    core: CoreV1Api
+    api_host: str
+    api_port: int
+    venv_bin: str
+
+
+@dataclass
+class Plan:
+    """What sandbox.py needs, plus what the runner needs to report."""
+
+    command: list[str]
+    env: dict[str, str]
+    prefix: list[str]
+    mounts: list[dict[str, Any]]
+    working_dir: str
+    read_only_root: bool
+    termination_path: str
+    fallback_to_logs: bool
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self, hostname: str, scratch: Path) -> dict[str, Any]:
+        return {
+            "command": self.command, "env": self.env, "prefix": self.prefix, "mounts": self.mounts,
+            "workingDir": self.working_dir, "readOnlyRootFilesystem": self.read_only_root,
+            "hostname": hostname, "scratch": str(scratch),
+        }
+
+
+_VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def expand(value: str, env: dict[str, str]) -> str:
+    """Kubernetes ``$(VAR)`` expansion: known names replaced, ``$$`` escapes, unknown left as is."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        return env.get(m.group(1), m.group(0))
+
+    return _VAR.sub(sub, value)
+
+
+def field_value(pod: dict[str, Any], path: str) -> str:
+    meta = pod["metadata"]
+    simple = {
+        "metadata.name": meta.get("name", ""),
+        "metadata.namespace": meta.get("namespace", ""),
+        "metadata.uid": meta.get("uid", ""),
+        "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
+        "spec.nodeName": pod["spec"].get("nodeName", ""),
+    }
+    if path in simple:
+        return str(simple[path])
+    m = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
+    if m:
+        return str((meta.get(m.group(1)) or {}).get(m.group(2), ""))
+    raise CannotEmulate(f"fieldRef {path} is not emulated (no node, no pod IP here)")
+
+
+def _read(kind: str, name: str, namespace: str, ctx: RuntimeContext) -> dict[str, Any] | None:
+    read = ctx.core.read_namespaced_config_map if kind == "configmap" else ctx.core.read_namespaced_secret
+    try:
+        obj = read(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    data = dict(obj.data or {})
+    if kind == "secret":
+        return {k: base64.b64decode(v) for k, v in data.items()}
+    out: dict[str, Any] = {k: v.encode() for k, v in data.items()}
+    out.update({k: base64.b64decode(v) for k, v in (getattr(obj, "binary_data", None) or {}).items()})
+    return out
+
+
+def _key_ref(kind: str, ref: dict[str, Any], namespace: str, ctx: RuntimeContext) -> str | None:
+    data = _read(kind, ref["name"], namespace, ctx)
+    if data is None or ref["key"] not in data:
+        if ref.get("optional"):
+            return None
+        what = f'{kind} "{ref["name"]}" not found' if data is None else f"couldn't find key {ref['key']} in {kind} {namespace}/{ref['name']}"  # noqa: E501
+        raise NotYet("CreateContainerConfigError", what)
+    return bytes(data[ref["key"]]).decode()
+
+
+def build_env(pod: dict[str, Any], container: dict[str, Any], ctx: RuntimeContext) -> dict[str, str]:
+    ns = pod["metadata"]["namespace"]
+    uid = _effective(pod, container, "runAsUser")
+    env: dict[str, str] = {
+        "PATH": f"{ctx.venv_bin}:{SYSTEM_PATH}",
+        "HOSTNAME": pod["metadata"]["name"],
+        "HOME": "/root" if not uid else "/",
+        # In-cluster clients find the API server here (the Service IP does not route locally).
+        "KUBERNETES_SERVICE_HOST": ctx.api_host,
+        "KUBERNETES_SERVICE_PORT": str(ctx.api_port),
+        "KUBERNETES_SERVICE_PORT_HTTPS": str(ctx.api_port),
+        "KUBERNETES_PORT": f"tcp://{ctx.api_host}:{ctx.api_port}",
+    }
+    for source in container.get("envFrom") or []:
+        prefix = source.get("prefix", "")
+        for kind, key in (("configmap", "configMapRef"), ("secret", "secretRef")):
+            ref = source.get(key)
+            if ref is None:
+                continue
+            data = _read(kind, ref["name"], ns, ctx)
+            if data is None:
+                if ref.get("optional"):
+                    continue
+                raise NotYet("CreateContainerConfigError", f'{kind} "{ref["name"]}" not found')
+            env.update({prefix + k: bytes(v).decode() for k, v in data.items()})
+    for var in container.get("env") or []:
+        name = var["name"]
+        if "valueFrom" not in var:
+            env[name] = expand(var.get("value", ""), env)
+            continue
+        vf = var["valueFrom"]
+        value: str | None
+        if "fieldRef" in vf:
+            value = field_value(pod, vf["fieldRef"]["fieldPath"])
+        elif "configMapKeyRef" in vf:
+            value = _key_ref("configmap", vf["configMapKeyRef"], ns, ctx)
+        elif "secretKeyRef" in vf:
+            value = _key_ref("secret", vf["secretKeyRef"], ns, ctx)
+        else:
+            raise CannotEmulate(f"env {name}: valueFrom {sorted(vf)} is not emulated by the edgeopt job runner")
+        if value is not None:
+            env[name] = value
+    return env
+
+
+def _safe_relpath(path: str) -> str:
+    if os.path.isabs(path) or ".." in Path(path).parts or not path:
+        raise CannotEmulate(f"volume item path {path!r} must be relative without '..'")
+    return path
+
+
+def _write_files(folder: Path, files: dict[str, bytes], modes: dict[str, int], default_mode: int) -> None:
+    for rel, content in files.items():
+        target = folder / _safe_relpath(rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        target.chmod(modes.get(rel, default_mode))
+
+
+def _keyed_files(
+    kind: str, src: dict[str, Any], namespace: str, ctx: RuntimeContext
+) -> tuple[dict[str, bytes], dict[str, int]]:
+    name = src.get("name") or src.get("secretName") or ""
+    data = _read(kind, name, namespace, ctx)
+    if data is None:
+        if src.get("optional"):
+            return {}, {}
+        raise NotYet("ContainerCreating", f'MountVolume.SetUp failed: {kind} "{name}" not found')
+    items = src.get("items")
+    if not items:
+        return {k: bytes(v) for k, v in data.items()}, {}
+    files, modes = {}, {}
+    for item in items:
+        if item["key"] not in data:
+            if src.get("optional"):
+                continue
+            raise NotYet("ContainerCreating", f"MountVolume.SetUp failed: {kind} {name} has no key {item['key']}")
+        files[item["path"]] = bytes(data[item["key"]])
+        if "mode" in item:
+            modes[item["path"]] = int(item["mode"])
+    return files, modes
+
+
+def _downward_files(pod: dict[str, Any], items: list[dict[str, Any]]) -> tuple[dict[str, bytes], dict[str, int]]:
+    files, modes = {}, {}
+    for item in items:
+        if "fieldRef" not in item:
+            raise CannotEmulate(f"downwardAPI item {item.get('path')}: only fieldRef is emulated")
+        files[item["path"]] = field_value(pod, item["fieldRef"]["fieldPath"]).encode()
+        if "mode" in item:
+            modes[item["path"]] = int(item["mode"])
+    return files, modes
+
+
+def _token(pod: dict[str, Any], src: dict[str, Any], ctx: RuntimeContext) -> bytes:
+    meta = pod["metadata"]
+    spec: dict[str, Any] = {
+        "expirationSeconds": int(src.get("expirationSeconds", 3600)),
+        "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
+    }
+    if src.get("audience"):
+        spec["audiences"] = [src["audience"]]
+    sa = pod["spec"].get("serviceAccountName") or "default"
+    result = ctx.core.create_namespaced_service_account_token(sa, meta["namespace"], {"spec": spec})
+    return str(result.status.token).encode()
+
+
+def materialize_volume(
+    pod: dict[str, Any], volume: dict[str, Any], folder: Path, ctx: RuntimeContext
+) -> tuple[Path, bool]:
+    """Make ``volume`` exist locally; return (source path, read-only)."""
+    ns = pod["metadata"]["namespace"]
+    name = volume["name"]
+    if "persistentVolumeClaim" in volume:
+        src = volume["persistentVolumeClaim"]
+        claim = src["claimName"]
+        try:
+            ctx.core.read_namespaced_persistent_volume_claim(claim, ns)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            raise NotYet("Unschedulable", f'persistentvolumeclaim "{claim}" not found', scheduled=False) from exc
+        return pvc_dir(ctx.root, claim), bool(src.get("readOnly"))
+    if "hostPath" in volume:
+        path = Path(volume["hostPath"]["path"])
+        kind = volume["hostPath"].get("type", "")
+        if kind == "DirectoryOrCreate":
+            path.mkdir(parents=True, exist_ok=True)
+        elif not path.exists():
+            raise NotYet("ContainerCreating", f"MountVolume.SetUp failed for volume {name}: {path} does not exist")
+        return path, False
+    target = folder / name
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    if "emptyDir" in volume:
+        target.chmod(0o777)
+        return target, False
+    files: dict[str, bytes] = {}
+    modes: dict[str, int] = {}
+    if "configMap" in volume:
+        files, modes = _keyed_files("configmap", volume["configMap"], ns, ctx)
+        default = volume["configMap"].get("defaultMode", 0o644)
+    elif "secret" in volume:
+        files, modes = _keyed_files("secret", volume["secret"], ns, ctx)
+        default = volume["secret"].get("defaultMode", 0o644)
+    elif "downwardAPI" in volume:
+        files, modes = _downward_files(pod, volume["downwardAPI"].get("items") or [])
+        default = volume["downwardAPI"].get("defaultMode", 0o644)
+    elif "projected" in volume:
+        default = volume["projected"].get("defaultMode", 0o644)
+        for source in volume["projected"].get("sources") or []:
+            if "serviceAccountToken" in source:
+                files[source["serviceAccountToken"]["path"]] = _token(pod, source["serviceAccountToken"], ctx)
+            elif "configMap" in source:
+                f, m = _keyed_files("configmap", source["configMap"], ns, ctx)
+                files.update(f)
+                modes.update(m)
+            elif "secret" in source:
+                f, m = _keyed_files("secret", source["secret"], ns, ctx)
+                files.update(f)
+                modes.update(m)
+            elif "downwardAPI" in source:
+                f, m = _downward_files(pod, source["downwardAPI"].get("items") or [])
+                files.update(f)
+                modes.update(m)
+            else:
+                raise CannotEmulate(f"projected volume {name}: source {sorted(source)} is not emulated")
+    else:
+        kinds = sorted(k for k in volume if k != "name")
+        raise CannotEmulate(f"volume {name}: type {kinds} is not emulated by the edgeopt job runner")
+    _write_files(target, files, modes, int(default))
+    return target, True  # kubelet mounts these read-only
+
+
+def _effective(pod: dict[str, Any], container: dict[str, Any], key: str) -> Any:
+    csc = container.get("securityContext") or {}
+    psc = pod["spec"].get("securityContext") or {}
+    return csc.get(key, psc.get(key))
+
+
+def security_prefix(pod: dict[str, Any], container: dict[str, Any]) -> tuple[list[str], bool, list[str]]:
+    """(setpriv prefix, readOnlyRootFilesystem, warnings) from the pod and container security contexts."""
+    csc = container.get("securityContext") or {}
+    psc = pod["spec"].get("securityContext") or {}
+    meta = pod["metadata"]
+    for key in ("seLinuxOptions", "windowsOptions", "sysctls", "seLinuxChangePolicy"):
+        if psc.get(key) or csc.get(key):
+            raise CannotEmulate(f"securityContext.{key} is not emulated by the edgeopt job runner")
+    if csc.get("procMount", "Default") != "Default":
+        raise CannotEmulate("securityContext.procMount is not emulated")
+    warnings = []
+    for key in ("seccompProfile", "appArmorProfile"):
+        profile = (csc.get(key) or psc.get(key) or {}).get("type", "Unconfined")
+        if profile == "RuntimeDefault":
+            warnings.append(f"{key} RuntimeDefault is not applied: the process runs without that filter")
+        elif profile != "Unconfined":
+            raise CannotEmulate(f"securityContext.{key} {profile} is not emulated")
+    uid = _effective(pod, container, "runAsUser")
+    gid = _effective(pod, container, "runAsGroup")
+    if _effective(pod, container, "runAsNonRoot"):
+        if uid is None:
+            raise NotYet("CreateContainerConfigError", "container has runAsNonRoot and image will run as root "
+                         f'(pod: "{meta["name"]}_{meta["namespace"]}", container: {container["name"]})')
+        if int(uid) == 0:
+            raise NotYet("CreateContainerConfigError", "container's runAsUser breaks non-root policy "
+                         f'(pod: "{meta["name"]}_{meta["namespace"]}", container: {container["name"]})')
+    groups = [int(g) for g in psc.get("supplementalGroups") or []]
+    if psc.get("fsGroup") is not None:
+        groups.append(int(psc["fsGroup"]))
+    prefix = ["/usr/bin/setpriv", f"--reuid={int(uid or 0)}", f"--regid={int(gid or 0)}"]
+    prefix.append("--groups=" + ",".join(map(str, groups)) if groups else "--clear-groups")
+    if not csc.get("privileged"):
+        caps = csc.get("capabilities") or {}
+        drop = {c.lower().removeprefix("cap_") for c in caps.get("drop") or []}
+        add = {c.lower().removeprefix("cap_") for c in caps.get("add") or []}
+        keep = set() if "all" in drop else set(DEFAULT_CAPS) - drop
+        keep |= add
+        prefix.append("--bounding-set=-all" + "".join(f",+{c}" for c in sorted(keep)))
+        prefix.append("--inh-caps=-all")
+    if csc.get("allowPrivilegeEscalation") is False:
+        prefix.append("--no-new-privs")
+    prefix.append("--")
+    return prefix, bool(csc.get("readOnlyRootFilesystem")), warnings
+
+
+def check_scheduling(pod: dict[str, Any]) -> None:
+    """What the scheduler would refuse on a single CPU node; such a Pod stays Pending."""
+    spec = pod["spec"]
+    for container in spec["containers"]:
+        res = container.get("resources") or {}
+        wanted = set(res.get("limits") or {}) | set(res.get("requests") or {})
+        extra = sorted(wanted - SCHEDULABLE_RESOURCES)
+        if extra:
+            raise NotYet("Unschedulable", f"0/1 nodes are available: 1 Insufficient {extra[0]}.", scheduled=False)
+    for key, value in (spec.get("nodeSelector") or {}).items():
+        if NODE_LABELS.get(key) != value:
+            raise NotYet("Unschedulable", "0/1 nodes are available: 1 node(s) didn't match Pod's node "
+                         f"affinity/selector ({key}={value}).", scheduled=False)
+    affinity = spec.get("affinity") or {}
+    if (affinity.get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution"):
+        raise CannotEmulate("required node affinity is not emulated by the edgeopt job runner")
+
+
+def build_plan(pod: dict[str, Any], pod_dir: Path, ctx: RuntimeContext) -> Plan:
+    spec = pod["spec"]
+    if len(spec["containers"]) != 1:
+        raise CannotEmulate(f"{len(spec['containers'])} containers: the edgeopt job runner runs exactly one")
+    if spec.get("initContainers") or spec.get("ephemeralContainers"):
+        raise CannotEmulate("init and ephemeral containers are not emulated by the edgeopt job runner")
+    if spec.get("runtimeClassName"):
+        raise CannotEmulate(f"runtimeClassName {spec['runtimeClassName']} is not emulated (no container runtime)")
+    if spec.get("restartPolicy", "Always") != "Never":
+        raise CannotEmulate(f"restartPolicy {spec.get('restartPolicy')}: the edgeopt job runner emulates Never only")
+    check_scheduling(pod)
+    container = spec["containers"][0]
+    for key in ("livenessProbe", "readinessProbe", "startupProbe", "lifecycle"):
+        if container.get(key):
+            raise CannotEmulate(f"container {key} is not emulated by the edgeopt job runner")
+    if not container.get("command"):
+        raise CannotEmulate(
+            f"container {container['name']} has no command: the entrypoint of image {container.get('image')} "
+            "is unknown to the edgeopt job runner, which runs commands locally"
+        )
+    prefix, read_only_root, warnings = security_prefix(pod, container)
+    env = build_env(pod, container, ctx)
+    command = [expand(a, env) for a in list(container["command"]) + list(container.get("args") or [])]
+    sources: dict[str, tuple[Path, bool]] = {}
+    volumes_dir = pod_dir / "volumes"
+    for volume in spec.get("volumes") or []:
+        sources[volume["name"]] = materialize_volume(pod, volume, volumes_dir, ctx)
+    fs_group = (spec.get("securityContext") or {}).get("fsGroup")
+    if fs_group is not None:
+        for source, _ in sources.values():
+            _give_group(source, int(fs_group))
+    mounts = []
+    for vm in container.get("volumeMounts") or []:
+        source, ro = sources[vm["name"]]
+        sub = vm.get("subPath") or (expand(vm["subPathExpr"], env) if vm.get("subPathExpr") else "")
+        if sub:
+            source = source / _safe_relpath(sub)
+            if not source.exists():
+                source.mkdir(parents=True)
+        mounts.append({"source": str(source), "target": vm["mountPath"], "readOnly": bool(vm.get("readOnly") or ro)})
+    termination = container.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH
+    log_file = pod_dir / "termination-log"
+    log_file.write_bytes(b"")
+    log_file.chmod(0o666)
+    mounts.append({"source": str(log_file), "target": termination, "readOnly": False})
+    return Plan(
+        command=command, env=env, prefix=prefix, mounts=mounts, working_dir=container.get("workingDir") or "/",
+        read_only_root=read_only_root, termination_path=termination,
+        fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError", warnings=warnings,
+    )
+
+
+def _give_group(folder: Path, gid: int) -> None:
+    """What kubelet does for fsGroup: the volume's files belong to the group, dirs setgid."""
+    for dirpath, _dirnames, filenames in os.walk(folder):
+        os.chown(dirpath, -1, gid)
+        os.chmod(dirpath, os.stat(dirpath).st_mode | 0o2070)
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p):
+                os.chown(p, -1, gid)
+                os.chmod(p, os.stat(p).st_mode | 0o060)

@@ -1,0 +1,162 @@
+"""The first moments of a Pod's process: a private mount namespace, then exec.
+
+The job runner starts ``python -m edgeopt.dev.sandbox PLAN.json``; this
+process unshares its mount (and UTS) namespace, bind-mounts every volume at
+exactly the path the Pod spec names (``/etc/edgeopt``,
+``/mnt/edgeopt/pvc/<claim>``, ``/dev/termination-log`` ...), sets the
+hostname to the Pod name, and then *execs* the container command, so the pid
+the runner watches is the command itself.
+
+A mount point that does not exist on this machine is made without touching
+the host: its nearest existing parent is shadowed by a tmpfs into which the
+parent's entries are bind-mounted back, the way container runtimes build
+``/dev``.  Nothing outlives the namespace.  Standard library only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+from pathlib import Path
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+MS_RDONLY = 1
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+# Exit code when the sandbox itself cannot set up the container; the runner
+# reads ERROR_FILE and reports it instead of an ordinary exit code.
+SETUP_FAILED = 128
+ERROR_FILE = "sandbox-error"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class SandboxError(Exception):
+    pass
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise SandboxError(f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    _check(
+        _libc.mount(
+            source.encode() if source else None, target.encode(), fstype.encode() if fstype else None,
+            ctypes.c_ulong(flags), data.encode() if data else None,
+        ),
+        f"mount {source or ''} on {target}",
+    )
+
+
+def _bind(source: str, target: str, read_only: bool) -> None:
+    _mount(source, target, None, MS_BIND | MS_REC)
+    if read_only:
+        _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+
+
+class Namespace:
+    """Mount points made so far: paths under a shadow tmpfs may be created freely."""
+
+    def __init__(self, scratch: Path) -> None:
+        self.scratch = scratch
+        self.shadows: list[str] = []
+
+    def _shadow(self, directory: str) -> None:
+        """Cover ``directory`` with a tmpfs that shows the same entries, so new ones can be added."""
+        stage = self.scratch / f"shadow{len(self.shadows)}"
+        stage.mkdir(parents=True, exist_ok=True)
+        _mount(directory, str(stage), None, MS_BIND | MS_REC)
+        st = os.stat(directory)
+        _mount("tmpfs", directory, "tmpfs", 0, f"mode={st.st_mode & 0o7777:o},uid={st.st_uid},gid={st.st_gid}")
+        for name in os.listdir(stage):
+            src, dst = stage / name, os.path.join(directory, name)
+            if src.is_symlink():
+                os.symlink(os.readlink(src), dst)
+            elif src.is_dir():
+                os.mkdir(dst)
+                _mount(str(src), dst, None, MS_BIND | MS_REC)
+            else:  # files, device nodes, sockets, fifos
+                Path(dst).touch()
+                _mount(str(src), dst, None, MS_BIND)
+        _check(_libc.umount2(str(stage).encode(), MNT_DETACH), f"umount {stage}")
+        self.shadows.append(directory)
+
+    def ensure(self, target: str, is_dir: bool) -> str:
+        """Make ``target`` exist as a mount point of the right kind; return its real path."""
+        if os.path.lexists(target):
+            real = os.path.realpath(target)
+            if os.path.isdir(real) != is_dir:
+                kind = "directory" if is_dir else "file"
+                raise SandboxError(f"mount path {target} exists here but is not a {kind}")
+            return real
+        ancestor = os.path.dirname(target)
+        while not os.path.lexists(ancestor):
+            ancestor = os.path.dirname(ancestor)
+        real_parent = os.path.realpath(ancestor)
+        if not os.path.isdir(real_parent):
+            raise SandboxError(f"cannot mount at {target}: {ancestor} is not a directory")
+        rest = os.path.relpath(target, ancestor)
+        real = os.path.join(real_parent, rest)
+        if not any(real_parent == s or real_parent.startswith(s + "/") for s in self.shadows):
+            if real_parent == "/":
+                raise SandboxError(
+                    f"cannot emulate mount path {target}: its top-level directory does not exist on "
+                    "this machine and the runner will not create directories in the host's /"
+                )
+            self._shadow(real_parent)
+        if is_dir:
+            os.makedirs(real, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(real), exist_ok=True)
+            Path(real).touch()
+        return real
+
+
+def enter(plan: dict) -> None:
+    """Set up the namespace described by ``plan`` (see kubelet.py) in this process."""
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS), "unshare mount namespace")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we mount propagates to the host
+    hostname = plan["hostname"].encode()
+    _check(_libc.sethostname(hostname, len(hostname)), "sethostname")
+    ns = Namespace(Path(plan["scratch"]))
+    mounts = sorted(plan["mounts"], key=lambda m: m["target"].rstrip("/").count("/"))
+    for m in mounts:
+        source = m["source"]
+        real = ns.ensure(m["target"], os.path.isdir(source))
+        _bind(source, real, bool(m.get("readOnly")))
+    if plan.get("readOnlyRootFilesystem"):  # last: the steps above write mount points
+        _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    workdir = plan.get("workingDir") or "/"
+    try:
+        os.chdir(workdir)
+    except OSError as exc:
+        raise SandboxError(f"workingDir {workdir}: {exc.strerror}") from exc
+
+
+def main(argv: list[str]) -> int:
+    plan = json.loads(Path(argv[0]).read_text())
+    try:
+        enter(plan)
+        argv_exec = list(plan["prefix"]) + list(plan["command"])
+        os.execvpe(argv_exec[0], argv_exec, plan["env"])
+    except (SandboxError, OSError) as exc:
+        message = str(exc)
+        if isinstance(exc, FileNotFoundError) and exc.filename is None:
+            message = f"executable file not found in $PATH: {plan['command'][0]}"
+        Path(plan["scratch"], ERROR_FILE).write_text(message)
+        print(f"edgeopt job runner: cannot start container: {message}", file=sys.stderr, flush=True)
+        return SETUP_FAILED
+    return SETUP_FAILED  # not reached: exec replaced us
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
