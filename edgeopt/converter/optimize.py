@@ -203,10 +203,8 @@ def fold_constants(graph_def: Any, protected: set[str]) -> tuple[Any, int]:
         nodes.append(m)
     nodes.extend(c for (_, port), c in replacement.items() if port > 0)
     folded = _rebuild(graph_def, nodes)
-    # What was folded away is now unreachable: drop it (only folded nodes and their Consts).
-    reachable = _reachable(folded, protected)
-    gone = foldable | constant
-    folded = _rebuild(folded, [n for n in folded.node if n.name in reachable or n.name not in gone])
+    # What was folded away has no consumers left: drop it (only folded nodes and their Consts).
+    folded = _drop_orphans(folded, foldable | constant, protected)
     return folded, len({n for n, _ in replacement})
 
 
@@ -284,9 +282,23 @@ def fold_batch_norms(graph_def: Any, protected: set[str]) -> tuple[Any, int]:
         return graph_def, 0
     nodes = [replaced.get(n.name) or new_nodes.get(n.name) or n for n in graph_def.node]
     folded = _rebuild(graph_def, nodes + extra)
-    # The old weights and batch-norm parameters are now unused.
-    reachable = _reachable(folded, protected)
-    return _rebuild(folded, [n for n in folded.node if n.name in reachable or n.op != "Const"]), count
+    # The old weights and batch-norm parameters (and Identity reads of them) may now be unused.
+    consumed_before = {node_of(i) for n in graph_def.node for i in n.input}
+    candidates = {n.name for n in folded.node if n.op in ("Const", "Identity") and n.name in consumed_before}
+    return _drop_orphans(folded, candidates, protected), count
+
+
+def _drop_orphans(graph_def: Any, candidates: set[str], protected: set[str]) -> Any:
+    """Remove candidate nodes nothing consumes any more, repeatedly; other nodes are never touched."""
+    nodes = {n.name: n for n in graph_def.node}
+    while True:
+        consumed = {node_of(i) for n in nodes.values() for i in n.input}
+        orphans = [k for k in nodes if k in candidates and k not in consumed and k not in protected]
+        if not orphans:
+            break
+        for k in orphans:
+            del nodes[k]
+    return _rebuild(graph_def, [n for n in graph_def.node if n.name in nodes])
 
 
 def _reachable(graph_def: Any, roots: set[str]) -> set[str]:

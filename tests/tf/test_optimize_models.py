@@ -1,0 +1,112 @@
+"""Conv + fused batch norm graphs and Keras models with BN + Dropout: smaller graphs, same answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeopt.converter.pipeline import convert_model
+from tests.tf.conftest import convbn_source, make_model
+
+pytestmark = pytest.mark.tf
+
+
+def _run_saved_model(path: Path, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+    import tensorflow as tf
+
+    sig = tf.saved_model.load(str(path)).signatures["serving_default"]
+    return {k: v.numpy() for k, v in sig(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+
+
+def _run_graph(graph_def: object, fetch: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    import tensorflow as tf
+
+    g = tf.Graph()
+    with g.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=g) as sess:
+        return sess.run(fetch, feeds)
+
+
+@pytest.mark.parametrize("variant", ["frozen", "checkpoint"])
+def test_conv_bn_graph_folds_batch_norms_and_keeps_answers(convbn_dir: Path, tmp_path: Path, variant: str) -> None:
+    from edgeopt.converter.load import parse_graph_def
+
+    source = convbn_source(convbn_dir)
+    if variant == "checkpoint":
+        source.update(format="Checkpoint", graph="convbn_graph.pb", checkpoint="convbn_model")
+    model = make_model("convbn", source, tmp_path / "repo", validation={"samples": 4, "rtol": 1e-4, "atol": 1e-5})
+    artifact = convert_model(model, tmp_path / "work")
+    ops = artifact.report["ops"]
+    before, after = ops["before"]["byType"], ops["after"]["byType"]
+    assert ops["after"]["total"] < ops["before"]["total"]
+    assert before.get("FusedBatchNormV3") == 1 and before.get("FusedBatchNorm") == 1
+    for gone in ("FusedBatchNorm", "FusedBatchNormV3", "Identity", "CheckNumerics"):
+        assert gone not in after, f"{gone} survived: {after}"
+    # The original frozen graph and the converted SavedModel agree on fresh inputs.
+    x = np.random.default_rng(11).standard_normal((3, 16, 16, 3)).astype(np.float32)
+    original = _run_graph(parse_graph_def(convbn_dir / "convbn_frozen.pb"), "output:0", {"input:0": x})
+    converted = _run_saved_model(artifact.savedmodel_dir, input=x)["output"]
+    np.testing.assert_allclose(converted, original, rtol=1e-5, atol=1e-6)
+    assert artifact.report["validation"]["maxAbsError"] < 1e-5
+
+
+def test_each_transform_on_the_raw_graph(convbn_dir: Path) -> None:
+    """Run transforms one by one on the unfrozen-by-us .pb, noise and unused branch included."""
+    from edgeopt.converter.graph_model import Endpoint, FrozenModel
+    from edgeopt.converter.load import parse_graph_def
+    from edgeopt.converter.optimize import optimize
+
+    raw = parse_graph_def(convbn_dir / "convbn_frozen.pb")
+    model = FrozenModel(
+        raw,
+        [Endpoint("input", "input:0", "FP32", [-1, 16, 16, 3])],
+        [Endpoint("output", "output:0", "FP32", [-1, 4])],
+    )
+    x = np.random.default_rng(2).standard_normal((2, 16, 16, 3)).astype(np.float32)
+    expected = _run_graph(raw, "output:0", {"input:0": x})
+    assert "unused_branch" in {n.name for n in raw.node}
+    for transform, gone in [
+        ("strip_unused_nodes", "unused_branch"),
+        ("remove_identity", "conv1/Identity"),
+        ("remove_check_numerics", "bn1/CheckNumerics"),
+    ]:
+        result, steps = optimize(model, [transform])
+        names = {n.name for n in result.graph_def.node}
+        assert gone not in names and {"input", "output"} <= names
+        assert steps[0]["changed"] >= 1
+        np.testing.assert_allclose(_run_graph(result.graph_def, "output:0", {"input:0": x}), expected, rtol=1e-6)
+    # Batch norm folding looks through the Identity between Conv2D and FusedBatchNormV3.
+    result, steps = optimize(model, ["fold_batch_norms"])
+    assert steps[0]["changed"] == 2
+    ops = {n.op for n in result.graph_def.node}
+    assert not ops & {"FusedBatchNorm", "FusedBatchNormV3"}
+    np.testing.assert_allclose(_run_graph(result.graph_def, "output:0", {"input:0": x}), expected, rtol=1e-5, atol=1e-6)
+    # Sorting puts every node after its inputs.
+    result, _ = optimize(model, ["sort_by_execution_order"])
+    seen: set[str] = set()
+    for n in result.graph_def.node:
+        assert all(i.lstrip("^").split(":")[0] in seen for i in n.input), n.name
+        seen.add(n.name)
+
+
+@pytest.mark.parametrize("fmt", ["SavedModel", "Keras"])
+def test_keras_model_with_bn_and_dropout(keras_dir: Path, tmp_path: Path, fmt: str) -> None:
+    import keras
+
+    uri = keras_dir / ("saved_model" if fmt == "SavedModel" else "model.keras")
+    model = make_model("keras-small", {"uri": f"file://{uri}", "format": fmt}, tmp_path / "repo")
+    artifact = convert_model(model, tmp_path / "work")
+    ops = artifact.report["ops"]
+    assert ops["after"]["total"] <= ops["before"]["total"]
+    assert "Identity" not in ops["after"]["byType"] or ops["after"]["byType"]["Identity"] <= 1
+    (inp,) = artifact.inputs
+    assert (inp.name, inp.dtype, inp.shape) == ("image", "FP32", [-1, 32, 32, 3])
+    (out,) = artifact.outputs
+    assert out.name == ("output_0" if fmt == "SavedModel" else "probs") and out.shape == [-1, 3]
+    x = np.random.default_rng(5).standard_normal((4, 32, 32, 3)).astype(np.float32)
+    expected = keras.models.load_model(keras_dir / "model.keras").predict(x, verbose=0)
+    got = _run_saved_model(artifact.savedmodel_dir, image=x)[out.name]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
