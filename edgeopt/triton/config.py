@@ -54,7 +54,6 @@ class TensorConfig:
     name: str
     data_type: str
     dims: tuple[int, ...]
-    reshape: tuple[int, ...] | None = None  # the model's own shape when it differs from dims (scalars)
 
 
 @dataclass(frozen=True)
@@ -97,8 +96,9 @@ def _tensor_config(t: TensorInfo, batched: bool) -> TensorConfig:
     if any(d < -1 or d == 0 for d in shape):
         raise PublishError(f"tensor {t.name!r}: shape {t.shape} has a dimension that is neither positive nor -1")
     if not shape:
-        # Triton needs at least one dim; a per-item scalar travels as [1] and is reshaped back.
-        return TensorConfig(t.name, triton_type(t.dtype), (1,), reshape=())
+        # Triton needs at least one dim and rejects an empty reshape on a non-batching model
+        # ("scalar tensors are not supported"): a scalar travels as [1]; model.py restores the rank.
+        return TensorConfig(t.name, triton_type(t.dtype), (1,))
     return TensorConfig(t.name, triton_type(t.dtype), tuple(shape))
 
 
@@ -188,11 +188,7 @@ def _dims(dims: Sequence[int]) -> str:
 
 
 def _tensor_block(t: TensorConfig) -> list[str]:
-    lines = ["  {", f"    name: {_quote(t.name)}", f"    data_type: {t.data_type}", f"    dims: {_dims(t.dims)}"]
-    if t.reshape is not None:
-        lines.append(f"    reshape: {{ shape: {_dims(t.reshape)} }}")
-    lines.append("  }")
-    return lines
+    return ["  {", f"    name: {_quote(t.name)}", f"    data_type: {t.data_type}", f"    dims: {_dims(t.dims)}", "  }"]
 
 
 def _tensor_list(key: str, tensors: Sequence[TensorConfig]) -> list[str]:

@@ -1,9 +1,8 @@
 """The three sample models as (artifact, inputs, TF reference outputs) for the serving tests.
 
-With the real converter present the artifact comes from
-``convert_model``; until then from the original graph saved as a SavedModel.
-Either way the expected outputs come from TensorFlow running the *original*
-model (checkpoint session, frozen graph, Keras SavedModel).
+The artifact comes from the real converter (``convert_model``); the expected
+outputs from TensorFlow running the *original* model (checkpoint session,
+frozen graph, Keras SavedModel), so the whole path is checked, not a copy of it.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ class Case:
     artifact: Artifact
     feed: dict[str, np.ndarray]
     expected: dict[str, np.ndarray]
-    converted: bool  # True when edgeopt's converter produced the artifact
 
 
 def source_manifest(kind: str, info: dict[str, Any], repository: Path, name: str, **target: Any) -> OptimizedModel:
@@ -69,21 +67,8 @@ def sample_input(kind: str, info: dict[str, Any], batch: int, seed: int = 0) -> 
 def build_case(kind: str, info: dict[str, Any], model: OptimizedModel, workdir: Path, batch: int = 3) -> Case:
     x = sample_input(kind, info, batch)
     expected = reference(kind, info, x)
-    if m.have_converter():
-        from edgeopt.converter.pipeline import convert_model
+    from edgeopt.converter.pipeline import convert_model
 
-        artifact = convert_model(model, workdir)
-        converted = True
-    else:
-        d = Path(info["dir"])
-        dest = workdir / "savedmodel"
-        if kind == "add":
-            m.checkpoint_to_savedmodel(d / info["meta"], d / info["checkpoint"], {"x": "x:0"}, {"y": "y:0"}, dest)
-        elif kind == "convbn":
-            m.frozen_graph_to_savedmodel(d / info["graph"], {"input": "input:0"}, {"output": "output:0"}, dest)
-        else:
-            dest = d / info["path"]
-        artifact = m.artifact_from_savedmodel(dest)
-        converted = False
+    artifact = convert_model(model, workdir)
     (in_name,) = [t.name for t in artifact.inputs]
-    return Case(kind, artifact, {in_name: x}, expected, converted)
+    return Case(kind, artifact, {in_name: x}, expected)

@@ -18,5 +18,3 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
         "convbn": s.write_conv_bn_graph(root / "convbn", checkpoint=False),
         "keras": s.write_keras_model(root / "keras", "savedmodel", input_size=16),
     }
-
-

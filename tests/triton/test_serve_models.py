@@ -56,7 +56,7 @@ def test_published_model_answers_like_tensorflow(
     smoke = triton_client.smoke_infer(name, 1)
     assert smoke.outputs
     print(
-        f"\n[measure] {kind}: converter={case.converted} publish={result.seconds * 1000:.1f}ms "
+        f"\n[measure] {kind}: publish={result.seconds * 1000:.1f}ms "
         f"load={load_s:.2f}s first_infer={first_ms:.1f}ms second_infer={second_ms:.1f}ms "
         f"smoke={smoke.latency_ms:.1f}ms"
     )

@@ -1,14 +1,13 @@
 """Real TensorFlow models and Artifacts for the Triton tests.
 
-When ``edgeopt.converter.pipeline.convert_model`` exists, the end-to-end
-tests convert the samples with it; the helpers here build Artifacts straight
-from SavedModels (what the converter hands over) for the tests that exercise
-publishing and serving semantics, not conversion.
+The end-to-end tests convert the samples with the real converter
+(``tests/triton/cases.py``); the helpers here build Artifacts straight from
+small SavedModels (what the converter hands over) for the tests about
+publishing and serving semantics: versions, batching, config variants.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -35,10 +34,6 @@ def tf() -> Any:
     import tensorflow
 
     return tensorflow
-
-
-def have_converter() -> bool:
-    return importlib.util.find_spec("edgeopt.converter.pipeline") is not None
 
 
 def artifact_from_savedmodel(path: Path, signature_key: str = "serving_default", **kw: Any) -> Artifact:
@@ -101,38 +96,6 @@ def write_multi_io_savedmodel(path: Path) -> Path:
     module = Multi()
     t.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
     return path
-
-
-def checkpoint_to_savedmodel(meta: Path, checkpoint: Path, inputs: dict[str, str], outputs: dict[str, str], dest: Path):
-    """The original checkpoint graph as a SavedModel (TF1 session + simple_save): the reference model."""
-    t = tf()
-    graph = t.Graph()
-    with graph.as_default(), t.compat.v1.Session(graph=graph) as sess:
-        saver = t.compat.v1.train.import_meta_graph(str(meta))
-        saver.restore(sess, str(checkpoint))
-        t.compat.v1.saved_model.simple_save(
-            sess,
-            str(dest),
-            inputs={k: graph.get_tensor_by_name(v) for k, v in inputs.items()},
-            outputs={k: graph.get_tensor_by_name(v) for k, v in outputs.items()},
-        )
-    return dest
-
-
-def frozen_graph_to_savedmodel(pb: Path, inputs: dict[str, str], outputs: dict[str, str], dest: Path) -> Path:
-    t = tf()
-    graph_def = t.compat.v1.GraphDef()
-    graph_def.ParseFromString(pb.read_bytes())
-    graph = t.Graph()
-    with graph.as_default(), t.compat.v1.Session(graph=graph) as sess:
-        t.compat.v1.import_graph_def(graph_def, name="")
-        t.compat.v1.saved_model.simple_save(
-            sess,
-            str(dest),
-            inputs={k: graph.get_tensor_by_name(v) for k, v in inputs.items()},
-            outputs={k: graph.get_tensor_by_name(v) for k, v in outputs.items()},
-        )
-    return dest
 
 
 def run_checkpoint(meta: Path, checkpoint: Path, feed: dict[str, np.ndarray], fetch: list[str]) -> list[np.ndarray]:

@@ -59,11 +59,10 @@ class TritonPythonModel:
         self._max_batch = int(config.get("max_batch_size") or 0)
         self._inputs = [(t["name"], pb_utils.triton_string_to_numpy(t["data_type"])) for t in config["input"]]
         self._outputs = [(t["name"], pb_utils.triton_string_to_numpy(t["data_type"])) for t in config["output"]]
+        self._output_dims = {t["name"]: [int(d) for d in t["dims"]] for t in config["output"]}
         missing = [name for name, _ in self._inputs if name not in self._specs]
         if missing:
-            raise RuntimeError(
-                f"config inputs {missing} are not in signature {key!r} (it takes {sorted(self._specs)})"
-            )
+            raise RuntimeError(f"config inputs {missing} are not in signature {key!r} (it takes {sorted(self._specs)})")
 
     # ------------------------------------------------------------------ running
 
@@ -78,9 +77,16 @@ class TritonPythonModel:
         for name, np_dtype in self._outputs:
             if name not in result:
                 raise KeyError(f"the signature has no output {name!r}; it has {sorted(result)}")
-            value = result[name].numpy()
+            value = self._to_config_shape(name, result[name].numpy())
             out[name] = value.astype(np.object_) if np_dtype is np.object_ else value.astype(np_dtype, copy=False)
         return out
+
+    def _to_config_shape(self, name: str, value: np.ndarray) -> np.ndarray:
+        """A scalar signature output is declared as dims [1] (Triton has no scalars without batching)."""
+        dims = self._output_dims[name]
+        if self._max_batch == 0 and value.ndim != len(dims) and -1 not in dims and value.size == int(np.prod(dims)):
+            return value.reshape(dims)
+        return value
 
     def _read(self, request: Any) -> dict[str, np.ndarray]:
         feed = {}

@@ -1,0 +1,59 @@
+"""New versions reach Triton after a load; versionsToKeep prunes disk and the served set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeopt.triton.client import TritonClient
+from edgeopt.triton.publish import existing_versions, publish_version
+from tests.fixtures.triton import optimized_model
+from tests.triton.tf_models import artifact_from_savedmodel, write_add_savedmodel
+
+pytestmark = [pytest.mark.triton, pytest.mark.tf]
+
+X = np.array([[1.0], [2.0]], dtype=np.float32)
+
+
+def test_second_publish_is_version_2_and_served_after_load(
+    triton_repository: Path, triton_client: TritonClient, tmp_path: Path
+) -> None:
+    name = "versions"
+    model = optimized_model(name, triton_repository, versionsToKeep=2)
+    v1 = publish_version(artifact_from_savedmodel(write_add_savedmodel(tmp_path / "a5", 5.0)), model)
+    triton_client.load(name)
+    np.testing.assert_allclose(triton_client.infer(name, {"x": X})["y"], X + 5.0)
+
+    v2 = publish_version(artifact_from_savedmodel(write_add_savedmodel(tmp_path / "a7", 7.0)), model)
+    assert (v1.version, v2.version) == (1, 2)
+    # Explicit mode: nothing changes in Triton until the operator asks for a load.
+    assert triton_client.ready_versions(name) == [1]
+    triton_client.load(name)
+    assert triton_client.ready_versions(name) == [1, 2]  # version_policy latest 2
+    np.testing.assert_allclose(triton_client.infer(name, {"x": X})["y"], X + 7.0)  # newest by default
+    np.testing.assert_allclose(triton_client.infer(name, {"x": X}, version=1)["y"], X + 5.0)
+
+    # A third publish with versionsToKeep 2 removes version 1 from disk but not the one being served.
+    served = triton_client.ready_versions(name)
+    v3 = publish_version(
+        artifact_from_savedmodel(write_add_savedmodel(tmp_path / "a9", 9.0)), model, serving_versions=served
+    )
+    assert v3.version == 3 and v3.pruned == []
+    assert existing_versions(triton_repository / name) == [1, 2, 3]
+    # Next publish, with only version 3 served: the old ones go.
+    triton_client.load(name)
+    assert triton_client.ready_versions(name) == [2, 3]
+    v4 = publish_version(
+        artifact_from_savedmodel(write_add_savedmodel(tmp_path / "a11", 11.0)),
+        model,
+        serving_versions=[3],
+    )
+    assert v4.pruned == [1, 2]
+    assert existing_versions(triton_repository / name) == [3, 4]
+    triton_client.load(name)
+    assert triton_client.ready_versions(name) == [3, 4]
+    np.testing.assert_allclose(triton_client.infer(name, {"x": X})["y"], X + 11.0)
+    assert not triton_client.is_model_ready(name, 1)
+    triton_client.unload(name)
