@@ -42,11 +42,14 @@ from edgeopt.errors import EdgeoptError
 SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service, first address of the range
 ISSUER = "https://kubernetes.default.svc.cluster.local"
-# The issue asks for GC, namespace and service-account controllers only (never
-# the job controller: the job runner is ours).  root-ca-cert-publisher belongs
-# to the service-account machinery: it publishes the kube-root-ca.crt
-# ConfigMap every auto-mounted service-account token volume projects.
-CONTROLLERS = "garbagecollector,namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher"
+# GC, namespace and service-account controllers (never the job controller: the
+# job runner is ours).  Two more that a real cluster has and that run no Pods:
+# root-ca-cert-publisher publishes the kube-root-ca.crt ConfigMap every
+# auto-mounted service-account token volume projects, and ttl-after-finished
+# deletes finished Jobs after ttlSecondsAfterFinished, as the operator expects.
+CONTROLLERS = (
+    "garbagecollector,namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher,ttl-after-finished"
+)
 # Components in start order; ``down`` stops them in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "jobrunner")
 

@@ -9,7 +9,8 @@ for each, does what the job controller does:
   a controlling owner reference to the Job) and hands it to kubelet.py;
 * writes Job status: startTime, active/ready/succeeded/failed, the interim
   SuccessCriteriaMet/FailureTarget conditions and then Complete (with
-  completionTime) or Failed (BackoffLimitExceeded, DeadlineExceeded);
+  completionTime) or Failed (BackoffLimitExceeded, DeadlineExceeded,
+  PodFailurePolicy: onExitCodes/onPodConditions rules with FailJob, Ignore, Count);
 * retries failed Pods up to backoffLimit with exponential back-off (the real
   controller waits 10 s, 20 s, 40 s ... capped at 6 min; ``--backoff-base``);
 * enforces activeDeadlineSeconds by deleting the active Pods.
@@ -70,6 +71,8 @@ class JobWorker:
         self.uid = job["metadata"]["uid"]
         self.key = f"{self.namespace}/{self.name}"
         self.runs: list[PodRun] = []
+        self.evaluated: set[str] = set()  # failed runs checked against podFailurePolicy
+        self.ignored: set[str] = set()  # failed runs an Ignore rule keeps out of the count
         self.wake = threading.Event()
         self.deleted = threading.Event()
         self.thread = threading.Thread(target=self._main, name=f"job-{self.key}", daemon=True)
@@ -151,24 +154,44 @@ class JobWorker:
                     log.warning("job %s: cannot mark lost pod failed: %s", self.key, exc.reason)
 
     def _counts(self, job: dict[str, Any]) -> tuple[int, int, list[PodRun]]:
-        """(succeeded, failed, active runs): Pods finished in this runner or recorded on the Job."""
+        """(succeeded, failed, active runs), from the Pods and from the runs this runner finished.
+
+        A run's own result wins over its Pod object (which may lag a status
+        write, or be gone: deleted after it finished).  Failures a
+        podFailurePolicy rule said to Ignore do not count.
+        """
         pods = self._pods()
         self._adopt_lost(pods)
-        phases = [(p.get("status") or {}).get("phase") for p in pods]
-        run_uids = {p["metadata"]["uid"] for p in pods}
-        gone = [r for r in self.runs if r.done and r.uid not in run_uids]  # deleted after finishing
-        succeeded = phases.count("Succeeded") + sum(r.phase == "Succeeded" for r in gone)
-        failed = phases.count("Failed") + sum(r.phase == "Failed" for r in gone)
-        # A Pod object may lag its run by a status write; trust the runs we own.
+        phases = {p["metadata"]["uid"]: (p.get("status") or {}).get("phase") for p in pods}
         for r in self.runs:
-            if r.done and r.uid in run_uids:
-                idx = [p["metadata"]["uid"] for p in pods].index(r.uid)
-                if phases[idx] not in ("Succeeded", "Failed"):
-                    succeeded += r.phase == "Succeeded"
-                    failed += r.phase == "Failed"
+            if r.done:
+                phases[r.uid] = r.phase
+        succeeded = sum(ph == "Succeeded" for ph in phases.values())
+        failed = sum(ph == "Failed" and uid not in self.ignored for uid, ph in phases.items())
         status = job.get("status") or {}
         active = [r for r in self.runs if not r.done]
         return max(succeeded, status.get("succeeded", 0)), max(failed, status.get("failed", 0)), active
+
+    def _pod_failure_policy(self, job: dict[str, Any]) -> str | None:
+        """Apply spec.podFailurePolicy to newly failed runs; the FailJob message, if a rule says so."""
+        rules = (job["spec"].get("podFailurePolicy") or {}).get("rules") or []
+        for run in self.runs:
+            if run.phase != "Failed" or run.uid in self.evaluated:
+                continue
+            self.evaluated.add(run.uid)
+            for index, rule in enumerate(rules):
+                if not _rule_matches(rule, run):
+                    continue
+                action = rule.get("action")
+                if action == "Ignore":
+                    self.ignored.add(run.uid)
+                elif action == "FailJob":
+                    if rule.get("onExitCodes"):
+                        return (f"Container {run.container} for pod {self.namespace}/{run.name} failed with exit "
+                                f"code {run.exit_code} matching FailJob rule at index {index}")
+                    return f"Pod {self.namespace}/{run.name} has condition matching FailJob rule at index {index}"
+                break  # Count (and FailIndex, for non-indexed Jobs): an ordinary failure
+        return None
 
     def _loop(self) -> None:
         while True:
@@ -187,7 +210,11 @@ class JobWorker:
                 if spec.get(key, 1) != 1:
                     self._event("NotEmulated", f"{key}={spec.get(key)}: the edgeopt job runner emulates 1 only",
                                 "Warning")
+            policy_failure = self._pod_failure_policy(job)
             succeeded, failed, active = self._counts(job)
+            if policy_failure:
+                self._terminate(active, "PodFailurePolicy", policy_failure, succeeded, failed)
+                return
             start_stamp = (job.get("status") or {}).get("startTime") or now()
             deadline = spec.get("activeDeadlineSeconds")
             elapsed = _seconds_since(start_stamp)
@@ -325,6 +352,18 @@ class JobWorker:
         self._update_status(complete)
         self._event("Completed", "Job completed")
         log.info("job %s: Complete", self.key)
+
+
+def _rule_matches(rule: dict[str, Any], run: PodRun) -> bool:
+    codes = rule.get("onExitCodes")
+    if codes:
+        if codes.get("containerName") not in (None, run.container) or run.exit_code in (None, 0):
+            return False
+        listed = run.exit_code in codes.get("values", [])
+        return listed if codes.get("operator") == "In" else not listed
+    wanted = rule.get("onPodConditions") or []
+    have = {(c.get("type"), c.get("status")) for c in run.conditions}
+    return any((c.get("type"), c.get("status", "True")) in have for c in wanted)
 
 
 def _seconds_since(stamp: str) -> float:

@@ -69,6 +69,8 @@ class PodRun:
         self.key = pod_key(pod)
         self.pod_dir = ctx.root / "run" / "pods" / self.key
         self.log_path = ctx.root / "logs" / f"{self.key}.log"
+        self.container = pod["spec"]["containers"][0]["name"]
+        self.conditions: list[dict[str, Any]] = []  # the last Pod conditions written
         self.phase = "Pending"
         self.exit_code: int | None = None
         self.finished_at = 0.0
@@ -137,16 +139,14 @@ class PodRun:
 
     def _finish(self, exit_code: int, reason: str, message: str, started: str, *, pod_reason: str = "",
                 pod_message: str = "") -> None:
-        self.exit_code = exit_code
-        self.phase = "Succeeded" if exit_code == 0 and not pod_reason else "Failed"
-        self.finished_at = time.monotonic()
+        phase = "Succeeded" if exit_code == 0 and not pod_reason else "Failed"
         terminated: dict[str, Any] = {"exitCode": exit_code, "reason": reason, "startedAt": started,
                                       "finishedAt": now()}
         if message:
             terminated["message"] = message
 
         def mutate(status: dict[str, Any]) -> None:
-            status["phase"] = self.phase
+            status["phase"] = phase
             status["startTime"] = status.get("startTime") or started
             status["conditions"] = _conditions(PodReadyToStartContainers=(False, None), Initialized=(True, None),
                                                Ready=(False, "PodCompleted"), ContainersReady=(False, "PodCompleted"),
@@ -155,8 +155,13 @@ class PodRun:
             if pod_reason:
                 status["reason"] = pod_reason
                 status["message"] = pod_message
+            self.conditions = status["conditions"]
 
         self._write_status(mutate)
+        # Only now is the run done for the job controller: the Pod already says so.
+        self.exit_code = exit_code
+        self.finished_at = time.monotonic()
+        self.phase = phase
 
     # -- the run ---------------------------------------------------------------------------
     def _main(self) -> None:

@@ -20,6 +20,8 @@ import base64
 import os
 import re
 import shutil
+import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,12 +79,13 @@ class Plan:
     termination_path: str
     fallback_to_logs: bool
     warnings: list[str] = field(default_factory=list)
+    traversable: list[str] = field(default_factory=list)
 
     def to_json(self, hostname: str, scratch: Path) -> dict[str, Any]:
         return {
             "command": self.command, "env": self.env, "prefix": self.prefix, "mounts": self.mounts,
             "workingDir": self.working_dir, "readOnlyRootFilesystem": self.read_only_root,
-            "hostname": hostname, "scratch": str(scratch),
+            "hostname": hostname, "scratch": str(scratch), "traversable": self.traversable,
         }
 
 
@@ -427,6 +430,8 @@ def build_plan(pod: dict[str, Any], pod_dir: Path, ctx: RuntimeContext) -> Plan:
             if not source.exists():
                 source.mkdir(parents=True)
         mounts.append({"source": str(source), "target": vm["mountPath"], "readOnly": bool(vm.get("readOnly") or ro)})
+    uid = _effective(pod, container, "runAsUser")
+    traversable = _closed_ancestors([sys.executable, ctx.venv_bin]) if uid else []
     termination = container.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH
     log_file = pod_dir / "termination-log"
     log_file.write_bytes(b"")
@@ -436,7 +441,22 @@ def build_plan(pod: dict[str, Any], pod_dir: Path, ctx: RuntimeContext) -> Plan:
         command=command, env=env, prefix=prefix, mounts=mounts, working_dir=container.get("workingDir") or "/",
         read_only_root=read_only_root, termination_path=termination,
         fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError", warnings=warnings,
+        traversable=traversable,
     )
+
+
+def _closed_ancestors(paths: list[str]) -> list[str]:
+    """Directories on the way to ``paths`` (symlinks followed) that others may not traverse."""
+    found: list[str] = []
+    for path in paths:
+        for candidate in (path, os.path.realpath(path)):
+            parent = os.path.dirname(candidate)
+            while parent != "/":
+                real = os.path.realpath(parent)
+                if not os.stat(real).st_mode & stat.S_IXOTH and real not in found:
+                    found.append(real)
+                parent = os.path.dirname(parent)
+    return sorted(found, key=lambda p: p.count("/"))
 
 
 def _give_group(folder: Path, gid: int) -> None:

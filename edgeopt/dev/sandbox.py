@@ -70,13 +70,14 @@ class Namespace:
         self.scratch = scratch
         self.shadows: list[str] = []
 
-    def _shadow(self, directory: str) -> None:
+    def _shadow(self, directory: str, add_mode: int = 0) -> None:
         """Cover ``directory`` with a tmpfs that shows the same entries, so new ones can be added."""
         stage = self.scratch / f"shadow{len(self.shadows)}"
         stage.mkdir(parents=True, exist_ok=True)
         _mount(directory, str(stage), None, MS_BIND | MS_REC)
         st = os.stat(directory)
-        _mount("tmpfs", directory, "tmpfs", 0, f"mode={st.st_mode & 0o7777:o},uid={st.st_uid},gid={st.st_gid}")
+        mode = (st.st_mode | add_mode) & 0o7777
+        _mount("tmpfs", directory, "tmpfs", 0, f"mode={mode:o},uid={st.st_uid},gid={st.st_gid}")
         for name in os.listdir(stage):
             src, dst = stage / name, os.path.join(directory, name)
             if src.is_symlink():
@@ -128,6 +129,10 @@ def enter(plan: dict) -> None:
     hostname = plan["hostname"].encode()
     _check(_libc.sethostname(hostname, len(hostname)), "sethostname")
     ns = Namespace(Path(plan["scratch"]))
+    for directory in plan.get("traversable") or []:
+        # The "image" is this machine: a non-root user must reach its interpreter
+        # (e.g. a pyenv Python under /root, mode 0700), as in a real image.
+        ns._shadow(directory, add_mode=0o111)
     mounts = sorted(plan["mounts"], key=lambda m: m["target"].rstrip("/").count("/"))
     for m in mounts:
         source = m["source"]

@@ -1,0 +1,57 @@
+"""Job manifests and waits the job-runner tests share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client
+
+from tests.fixtures.common import wait_for
+
+MANAGED = {"app.kubernetes.io/managed-by": "edgeopt"}
+
+
+def job_manifest(name: str, command: list[str], *, backoff_limit: int = 0, **pod_spec: Any) -> dict[str, Any]:
+    """A Job the runner picks up; ``pod_spec`` keys merge into the Pod spec (``job_spec`` into the Job spec)."""
+    job_spec = pod_spec.pop("job_spec", {})
+    container = {"name": "main", "image": "edgeopt/test:local", "command": command}
+    container.update(pod_spec.pop("container", {}))
+    spec = {"restartPolicy": "Never", "containers": [container], **pod_spec}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": dict(MANAGED)},
+        "spec": {"backoffLimit": backoff_limit, "template": {"spec": spec}, **job_spec},
+    }
+
+
+def job_condition(batch: client.BatchV1Api, name: str, namespace: str, kind: str) -> dict[str, Any] | None:
+    job = batch.read_namespaced_job(name, namespace)
+    for cond in job.status.conditions or []:
+        if cond.type == kind and cond.status == "True":
+            return {"type": cond.type, "reason": cond.reason, "message": cond.message}
+    return None
+
+
+def wait_job_finished(batch: client.BatchV1Api, name: str, namespace: str, timeout: float = 60) -> dict[str, Any]:
+    """Wait for Complete or Failed; return that condition."""
+    return wait_for(
+        lambda: job_condition(batch, name, namespace, "Complete") or job_condition(batch, name, namespace, "Failed"),
+        timeout=timeout,
+        what=f"Job {namespace}/{name} to finish",
+    )
+
+
+def job_pods(core: client.CoreV1Api, name: str, namespace: str) -> list[client.V1Pod]:
+    pods = core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={name}").items
+    return sorted(pods, key=lambda p: p.metadata.creation_timestamp)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
