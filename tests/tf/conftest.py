@@ -11,7 +11,7 @@ import yaml
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from edgeopt.spec import OptimizedModel, parse_manifest  # noqa: E402
+from edgeopt.spec import OptimizedModel, parse_manifest
 
 
 def manifest_dict(name: str, source: dict[str, Any], repository: Path, **spec: Any) -> dict[str, Any]:

@@ -53,7 +53,13 @@ def test_convert_model_gives_a_savedmodel_with_the_real_signature(add_model_dir:
     assert report["ops"]["before"]["total"] == 4  # Placeholder, Const, Identity (ReadVariableOp), AddV2
     assert report["ops"]["after"]["byType"] == {"AddV2": 1, "Const": 1, "Placeholder": 1}
     assert [s["name"] for s in report["stages"]] == [
-        "load", "freeze", "optimize", "export", "tftrt", "validate", "report",
+        "load",
+        "freeze",
+        "optimize",
+        "export",
+        "tftrt",
+        "validate",
+        "report",
     ]
     assert all(s["peak_rss_mib"] > 0 for s in report["stages"] if s["status"] == "ok")
     summary = report["summary"]
