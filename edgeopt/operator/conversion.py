@@ -96,8 +96,7 @@ def running_jobs(rt: Runtime) -> list[dict[str, Any]]:
     return [
         j
         for j in rt.kube.list_jobs(resources.managed_selector())
-        if not (j.get("metadata") or {}).get("deletionTimestamp")
-        and status.job_state(j) in (status.JOB_PENDING, status.JOB_RUNNING)
+        if not (j.get("metadata") or {}).get("deletionTimestamp") and status.job_state(j) in status.JOB_UNFINISHED
     ]
 
 
@@ -143,7 +142,7 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
     for old in mine:
         old_meta = old["metadata"]
         old_gen = int((old_meta.get("labels") or {}).get(resources.GENERATION_LABEL, "0"))
-        if old_gen < gen and status.job_state(old) in (status.JOB_PENDING, status.JOB_RUNNING):
+        if old_gen < gen and status.job_state(old) in status.JOB_UNFINISHED:
             rt.kube.delete_job(ns, old_meta["name"])
             post_event(
                 owner,

@@ -65,14 +65,14 @@ def configure(settings: Any, memo: Any, logger: Any, **_: Any) -> None:
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def capacity_queue(body: Any, **_: Any) -> tuple[str, bool]:
-    """(creationTimestamp, waiting) per resource: the order in which waiting conversions start."""
-    return conversion.queue_entry(body)
+def capacity_queue(body: Any, namespace: Any, name: Any, **_: Any) -> dict[tuple[str, str], tuple[str, bool]]:
+    """(namespace, name) -> (creationTimestamp, waiting): the order in which waiting conversions start."""
+    return {(namespace or "", name): conversion.queue_entry(body)}
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=10)
+@kopf.on.create(GROUP, VERSION, PLURAL, backoff=10)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=10)
 def reconcile(body: Any, memo: Any, **kwargs: Any) -> None:
     """One Job per (uid, generation); waits in Pending (WaitingForCapacity) when all slots are busy."""
     with kopf_errors():

@@ -25,7 +25,15 @@ CONVERTED, PUBLISHED, SERVING_READY, READY_CONDITION = "Converted", "Published",
 WAITING_FOR_CAPACITY = "WaitingForCapacity"
 
 # Job states, as the operator sees them.
-JOB_PENDING, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED = "Pending", "Running", "Succeeded", "Failed"
+JOB_PENDING, JOB_STARTING, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED = (
+    "Pending",
+    "Starting",
+    "Running",
+    "Succeeded",
+    "Failed",
+)
+#: Job states that hold a conversion slot.
+JOB_UNFINISHED = (JOB_PENDING, JOB_STARTING, JOB_RUNNING)
 
 #: Condition messages are shown by kubectl; keep them readable.
 MESSAGE_LIMIT = 2048
@@ -84,7 +92,7 @@ def is_true(status: Mapping[str, Any] | None, type_: str) -> bool:
 
 
 def job_state(job: Mapping[str, Any] | None) -> str:
-    """Pending (no Pod running yet), Running, Succeeded or Failed, from the Job's status."""
+    """Pending (no Pod), Starting (Pod not running yet), Running, Succeeded or Failed, from the Job's status."""
     st = (job or {}).get("status") or {}
     for c in st.get("conditions") or []:
         if c.get("status") == "True" and c.get("type") in ("Complete", "SuccessCriteriaMet"):
@@ -93,8 +101,13 @@ def job_state(job: Mapping[str, Any] | None) -> str:
             return JOB_FAILED
     if (st.get("succeeded") or 0) >= 1:
         return JOB_SUCCEEDED
-    if (st.get("active") or 0) >= 1:
+    # ``ready`` counts Pods whose container runs; ``active`` also counts Pods still
+    # waiting to be scheduled (a missing PVC, no GPU free), which are not converting yet.
+    running = st.get("ready") if st.get("ready") is not None else st.get("active")
+    if (running or 0) >= 1:
         return JOB_RUNNING
+    if (st.get("active") or 0) >= 1:
+        return JOB_STARTING
     return JOB_PENDING
 
 

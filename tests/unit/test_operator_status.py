@@ -48,7 +48,9 @@ def job(**status: Any) -> dict[str, Any]:
 def test_job_state_from_job_status() -> None:
     assert S.job_state(None) == S.JOB_PENDING
     assert S.job_state(job()) == S.JOB_PENDING
-    assert S.job_state(job(active=1)) == S.JOB_RUNNING
+    assert S.job_state(job(active=1)) == S.JOB_RUNNING  # a cluster that does not report ready
+    assert S.job_state(job(active=1, ready=0)) == S.JOB_STARTING  # e.g. unschedulable
+    assert S.job_state(job(active=1, ready=1)) == S.JOB_RUNNING
     assert S.job_state(job(succeeded=1)) == S.JOB_SUCCEEDED
     assert S.job_state(job(conditions=[{"type": "Complete", "status": "True"}])) == S.JOB_SUCCEEDED
     failed = job(failed=1, conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}])
