@@ -1,0 +1,389 @@
+"""``edgeopt demo`` (``make demo``): the whole path on this machine, real parts only.
+
+A newcomer should see edgeopt work end to end before reading any code, and
+CI should prove the same path on every change. So this starts the dev control
+plane (real etcd + kube-apiserver with RBAC), installs the Helm chart the way a
+cluster admin would (CRD, ServiceAccount, least-privilege RBAC; the operator
+Deployment off because no kubelet runs here), runs the operator as a local
+process authenticated with that ServiceAccount's token — so the chart's RBAC
+is exactly what it has — starts the real Triton server, applies
+``examples/add-checkpoint-cpu.yaml`` with kubectl, waits for ``Ready`` and asks
+Triton for an answer with tritonclient. Each step prints its time; a broken
+step stops the demo with its name and a non-zero exit; everything started is
+stopped in ``finally``.
+
+Standard library and edgeopt.errors only at the top (the CLI contract).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from edgeopt.errors import EdgeoptError
+
+RELEASE = "edgeopt"
+NAMESPACE = "edgeopt"
+EXAMPLE = Path("examples") / "add-checkpoint-cpu.yaml"
+MODEL = "add"  # metadata.name and target.modelName of the example
+EXPECTED = 6.0  # y = a + x with a = 5, for x = 1
+
+
+class DemoError(EdgeoptError):
+    """A demo step failed; the message names the step and where to look."""
+
+    exit_code = 10
+    reason = "DemoFailed"
+
+
+# --------------------------------------------------------------------------- output
+
+
+class Steps:
+    """Numbered, timed steps; an exception inside one becomes a DemoError naming it."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.n = 0
+        self.t0 = time.monotonic()
+        self.times: list[tuple[str, float]] = []
+
+    def say(self, text: str) -> None:
+        print(f"[demo {time.monotonic() - self.t0:6.1f}s] {text}", flush=True)
+
+    @contextlib.contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        self.n += 1
+        label = f"{self.n}/{self.total} {title}"
+        self.say(f"▶ {label}")
+        start = time.monotonic()
+        try:
+            yield
+        except Exception as exc:
+            took = time.monotonic() - start
+            self.say(f"✗ {label} FAILED after {took:.1f}s")
+            raise DemoError(f"step {self.n}/{self.total} '{title}' failed: {exc}") from exc
+        took = time.monotonic() - start
+        self.times.append((title, took))
+        self.say(f"✓ {label} ({took:.1f}s)")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def source_root() -> Path:
+    """The checkout the demo runs from: it needs the chart and the example, not just the package."""
+    for candidate in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        if (candidate / "charts" / "edgeopt" / "Chart.yaml").exists() and (candidate / EXAMPLE).exists():
+            return candidate
+    raise DemoError(
+        "edgeopt demo needs a source checkout (charts/edgeopt and examples/); run `make demo` from the repository"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_tool(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 120.0) -> str:
+    """Run a command; on failure raise with its stderr (never echoing stdin or tokens)."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"`{' '.join(cmd[:3])} ...` did not finish in {timeout:.0f}s") from exc
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip()[-2000:]
+        raise RuntimeError(f"`{Path(cmd[0]).name} {' '.join(cmd[1:3])} ...` exited {proc.returncode}: {detail}")
+    return proc.stdout
+
+
+def wait_until(what: str, check: Any, timeout: float, *, alive: Any = None, interval: float = 0.3) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if alive is not None:
+            alive()
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:
+            last = exc
+        time.sleep(interval)
+    detail = f" (last error: {last})" if last else ""
+    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as rsp:
+        return bool(rsp.status == 200)
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def token_kubeconfig(path: Path, server: str, ca_file: Path, token: str, user: str) -> None:
+    """A kubeconfig that authenticates with a bearer token only (no admin certificates)."""
+    import base64
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "dev", "cluster": {
+            "server": server, "certificate-authority-data": base64.b64encode(ca_file.read_bytes()).decode()}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": user, "context": {"cluster": "dev", "user": user, "namespace": NAMESPACE}}],
+        "current-context": user,
+    }  # fmt: skip
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(config))
+
+
+class Process:
+    """A background process of the demo (Triton, the operator), tied to this one's lifetime."""
+
+    def __init__(self, name: str, cmd: list[str], root: Path, env: dict[str, str]) -> None:
+        from edgeopt.dev import processes
+
+        self.name = name
+        self.log = root / "logs" / f"{name}.log"
+        self.pidfile = root / "run" / f"demo-{name}.pid"
+        self.proc = processes.spawn(cmd, log=self.log, pidfile=self.pidfile, env=env, cwd=root, die_with_parent=True)
+
+    def check_alive(self) -> None:
+        code = self.proc.poll()
+        if code is not None:
+            raise RuntimeError(f"{self.name} exited with code {code}; its log ({self.log}) ends:\n{tail(self.log)}")
+
+    def stop(self) -> None:
+        from edgeopt.dev import processes
+
+        processes.stop_pidfile(self.pidfile, grace=10.0)
+
+
+# --------------------------------------------------------------------------- the demo
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Run the whole path locally: control plane, chart, operator, conversion, Triton, inference."
+    parser.add_argument("--dir", type=Path, help="working directory (default: a fresh temporary one, removed after)")
+    parser.add_argument("--keep", action="store_true", help="keep the working directory (logs, PVC folders) after")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the model to be Ready")
+    parser.add_argument(
+        "--example", type=Path, default=None, help=f"OptimizedModel to apply (default: {EXAMPLE}, the y = a + x model)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    root = source_root()
+    example = (args.example or root / EXAMPLE).resolve()
+    work = (args.dir or Path(tempfile.mkdtemp(prefix="edgeopt-demo-"))).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    cluster_dir = work / "cluster"
+    steps = Steps(total=9)
+    steps.say(f"edgeopt demo in {work}")
+    started: list[Process] = []
+    failed = True
+    try:
+        report = _demo(steps, root, example, cluster_dir, started, args.timeout)
+        failed = False
+        _print_report(steps, report)
+        return 0
+    except DemoError as exc:
+        _print_logs(steps, cluster_dir, started)
+        raise DemoError(f"{exc}\n(logs kept in {cluster_dir / 'logs'})") from exc
+    finally:
+        t = time.monotonic()
+        for proc in reversed(started):
+            proc.stop()
+        if cluster_dir.exists():  # safe on a half-started or dead control plane
+            from edgeopt.dev import controlplane
+
+            controlplane.down(cluster_dir)
+        steps.say(f"torn down in {time.monotonic() - t:.1f}s")
+        if not args.keep and not args.dir and not failed:
+            shutil.rmtree(work, ignore_errors=True)
+        elif args.keep or failed:
+            steps.say(f"kept {work}")
+
+
+def _demo(
+    steps: Steps, root: Path, example: Path, cluster_dir: Path, started: list[Process], timeout: float
+) -> dict[str, Any]:
+    from edgeopt.dev import controlplane
+    from edgeopt.dev.binaries import ensure_binaries
+
+    with steps.step("start the dev control plane (etcd, kube-apiserver with RBAC, controllers, job runner)"):
+        tools = ensure_binaries(["kubectl", "helm"])
+        cp = controlplane.up(cluster_dir, die_with_parent=True)
+        admin = {**os.environ, "KUBECONFIG": str(cp.kubeconfig)}
+
+    def kubectl(*a: str, env: dict[str, str] = admin, timeout: float = 60.0) -> str:
+        return run_tool([str(tools["kubectl"]), *a], env=env, timeout=timeout)
+
+    with steps.step("helm install the chart: CRDs, ServiceAccount, RBAC, claims (operator Deployment off)"):
+        run_tool(
+            [str(tools["helm"]), "install", RELEASE, str(root / "charts" / "edgeopt"),
+             "--namespace", NAMESPACE, "--create-namespace",
+             "--set", "operator.enabled=false",
+             "--set", "persistence.modelRepository.create=true",
+             "--set", "persistence.modelSource.create=true"],
+            env=admin, timeout=120,
+        )  # fmt: skip
+        kubectl("wait", "--for=condition=Established", "crd/optimizedmodels.edgeopt.io", "--timeout=60s")
+
+    with steps.step("mint the chart ServiceAccount's token (TokenRequest) for the operator"):
+        token = kubectl("create", "token", RELEASE, "-n", NAMESPACE, "--duration=2h").strip()
+        sa_kubeconfig = cluster_dir / "operator.kubeconfig"
+        token_kubeconfig(sa_kubeconfig, cp.server, cp.ca_file, token, f"system:serviceaccount:{NAMESPACE}:{RELEASE}")
+        as_sa = {**os.environ, "KUBECONFIG": str(sa_kubeconfig)}
+        # The token works, and it is the chart's RBAC it carries, not the admin's.
+        kubectl("get", "optimizedmodels", "-A", env=as_sa)
+        for verb, resource in (("get", "secrets"), ("create", "pods")):
+            can = subprocess.run([str(tools["kubectl"]), "auth", "can-i", verb, resource, "-A"],
+                                 env=as_sa, capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
+            if can != "no":
+                raise RuntimeError(f"the operator's ServiceAccount may {verb} {resource} ({can!r}); RBAC is too wide")
+        steps.say("  the ServiceAccount can reconcile OptimizedModels, and cannot read Secrets or create Pods")
+
+    with steps.step("write the sample model (y = a + x checkpoint) into the `models` claim"):
+        run_tool([sys.executable, "-m", "edgeopt.cli", "samples", "add", "--dir", str(cp.pvc_dir("models") / MODEL)],
+                 timeout=300)  # fmt: skip
+
+    with steps.step("start Triton (explicit model control) on the `triton-models` claim"):
+        http_port = free_port()
+        triton = Process(
+            "triton",
+            [sys.executable, "-m", "edgeopt.cli", "triton", "serve", "--repository", str(cp.pvc_dir("triton-models")),
+             "--http-port", str(http_port)],
+            cluster_dir, dict(os.environ),
+        )  # fmt: skip
+        started.append(triton)
+        triton_url = f"http://127.0.0.1:{http_port}"
+        wait_until("Triton /v2/health/live", lambda: http_ok(f"{triton_url}/v2/health/live"), 180,
+                   alive=triton.check_alive)  # fmt: skip
+
+    with steps.step("start the operator as the chart's ServiceAccount"):
+        liveness = free_port()
+        env = {
+            **as_sa,
+            "EDGEOPT_TRITON_URL": triton_url,
+            "EDGEOPT_CONVERTER_RESOURCES": "{}",  # CPU-only: the job runner has no GPUs to give
+            "EDGEOPT_PEERING_NAME": RELEASE,  # the ClusterKopfPeering the chart created
+            "EDGEOPT_PRIORITY": "100",
+            "EDGEOPT_LIVENESS_PORT": str(liveness),
+            "EDGEOPT_METRICS_PORT": str(free_port()),
+        }
+        operator = Process(
+            "operator",
+            [sys.executable, "-m", "edgeopt.cli", "operator", "--liveness", f"http://127.0.0.1:{liveness}/healthz"],
+            cluster_dir, env,
+        )  # fmt: skip
+        started.append(operator)
+        wait_until("the operator's liveness endpoint", lambda: http_ok(f"http://127.0.0.1:{liveness}/healthz"), 90,
+                   alive=operator.check_alive)  # fmt: skip
+
+    with steps.step(f"kubectl apply -f {example.relative_to(root) if example.is_relative_to(root) else example}"):
+        kubectl("apply", "-n", NAMESPACE, "-f", str(example))
+
+    with steps.step("wait for Ready: conversion Job → publish → Triton loads the version"):
+        status = _wait_ready(steps, kubectl, timeout, operator)
+        kubectl("wait", "-n", NAMESPACE, f"om/{MODEL}", "--for=condition=Ready", "--timeout=10s")
+
+    with steps.step("infer through Triton with tritonclient.http (x = 1 must give 6)"):
+        answer, latency_ms = _infer(triton_url)
+        steps.say(f"  Triton answered y = {answer:g} (mean {latency_ms:.2f} ms per request)")
+    return {"status": status, "answer": answer, "tritonLatencyMs": latency_ms}
+
+
+def _wait_ready(steps: Steps, kubectl: Any, timeout: float, operator: Process) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        operator.check_alive()
+        obj = json.loads(kubectl("get", "-n", NAMESPACE, f"om/{MODEL}", "-o", "json"))
+        status = obj.get("status") or {}
+        conditions = {c.get("type"): c for c in status.get("conditions") or []}
+        phase = status.get("phase")
+        ready = conditions.get("Ready") or {}
+        seen = (phase, ready.get("reason"))
+        if seen != last:
+            steps.say(f"  phase={phase or '-'} Ready={ready.get('status', '-')} ({ready.get('reason', '-')})")
+            last = seen
+        if ready.get("status") == "True" and ready.get("reason") == "Serving":
+            return dict(status)
+        if phase == "Failed":
+            message = ready.get("message") or json.dumps(status)[:1000]
+            raise RuntimeError(f"the OptimizedModel failed ({ready.get('reason')}): {message}")
+        time.sleep(1.0)
+    raise RuntimeError(f"not Ready after {timeout:.0f}s (last phase {last})")
+
+
+def _infer(triton_url: str) -> tuple[float, float]:
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(url=triton_url.removeprefix("http://"), network_timeout=30.0)
+    meta = client.get_model_metadata(MODEL)
+    (inp,) = meta["inputs"]
+    out = meta["outputs"][0]["name"]
+    x = np.array([[1.0]], dtype=np.float32)
+    tensor = httpclient.InferInput(inp["name"], list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x)
+    answer = float(client.infer(MODEL, [tensor]).as_numpy(out).reshape(-1)[0])
+    if abs(answer - EXPECTED) > 1e-6:
+        raise RuntimeError(f"Triton answered {answer} for x = 1; expected {EXPECTED}")
+    n = 20
+    t = time.perf_counter()
+    for _ in range(n):
+        client.infer(MODEL, [tensor])
+    return answer, (time.perf_counter() - t) * 1000 / n
+
+
+def _print_report(steps: Steps, result: dict[str, Any]) -> None:
+    status = result["status"]
+    report = status.get("report") or {}
+
+    def fmt(key: str, unit: str = "") -> str:
+        value = report.get(key)
+        if value is None:
+            return "-"
+        return f"{value:.3g}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+    print("\n" + "=" * 64)
+    print(f"edgeopt demo: OptimizedModel {NAMESPACE}/{MODEL} is Ready and serving")
+    print(f"  model version      {status.get('modelVersion', '-')}   (Job {status.get('jobName', '-')})")
+    print(f"  graph ops          {fmt('opsBefore')} before → {fmt('opsAfter')} after")
+    print(f"  TF latency         {fmt('latencyMsBefore', ' ms')} before → {fmt('latencyMsAfter', ' ms')} after")
+    print(f"  precision / TRT    {fmt('precision')} / {fmt('trtEngines')} TensorRT engines (TF-TRT off on CPU)")
+    print(f"  max abs error      {fmt('maxAbsError')}")
+    print(f"  conversion         {fmt('conversionSeconds', ' s')} (TensorFlow {fmt('tensorflow')})")
+    print(f"  Triton answer      y = {result['answer']:g} for x = 1 ({result['tritonLatencyMs']:.2f} ms/request)")
+    print("  step times         " + ", ".join(f"{i + 1}: {t:.1f}s" for i, (_, t) in enumerate(steps.times)))
+    print(f"  total              {time.monotonic() - steps.t0:.1f}s")
+    print("=" * 64, flush=True)
+
+
+def _print_logs(steps: Steps, cluster_dir: Path, started: list[Process]) -> None:
+    logs = [p.log for p in started] + sorted((cluster_dir / "logs").glob(f"{NAMESPACE}_*.log"))
+    for log in logs:
+        if log.exists():
+            steps.say(f"--- {log.name} (last lines) ---\n{tail(log)}")
