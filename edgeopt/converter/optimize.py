@@ -216,6 +216,13 @@ def _follow_identity(by_name: dict[str, Any], inp: str) -> Any:
 
 
 def fold_batch_norms(graph_def: Any, protected: set[str]) -> tuple[Any, int]:
+    """Fold batch norms into the weights before them: fused ones, then the Mul/Add form Keras 3 emits."""
+    graph_def, fused = _fold_fused_batch_norms(graph_def, protected)
+    graph_def, scaled = _fold_scale_shift(graph_def, protected)
+    return graph_def, fused + scaled
+
+
+def _fold_fused_batch_norms(graph_def: Any, protected: set[str]) -> tuple[Any, int]:
     """Fold inference-mode FusedBatchNorm(V3) into the preceding Conv2D/DepthwiseConv2dNative weights.
 
     y = gamma * (conv(x, W) - mean) / sqrt(var + eps) + beta
@@ -235,7 +242,7 @@ def fold_batch_norms(graph_def: Any, protected: set[str]) -> tuple[Any, int]:
             continue
         if "is_training" in bn.attr and bn.attr["is_training"].b:
             continue
-        if bn.attr["data_format"].s not in (b"", b"NHWC"):
+        if "data_format" in bn.attr and bn.attr["data_format"].s not in (b"", b"NHWC"):
             continue
         if any(port_of(i) > 0 for c in consumers.get(bn.name, []) for i in c.input if node_of(i) == bn.name):
             continue  # batch statistics are used: not an inference batch norm
@@ -260,7 +267,7 @@ def fold_batch_norms(graph_def: Any, protected: set[str]) -> tuple[Any, int]:
             continue
         scale, offset, mean, var = (tf.make_ndarray(p.attr["value"].tensor).astype(np.float64) for p in params)
         w = tf.make_ndarray(weight.attr["value"].tensor)
-        eps = bn.attr["epsilon"].f if "epsilon" in bn.attr else 1e-3
+        eps = bn.attr["epsilon"].f if "epsilon" in bn.attr else 1e-4
         mult = scale / np.sqrt(var + eps)
         # Output channels: the last filter dim for Conv2D, (in, multiplier) for depthwise.
         new_w = w * (mult.reshape(w.shape[2], w.shape[3]) if conv.op == "DepthwiseConv2dNative" else mult)
@@ -286,6 +293,136 @@ def fold_batch_norms(graph_def: Any, protected: set[str]) -> tuple[Any, int]:
     consumed_before = {node_of(i) for n in graph_def.node for i in n.input}
     candidates = {n.name for n in folded.node if n.op in ("Const", "Identity") and n.name in consumed_before}
     return _drop_orphans(folded, candidates, protected), count
+
+
+def _const_value(by_name: dict[str, Any], inp: str) -> np.ndarray | None:
+    node = _follow_identity(by_name, inp)
+    if node is None or node.op != "Const":
+        return None
+    return tf.make_ndarray(node.attr["value"].tensor)
+
+
+def _channel_vector(value: np.ndarray | None, channels: int) -> np.ndarray | None:
+    """A per-output-channel vector from a scalar, [C] or [1, ..., 1, C] constant; else None."""
+    if value is None or value.dtype.kind != "f":
+        return None
+    if value.size == 1:
+        return np.full(channels, float(value.reshape(())), dtype=np.float64)
+    if value.shape[-1] == channels and value.size == channels:
+        return value.reshape(channels).astype(np.float64)
+    return None
+
+
+def _fold_scale_shift(graph_def: Any, protected: set[str]) -> tuple[Any, int]:
+    """Fold ``(P(x, W) [+ b]) * c [+ d]`` into ``P(x, W * c) + (b * c + d)`` for P = conv/depthwise/matmul.
+
+    This is an inference batch norm after constant folding: Keras 3 and
+    ``tf.nn.batch_normalization`` compute ``x * inv + (beta - mean * inv)``
+    with Mul/AddV2 rather than FusedBatchNorm.  The last node of the chain
+    becomes a BiasAdd of the same name.
+    """
+    by_name = {n.name: n for n in graph_def.node}
+    consumers = _consumers(graph_def)
+    used: set[str] = set()
+    new_nodes: dict[str, Any] = {}
+    extra: list[Any] = []
+    count = 0
+
+    def single_consumer(name: str) -> Any:
+        cons = consumers.get(name, [])
+        return cons[0] if len(cons) == 1 and name not in protected else None
+
+    def split_const(node: Any) -> tuple[str, np.ndarray | None] | None:
+        data = [i for i in node.input if not i.startswith("^")]
+        if len(data) != 2 or any(i.startswith("^") for i in node.input):
+            return None
+        for k in (0, 1):
+            value = _const_value(by_name, data[1 - k])
+            if value is not None and _const_value(by_name, data[k]) is None and port_of(data[k]) == 0:
+                return data[k], value
+        return None
+
+    for mul in graph_def.node:
+        if mul.op != "Mul" or mul.name in used:
+            continue
+        split = split_const(mul)
+        if split is None:
+            continue
+        x_inp, c_value = split
+        x_node = _follow_identity(by_name, x_inp)
+        bias_node, bias_value = None, None
+        if x_node is not None and x_node.op in ("BiasAdd", "Add", "AddV2"):
+            inner = (
+                split_const(x_node)
+                if x_node.op != "BiasAdd"
+                else (x_node.input[0], _const_value(by_name, x_node.input[1]))
+            )
+            if inner is None or inner[1] is None:
+                continue
+            bias_node, bias_value = x_node, inner[1]
+            x_node = _follow_identity(by_name, inner[0])
+        if x_node is None or x_node.op not in (*FOLDABLE_PRODUCERS, "MatMul") or x_node.name in used:
+            continue
+        # (Reading a missing key of a protobuf map would insert it: look before reading.)
+        attrs = x_node.attr
+        if "data_format" in attrs and attrs["data_format"].s not in (b"", b"NHWC"):
+            continue
+        transpose_b = x_node.op == "MatMul" and "transpose_b" in attrs and attrs["transpose_b"].b
+        if x_node.op == "MatMul" and "transpose_a" in attrs and attrs["transpose_a"].b:
+            continue
+        weight = _follow_identity(by_name, x_node.input[1])
+        if weight is None or weight.op != "Const":
+            continue
+        w = tf.make_ndarray(weight.attr["value"].tensor)
+        if x_node.op == "DepthwiseConv2dNative":
+            channels = w.shape[2] * w.shape[3]
+        elif x_node.op == "MatMul":
+            channels = w.shape[0] if transpose_b else w.shape[1]
+        else:
+            channels = w.shape[-1]
+        scale = _channel_vector(c_value, channels)
+        bias = _channel_vector(bias_value, channels) if bias_node is not None else np.zeros(channels)
+        if scale is None or bias is None:
+            continue
+        # Every hop from the producer to the Mul must feed only the next one.
+        chain = [x_node.name] + ([bias_node.name] if bias_node is not None else [])
+        if any(single_consumer(n) is None for n in chain):
+            continue
+        last, shift = mul, np.zeros(channels)
+        after = single_consumer(mul.name)
+        if after is not None and after.op in ("Add", "AddV2") and after.name not in used:
+            add_split = split_const(after)
+            if add_split is not None and node_of(add_split[0]) == mul.name:
+                d = _channel_vector(add_split[1], channels)
+                if d is not None:
+                    last, shift = after, d
+        if x_node.op == "DepthwiseConv2dNative":
+            new_w = w * scale.reshape(w.shape[2], w.shape[3])
+        elif transpose_b:
+            new_w = w * scale.reshape(-1, 1)
+        else:
+            new_w = w * scale
+        dtype = weight.attr["dtype"].type
+        w_node = _const_node(f"{x_node.name}/scaled_weights", new_w.astype(w.dtype), dtype)
+        b_node = _const_node(f"{last.name}/folded_bias", (bias * scale + shift).astype(w.dtype), dtype)
+        producer = tf.compat.v1.NodeDef()
+        producer.CopyFrom(x_node)
+        producer.input[1] = w_node.name
+        bias_add = tf.compat.v1.NodeDef(name=last.name, op="BiasAdd")
+        bias_add.input.extend([x_node.name, b_node.name])
+        bias_add.attr["T"].CopyFrom(x_node.attr["T"])
+        bias_add.attr["data_format"].s = b"NHWC"
+        new_nodes[x_node.name] = producer
+        new_nodes[last.name] = bias_add
+        used.update({x_node.name, mul.name, last.name} | ({bias_node.name} if bias_node is not None else set()))
+        extra.extend([w_node, b_node])
+        count += 1
+    if not count:
+        return graph_def, 0
+    folded = _rebuild(graph_def, [new_nodes.get(n.name, n) for n in graph_def.node] + extra)
+    return _drop_orphans(
+        folded, used | {n.name for n in graph_def.node if n.op in ("Const", "Identity")}, protected
+    ), count
 
 
 def _drop_orphans(graph_def: Any, candidates: set[str], protected: set[str]) -> Any:
