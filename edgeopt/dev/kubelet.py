@@ -206,16 +206,21 @@ class PodRun:
         plan_file = self.pod_dir / "plan.json"
         scratch = self.pod_dir / "scratch"
         scratch.mkdir(exist_ok=True)
-        plan_file.write_text(json.dumps(plan.to_json(self.name, scratch)))
+        error_read, error_write = os.pipe()
+        plan_file.write_text(json.dumps(plan.to_json(self.name, scratch, error_write)))
         plan_file.chmod(0o600)
         started = now()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "edgeopt.dev.sandbox", str(plan_file)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                env={"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1"},
-            )
+        try:
+            with open(self.log_path, "ab") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "edgeopt.dev.sandbox", str(plan_file)],
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                    env={"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1"},
+                    pass_fds=(error_write,),
+                )
+        finally:
+            os.close(error_write)
         processes.write_pidfile(self.pod_dir / "pid", proc.pid)
         log.info("pod %s: started pid %d: %s", self.key, proc.pid, plan.command)
         self.phase = "Running"
@@ -243,10 +248,10 @@ class PodRun:
         code = proc.wait()
         _kill_group(proc.pid)
         exit_code = code if code >= 0 else 128 - code
-        setup_error = scratch / sandbox.ERROR_FILE
-        if code == sandbox.SETUP_FAILED and setup_error.exists():
-            message = setup_error.read_text()[:MAX_MESSAGE]
-            self._finish(128, "StartError", message, started)
+        with os.fdopen(error_read, "rb") as errors:
+            setup_error = errors.read(MAX_MESSAGE).decode(errors="replace")
+        if code == sandbox.SETUP_FAILED and setup_error:
+            self._finish(128, "StartError", f"cannot start container: {setup_error}", started)
             return
         message = self._termination_message(plan, exit_code)
         reason = "Completed" if exit_code == 0 else "Error"

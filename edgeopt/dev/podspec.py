@@ -81,8 +81,9 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     traversable: list[str] = field(default_factory=list)
 
-    def to_json(self, hostname: str, scratch: Path) -> dict[str, Any]:
+    def to_json(self, hostname: str, scratch: Path, error_fd: int) -> dict[str, Any]:
         return {
+            "errorFd": error_fd,
             "command": self.command, "env": self.env, "prefix": self.prefix, "mounts": self.mounts,
             "workingDir": self.working_dir, "readOnlyRootFilesystem": self.read_only_root,
             "hostname": hostname, "scratch": str(scratch), "traversable": self.traversable,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -29,10 +30,10 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
-# Exit code when the sandbox itself cannot set up the container; the runner
-# reads ERROR_FILE and reports it instead of an ordinary exit code.
+# Exit code when the sandbox itself cannot set up the container.  The reason
+# goes to the runner through the inherited pipe ``plan["errorFd"]``, which is
+# close-on-exec: after a successful exec the runner reads nothing (runc's trick).
 SETUP_FAILED = 128
-ERROR_FILE = "sandbox-error"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -67,7 +68,11 @@ class Namespace:
     """Mount points made so far: paths under a shadow tmpfs may be created freely."""
 
     def __init__(self, scratch: Path) -> None:
-        self.scratch = scratch
+        # Staging happens on a private tmpfs reached through a file descriptor:
+        # the scratch path itself may be covered by a later mount (a /tmp
+        # emptyDir) or be read-only (readOnlyRootFilesystem).
+        _mount("tmpfs", str(scratch), "tmpfs", 0, "mode=700")
+        self.scratch = Path(f"/proc/self/fd/{os.open(scratch, os.O_PATH | os.O_DIRECTORY)}")
         self.shadows: list[str] = []
 
     def _shadow(self, directory: str, add_mode: int = 0) -> None:
@@ -134,10 +139,17 @@ def enter(plan: dict) -> None:
         # (e.g. a pyenv Python under /root, mode 0700), as in a real image.
         ns._shadow(directory, add_mode=0o111)
     mounts = sorted(plan["mounts"], key=lambda m: m["target"].rstrip("/").count("/"))
+    # Hold every source open first: a mount over /tmp must not hide a source under /tmp.
+    sources = []
     for m in mounts:
-        source = m["source"]
-        real = ns.ensure(m["target"], os.path.isdir(source))
-        _bind(source, real, bool(m.get("readOnly")))
+        try:
+            sources.append(os.open(m["source"], os.O_PATH))
+        except OSError as exc:
+            raise SandboxError(f"volume source {m['source']}: {exc.strerror}") from exc
+    for m, fd in zip(mounts, sources, strict=True):
+        real = ns.ensure(m["target"], stat.S_ISDIR(os.fstat(fd).st_mode))
+        _bind(f"/proc/self/fd/{fd}", real, bool(m.get("readOnly")))
+        os.close(fd)
     if plan.get("readOnlyRootFilesystem"):  # last: the steps above write mount points
         _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
     workdir = plan.get("workingDir") or "/"
@@ -149,6 +161,8 @@ def enter(plan: dict) -> None:
 
 def main(argv: list[str]) -> int:
     plan = json.loads(Path(argv[0]).read_text())
+    error_fd = int(plan["errorFd"])
+    os.set_inheritable(error_fd, False)  # closed by a successful exec
     try:
         enter(plan)
         argv_exec = list(plan["prefix"]) + list(plan["command"])
@@ -157,7 +171,7 @@ def main(argv: list[str]) -> int:
         message = str(exc)
         if isinstance(exc, FileNotFoundError) and exc.filename is None:
             message = f"executable file not found in $PATH: {plan['command'][0]}"
-        Path(plan["scratch"], ERROR_FILE).write_text(message)
+        os.write(error_fd, message.encode()[:4096])
         print(f"edgeopt job runner: cannot start container: {message}", file=sys.stderr, flush=True)
         return SETUP_FAILED
     return SETUP_FAILED  # not reached: exec replaced us

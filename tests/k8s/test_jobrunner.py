@@ -1,0 +1,196 @@
+"""The job runner runs labelled Jobs as real local processes and reports like job controller + kubelet."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from tests.fixtures.common import wait_for
+from tests.k8s.jobs import job_manifest, job_pods, pid_alive, wait_job_finished
+
+pytestmark = pytest.mark.k8s
+
+SCRIPT = r"""
+import json, os, pathlib
+data = pathlib.Path(os.environ["DATA"])
+answer = int((data / "input.txt").read_text()) + int(pathlib.Path("/etc/edgeopt/model.yaml").read_text().split(":")[1])
+(data / "output.txt").write_text(str(answer))
+print("pod", os.environ["POD_NAME"], "in", os.environ["POD_NAMESPACE"], "says", os.environ["GREETING"], flush=True)
+pathlib.Path("/dev/termination-log").write_text(json.dumps(
+    {"ok": True, "answer": answer, "pid": os.getpid(), "files": sorted(os.listdir("/etc/edgeopt"))}))
+"""
+
+# Kubernetes expands $(VAR) in commands and turns "$$" into "$": "$$$$" reaches sh as "$$".
+SLEEPER = "echo $$$$ > /mnt/data/pid; exec sleep 300"
+
+
+@pytest.fixture
+def core(k8s_client):
+    return client.CoreV1Api(k8s_client)
+
+
+@pytest.fixture
+def batch(k8s_client):
+    return client.BatchV1Api(k8s_client)
+
+
+def make_claim(core, control_plane, namespace: str) -> tuple[str, Path]:
+    """A PVC object (the runner wants it to exist, like a scheduler) and its local folder."""
+    claim = f"data-{namespace}"  # PVC folders are per cluster: keep tests apart
+    core.create_namespaced_persistent_volume_claim(namespace, {
+        "metadata": {"name": claim},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    })
+    return claim, control_plane.pvc_dir(claim)
+
+
+def pvc_volume(claim: str, mount: str) -> dict:
+    return {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
+            "container": {"volumeMounts": [{"name": "data", "mountPath": mount}]}}
+
+
+def test_labelled_job_runs_a_real_process_to_complete(control_plane, core, batch, namespace):
+    claim, folder = make_claim(core, control_plane, namespace)
+    (folder / "input.txt").write_text("41")
+    core.create_namespaced_config_map(namespace, {
+        "metadata": {"name": "settings"}, "data": {"model.yaml": "add: 1\n", "not-projected": "x"}})
+    mount = f"/mnt/edgeopt/pvc/{claim}"
+    manifest = job_manifest(
+        "convert", ["python", "-c", SCRIPT],
+        volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": claim}},
+                 {"name": "cfg", "configMap": {"name": "settings", "items": [{"key": "model.yaml",
+                                                                            "path": "model.yaml"}]}}],
+        container={
+            "env": [
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "GREETING", "value": "hello-$(POD_NAME)"},
+                {"name": "DATA", "value": mount},
+            ],
+            "volumeMounts": [{"name": "data", "mountPath": mount},
+                             {"name": "cfg", "mountPath": "/etc/edgeopt", "readOnly": True}],
+        },
+    )
+    job = batch.create_namespaced_job(namespace, manifest)
+
+    cond = wait_job_finished(batch, "convert", namespace)
+    assert cond == {"type": "Complete", "reason": "CompletionsReached",
+                    "message": "Reached expected number of succeeded pods"}
+    status = batch.read_namespaced_job("convert", namespace).status
+    assert status.succeeded == 1 and not status.failed and not status.active
+    assert status.start_time and status.completion_time and status.completion_time >= status.start_time
+
+    [pod] = job_pods(core, "convert", namespace)
+    uid = job.metadata.uid
+    assert pod.metadata.name.startswith("convert-")
+    assert pod.metadata.labels["job-name"] == pod.metadata.labels["batch.kubernetes.io/job-name"] == "convert"
+    assert pod.metadata.labels["controller-uid"] == pod.metadata.labels["batch.kubernetes.io/controller-uid"] == uid
+    [owner] = pod.metadata.owner_references
+    assert (owner.kind, owner.name, owner.uid, owner.controller) == ("Job", "convert", uid, True)
+    assert pod.status.phase == "Succeeded"
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert (terminated.exit_code, terminated.reason) == (0, "Completed")
+    assert terminated.started_at <= terminated.finished_at
+    message = json.loads(terminated.message)
+    assert message["answer"] == 42 and message["files"] == ["model.yaml"]  # items honoured
+    assert (folder / "output.txt").read_text() == "42"
+    log = (control_plane.dir / "logs" / f"{namespace}_{pod.metadata.name}.log").read_text()
+    assert f"pod {pod.metadata.name} in {namespace} says hello-{pod.metadata.name}" in log
+    assert not pid_alive(message["pid"])
+    assert not Path(mount).exists(), "the mount point must exist only inside the Pod's mount namespace"
+
+
+def test_failing_command_ends_failed_after_backoff_limit_retries(core, batch, namespace):
+    command = ["sh", "-c", "echo attempt failed > /dev/termination-log; echo oops >&2; exit 3"]
+    batch.create_namespaced_job(namespace, job_manifest("fails", command, backoff_limit=2))
+
+    cond = wait_job_finished(batch, "fails", namespace)
+    assert (cond["type"], cond["reason"]) == ("Failed", "BackoffLimitExceeded")
+    assert batch.read_namespaced_job("fails", namespace).status.failed == 3
+    pods = job_pods(core, "fails", namespace)
+    assert len(pods) == 3, "backoffLimit 2 means one run and two retries, each a new Pod"
+    for pod in pods:
+        assert pod.status.phase == "Failed"
+        terminated = pod.status.container_statuses[0].state.terminated
+        assert (terminated.exit_code, terminated.reason, terminated.message) == (3, "Error", "attempt failed\n")
+
+
+def test_pod_failure_policy_fail_job_stops_retries_at_once(core, batch, namespace):
+    manifest = job_manifest("permanent", ["sh", "-c", "exit 4"], backoff_limit=5, job_spec={
+        "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {
+            "containerName": "main", "operator": "In", "values": [2, 4]}}]}})
+    batch.create_namespaced_job(namespace, manifest)
+    cond = wait_job_finished(batch, "permanent", namespace)
+    assert (cond["type"], cond["reason"]) == ("Failed", "PodFailurePolicy")
+    assert "failed with exit code 4 matching FailJob rule at index 0" in cond["message"]
+    assert len(job_pods(core, "permanent", namespace)) == 1
+
+
+def test_active_deadline_seconds_kills_a_long_process(control_plane, core, batch, namespace):
+    claim, folder = make_claim(core, control_plane, namespace)
+    command = ["sh", "-c", SLEEPER]
+    manifest = job_manifest("slow", command, backoff_limit=3, job_spec={"activeDeadlineSeconds": 4},
+                            **pvc_volume(claim, "/mnt/data"))
+    batch.create_namespaced_job(namespace, manifest)
+    pid = wait_for(lambda: int((folder / "pid").read_text()), timeout=30, what="the process to start")
+    assert pid_alive(pid)
+    t0 = time.monotonic()
+
+    cond = wait_job_finished(batch, "slow", namespace, timeout=30)
+    assert cond == {"type": "Failed", "reason": "DeadlineExceeded",
+                    "message": "Job was active longer than specified deadline"}
+    wait_for(lambda: not pid_alive(pid), timeout=10, what=f"pid {pid} to be killed")
+    assert time.monotonic() - t0 < 15
+    # Like the job controller, the runner deletes the active Pods of a Job past its deadline.
+    wait_for(lambda: not job_pods(core, "slow", namespace), timeout=10, what="the Pod to be deleted")
+
+
+def test_deleting_the_job_kills_its_process(control_plane, kubectl, core, batch, namespace):
+    claim, folder = make_claim(core, control_plane, namespace)
+    manifest = job_manifest("doomed", ["sh", "-c", SLEEPER],
+                            **pvc_volume(claim, "/mnt/data"))
+    batch.create_namespaced_job(namespace, manifest)
+    pid = wait_for(lambda: int((folder / "pid").read_text()), timeout=30, what="the process to start")
+    wait_for(lambda: job_pods(core, "doomed", namespace)[0].status.phase == "Running", timeout=10, what="Running")
+
+    kubectl("delete", "job", "doomed", "-n", namespace)  # background propagation: the GC deletes the Pod
+    wait_for(lambda: not pid_alive(pid), timeout=30, what=f"pid {pid} to be killed")
+    wait_for(lambda: not job_pods(core, "doomed", namespace), timeout=10, what="the Pod to be deleted")
+
+
+def test_what_it_cannot_emulate_fails_the_pod_with_a_message(core, batch, namespace):
+    manifest = job_manifest("two", ["true"])
+    manifest["spec"]["template"]["spec"]["containers"].append(
+        {"name": "sidecar", "image": "edgeopt/test:local", "command": ["true"]})
+    batch.create_namespaced_job(namespace, manifest)
+    cond = wait_job_finished(batch, "two", namespace)
+    assert cond["type"] == "Failed"
+    [pod] = job_pods(core, "two", namespace)
+    assert pod.status.phase == "Failed"
+    assert "cannot emulate" in pod.status.message and "2 containers" in pod.status.message
+    assert "cannot emulate" in pod.status.container_statuses[0].state.terminated.message
+
+
+def test_security_context_user_groups_and_read_only_root(core, batch, namespace):
+    report = ('printf "%s|%s|%s|%s|%s" "$(id -u)" "$(id -g)" "$(id -G)" '
+              '"$(touch /usr/x 2>/dev/null && echo rw || echo ro)" "$(touch /tmp/x && echo tmp-ok)" '
+              "> /dev/termination-log")
+    manifest = job_manifest(
+        "locked", ["sh", "-c", report],
+        securityContext={"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 3000, "fsGroup": 2000,
+                         "seccompProfile": {"type": "RuntimeDefault"}},
+        volumes=[{"name": "tmp", "emptyDir": {}}],
+        container={"securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+                                       "capabilities": {"drop": ["ALL"]}},
+                   "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]},
+    )
+    batch.create_namespaced_job(namespace, manifest)
+    cond = wait_job_finished(batch, "locked", namespace)
+    [pod] = job_pods(core, "locked", namespace)
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert cond["type"] == "Complete", terminated
+    assert terminated.message == "1000|3000|3000 2000|ro|tmp-ok"
