@@ -14,7 +14,7 @@ from typing import Any
 
 from edgeopt.converter.graph_model import Endpoint, FrozenModel
 from edgeopt.converter.load import VARIABLE_OPS, LoadedModel
-from edgeopt.errors import ConversionError
+from edgeopt.errors import ConversionError, InputError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -59,6 +59,13 @@ def freeze(loaded: LoadedModel) -> FrozenModel:
         inputs, outputs = list(loaded.inputs), list(loaded.outputs)
     else:
         graph_def, inputs, outputs = _freeze_function(loaded)
+    names = {n.name for n in graph_def.node}
+    unused = [e.key for e in inputs if e.node not in names]
+    if unused:
+        raise InputError(
+            f"spec.source.inputs: {', '.join(unused)} do(es) not feed any of the outputs "
+            f"({', '.join(e.key for e in outputs)}); name the placeholders the outputs depend on"
+        )
     left = [n.name for n in graph_def.node if n.op in VARIABLE_OPS]
     if left:
         raise ConversionError(f"variables survived freezing: {', '.join(left[:5])}")

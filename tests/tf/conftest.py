@@ -53,12 +53,13 @@ def convbn_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def keras_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small Keras model (Conv+BN+Dropout+Dense+BN) as a SavedModel and as .keras."""
+    """The small Keras model (Conv+BN+Dropout+Dense+BN) as a SavedModel, .keras and .h5."""
     from edgeopt.samples import write_keras_model
 
     d = tmp_path_factory.mktemp("keras")
     write_keras_model(d, "savedmodel")
     write_keras_model(d, "keras")
+    write_keras_model(d, "h5")
     return d
 
 

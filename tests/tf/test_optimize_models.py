@@ -92,11 +92,13 @@ def test_each_transform_on_the_raw_graph(convbn_dir: Path) -> None:
         seen.add(n.name)
 
 
-@pytest.mark.parametrize("fmt", ["SavedModel", "Keras"])
-def test_keras_model_with_bn_and_dropout(keras_dir: Path, tmp_path: Path, fmt: str) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "path"), [("SavedModel", "saved_model"), ("Keras", "model.keras"), ("Keras", "model.h5")]
+)
+def test_keras_model_with_bn_and_dropout(keras_dir: Path, tmp_path: Path, fmt: str, path: str) -> None:
     import keras
 
-    uri = keras_dir / ("saved_model" if fmt == "SavedModel" else "model.keras")
+    uri = keras_dir / path
     model = make_model("keras-small", {"uri": f"file://{uri}", "format": fmt}, tmp_path / "repo")
     artifact = convert_model(model, tmp_path / "work")
     ops = artifact.report["ops"]
