@@ -31,7 +31,7 @@ import tensorflow as tf
 def tensorrt_version() -> str | None:
     """The TensorRT version TensorFlow is linked against, or None without TensorRT."""
     try:
-        from tensorflow.python.compiler.tf2tensorrt import _pywrap_py_utils as utils
+        from tensorflow.compiler.tf2tensorrt import _pywrap_py_utils as utils  # what trt_convert itself uses
 
         if not utils.is_tensorrt_enabled():
             return None

@@ -143,6 +143,30 @@ def test_tensorrt_requested_without_tensorrt(add_model_dir: Path, tmp_path: Path
     assert "not built with TensorRT" in msg and "tensorrt.enabled: false" in msg and "GPU converter image" in msg
 
 
+def test_tensorrt_probe_agrees_with_tensorflow() -> None:
+    from tensorflow.compiler.tf2tensorrt import _pywrap_py_utils
+
+    assert _has_tensorrt() == bool(_pywrap_py_utils.is_tensorrt_enabled())
+
+
+def test_trt_converter_runtime_error_becomes_one_clear_line(add_model_dir: Path, tmp_path: Path) -> None:
+    """Past the preflight, TrtGraphConverterV2's own RuntimeError is translated too."""
+    if _has_tensorrt():
+        pytest.skip("this TensorFlow has TensorRT")
+    from edgeopt.artifact import TensorInfo
+    from edgeopt.converter import tftrt
+    from edgeopt.spec import TensorRT
+
+    model = make_model("add", add_source(add_model_dir), tmp_path / "repo")
+    artifact = convert_model(model, tmp_path / "work")
+    with pytest.raises(TensorRTUnavailableError) as info:
+        tftrt.convert(artifact.savedmodel_dir, tmp_path / "trt", TensorRT(), [TensorInfo("x", "FP32", [-1, 1])])
+    assert "not built with TensorRT" in str(info.value) and "\n" not in str(info.value)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert "has not been built with TensorRT support" in str(info.value.__cause__)
+    assert not (tmp_path / "trt").exists()
+
+
 # --------------------------------------------------------------------------- the real CLI
 
 
