@@ -70,6 +70,7 @@ def test_service_account_is_denied_without_a_role_and_allowed_with_one(control_p
     core = client.CoreV1Api(k8s_client)
     rbac = client.RbacAuthorizationV1Api(k8s_client)
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "reader"}})
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "settings"}, "data": {"k": "v"}})
     request = {"spec": {"expirationSeconds": 600}}
     token = wait_for(
         lambda: core.create_namespaced_service_account_token("reader", namespace, request).status.token,
@@ -96,7 +97,7 @@ def test_service_account_is_denied_without_a_role_and_allowed_with_one(control_p
         "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
     })
     listed = wait_for(lambda: as_sa.list_namespaced_config_map(namespace), timeout=15, what="the Role to apply")
-    assert "kube-root-ca.crt" in [cm.metadata.name for cm in listed.items]
+    assert "settings" in [cm.metadata.name for cm in listed.items]
     # The Role is namespaced: elsewhere, and for other verbs, still denied.
     with pytest.raises(ApiException) as elsewhere:
         as_sa.list_namespaced_config_map("default")

@@ -1,0 +1,84 @@
+"""`edgeopt dev up/down` from the command line: a crashed run is cleaned up, `down` leaves no process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgeopt.dev import processes
+from edgeopt.dev.controlplane import COMPONENTS
+from tests.fixtures.common import wait_for
+from tests.fixtures.k8s import make_kubectl
+from tests.k8s.jobs import job_manifest, pid_alive
+
+pytestmark = pytest.mark.k8s
+
+
+def edgeopt(*args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "edgeopt.cli", *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"edgeopt {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def recorded_pids(root: Path) -> dict[str, int]:
+    pids = {}
+    for name in COMPONENTS:
+        entry = processes.read_pidfile(root / "run" / f"{name}.pid")
+        if entry:
+            pids[name] = entry[0]
+    return pids
+
+
+def start_sleeper(root: Path, kubectl_path: Path) -> int:
+    """A Job whose process sleeps; return its pid once it runs."""
+    kubectl = make_kubectl(kubectl_path, root / "kubeconfig")
+    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "work"},
+           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+    job = job_manifest("sleeper", ["sh", "-c", "echo $$$$ > /mnt/work/pid; exec sleep 300"],
+                       volumes=[{"name": "work", "persistentVolumeClaim": {"claimName": "work"}}],
+                       container={"volumeMounts": [{"name": "work", "mountPath": "/mnt/work"}]})
+    pidfile = root / "pvc" / "work" / "pid"
+    pidfile.unlink(missing_ok=True)
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [pvc, job]}))
+    return wait_for(lambda: int(pidfile.read_text()), timeout=30, what="the Job's process to start")
+
+
+def test_crashed_run_is_cleaned_up_and_down_leaves_no_process(tmp_path, kubectl_path):
+    root = tmp_path / "dev"
+    try:
+        edgeopt("dev", "up", "--dir", str(root), "--detach", "--backoff-base", "1")
+        first = recorded_pids(root)
+        assert set(first) == set(COMPONENTS)
+        orphan = start_sleeper(root, kubectl_path)
+
+        # A crash: every component dies at once; the Pod's process (its own session) lives on.
+        for pid in first.values():
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not any(pid_alive(p) for p in first.values()), timeout=10, what="the crash")
+        assert pid_alive(orphan)
+
+        t0 = time.monotonic()
+        edgeopt("dev", "up", "--dir", str(root), "--detach", "--backoff-base", "1")  # stale pid files, old etcd data
+        startup = time.monotonic() - t0
+        print(f"cached start-up over a crashed DIR: {startup:.1f}s")
+        assert startup < 30, f"cached start-up took {startup:.1f}s"
+        assert not pid_alive(orphan), "up must stop what the crashed run left behind"
+        second = recorded_pids(root)
+        sleeper = start_sleeper(root, kubectl_path)
+
+        out = edgeopt("dev", "down", "--dir", str(root)).stdout
+        assert "jobrunner" in out and "kube-apiserver" in out and "etcd" in out
+        for name, pid in {**second, "pod": sleeper}.items():
+            assert not pid_alive(pid), f"{name} (pid {pid}) still runs after dev down"
+            assert not processes.group_members(pid), f"{name}'s process group still has members"
+        assert not list((root / "run").glob("*.pid"))
+        assert "nothing was running" in edgeopt("dev", "down", "--dir", str(root)).stdout
+    finally:
+        subprocess.run([sys.executable, "-m", "edgeopt.cli", "dev", "down", "--dir", str(root)], timeout=120)
