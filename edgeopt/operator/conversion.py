@@ -47,7 +47,8 @@ class Runtime:
 def post_event(obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
     """An Event on ``obj`` (any mapping with apiVersion/kind/metadata; kopf types it as Body)."""
     target: Any = dict(obj)
-    (kopf.warn if warning else kopf.info)(target, reason=reason, message=message)
+    # kopf.event, not kopf.info: posting.level (WARNING) keeps kopf's own chatter out, not ours.
+    kopf.event(target, type="Warning" if warning else "Normal", reason=reason, message=message)
 
 
 def model_from_body(body: Mapping[str, Any]) -> OptimizedModel:
