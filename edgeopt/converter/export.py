@@ -51,7 +51,7 @@ def export_saved_model(model: FrozenModel, directory: Path) -> None:
     ]
     keys = [e.key for e in model.outputs]
 
-    @tf.function(input_signature=specs)
+    @tf.function(input_signature=specs, autograph=False)
     def serve(*args: Any) -> dict[str, Any]:
         results = pruned(*args)
         return {k: tf.identity(v, name=k) for k, v in zip(keys, results, strict=False)}

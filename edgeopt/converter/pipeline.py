@@ -77,7 +77,8 @@ def _run(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
         exported = stage_dir / ("optimized.savedmodel" if trt.enabled else SAVEDMODEL_DIR)
         with log.stage("export"):
             export.export_saved_model(optimized, exported)
-            _, inputs, outputs = export.read_signature(exported)
+        # The exported signature is built from these endpoints (validate re-reads the real one).
+        inputs = [e.info() for e in optimized.inputs]
         final = stage_dir / SAVEDMODEL_DIR
         if trt.enabled:
             with log.stage("tftrt") as rec:
