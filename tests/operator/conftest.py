@@ -1,0 +1,54 @@
+"""Fixtures for the operator tests: the CRD, the sample model on the `models` claim, the operator."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.operator.support import CRD, Kubectl, OperatorProcess, create_claims
+
+
+@pytest.fixture(scope="session")
+def om_crd(kubectl: Kubectl) -> None:
+    kubectl("apply", "-f", str(CRD))
+    kubectl("wait", "--for=condition=Established", "crd/optimizedmodels.edgeopt.io", "--timeout=60s")
+
+
+@pytest.fixture(scope="session")
+def add_model(control_plane: Any) -> Path:
+    """``edgeopt samples add`` on the `models` claim, as the example's comment says."""
+    target = control_plane.pvc_dir("models") / "add"
+    if not (target / "checkpoint").exists():
+        edgeopt = Path(sys.executable).parent / "edgeopt"
+        subprocess.run([str(edgeopt), "samples", "add", "--dir", str(target)], check=True, capture_output=True)
+    return Path(target)
+
+
+@pytest.fixture
+def model_namespace(namespace: str, kubectl: Kubectl, om_crd: None, add_model: Path) -> str:
+    """A test namespace with the two claims the example uses."""
+    create_claims(kubectl, namespace, "models", "triton-models")
+    return namespace
+
+
+@pytest.fixture(scope="module")
+def operator_factory(
+    control_plane: Any, om_crd: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start operators for this module; all are stopped at its end (one per module keeps the suite lean)."""
+    started: list[OperatorProcess] = []
+    logs = tmp_path_factory.mktemp("operator")
+
+    def start(**env: str) -> OperatorProcess:
+        op = OperatorProcess(control_plane.kubeconfig, logs / f"operator-{len(started)}.log", env)
+        started.append(op)
+        return op.start()
+
+    yield start
+    for op in started:
+        op.stop()
