@@ -307,6 +307,8 @@ def _demo(
     with steps.step("wait for Ready: conversion Job → publish → Triton loads the version"):
         status = _wait_ready(steps, kubectl, timeout, operator)
         kubectl("wait", "-n", NAMESPACE, f"om/{MODEL}", "--for=condition=Ready", "--timeout=10s")
+        for line in kubectl("get", "-n", NAMESPACE, "optimizedmodels").splitlines():
+            steps.say(f"  $ kubectl get om | {line}")
 
     with steps.step("infer through Triton with tritonclient.http (x = 1 must give 6)"):
         answer, latency_ms = _infer(triton_url)
