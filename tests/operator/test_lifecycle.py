@@ -1,0 +1,162 @@
+"""The resource's life on the real control plane, with the real converter in Jobs.
+
+apply → Job → Ready (version 1) → spec change (version 2) → delete (finalizer,
+garbage collection); a bad output name → Failed with the converter's words;
+capacity 1 → the second resource waits with WaitingForCapacity. One operator
+process serves the whole module; every conversion costs a TensorFlow start.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from edgeopt.operator import permissions
+from tests.fixtures.common import wait_for
+from tests.operator.support import (
+    Kubectl,
+    OperatorProcess,
+    apply,
+    condition,
+    events_of,
+    example,
+    get,
+    jobs_of,
+    om,
+    wait_phase,
+)
+
+pytestmark = [pytest.mark.k8s, pytest.mark.e2e]
+
+GROUPS = {"optimizedmodels": "edgeopt.io", "optimizedmodels/status": "edgeopt.io", "jobs": "batch"}
+
+
+@pytest.fixture(scope="module")
+def operator(operator_factory: Callable[..., OperatorProcess]) -> OperatorProcess:
+    return operator_factory()
+
+
+def test_example_ready_then_version_2_then_delete(
+    kubectl: Kubectl, model_namespace: str, operator: OperatorProcess, control_plane: Any
+) -> None:
+    ns = model_namespace
+    repo = control_plane.pvc_dir("triton-models")
+    shutil.rmtree(repo / "add", ignore_errors=True)  # the claim's folder is shared by the session
+    calls_before = operator.api_calls()
+
+    started = time.monotonic()
+    apply(kubectl, ns, example())
+    obj = wait_for(
+        lambda: om(kubectl, ns, "add").get("status", {}).get("jobName") and om(kubectl, ns, "add"),
+        timeout=30,
+        what="the Job to be recorded",
+    )
+    uid = obj["metadata"]["uid"]
+
+    # The Job the operator made, as the cluster has it.
+    (job,) = jobs_of(kubectl, ns, uid)
+    assert job["metadata"]["name"] == obj["status"]["jobName"]
+    assert job["metadata"]["name"].startswith("add-g1-")
+    assert job["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "edgeopt"
+    owner = job["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"], owner.get("controller")) == ("OptimizedModel", uid, True)
+    pod = job["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["command"] == ["edgeopt", "convert", "-f", "/etc/edgeopt/model.yaml"]
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert pod["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["readOnlyRootFilesystem"]
+    assert {m["mountPath"] for m in c["volumeMounts"]} >= {
+        "/etc/edgeopt",
+        "/tmp",
+        "/mnt/edgeopt/pvc/models",
+        "/mnt/edgeopt/pvc/triton-models",
+    }
+    cm = get(kubectl, ns, "configmap", job["metadata"]["name"])
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == uid
+    assert "kind: OptimizedModel" in cm["data"]["model.yaml"]
+
+    # `kubectl wait --for=condition=Ready` is how users (and CI) wait.
+    kubectl("wait", "--for=condition=Ready", "om/add", "-n", ns, "--timeout=180s", timeout=200)
+    ready_seconds = time.monotonic() - started
+    obj = om(kubectl, ns, "add")
+    st = obj["status"]
+    assert st["phase"] == "Ready" and st["modelVersion"] == 1 and st["observedGeneration"] == 1
+    assert st["report"]["opsBefore"] >= st["report"]["opsAfter"] > 0
+    assert condition(obj, "Converted")["status"] == "True"
+    assert condition(obj, "Published")["status"] == "True"
+    assert condition(obj, "Ready")["observedGeneration"] == 1
+    assert (repo / "add" / "1" / "model.savedmodel").is_dir()
+    row = kubectl("get", "om", "add", "-n", ns, "--no-headers").stdout.split()
+    assert row[:5] == ["add", "Ready", "FP32", "1", "True"], row
+    reasons = [e["reason"] for e in events_of(kubectl, ns, "add")]
+    assert {"JobCreated", "Published", "Ready"} <= set(reasons), reasons
+    calls = {k: v - calls_before.get(k, 0) for k, v in operator.api_calls().items()}
+    print(f"\n[operator] apply-to-Ready {ready_seconds:.1f}s; operator API calls for v1: {sorted(calls.items())}")
+    for verb, resource in calls:
+        assert permissions.allows(GROUPS.get(resource, ""), resource, verb), (verb, resource)
+
+    # A spec change is a new generation: a new Job, version 2.
+    started = time.monotonic()
+    kubectl("patch", "om", "add", "-n", ns, "--type=merge", "-p", json.dumps({"spec": {"validation": {"samples": 4}}}))
+    obj = wait_phase(kubectl, ns, "add", "Ready", generation=2)
+    print(f"[operator] spec change to Ready {time.monotonic() - started:.1f}s")
+    assert obj["status"]["modelVersion"] == 2
+    names = sorted(j["metadata"]["name"] for j in jobs_of(kubectl, ns, uid))
+    assert [n.split("-")[1] for n in names] == ["g1", "g2"]
+    assert (repo / "add" / "2").is_dir()
+
+    # Delete: the finalizer runs and goes; Jobs and ConfigMaps are garbage-collected; files stay (Retain).
+    kubectl("delete", "om", "add", "-n", ns, "--timeout=60s", timeout=70)
+    wait_for(lambda: not jobs_of(kubectl, ns, uid), timeout=60, what="the Jobs to be garbage-collected")
+    wait_for(
+        lambda: not get(kubectl, ns, "configmaps", None, "-l", f"edgeopt.io/uid={uid}")["items"],
+        timeout=60,
+        what="the ConfigMaps to be garbage-collected",
+    )
+    assert (repo / "add" / "2").is_dir()
+
+
+def test_capacity_then_failure_with_the_converters_message(
+    kubectl: Kubectl, model_namespace: str, operator: OperatorProcess, control_plane: Any
+) -> None:
+    """Concurrency 1: `second` waits (WaitingForCapacity) behind `first`, then fails on its bad output name."""
+    ns = model_namespace
+    repo = control_plane.pvc_dir("triton-models")
+    for m in ("cap-first", "cap-second"):
+        shutil.rmtree(repo / m, ignore_errors=True)
+    apply(kubectl, ns, example(name="first", model_name="cap-first"))
+    bad = example(name="second", model_name="cap-second")
+    bad["spec"]["source"]["outputs"] = ["z"]
+    apply(kubectl, ns, bad)
+
+    def waiting() -> dict[str, Any] | None:
+        obj = om(kubectl, ns, "second")
+        return obj if condition(obj, "Ready").get("reason") == "WaitingForCapacity" else None
+
+    obj = wait_for(waiting, timeout=60, what="second to wait for capacity")
+    assert obj["status"]["phase"] == "Pending"
+    assert "1 of 1 conversions are running" in condition(obj, "Ready")["message"]
+    assert not jobs_of(kubectl, ns, obj["metadata"]["uid"])
+    assert "WaitingForCapacity" in [e["reason"] for e in events_of(kubectl, ns, "second")]
+
+    wait_phase(kubectl, ns, "first", "Ready")
+    obj = wait_phase(kubectl, ns, "second", "Failed")
+    ready = condition(obj, "Ready")
+    converted = condition(obj, "Converted")
+    assert converted["status"] == "False" and ready["status"] == "False"
+    assert converted["reason"] == ready["reason"] == "InvalidInput", converted
+    assert "'z'" in converted["message"] or '"z"' in converted["message"], converted["message"]
+    warnings = [e for e in events_of(kubectl, ns, "second") if e["type"] == "Warning"]
+    assert any(e["reason"] == "InvalidInput" and "z" in e["message"] for e in warnings), warnings
+    assert not (repo / "cap-second").exists(), "a failed conversion must publish nothing"
+    # Both ran, one after the other.
+    (first_job,) = jobs_of(kubectl, ns, om(kubectl, ns, "first")["metadata"]["uid"])
+    (second_job,) = jobs_of(kubectl, ns, obj["metadata"]["uid"])
+    assert second_job["status"]["startTime"] >= first_job["status"]["completionTime"]
+    metrics = operator.metrics()
+    assert metrics.get('edgeopt_conversions_total{reason="InvalidInput",result="failed"}', 0) >= 1
