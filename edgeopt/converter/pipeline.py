@@ -10,6 +10,7 @@ and removes it after publishing.
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import tempfile
@@ -64,6 +65,7 @@ def _run(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
     with log.stage("load") as rec:
         loaded = load.load_model(model)
         ops_loaded = op_counts(loaded.graph_def)
+        loaded.graph_def = None  # only needed for the count; big models hold their weights in it
         rec.details["ops"] = ops_loaded["total"]
     try:
         with log.stage("freeze") as rec:
@@ -72,11 +74,14 @@ def _run(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
             rec.details["ops"] = ops_before["total"]
         with log.stage("optimize") as rec:
             optimized, steps = optimize.optimize(frozen, spec.optimize.transforms)
+            del frozen  # every GraphDef copy holds all the weights
+            gc.collect()
             ops_after = op_counts(optimized.graph_def)
             rec.details["ops"] = ops_after["total"]
         exported = stage_dir / ("optimized.savedmodel" if trt.enabled else SAVEDMODEL_DIR)
         with log.stage("export"):
             export.export_saved_model(optimized, exported)
+            gc.collect()
         # The exported signature is built from these endpoints (validate re-reads the real one).
         inputs = [e.info() for e in optimized.inputs]
         final = stage_dir / SAVEDMODEL_DIR
