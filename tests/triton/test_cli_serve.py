@@ -74,10 +74,12 @@ def test_convert_example_then_serve_answers(tmp_path: Path) -> None:
         assert line.startswith("HTTP"), line + (serve.stderr.read() if serve.poll() is not None else "")
         url = line.split()[1]
         client = TritonClient(url, timeout=120)
-        started = time.monotonic()
-        client.load("add")
-        load_s = time.monotonic() - started
+        loaded = edgeopt("triton", "load", "add", "--url", url, env=env).stdout
+        assert "ready versions: [1, 2]" in loaded and "smoke inference" in loaded, loaded
+        load_s = float(loaded.split(" in ", 1)[1].split("s;", 1)[0])
         wait_for(lambda: client.ready_versions("add") == [1, 2], timeout=30, what="versions 1 and 2 ready")
+        index = edgeopt("triton", "index", "--url", url, env=env).stdout
+        assert [line.split() for line in index.splitlines()] == [["add", "1", "READY"], ["add", "2", "READY"]]
         started = time.monotonic()
         y = client.infer("add", {"x": np.array([[1.0]], dtype=np.float32)})["y"]
         first_ms = (time.monotonic() - started) * 1000
