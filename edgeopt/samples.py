@@ -202,13 +202,34 @@ def build_keras_model(architecture: str = "small", *, input_size: int = 32) -> A
     raise ValueError(f"unknown architecture {architecture!r}; use small, mobilenetv2 or resnet50")
 
 
+def write_calibration(directory: str | Path, inputs: list[dict[str, Any]], samples: int = 64) -> Path:
+    """``calibration.npz``: seeded uniform [0, 1) float32 arrays keyed by input name, for INT8 paths.
+
+    Random data proves the calibration path; it does not give real ranges.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(17)
+    arrays = {t["name"]: rng.random([samples, *t["shape"][1:]]).astype("float32") for t in inputs}
+    path = Path(directory) / "calibration.npz"
+    np.savez(path, **arrays)
+    return path
+
+
 def write_keras_model(
-    directory: str | Path, fmt: str = "savedmodel", *, architecture: str = "small", input_size: int = 32
+    directory: str | Path,
+    fmt: str = "savedmodel",
+    *,
+    architecture: str = "small",
+    input_size: int = 32,
+    calibration_samples: int = 0,
 ) -> dict[str, Any]:
     """Write a Keras model as a SavedModel (``model.export``), ``model.keras`` or ``model.h5``.
 
     The SavedModel's ``serving_default`` signature takes the input by its
-    Keras name and returns ``output_0`` (Keras 3's export convention).
+    Keras name and returns ``output_0`` (Keras 3's export convention).  With
+    ``calibration_samples`` > 0 a ``calibration.npz`` keyed by the input
+    names is written next to it (for INT8 examples).
     """
     model = build_keras_model(architecture, input_size=input_size)
     out = Path(directory)
@@ -216,6 +237,8 @@ def write_keras_model(
     inputs = [
         {"name": t.name, "dtype": "FP32", "shape": [-1 if d is None else int(d) for d in t.shape]} for t in model.inputs
     ]
+    if calibration_samples > 0:
+        write_calibration(out, inputs, calibration_samples)
     if fmt == "savedmodel":
         target = out / "saved_model"
         model.export(str(target), verbose=False)
@@ -239,6 +262,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--architecture", default="small", choices=["small", "mobilenetv2", "resnet50"], help="keras only"
     )
     parser.add_argument("--input-size", type=int, default=32, help="keras only: image height and width")
+    parser.add_argument(
+        "--calibration", type=int, default=0, metavar="N", help="keras only: also write calibration.npz with N samples"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -247,7 +273,13 @@ def run(args: argparse.Namespace) -> int:
     elif args.kind == "convbn":
         info = write_conv_bn_graph(args.dir)
     else:
-        info = write_keras_model(args.dir, args.format, architecture=args.architecture, input_size=args.input_size)
+        info = write_keras_model(
+            args.dir,
+            args.format,
+            architecture=args.architecture,
+            input_size=args.input_size,
+            calibration_samples=args.calibration,
+        )
     json.dump(info, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

@@ -145,3 +145,20 @@ def test_scale_shift_after_matmul_folds_into_weights(transpose_b: bool) -> None:
     np.testing.assert_allclose(
         _run_graph(result.graph_def, "y:0", feeds), _run_graph(model.graph_def, "y:0", feeds), rtol=1e-5, atol=1e-6
     )
+
+
+def test_validation_uses_the_calibration_samples_when_given(keras_dir: Path, tmp_path: Path) -> None:
+    from edgeopt.samples import write_calibration
+
+    cal = write_calibration(tmp_path, [{"name": "image", "shape": [-1, 32, 32, 3]}], samples=5)
+    model = make_model(
+        "keras-small",
+        {"uri": f"file://{keras_dir / 'saved_model'}", "format": "SavedModel"},
+        tmp_path / "repo",
+        tensorrt={"enabled": False, "calibration": {"uri": f"file://{cal}"}},
+        validation={"samples": 3},
+    )
+    artifact = convert_model(model, tmp_path / "work")
+    assert artifact.report["validation"]["inputs"] == f"file:{cal}"
+    assert artifact.report["latencyMs"]["batch"] == 3
+    assert artifact.warmup_inputs["image"].shape == (1, 32, 32, 3)
