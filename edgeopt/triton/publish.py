@@ -48,6 +48,8 @@ REPORT_NAME = "report.json"
 LOCK_NAME = ".lock"
 STAGING_PREFIX = ".staging-"
 DELETING_PREFIX = ".deleting-"
+#: Versions Triton is serving, for a publisher that cannot ask Triton itself (the converter Job).
+SERVING_VERSIONS_ENV = "EDGEOPT_SERVING_VERSIONS"
 
 
 @dataclass
@@ -217,19 +219,24 @@ def publish_version(
     model: OptimizedModel,
     *,
     repository: Path | None = None,
-    serving_versions: Iterable[int] = (),
+    serving_versions: Iterable[int] | None = None,
 ) -> PublishResult:
     """Publish ``artifact`` as the next version of ``model.model_name``.
 
     ``repository`` overrides ``spec.target.repository`` (tests, local runs).
-    ``serving_versions`` are never pruned: the operator passes the versions
-    Triton reports ready.
+    ``serving_versions`` are never pruned (the versions Triton reports
+    ready).  The converter Job has no Triton client, so when the caller does
+    not pass them they come from ``$EDGEOPT_SERVING_VERSIONS`` (comma list, set
+    by the operator from the resource's status), and failing that the
+    previous newest version is kept: it is the one most likely being served
+    until the operator has loaded the new one.
     """
     started = time.monotonic()
     name = validate_model_name(model.model_name)
     target = model.spec.target
     repo = Path(repository) if repository is not None else resolve_uri(target.repository)
     config_text = build_model_config(artifact, model).render()  # fails before any file is touched
+    served = _serving_versions(serving_versions)
     repo_existed = repo.is_dir()
     model_dir = repo / name
     model_dir_existed = model_dir.is_dir()
@@ -243,6 +250,7 @@ def publish_version(
         with model_lock(model_dir):
             version_dir: Path | None = None
             try:
+                versions_before = existing_versions(model_dir)
                 version = _choose_version(model_dir, name, target.version, repo)
                 staging.mkdir()
                 _stage_version(staging, artifact, target.backend, config_text)
@@ -260,7 +268,10 @@ def publish_version(
                 if not model_dir_existed:
                     _remove_new_model_dir(model_dir)
                 raise
-            pruned = prune_versions(model_dir, target.versions_to_keep, {version, *serving_versions})
+            if served is None:  # unknown: keep the previous newest, the one most likely being served
+                served = {max(versions_before)} if versions_before else set()
+            protect = {version, *served}
+            pruned = prune_versions(model_dir, target.versions_to_keep, protect)
     except OSError as exc:
         if not repo_existed:
             with contextlib.suppress(OSError):
@@ -274,6 +285,19 @@ def publish_version(
     seconds = time.monotonic() - started
     log.info("published %s version %d to %s in %.2fs (pruned %s)", name, version, repo, seconds, pruned or "none")
     return PublishResult(name, version, version_dir, config_path, seconds, pruned)
+
+
+def _serving_versions(serving: Iterable[int] | None) -> set[int] | None:
+    """The caller's served versions, else ``$EDGEOPT_SERVING_VERSIONS``, else None (unknown)."""
+    if serving is not None:
+        return set(serving)
+    env = os.environ.get(SERVING_VERSIONS_ENV, "").strip()
+    if not env:
+        return None
+    try:
+        return {int(v) for v in env.split(",") if v.strip()}
+    except ValueError:
+        raise PublishError(f"${SERVING_VERSIONS_ENV}={env!r} is not a comma-separated list of versions") from None
 
 
 def _withdraw(version_dir: Path) -> None:

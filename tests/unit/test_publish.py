@@ -92,6 +92,26 @@ def test_versions_to_keep_prunes_oldest_but_never_served(tmp_path: Path) -> None
     assert existing_versions(repo / "m") == [1, 5] and low.pruned == [4]
 
 
+def test_unknown_serving_versions_keep_the_previous_newest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The converter Job cannot ask Triton; without the operator's hint the last version survives one publish."""
+    repo = tmp_path / "repo"
+    art = file_artifact(tmp_path / "sm")
+    monkeypatch.delenv("EDGEOPT_SERVING_VERSIONS", raising=False)
+    publish_version(art, optimized_model("m", repo, versionsToKeep=1))
+    assert publish_version(art, optimized_model("m", repo, versionsToKeep=1)).pruned == []
+    assert existing_versions(repo / "m") == [1, 2]
+    assert publish_version(art, optimized_model("m", repo, versionsToKeep=1)).pruned == [1]
+    # The operator's hint (env) wins: version 2 is served, so 3 may go.
+    monkeypatch.setenv("EDGEOPT_SERVING_VERSIONS", "2")
+    assert publish_version(art, optimized_model("m", repo, versionsToKeep=1)).pruned == [3]
+    assert existing_versions(repo / "m") == [2, 4]
+    monkeypatch.setenv("EDGEOPT_SERVING_VERSIONS", "two")
+    before = tree_digest(repo)
+    with pytest.raises(PublishError, match="EDGEOPT_SERVING_VERSIONS"):
+        publish_version(art, optimized_model("m", repo, versionsToKeep=1))
+    assert tree_digest(repo) == before
+
+
 def test_versions_to_prune_pure() -> None:
     assert versions_to_prune([1, 2, 3, 4], 2) == [1, 2]
     assert versions_to_prune([1, 2, 3, 4], 2, protect=[1]) == [2]
