@@ -69,7 +69,7 @@ def convert(
 
     # The converted function takes its inputs positionally, in the signature's (sorted-key) order.
     ordered = sorted(inputs, key=lambda t: t.name)
-    params = trt_plan.conversion_params(trt, ordered)
+    params = trt_plan.conversion_params(trt)
     details: dict[str, Any] = {"params": params}
     try:
         converter = trt_convert.TrtGraphConverterV2(

@@ -25,7 +25,7 @@ TRT_UNAVAILABLE_HINT = (
 )
 
 
-def conversion_params(trt: TensorRT, inputs: Sequence[TensorInfo]) -> dict[str, Any]:
+def conversion_params(trt: TensorRT) -> dict[str, Any]:
     """Keyword arguments for ``TrtGraphConverterV2`` (besides the SavedModel dir and signature).
 
     Dynamic-shape mode with a "Range" profile is used so one engine serves every

@@ -19,14 +19,14 @@ MASK = TensorInfo("mask", "INT32", [-1, 8])
 
 def test_conversion_params_follow_the_spec() -> None:
     trt = TensorRT(precision="FP16", minimum_segment_size=5, maximum_cached_engines=2, max_workspace_size_bytes=1 << 28)
-    params = trt_plan.conversion_params(trt, [IMAGE])
+    params = trt_plan.conversion_params(trt)
     assert params["precision_mode"] == "FP16"
     assert params["minimum_segment_size"] == 5
     assert params["maximum_cached_engines"] == 2
     assert params["max_workspace_size_bytes"] == 1 << 28
     assert params["use_calibration"] is False
     assert params["use_dynamic_shape"] is True and params["dynamic_shape_profile_strategy"] == "Range"
-    assert trt_plan.conversion_params(TensorRT(precision="INT8"), [IMAGE])["use_calibration"] is True
+    assert trt_plan.conversion_params(TensorRT(precision="INT8"))["use_calibration"] is True
 
 
 def test_engine_shapes_span_batch_one_to_max() -> None:
