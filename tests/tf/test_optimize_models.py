@@ -162,3 +162,33 @@ def test_validation_uses_the_calibration_samples_when_given(keras_dir: Path, tmp
     assert artifact.report["validation"]["inputs"] == f"file:{cal}"
     assert artifact.report["latencyMs"]["batch"] == 3
     assert artifact.warmup_inputs["image"].shape == (1, 32, 32, 3)
+
+
+def test_saved_model_with_two_inputs_and_two_outputs_keeps_keys(tmp_path: Path) -> None:
+    """Keys survive freezing even where their sorted order differs from the graph's node order."""
+    import tensorflow as tf
+
+    class Model(tf.Module):
+        def __init__(self) -> None:
+            self.w = tf.Variable([[2.0], [3.0]])
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32), tf.TensorSpec([None], tf.int64)])
+        def serve(self, zeta: tf.Tensor, alpha: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"z_sum": tf.matmul(zeta, self.w), "a_count": alpha * 2}
+
+    module = Model()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
+    model = make_model("two", {"uri": f"file://{tmp_path / 'sm'}", "format": "SavedModel"}, tmp_path / "repo")
+    artifact = convert_model(model, tmp_path / "work")
+    assert [(t.name, t.dtype, t.shape) for t in artifact.inputs] == [
+        ("alpha", "INT64", [-1]),
+        ("zeta", "FP32", [-1, 2]),
+    ]
+    assert [(t.name, t.dtype, t.shape) for t in artifact.outputs] == [
+        ("a_count", "INT64", [-1]),
+        ("z_sum", "FP32", [-1, 1]),
+    ]
+    out = _run_saved_model(
+        artifact.savedmodel_dir, zeta=np.array([[1.0, 1.0]], np.float32), alpha=np.array([5], np.int64)
+    )
+    assert out["z_sum"].tolist() == [[5.0]] and out["a_count"].tolist() == [10]
