@@ -160,3 +160,31 @@ def test_capacity_then_failure_with_the_converters_message(
     assert second_job["status"]["startTime"] >= first_job["status"]["completionTime"]
     metrics = operator.metrics()
     assert metrics.get('edgeopt_conversions_total{reason="InvalidInput",result="failed"}', 0) >= 1
+
+
+def test_spec_change_stops_the_running_older_job(
+    kubectl: Kubectl, model_namespace: str, operator: OperatorProcess, control_plane: Any
+) -> None:
+    """A still-running Job of generation 1 is deleted when generation 2 arrives; only g2's result counts."""
+    ns = model_namespace
+    shutil.rmtree(control_plane.pvc_dir("triton-models") / "superseded", ignore_errors=True)
+    slow = example(name="superseded", model_name="superseded", validation={"samples": 64})
+    apply(kubectl, ns, slow)
+    uid = wait_for(lambda: om(kubectl, ns, "superseded")["metadata"]["uid"], timeout=30, what="the resource")
+    wait_for(lambda: jobs_of(kubectl, ns, uid), timeout=30, what="the g1 Job")
+    kubectl(
+        "patch",
+        "om",
+        "superseded",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"validation": {"samples": 4}}}),
+    )
+    obj = wait_phase(kubectl, ns, "superseded", "Ready", generation=2)
+    names = [j["metadata"]["name"] for j in jobs_of(kubectl, ns, uid)]
+    assert [n.split("-")[1] for n in names] == ["g2"], names
+    assert obj["status"]["jobName"] == names[0]
+    events = events_of(kubectl, ns, "superseded")
+    assert any(e["reason"] == "Superseded" and "-g1-" in e["message"] for e in events), events
