@@ -67,12 +67,12 @@ def cases(quick: bool) -> list[ModelCase]:
     ]
 
 
-def cli(*args: str, log: Path, timeout: float = 1800) -> str:
+def cli(*args: str, log: Path, timeout: float = 1800, env: dict[str, str] | None = None) -> str:
     """Run ``edgeopt ARGS`` with this interpreter; stderr goes to ``log``; raise with its tail on failure."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as err:
         proc = subprocess.run(
-            [sys.executable, "-m", "edgeopt.cli", *args], stdout=subprocess.PIPE, stderr=err, timeout=timeout
+            [sys.executable, "-m", "edgeopt.cli", *args], stdout=subprocess.PIPE, stderr=err, timeout=timeout, env=env
         )
     if proc.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])

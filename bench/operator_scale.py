@@ -1,0 +1,374 @@
+"""Operator on the dev control plane: reconcile latency at 1/10/100 resources, RSS, API cost, apply → Ready.
+
+Reconcile latency is *apply → Job created*: from the moment the create call
+for an OptimizedModel returns to the moment a watch on Jobs sees its Job.
+100 resources are applied at once (8 client threads).  The baseline creates
+the same objects directly with the kubernetes client (the OptimizedModel,
+then the ConfigMap and Job from the operator's own pure builders, owned as
+kopf would own them) and is measured the same way: the floor.  Baseline rounds
+run before the operator starts, so it never reconciles them.
+
+Jobs need not run for this: the job runner is stopped for the scale rounds
+(the operator is started with MAX_CONCURRENT_CONVERSIONS=1000 so that no
+resource waits for a slot).  It is started again for *apply → Ready* of the
+toy model (y = a + x), which runs the whole path: Job, converter process,
+publish, Triton load, smoke inference; its baseline is the same conversion
+run directly (``edgeopt convert -f``) and the same Triton load + inference.
+
+API requests per resource lifecycle (create → Job created → delete → gone)
+are the API server's ``apiserver_request_total`` deltas over the round
+divided by the number of resources: they include the user's own create and
+delete and the garbage collector's deletions, and exclude this benchmark's
+polling and the idle background rate.  A first unmeasured round warms the
+API server and the garbage collector (its first sync takes tens of seconds).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import cluster
+from bench.context import Context
+from bench.report import AreaResult, Row, Target
+from bench.stats import percentile
+
+AREA = "operator"
+GROUP, VERSION, PLURAL = "edgeopt.io", "v1alpha1", "optimizedmodels"
+APPLY_THREADS = 8
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MIB = 1024 * 1024
+
+
+def om_body(name: str) -> dict[str, Any]:
+    """A valid OptimizedModel whose conversion never has to run (the scale rounds stop at Job created)."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "OptimizedModel",
+        "metadata": {"name": name},
+        "spec": {
+            "source": {"uri": "pvc://models/scale", "format": "SavedModel"},
+            "tensorrt": {"enabled": False},
+            "target": {"repository": "pvc://triton-models", "modelName": name},
+        },
+    }
+
+
+class Bench:
+    def __init__(self, ctx: Context) -> None:
+        from kubernetes import client, config
+
+        from edgeopt.dev import controlplane
+
+        self.ctx = ctx
+        self.root = ctx.dir("cluster")
+        self.cp = controlplane.up(self.root, die_with_parent=True, backoff_base=1.0)
+        ctx.cleanups.append(lambda: controlplane.down(self.root))
+        self.api = config.new_client_from_config(config_file=str(self.cp.kubeconfig))
+        self.core = client.CoreV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        #: This benchmark's polling, which is measurement and not lifecycle: subtracted from the counts.
+        self.own_calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self.operator: Any = None
+        self.metrics_url = ""
+
+    def count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.own_calls[key] += n
+
+    # ------------------------------------------------------------------ setup
+
+    def install_crd(self) -> None:
+        from edgeopt.dev.binaries import ensure_binaries
+
+        kubectl = str(ensure_binaries(["kubectl"])["kubectl"])
+        env = {**os.environ, "KUBECONFIG": str(self.cp.kubeconfig)}
+        crd = REPO_ROOT / "crds" / "optimizedmodels.edgeopt.io.yaml"
+        import subprocess
+
+        for args in (["apply", "-f", str(crd)],
+                     ["wait", "--for=condition=Established", "crd/optimizedmodels.edgeopt.io", "--timeout=60s"]):
+            subprocess.run([kubectl, *args], env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
+
+    def stop_job_runner(self) -> None:
+        from edgeopt.dev import processes
+
+        processes.stop_pidfile(self.root / "run" / "jobrunner.pid", grace=10.0)
+        (self.root / "run" / "jobrunner.ready").unlink(missing_ok=True)
+
+    def start_job_runner(self) -> None:
+        from edgeopt.dev import processes
+
+        processes.spawn(
+            [sys.executable, "-m", "edgeopt.dev.jobrunner", "--kubeconfig", str(self.cp.kubeconfig),
+             "--dir", str(self.root), "--backoff-base", "1"],
+            log=self.root / "logs" / "jobrunner.log", pidfile=self.root / "run" / "jobrunner.pid", cwd=self.root,
+            die_with_parent=True,
+        )  # fmt: skip
+        cluster.poll("the job runner", lambda: (self.root / "run" / "jobrunner.ready").exists(), 60)
+
+    def start_operator(self) -> None:
+        from edgeopt.demo import free_port
+        from edgeopt.dev import processes
+
+        liveness, metrics = free_port(), free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.cp.kubeconfig),
+            "EDGEOPT_MAX_CONCURRENT_CONVERSIONS": "1000",  # measure reconciling, not the capacity queue
+            "EDGEOPT_CONVERTER_RESOURCES": "{}",  # CPU-only: the job runner has no GPU to give the toy model
+            "EDGEOPT_LIVENESS_PORT": str(liveness),
+            "EDGEOPT_METRICS_PORT": str(metrics),
+        }
+        pidfile = self.root / "run" / "bench-operator.pid"
+        self.operator = processes.spawn(
+            [sys.executable, "-m", "edgeopt.cli", "operator", "--standalone", "-q",
+             "--liveness", f"http://127.0.0.1:{liveness}/healthz"],
+            log=self.root / "logs" / "operator.log", pidfile=pidfile, env=env, cwd=self.root, die_with_parent=True,
+        )  # fmt: skip
+        self.ctx.cleanups.append(lambda: processes.stop_pidfile(pidfile, grace=10.0))
+        self.metrics_url = f"http://127.0.0.1:{metrics}/metrics"
+
+        def live() -> bool:
+            if self.operator.poll() is not None:
+                raise cluster.Abort(f"the operator exited with {self.operator.returncode}; see {self.root}/logs")
+            from edgeopt.demo import http_ok
+
+            return http_ok(f"http://127.0.0.1:{liveness}/healthz")
+
+        cluster.poll("the operator's liveness endpoint", live, 90, interval=0.3)
+
+    def operator_rss_mib(self) -> float:
+        import psutil
+
+        return float(psutil.Process(self.operator.pid).memory_info().rss) / MIB
+
+    def namespace(self, name: str) -> str:
+        self.core.create_namespace({"metadata": {"name": name}})
+        cluster.poll(f"the default ServiceAccount in {name}",
+                     lambda: self.core.read_namespaced_service_account("default", name), 30)  # fmt: skip
+        return name
+
+    # ------------------------------------------------------------------ one round
+
+    def apply_round(self, ns: str, n: int, *, direct: bool) -> dict[str, Any]:
+        """Apply ``n`` resources at once; per-resource apply → Job created, and API requests per lifecycle."""
+        from edgeopt.operator import resources
+
+        names = [f"m{i:03d}" for i in range(n)]
+        watch = cluster.JobWatch(self.api, ns, resources.managed_selector(), resources.MODEL_LABEL).start()
+        idle_before = cluster.apiserver_requests(self.api)
+        time.sleep(3.0)
+        idle_after = cluster.apiserver_requests(self.api)
+        background_per_s = sum(cluster.delta(idle_after, idle_before).values()) / 3.0
+        op_before = cluster.operator_requests(self.metrics_url) if not direct else Counter()
+        before = cluster.apiserver_requests(self.api)
+        t_begin = time.monotonic()
+        created: dict[str, float] = {}
+
+        def apply(name: str) -> None:
+            body = self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, om_body(name))
+            created[name] = time.perf_counter()
+            if direct:
+                self.create_directly(ns, body)
+
+        with ThreadPoolExecutor(APPLY_THREADS) as pool:
+            list(pool.map(apply, names))
+        watch.wait_for(set(names), timeout=120 + 3 * n)
+        latencies = [(watch.seen[k] - created[k]) * 1000 for k in names]
+        rss_loaded = None
+        if not direct:
+            # Let the operator finish its status writes before counting and before reading its RSS.
+            def settled() -> bool:
+                self.count("LIST optimizedmodels")
+                items = self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+                return all((i.get("status") or {}).get("jobName") for i in items)
+
+            cluster.poll("every status to name its Job", settled, 120, interval=1.0)
+            time.sleep(2.0)
+            rss_loaded = self.operator_rss_mib()
+        # The rest of the lifecycle: delete, and wait until the resources and their Jobs are gone.
+        for name in names:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+
+        def gone() -> bool:
+            self.count("LIST optimizedmodels")
+            self.count("LIST jobs")
+            left = self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+            jobs = self.batch.list_namespaced_job(ns).items
+            return not left and not jobs
+
+        cluster.poll("the resources and their Jobs to be gone", gone, 120 + n, interval=1.0)
+        seconds = time.monotonic() - t_begin
+        after = cluster.apiserver_requests(self.api)
+        watch.stop()
+        raw = cluster.delta(after, before)
+        total = sum(raw.values()) - sum(self.own_calls.values()) - background_per_s * seconds
+        self.own_calls.clear()
+        out: dict[str, Any] = {
+            "n": n,
+            "latencyMs": {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
+                          "max": max(latencies), "all": [round(x, 2) for x in latencies]},
+            "requestsPerResource": round(total / n, 1),
+            "requestsRaw": dict(raw),
+            "backgroundPerSecond": round(background_per_s, 2),
+            "seconds": round(seconds, 1),
+        }  # fmt: skip
+        if not direct:
+            out["operatorOwnCallsPerResource"] = round(
+                sum(cluster.delta(cluster.operator_requests(self.metrics_url), op_before).values()) / n, 1
+            )
+            out["rssMiBLoaded"] = rss_loaded
+        self.core.delete_namespace(ns)
+        return out
+
+    def create_directly(self, ns: str, body: dict[str, Any]) -> None:
+        """What the operator would create for ``body``, created straight away with the client."""
+        import kopf
+
+        from edgeopt.operator import resources
+        from edgeopt.operator.conversion import model_from_body
+
+        meta = body["metadata"]
+        model = model_from_body(body)
+        gen, uid = int(meta["generation"]), meta["uid"]
+        job = resources.job_name(meta["name"], gen, uid)
+        cm = resources.manifest_configmap(model, dict(body["spec"]), name=job, generation=gen, uid=uid)
+        job_body = resources.conversion_job(model, self.settings, name=job, generation=gen, uid=uid, configmap=job)
+        kopf.adopt([cm, job_body], owner=copy.deepcopy(body))
+        self.core.create_namespaced_config_map(ns, cm)
+        self.batch.create_namespaced_job(ns, job_body)
+
+    @property
+    def settings(self) -> Any:
+        from edgeopt.operator.settings import OperatorSettings
+
+        return OperatorSettings(converter_resources={})
+
+
+def run(ctx: Context) -> AreaResult:
+    sizes = (1, 10) if ctx.quick else (1, 10, 100)
+    result = AreaResult(AREA)
+    bench = Bench(ctx)
+    bench.install_crd()
+    bench.stop_job_runner()
+    ctx.log("operator: control plane up, CRD installed, job runner stopped for the scale rounds")
+    # Unmeasured: the API server's first Job create and the garbage collector's first sync take seconds.
+    bench.apply_round(bench.namespace("warm-up"), 2, direct=True)
+    direct: dict[int, dict[str, Any]] = {}
+    for n in sizes:
+        direct[n] = bench.apply_round(bench.namespace(f"direct-{n}"), n, direct=True)
+        ctx.log(f"operator: direct n={n}: {direct[n]['latencyMs']['p50']:.1f} ms p50, "
+                f"{direct[n]['requestsPerResource']} requests/resource")  # fmt: skip
+    bench.start_operator()
+    time.sleep(5.0)
+    rss_idle = bench.operator_rss_mib()
+    ctx.log(f"operator: started, RSS {rss_idle:.0f} MiB at 0 resources")
+    via: dict[int, dict[str, Any]] = {}
+    for n in sizes:
+        via[n] = bench.apply_round(bench.namespace(f"operator-{n}"), n, direct=False)
+        ctx.log(f"operator: n={n}: {via[n]['latencyMs']['p50']:.1f} ms p50, {via[n]['latencyMs']['p99']:.1f} ms p99, "
+                f"{via[n]['requestsPerResource']} requests/resource, RSS {via[n]['rssMiBLoaded']:.0f} MiB")  # fmt: skip
+    result.details = {"direct": direct, "operator": via, "rssMiBIdle": rss_idle}
+    biggest = max(sizes)
+    for n in sizes:
+        o, d = via[n]["latencyMs"], direct[n]["latencyMs"]
+        scale = n == 100
+        result.rows.append(Row(AREA, f"reconcile apply → Job created p50, {n} at once", o["p50"], d["p50"], "ms",
+                               Target(50, "value") if scale else None, baseline_name="direct client"))  # fmt: skip
+        result.rows.append(Row(AREA, f"reconcile apply → Job created p99, {n} at once", o["p99"], d["p99"], "ms",
+                               Target(250, "value") if scale else None, baseline_name="direct client"))  # fmt: skip
+    result.rows.append(Row(AREA, f"API requests per resource lifecycle ({biggest} resources, apiserver metrics)",
+                           via[biggest]["requestsPerResource"], direct[biggest]["requestsPerResource"], "req",
+                           baseline_name="direct client",
+                           note=f"operator's own code: {via[biggest]['operatorOwnCallsPerResource']}/resource"))
+    result.rows.append(Row(AREA, "operator RSS at 0 resources", rss_idle, None, "MiB"))
+    result.rows.append(Row(AREA, f"operator RSS at {biggest} resources", via[biggest]["rssMiBLoaded"], rss_idle, "MiB",
+                           Target(150, "value") if biggest == 100 else None, baseline_name="idle"))  # fmt: skip
+    try:
+        ready_rows(ctx, bench, result)
+    except Exception as exc:
+        ctx.log(f"operator: apply → Ready failed: {exc}")
+        result.details["readyError"] = str(exc)
+        result.rows.append(Row(AREA, f"apply → Ready, toy model (failed: {str(exc)[:120]})", None))
+    return result
+
+
+def ready_rows(ctx: Context, bench: Bench, result: AreaResult) -> None:
+    """apply → Ready of examples/add-checkpoint-cpu.yaml vs the same conversion + load done directly."""
+    from bench.models import cli
+    from edgeopt.triton.client import TritonClient
+    from edgeopt.triton.server import TritonServer
+
+    bench.start_job_runner()
+    ns = bench.namespace("toy")
+    for claim in ("models", "triton-models"):
+        bench.core.create_namespaced_persistent_volume_claim(ns, {
+            "metadata": {"name": claim},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        })  # fmt: skip
+    pvc = bench.root / "pvc"
+    cli("samples", "add", "--dir", str(bench.cp.pvc_dir("models") / "add"), log=ctx.dir("logs") / "samples-toy.log")
+    repo = bench.cp.pvc_dir("triton-models")
+    server = TritonServer(repo, log_path=ctx.dir("logs") / "tritonserver-operator.log")
+    server.start()
+    try:
+        client = TritonClient(server.http_url, timeout=120.0)
+        example = yaml.safe_load((REPO_ROOT / "examples" / "add-checkpoint-cpu.yaml").read_text())
+        rounds = 1 if ctx.quick else 2
+        times: dict[str, list[float]] = {"operator": [], "direct": []}
+        for r in range(rounds):
+            for side in (("direct", "operator") if r % 2 == 0 else ("operator", "direct")):
+                name = f"add-{side}-{r}"
+                doc = copy.deepcopy(example)
+                doc["metadata"] = {"name": name}
+                doc["spec"]["target"]["modelName"] = name
+                doc["spec"]["serving"] = {"tritonURL": server.http_url}
+                if side == "direct":
+                    spec_file = ctx.dir("toy") / f"{name}.yaml"
+                    spec_file.write_text(yaml.safe_dump(doc))
+                    t0 = time.monotonic()
+                    cli("convert", "-f", str(spec_file), "--termination-log", str(spec_file) + ".summary",
+                        "--workdir", str(ctx.dir("toy-work")), log=ctx.dir("logs") / f"{name}.log",
+                        env={**os.environ, "EDGEOPT_PVC_ROOT": str(pvc)})  # fmt: skip
+                    client.load(name)
+                    client.smoke_infer(name)
+                    took = time.monotonic() - t0
+                else:
+                    t0 = time.monotonic()
+                    bench.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, doc)
+                    took = wait_ready(bench, ns, name, t0)
+                times[side].append(took)
+                ctx.log(f"operator: {name} Ready after {took:.1f}s")
+        result.details["applyToReadySeconds"] = times
+        med = {k: percentile(v, 50) for k, v in times.items()}
+        result.rows.append(Row(AREA, f"apply → Ready, toy model y=a+x (median of {rounds})", med["operator"],
+                               med["direct"], "s", baseline_name="convert + load directly"))  # fmt: skip
+    finally:
+        server.stop()
+
+
+def wait_ready(bench: Bench, ns: str, name: str, t0: float, timeout: float = 600.0) -> float:
+    def ready() -> float | None:
+        obj = bench.custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+        st = obj.get("status") or {}
+        if st.get("phase") == "Failed":
+            raise cluster.Abort(f"{name} Failed: {st}")
+        for c in st.get("conditions") or []:
+            if c.get("type") == "Ready" and c.get("status") == "True":
+                return time.monotonic() - t0
+        return None
+
+    took: float = cluster.poll(f"{name} to be Ready", ready, timeout, interval=0.2)
+    return took
