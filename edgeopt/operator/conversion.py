@@ -207,6 +207,9 @@ def track_job(rt: Runtime, job: Mapping[str, Any]) -> None:
     key = (ns, job_name)
     if rt.seen.get(key) == state:
         return
+    if state in (status.JOB_PENDING, status.JOB_STARTING):
+        rt.seen[key] = state  # nothing to say yet: ensure_conversion already wrote Pending
+        return
 
     body = rt.kube.read_model(ns, model_name)
     if body is None or body["metadata"].get("uid") != uid:
