@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 _LINE = re.compile(r"^apiserver_request_total\{([^}]*)\}\s+([0-9.eE+-]+)$")
@@ -52,7 +52,7 @@ def operator_requests(metrics_url: str) -> Counter[str]:
         return parse_request_totals(resp.read().decode(), _OPERATOR_LINE)
 
 
-def delta(after: Counter[str], before: Counter[str]) -> Counter[str]:
+def delta(after: Mapping[str, int], before: Mapping[str, int]) -> Counter[str]:
     return Counter({k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0})
 
 

@@ -72,7 +72,7 @@ class Bench:
         self.ctx = ctx
         self.root = ctx.dir("cluster")
         self.cp = controlplane.up(self.root, die_with_parent=True, backoff_base=1.0)
-        ctx.cleanups.append(lambda: controlplane.down(self.root))
+        ctx.cleanups.append(lambda: self._down())
         self.api = config.new_client_from_config(config_file=str(self.cp.kubeconfig))
         self.core = client.CoreV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
@@ -82,6 +82,11 @@ class Bench:
         self._lock = threading.Lock()
         self.operator: Any = None
         self.metrics_url = ""
+
+    def _down(self) -> None:
+        from edgeopt.dev import controlplane
+
+        controlplane.down(self.root)
 
     def count(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -246,7 +251,8 @@ class Bench:
         job = resources.job_name(meta["name"], gen, uid)
         cm = resources.manifest_configmap(model, dict(body["spec"]), name=job, generation=gen, uid=uid)
         job_body = resources.conversion_job(model, self.settings, name=job, generation=gen, uid=uid, configmap=job)
-        kopf.adopt([cm, job_body], owner=copy.deepcopy(body))
+        owner: Any = copy.deepcopy(body)  # kopf types it as Body; any mapping with metadata works
+        kopf.adopt([cm, job_body], owner=owner)
         self.core.create_namespaced_config_map(ns, cm)
         self.batch.create_namespaced_job(ns, job_body)
 
