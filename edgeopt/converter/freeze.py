@@ -54,7 +54,12 @@ def _freeze_function(loaded: LoadedModel) -> tuple[Any, list[Endpoint], list[End
 
 
 def freeze(loaded: LoadedModel) -> FrozenModel:
-    if loaded.session is not None:
+    if loaded.format == "FrozenGraph":
+        # Already frozen: nothing to convert, and nothing stripped here either, so the
+        # op counts and the transforms show what optimization really removed.
+        graph_def = loaded.session.graph.as_graph_def()
+        inputs, outputs = list(loaded.inputs), list(loaded.outputs)
+    elif loaded.session is not None:
         graph_def = _freeze_session(loaded)
         inputs, outputs = list(loaded.inputs), list(loaded.outputs)
     else:

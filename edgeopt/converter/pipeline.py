@@ -133,7 +133,11 @@ def _run(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
                 "loaded": ops_loaded,
                 "before": ops_before,
                 "after": ops_after,
-                "note": "before = frozen graph (what inference runs without optimization); loaded = as stored",
+                "note": (
+                    "before = the frozen graph the transforms start from: as stored for FrozenGraph, "
+                    "variables turned to constants and cut to what the outputs need for Checkpoint, the "
+                    "inlined signature function for SavedModel/Keras; loaded = the graph as stored"
+                ),
             },
             transforms=steps,
             tensorrt=trt_details,
