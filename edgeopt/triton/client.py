@@ -79,17 +79,28 @@ def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, (TimeoutError, asyncio.TimeoutError))
+
+
 def _is_transient(exc: BaseException) -> bool:
+    """Worth another attempt: refused/reset connections and 'busy' statuses.
+
+    A timeout is not retried: the call already waited its full budget (a load
+    can legitimately take minutes), and the caller (kopf) has its own retry.
+    """
     if isinstance(exc, InferenceServerException):
         return _status(exc) in TRANSIENT_STATUSES
-    return isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError, ConnectionError)) or (
-        type(exc).__module__.startswith(("aiohttp", "gevent", "geventhttpclient"))
-    )
+    if _is_timeout(exc):
+        return False
+    return isinstance(exc, OSError) or type(exc).__module__.startswith(("aiohttp", "gevent", "geventhttpclient"))
 
 
-def _error(url: str, what: str, exc: BaseException, attempts: int) -> ServingError:
+def _error(url: str, what: str, exc: BaseException, attempts: int, timeout: float) -> ServingError:
     if isinstance(exc, InferenceServerException) and not _is_transient(exc):
         return ServingError(f"Triton at {url}: {what} failed: {_message(exc)}")
+    if _is_timeout(exc):
+        return ServingError(f"Triton at {url} did not answer within {timeout:.0f}s ({what})")
     return ServingError(
         f"Triton at {url} is unreachable or not answering ({what}, {attempts} attempts): {_message(exc)}"
     )
@@ -183,7 +194,7 @@ class TritonClient:
                 raise
             except Exception as exc:
                 if not _is_transient(exc) or attempt == len(delays):
-                    raise _error(self.url, what, exc, attempt + 1) from exc
+                    raise _error(self.url, what, exc, attempt + 1, timeout or self.timeout) from exc
                 time.sleep(delays[attempt])
             finally:
                 client.close()
@@ -285,7 +296,7 @@ class AsyncTritonClient:
                 raise
             except Exception as exc:
                 if not _is_transient(exc) or attempt == len(delays):
-                    raise _error(self.url, what, exc, attempt + 1) from exc
+                    raise _error(self.url, what, exc, attempt + 1, timeout or self.timeout) from exc
                 await asyncio.sleep(delays[attempt])
             finally:
                 await client.close()

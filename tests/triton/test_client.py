@@ -3,42 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgeopt.errors import ServingError
-from edgeopt.triton.client import AsyncTritonClient, RetryPolicy, TritonClient
+from edgeopt.triton.client import AsyncTritonClient, TritonClient
 from edgeopt.triton.publish import publish_version
-from edgeopt.triton.server import free_port
 from tests.fixtures.triton import optimized_model
 from tests.triton.tf_models import artifact_from_savedmodel, write_add_savedmodel
 
 pytestmark = [pytest.mark.triton]
-
-
-def test_unreachable_url_fails_fast_with_bounded_retries() -> None:
-    url = f"http://127.0.0.1:{free_port()}"
-    client = TritonClient(url, timeout=2, retry=RetryPolicy(attempts=3, initial_delay=0.05))
-    started = time.monotonic()
-    with pytest.raises(ServingError, match=r"unreachable .*3 attempts.*(refused|Connect)") as err:
-        client.load("anything")
-    assert url in str(err.value)
-    assert time.monotonic() - started < 5
-    assert not client.is_live()
-
-
-def test_async_unreachable_url() -> None:
-    client = AsyncTritonClient(f"http://127.0.0.1:{free_port()}", retry=RetryPolicy(attempts=2, initial_delay=0.05))
-    with pytest.raises(ServingError, match="unreachable"):
-        asyncio.run(client.repository_index())
-
-
-def test_bad_urls_are_rejected() -> None:
-    with pytest.raises(ServingError, match="http"):
-        TritonClient("ftp://triton:8000")
 
 
 def test_unknown_model_message_is_tritons(triton_client: TritonClient) -> None:
