@@ -82,6 +82,7 @@ def _up(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)  # also when started with SIGINT ignored (a `&` job)
     try:
         gone = wait_foreground(cp)
         print(f"{gone} exited (see {cp.dir / 'logs' / (gone + '.log')}); stopping the rest", file=sys.stderr)
