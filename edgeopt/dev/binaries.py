@@ -82,10 +82,23 @@ def _go() -> str:
     return go
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stdout.strip().splitlines()[-25:])
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], label: str = "", every: float = 20.0) -> None:
+    """Run ``cmd``; with a ``label``, report progress every ``every`` seconds.
+
+    ``go build -v`` prints each package as it compiles it, so counting lines
+    gives a heartbeat during the minutes a first kube-apiserver build takes.
+    """
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    t0 = last = time.monotonic()
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        if label and time.monotonic() - last >= every:
+            last = time.monotonic()
+            _log(f"{label}: {len(lines)} packages compiled, {last - t0:.0f}s so far")
+    if proc.wait() != 0:
+        tail = "\n".join(line for line in lines[-25:] if line)
         raise BuildError(f"`{' '.join(cmd)}` failed in {cwd}:\n{tail}")
 
 
@@ -93,7 +106,10 @@ def _staging_replaces(go: str, env: dict[str, str], version: str, work: Path) ->
     """Read k8s.io/kubernetes' own go.mod and re-pin each ./staging replace."""
     out = subprocess.run(
         [go, "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
-        cwd=work, env=env, capture_output=True, text=True,
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     if out.returncode != 0:
         raise BuildError(f"cannot download k8s.io/kubernetes@{version}: {out.stdout or out.stderr}")
@@ -118,16 +134,12 @@ def _build_group(binaries: list[Binary]) -> None:
     replaces: list[str] = []
     if first.module == "k8s.io/kubernetes":
         replaces = _staging_replaces(go, env, first.version, work)
-    gomod = (
-        "module edgeopt.local/wrap\n\ngo 1.23\n\n"
-        f"require {first.module} {first.version}\n"
-        + (("\nreplace (\n" + "\n".join(replaces) + "\n)\n") if replaces else "")
+    gomod = "module edgeopt.local/wrap\n\ngo 1.23\n\n" f"require {first.module} {first.version}\n" + (
+        ("\nreplace (\n" + "\n".join(replaces) + "\n)\n") if replaces else ""
     )
     (work / "go.mod").write_text(gomod)
     (work / "tools.go").write_text(
-        "//go:build tools\n\npackage tools\n\nimport (\n"
-        + "".join(f'\t_ "{b.package}"\n' for b in binaries)
-        + ")\n"
+        "//go:build tools\n\npackage tools\n\nimport (\n" + "".join(f'\t_ "{b.package}"\n' for b in binaries) + ")\n"
     )
     _log(f"resolving {first.module}@{first.version} (module download, first time only)")
     _run([go, "mod", "tidy", "-e"], work, env)
@@ -147,7 +159,7 @@ def _build_group(binaries: list[Binary]) -> None:
         elif b.name == "helm":
             ldflags = f"-X helm.sh/helm/v3/internal/version.version={b.version}"
         tmp = out.with_suffix(".tmp")
-        _run([go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), b.package], work, env)
+        _run([go, "build", "-v", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), b.package], work, env, label=b.name)
         os.replace(tmp, out)
         _log(f"built {b.name} in {time.monotonic() - t0:.0f}s -> {out}")
 
