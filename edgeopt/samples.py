@@ -36,7 +36,7 @@ def _quiet_tf() -> Any:
     return tf
 
 
-def write_add_checkpoint(directory: str | Path) -> dict[str, Any]:
+def write_add_checkpoint(directory: str | Path, *, resource_variable: bool = True) -> dict[str, Any]:
     """The classic TF1 flow: ``y = a + x`` with a resource variable ``a = 5.0``.
 
     ``x`` is a float32 placeholder of shape ``[-1, 1]`` (a batch of scalars) so
@@ -44,14 +44,15 @@ def write_add_checkpoint(directory: str | Path) -> dict[str, Any]:
     same shape and gives 6.0 for x = 1.0.  Writes the GraphDef both binary
     (``my_graph.pb``) and as text (``my_graph.pbtxt``), and the checkpoint
     ``test_model`` (+ ``test_model.meta``).  The variable is a *resource*
-    variable on purpose: that is what TF 2.x's ``freeze_graph`` tool breaks on.
+    variable on purpose: that is what TF 2.x's ``freeze_graph`` tool breaks on;
+    ``resource_variable=False`` writes the TF1 ref-variable kind instead.
     """
     tf = _quiet_tf()
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     graph = tf.Graph()
     with graph.as_default():
-        a = tf.compat.v1.get_variable("a", initializer=tf.constant(5.0), use_resource=True)
+        a = tf.compat.v1.get_variable("a", initializer=tf.constant(5.0), use_resource=resource_variable)
         x = tf.compat.v1.placeholder(tf.float32, shape=[None, 1], name="x")
         tf.add(a, x, name="y")
         saver = tf.compat.v1.train.Saver()

@@ -67,3 +67,20 @@ def test_convert_model_gives_a_savedmodel_with_the_real_signature(add_model_dir:
     assert summary["maxAbsError"] == 0.0 and summary["trtEngines"] == 0
     assert summary["tensorflow"].startswith("2.17")
     assert (artifact.savedmodel_dir.parent / "report.json").is_file()
+
+
+@pytest.mark.parametrize("graph", ["my_graph.pb", "test_model.meta"])
+def test_ref_variables_freeze_too(tmp_path: Path, graph: str) -> None:
+    import tensorflow as tf
+
+    from edgeopt.converter.load import parse_graph_def
+    from edgeopt.samples import write_add_checkpoint
+
+    write_add_checkpoint(tmp_path / "model", resource_variable=False)
+    ops = {n.op for n in parse_graph_def(tmp_path / "model" / "my_graph.pb").node}
+    assert "VariableV2" in ops and "VarHandleOp" not in ops
+    model = make_model("add", add_source(tmp_path / "model", graph), tmp_path / "repo")
+    artifact = convert_model(model, tmp_path / "work")
+    assert artifact.report["ops"]["after"]["byType"] == {"AddV2": 1, "Const": 1, "Placeholder": 1}
+    served = tf.saved_model.load(str(artifact.savedmodel_dir)).signatures["serving_default"]
+    assert served(x=tf.constant([[1.0]]))["y"].numpy().tolist() == [[6.0]]
