@@ -194,3 +194,41 @@ def test_security_context_user_groups_and_read_only_root(core, batch, namespace)
     terminated = pod.status.container_statuses[0].state.terminated
     assert cond["type"] == "Complete", terminated
     assert terminated.message == "1000|3000|3000 2000|ro|tmp-ok"
+
+
+def test_pod_waits_like_kubelet_for_a_missing_claim_and_a_gpu(control_plane, core, batch, namespace):
+    claim = f"data-{namespace}"  # what make_claim creates, later
+    batch.create_namespaced_job(namespace, job_manifest("waits", ["true"], **pvc_volume(claim, "/mnt/late")))
+    gpu = job_manifest("gpu", ["true"], container={"resources": {"limits": {"nvidia.com/gpu": 1}}})
+    batch.create_namespaced_job(namespace, gpu)
+
+    def unschedulable(job: str) -> str:
+        [pod] = job_pods(core, job, namespace)
+        [cond] = [c for c in pod.status.conditions or [] if c.type == "PodScheduled"]
+        assert (pod.status.phase, cond.status, cond.reason) == ("Pending", "False", "Unschedulable")
+        return cond.message
+
+    assert wait_for(lambda: unschedulable("waits"), timeout=20) == f'persistentvolumeclaim "{claim}" not found'
+    assert "Insufficient nvidia.com/gpu" in wait_for(lambda: unschedulable("gpu"), timeout=20)
+    assert make_claim(core, control_plane, namespace)[0] == claim
+    assert wait_job_finished(batch, "waits", namespace, timeout=30)["type"] == "Complete"
+    assert unschedulable("gpu")  # still waiting: no node here has a GPU
+
+
+def test_service_account_token_is_real_and_rbac_applies_in_the_pod(core, batch, namespace):
+    script = (
+        "from kubernetes import client, config\n"
+        "config.load_incluster_config()\n"
+        "try:\n"
+        "    client.CoreV1Api().list_namespaced_pod(open('/var/run/secrets/kubernetes.io/serviceaccount/namespace')"
+        ".read())\n"
+        "    message = 'allowed'\n"
+        "except client.ApiException as exc:\n"
+        "    message = f'{exc.status} {exc.body}'\n"
+        "open('/dev/termination-log', 'w').write(message[:300])\n"
+    )
+    batch.create_namespaced_job(namespace, job_manifest("whoami", ["python", "-c", script]))
+    assert wait_job_finished(batch, "whoami", namespace)["type"] == "Complete"
+    [pod] = job_pods(core, "whoami", namespace)
+    message = pod.status.container_statuses[0].state.terminated.message
+    assert message.startswith("403 ") and f"system:serviceaccount:{namespace}:default" in message
