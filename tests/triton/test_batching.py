@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
+from edgeopt.errors import ServingError
 from edgeopt.triton.client import TritonClient
 from edgeopt.triton.publish import publish_version
 from tests.fixtures.triton import optimized_model
-from tests.triton.tf_models import artifact_from_savedmodel, write_add_savedmodel
+from tests.triton.tf_models import artifact_from_savedmodel, write_add_savedmodel, write_checked_sqrt_savedmodel
 
 pytestmark = [pytest.mark.triton, pytest.mark.tf]
 
@@ -60,4 +61,37 @@ def test_merged_requests_get_their_own_outputs(
     # fewer model executions than requests: Triton did merge them (and warmup ran 2 executions)
     print(f"\n[measure] batching: {entry['inference_count']} inferences in {entry['execution_count']} executions")
     assert entry["execution_count"] < len(requests)
+    triton_client.unload(name)
+
+
+def test_a_failing_request_does_not_fail_its_batch_neighbours(
+    triton_repository: Path, triton_client: TritonClient, tmp_path: Path
+) -> None:
+    name = "batching-errors"
+    model = optimized_model(
+        name, triton_repository, maxBatchSize=4, dynamicBatching={"maxQueueDelayMicroseconds": 300_000}
+    )
+    publish_version(artifact_from_savedmodel(write_checked_sqrt_savedmodel(tmp_path / "sm")), model)
+    triton_client.load(name)
+    good = np.array([[4.0, 9.0]], dtype=np.float32)
+    bad = np.array([[-1.0, 1.0]], dtype=np.float32)
+    outcome: dict[str, object] = {}
+    barrier = threading.Barrier(2)
+
+    def send(label: str, x: np.ndarray) -> None:
+        client = TritonClient(triton_client.url, timeout=60)
+        barrier.wait()
+        try:
+            outcome[label] = client.infer(name, {"x": x})["y"]
+        except ServingError as exc:
+            outcome[label] = exc
+
+    threads = [threading.Thread(target=send, args=a) for a in (("good", good), ("bad", bad))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert isinstance(outcome["bad"], ServingError), outcome["bad"]
+    assert "x must be >= 0" in str(outcome["bad"])
+    np.testing.assert_allclose(outcome["good"], [[2.0, 3.0]])  # type: ignore[arg-type]
     triton_client.unload(name)

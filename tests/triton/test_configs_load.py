@@ -18,7 +18,12 @@ from edgeopt.errors import ServingError
 from edgeopt.triton.client import TritonClient
 from edgeopt.triton.publish import publish_version
 from tests.fixtures.triton import optimized_model
-from tests.triton.tf_models import artifact_from_savedmodel, write_add_savedmodel, write_multi_io_savedmodel
+from tests.triton.tf_models import (
+    artifact_from_savedmodel,
+    write_add_savedmodel,
+    write_multi_io_savedmodel,
+    write_string_savedmodel,
+)
 
 pytestmark = [pytest.mark.triton, pytest.mark.tf]
 
@@ -80,6 +85,19 @@ def test_multi_io_int64_variable_dim_dynamic_batching(
     np.testing.assert_array_equal(out["id_sum"], [[10], [26]])
     assert out["id_sum"].dtype == np.int64
     triton_client.unload("cfg-multi")
+
+
+def test_string_tensors(triton_repository: Path, triton_client: TritonClient, tmp_path: Path) -> None:
+    art = artifact_from_savedmodel(write_string_savedmodel(tmp_path / "sm"))
+    assert {t.dtype for t in art.inputs} == {"BYTES"}
+    publish_version(art, optimized_model("cfg-strings", triton_repository, maxBatchSize=2))
+    text = (triton_repository / "cfg-strings" / "config.pbtxt").read_text()
+    assert "TYPE_STRING" in text and "TYPE_INT32" in text and "model_warmup" not in text
+    load_and_check(triton_client, "cfg-strings")
+    out = triton_client.infer("cfg-strings", {"text": np.array([[b"edge"], [b"opt!"]], dtype=np.object_)})
+    assert out["upper"].tolist() == [[b"EDGE"], [b"OPT!"]]
+    np.testing.assert_array_equal(out["length"], [[4], [4]])
+    triton_client.unload("cfg-strings")
 
 
 def test_tensorflow_backend_layout_and_clear_load_error(

@@ -116,3 +116,32 @@ def run_frozen_graph(pb: Path, feed: dict[str, np.ndarray], fetch: list[str]) ->
     with graph.as_default(), t.compat.v1.Session(graph=graph) as sess:
         t.compat.v1.import_graph_def(graph_def, name="")
         return list(sess.run(fetch, {graph.get_tensor_by_name(k): v for k, v in feed.items()}))
+
+
+def write_checked_sqrt_savedmodel(path: Path) -> Path:
+    """y = sqrt(x) that refuses negative input at run time: a request that fails inside the model."""
+    t = tf()
+
+    class CheckedSqrt(t.Module):
+        @t.function(input_signature=[t.TensorSpec([None, 2], t.float32, name="x")])
+        def serve(self, x: Any) -> dict[str, Any]:
+            with t.control_dependencies([t.debugging.assert_non_negative(x, message="x must be >= 0")]):
+                return {"y": t.sqrt(x)}
+
+    module = CheckedSqrt()
+    t.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
+
+
+def write_string_savedmodel(path: Path) -> Path:
+    """Upper-cases strings: BYTES in, BYTES out (no warmup possible for strings)."""
+    t = tf()
+
+    class Upper(t.Module):
+        @t.function(input_signature=[t.TensorSpec([None, 1], t.string, name="text")])
+        def serve(self, text: Any) -> dict[str, Any]:
+            return {"upper": t.strings.upper(text), "length": t.strings.length(text)}
+
+    module = Upper()
+    t.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
