@@ -240,6 +240,7 @@ def publish_version(
     repo_existed = repo.is_dir()
     model_dir = repo / name
     model_dir_existed = model_dir.is_dir()
+    lock_existed = (model_dir / LOCK_NAME).exists()
     try:
         repo.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -267,6 +268,11 @@ def publish_version(
                     _withdraw(version_dir)
                 if not model_dir_existed:
                     _remove_new_model_dir(model_dir)
+                elif not lock_existed:
+                    # A model dir made by hand or another tool: our lock file must not stay behind.
+                    # (A publisher waiting on it re-checks the inode and retries: see model_lock.)
+                    with contextlib.suppress(OSError):
+                        (model_dir / LOCK_NAME).unlink()
                 raise
             if served is None:  # unknown: keep the previous newest, the one most likely being served
                 served = {max(versions_before)} if versions_before else set()

@@ -172,6 +172,19 @@ def test_failure_on_a_new_model_or_new_repository_leaves_nothing(tmp_path: Path)
     assert not (tmp_path / "new-repo").exists()
 
 
+def test_failure_on_a_hand_made_model_dir_leaves_no_lock_file(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "m" / "1" / "model.savedmodel").mkdir(parents=True)
+    (repo / "m" / "config.pbtxt").write_text('name: "m"\n')
+    before = tree_digest(repo)
+    broken = file_artifact(tmp_path / "broken")
+    (broken.savedmodel_dir / "dangling").symlink_to(tmp_path / "missing")
+    with pytest.raises(PublishError):
+        publish_version(broken, optimized_model("m", repo))
+    assert tree_digest(repo) == before
+    assert publish_version(file_artifact(tmp_path / "good"), optimized_model("m", repo)).version == 2
+
+
 def test_bad_signature_fails_before_touching_files(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     art = file_artifact(tmp_path / "sm")
