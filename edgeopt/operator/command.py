@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         max_concurrent_conversions=args.max_concurrent_conversions,
     )
-    kopf.configure(verbose=args.verbose, quiet=args.quiet)
+    kopf.configure(verbose=args.verbose, quiet=args.quiet, log_prefix=True)  # [ns/name] on object logs
     logging.getLogger("edgeopt").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     liveness = args.liveness
     if liveness is None and config.liveness_port:

@@ -48,6 +48,7 @@ def configure(settings: Any, memo: Any, logger: Any, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="edgeopt.io", key="last-handled-configuration"
     )
+    settings.peering.lifetime = config.peering_lifetime_seconds
     settings.posting.level = logging.WARNING  # our own Events say what happened; kopf adds only trouble
     settings.execution.max_workers = 8
     settings.watching.server_timeout = 300

@@ -73,6 +73,8 @@ class OperatorSettings:
     peering_name: str | None = None
     #: kopf peering priority: the highest-priority replica reconciles, the others stand by.
     priority: int = 0
+    #: Seconds a silent replica counts as alive; a standby takes over at most this long after a crash.
+    peering_lifetime_seconds: int = 60
     #: Port of the liveness endpoint (``/healthz``); 0 = off.
     liveness_port: int = 8080
     #: Port of the Prometheus metrics endpoint (``/metrics``); 0 = off.
@@ -87,6 +89,8 @@ class OperatorSettings:
         for key in ("max_concurrent_conversions", "job_active_deadline_seconds"):
             if getattr(self, key) < 1:
                 raise SettingsError(f"{PREFIX}{key.upper()}: must be >= 1, got {getattr(self, key)}")
+        if self.peering_lifetime_seconds < 5:
+            raise SettingsError(f"{PREFIX}PEERING_LIFETIME_SECONDS: must be >= 5, got {self.peering_lifetime_seconds}")
         for key in ("job_backoff_limit", "job_ttl_seconds", "converter_run_as_user"):
             if getattr(self, key) < 0:
                 raise SettingsError(f"{PREFIX}{key.upper()}: must be >= 0, got {getattr(self, key)}")

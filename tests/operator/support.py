@@ -56,6 +56,7 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.liveness_port = self.metrics_port = 0
         self.starts = 0
+        self.args = ["operator", "--standalone"]
 
     def start(self) -> OperatorProcess:
         self.liveness_port, self.metrics_port = free_port(), free_port()
@@ -70,9 +71,7 @@ class OperatorProcess:
         log = self.log_path.open("ab")
         log.write(f"\n===== start #{self.starts + 1} =====\n".encode())
         log.flush()
-        self.proc = subprocess.Popen(
-            [str(edgeopt), "operator", "--standalone"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        self.proc = subprocess.Popen([str(edgeopt), *self.args], env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.starts += 1
         wait_for(self.alive, timeout=60, what=f"the operator's liveness endpoint (log: {self.log_path})")
@@ -96,9 +95,11 @@ class OperatorProcess:
             self.proc.kill()
             self.proc.wait(timeout=10)
 
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
     def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def metrics(self) -> dict[str, float]:
         """The Prometheus samples, ``name{labels}`` -> value."""

@@ -62,6 +62,7 @@ def test_every_variable_from_the_brief_is_read() -> None:
         ("EDGEOPT_METRICS_PORT", "70000", "not a port"),
         ("EDGEOPT_CONVERTER_RUN_AS_USER", "0", "root"),
         ("EDGEOPT_TRITON_TIMEOUT_SECONDS", "0", "must be > 0"),
+        ("EDGEOPT_PEERING_LIFETIME_SECONDS", "1", "must be >= 5"),
     ],
 )
 def test_mistakes_name_the_variable(name: str, value: str, fragment: str) -> None:
