@@ -122,7 +122,8 @@ class JobWorker:
 
     def _adopt_lost(self, pods: list[dict[str, Any]]) -> None:
         """Pods left active by a previous runner have no process any more: they failed."""
-        ours = {r.uid for r in self.runs}
+        with self.runner.lock:
+            ours = {r.uid for r in self.runs} | set(self.runner.pod_runs)
         for pod in pods:
             phase = (pod.get("status") or {}).get("phase")
             if pod["metadata"]["uid"] not in ours and phase in (None, "Pending", "Running"):
