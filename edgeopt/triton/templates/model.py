@@ -41,6 +41,12 @@ class TritonPythonModel:
     """Loads the SavedModel once per model instance and runs its signature."""
 
     def initialize(self, args: dict[str, str]) -> None:
+        # Each model instance is its own stub process, so the environment set here is this instance's.
+        if args.get("model_instance_kind") == "GPU":
+            # Pin TensorFlow to the GPU Triton gave this instance, and share it with other models.
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(args.get("model_instance_device_id", "0"))
+            os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
 
         self._tf = tf
