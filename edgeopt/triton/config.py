@@ -73,6 +73,8 @@ class ModelConfig:
     warmup: bool = True
     online_trt_precision: str | None = None  # tensorflow backend only
     online_trt_workspace_bytes: int | None = None
+    online_trt_minimum_segment_size: int | None = None
+    online_trt_max_cached_engines: int | None = None
     parameters: tuple[tuple[str, str], ...] = ()
 
     def render(self) -> str:
@@ -162,6 +164,8 @@ def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig
         warmup=warmup_possible(inputs),
         online_trt_precision=online_trt,
         online_trt_workspace_bytes=workspace,
+        online_trt_minimum_segment_size=trt.minimum_segment_size if online_trt else None,
+        online_trt_max_cached_engines=trt.maximum_cached_engines if online_trt else None,
         parameters=tuple(params),
     )
 
@@ -234,11 +238,13 @@ def render_config(cfg: ModelConfig) -> str:
             '        name: "tensorrt"',
             f'        parameters {{ key: "precision_mode" value: {_quote(cfg.online_trt_precision)} }}',
         ]
-        if cfg.online_trt_workspace_bytes:
-            lines.append(
-                f'        parameters {{ key: "max_workspace_size_bytes" '
-                f"value: {_quote(str(cfg.online_trt_workspace_bytes))} }}"
-            )
+        for trt_key, trt_value in (
+            ("max_workspace_size_bytes", cfg.online_trt_workspace_bytes),
+            ("minimum_segment_size", cfg.online_trt_minimum_segment_size),
+            ("max_cached_engines", cfg.online_trt_max_cached_engines),
+        ):
+            if trt_value:
+                lines.append(f"        parameters {{ key: {_quote(trt_key)} value: {_quote(str(trt_value))} }}")
         lines += ["      }", "    ]", "  }", "}"]
     for key, value in cfg.parameters:
         lines.append(f"parameters {{ key: {_quote(key)} value: {{ string_value: {_quote(value)} }} }}")

@@ -70,7 +70,10 @@ def test_online_tftrt_only_when_not_applied_offline_and_fp32_fp16() -> None:
     text = build_model_config(artifact(gpu=True), m).render()
     assert 'name: "tensorrt"' in text
     assert 'parameters { key: "precision_mode" value: "FP16" }' in text
-    assert f'value: "{1 << 28}"' in text
+    assert f'parameters {{ key: "max_workspace_size_bytes" value: "{1 << 28}" }}' in text
+    assert 'parameters { key: "minimum_segment_size" value: "3" }' in text
+    assert 'parameters { key: "max_cached_engines" value: "1" }' in text
+    assert text.count("optimization {") == 1 and text.count("gpu_execution_accelerator") == 1
     applied = build_model_config(artifact(gpu=True, trt_applied=True, precision="FP16"), m).render()
     assert "execution_accelerators" not in applied
     doc["spec"]["tensorrt"] = {"enabled": True, "precision": "INT8", "calibration": {"synthetic": True}}
