@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from edgeopt.errors import ServingError
+from edgeopt.spec import TensorRT
 from edgeopt.triton.client import TritonClient
 from edgeopt.triton.publish import publish_version
 from tests.fixtures.triton import optimized_model
@@ -104,16 +105,21 @@ def test_tensorflow_backend_layout_and_clear_load_error(
     triton_repository: Path, triton_client: TritonClient, tmp_path: Path
 ) -> None:
     art = artifact_from_savedmodel(write_add_savedmodel(tmp_path / "sm"))
-    result = publish_version(art, optimized_model("cfg-tfbackend", triton_repository, backend="tensorflow"))
+    model = optimized_model("cfg-tfbackend", triton_repository, backend="tensorflow")
+    # TF-TRT asked for but not applied offline: the config asks Triton's TF backend to do it online.
+    model.spec.tensorrt = TensorRT(enabled=True, precision="FP16")
+    result = publish_version(art, model)
     assert sorted(p.name for p in result.version_dir.iterdir()) == [".config.pbtxt", "model.savedmodel", "report.json"]
     assert (result.version_dir / "model.savedmodel" / "saved_model.pb").is_file()
     text = result.config_path.read_text()
     assert 'platform: "tensorflow_savedmodel"' in text and 'backend: "python"' not in text
     assert "dims: [ 1 ]" in text and "max_batch_size: 8" in text
+    assert 'name: "tensorrt"' in text and 'value: "FP16"' in text
     with pytest.raises(ServingError) as err:
         triton_client.load("cfg-tfbackend")
     message = str(err.value)
-    assert "cfg-tfbackend" in message and "tensorflow" in message.lower()
+    # Triton parsed and validated the whole config (warmup, TF-TRT block) and only then missed the backend.
+    assert "cfg-tfbackend" in message and "unable to find backend library for backend 'tensorflow'" in message
     print(f"\n[info] tensorflow backend on this Triton: {message[:300]}")
 
 
