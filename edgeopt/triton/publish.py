@@ -128,6 +128,7 @@ def replace_file_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
     try:
         write_file_durably(tmp, text)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -147,7 +148,11 @@ def model_lock(model_dir: Path) -> Iterator[None]:
     """
     lock_path = model_dir / LOCK_NAME
     while True:
-        model_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            model_dir.mkdir()
+            os.chmod(model_dir, 0o755)  # readable by Triton whatever the umask (see make_world_readable)
+        except FileExistsError:
+            pass
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:
@@ -211,7 +216,22 @@ def _stage_version(staging: Path, artifact: Artifact, backend: str, config_text:
     write_file_durably(staging / REPORT_NAME, json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
     # The config this version was published with, for humans and for rollbacks.
     write_file_durably(staging / f".{CONFIG_NAME}", config_text)
+    make_world_readable(staging)
     fsync_dir(staging)
+
+
+def make_world_readable(root: Path) -> None:
+    """Triton often runs as another user (its own container) than the converter Job.
+
+    A hardened Job may run with umask 077; without this the version would be
+    published but unreadable to Triton.  Directories 0755, files 0644.
+    """
+    os.chmod(root, 0o755)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            os.chmod(os.path.join(dirpath, d), 0o755)
+        for f in filenames:
+            os.chmod(os.path.join(dirpath, f), 0o644)
 
 
 def publish_version(
@@ -243,6 +263,8 @@ def publish_version(
     lock_existed = (model_dir / LOCK_NAME).exists()
     try:
         repo.mkdir(parents=True, exist_ok=True)
+        if not repo_existed:
+            os.chmod(repo, 0o755)
     except OSError as exc:
         raise PublishError(f"cannot create model repository {repo}: {exc.strerror}") from exc
 

@@ -37,6 +37,23 @@ def test_python_backend_layout(tmp_path: Path) -> None:
     assert result.seconds > 0
 
 
+def test_published_files_are_readable_by_another_user_despite_umask(tmp_path: Path) -> None:
+    """Triton usually runs as a different UID than the converter Job; a 077 umask must not hide the model."""
+    old = os.umask(0o077)
+    try:
+        art = file_artifact(tmp_path / "sm")
+        os.chmod(art.savedmodel_dir / "saved_model.pb", 0o600)
+        result = publish_version(art, optimized_model("m", tmp_path / "repo"))
+    finally:
+        os.umask(old)
+    for path in [result.version_dir, *result.version_dir.rglob("*")]:
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
+    assert result.config_path.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "repo").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "repo" / "m").stat().st_mode & 0o777 == 0o755
+
+
 def test_tensorflow_backend_layout_has_no_model_py(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     result = publish_version(file_artifact(tmp_path / "sm"), optimized_model("tfm", repo, backend="tensorflow"))
