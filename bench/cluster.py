@@ -135,3 +135,37 @@ def poll(what: str, check: Callable[[], Any], timeout: float, interval: float = 
         time.sleep(interval)
     detail = f" (last error: {last})" if last else ""
     raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+
+
+class RssSampler:
+    """Peak resident memory of one process, sampled every 0.2 s on a thread."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.interval = interval
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"rss-{pid}", daemon=True)
+
+    def _sample(self) -> None:
+        try:
+            self.peak = max(self.peak, self.process.memory_info().rss / (1024 * 1024))
+        except Exception:  # the process is gone; the peak so far stands
+            self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def start(self) -> RssSampler:
+        self._sample()
+        self.thread.start()
+        return self
+
+    def stop(self) -> float:
+        self._sample()
+        self._stop.set()
+        self.thread.join(5)
+        return round(self.peak, 1)

@@ -81,4 +81,5 @@ def run(ctx: Context) -> AreaResult:
                                    b["p50"], "ms", Target(1.0), baseline_name="original"))  # fmt: skip
             result.rows.append(Row(AREA, f"{label} latency p99, batch {batch}", o["p99"], b["p99"], "ms",
                                    baseline_name="original"))  # fmt: skip
+        result.details.setdefault("environment", report.get("environment"))
     return result
