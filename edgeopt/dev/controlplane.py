@@ -203,7 +203,7 @@ def up(
     deadline = t0 + timeout
     bins = ensure_binaries(["etcd", "kube-apiserver", "kube-controller-manager"])
     pki = create_cluster_pki(root / "pki", SERVICE_IP)
-    etcd_port, peer_port, api_port, kcm_port = (_free_port() for _ in range(4))
+    etcd_port, peer_port, api_port, kcm_port, kubelet_port = (_free_port() for _ in range(5))
     server = f"https://127.0.0.1:{api_port}"
     logs = root / "logs"
     started: dict[str, subprocess.Popen[bytes]] = {}
@@ -235,11 +235,15 @@ def up(
             # we do not run: PVCs would block namespace deletion forever.
             "--disable-admission-plugins=StorageObjectInUseProtection",
             f"--cert-dir={root / 'pki' / 'apiserver-generated'}", "--profiling=false",
+            # `kubectl logs` goes through the job runner's kubelet endpoint.
+            f"--kubelet-client-certificate={pki.kubelet_client.cert}",
+            f"--kubelet-client-key={pki.kubelet_client.key}",
+            f"--kubelet-certificate-authority={pki.ca.cert}", "--kubelet-preferred-address-types=InternalIP",
             # Endpoints may not hold a loopback address, so the lease reconciler
             # would fail every few seconds; nothing here routes to it anyway.
             "--endpoint-reconciler-type=none",
         ])
-        _write_state(root, server, etcd_port, api_port, kcm_port)
+        _write_state(root, server, etcd_port, api_port, kcm_port, kubelet_port)
         _kubeconfig(root / "kubeconfig", server, pki, pki.admin.cert, pki.admin.key, "edgeopt-admin")
         kcm_kubeconfig = root / "pki" / "controller-manager.kubeconfig"
         _kubeconfig(kcm_kubeconfig, server, pki, pki.controller_manager.cert, pki.controller_manager.key,
@@ -259,7 +263,7 @@ def up(
         ])
         start("jobrunner", [
             sys.executable, "-m", "edgeopt.dev.jobrunner", "--kubeconfig", str(root / "kubeconfig"),
-            "--dir", str(root), "--backoff-base", str(backoff_base),
+            "--dir", str(root), "--backoff-base", str(backoff_base), "--kubelet-port", str(kubelet_port),
         ])
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
@@ -280,9 +284,9 @@ def up(
     return ControlPlane(root, server, root / "kubeconfig")
 
 
-def _write_state(root: Path, server: str, etcd_port: int, api_port: int, kcm_port: int) -> None:
+def _write_state(root: Path, server: str, etcd_port: int, api_port: int, kcm_port: int, kubelet_port: int) -> None:
     state = {"server": server, "etcdPort": etcd_port, "apiserverPort": api_port,
-             "controllerManagerPort": kcm_port, "kubernetesVersion": KUBERNETES_VERSION}
+             "controllerManagerPort": kcm_port, "kubeletPort": kubelet_port, "kubernetesVersion": KUBERNETES_VERSION}
     (root / "state.json").write_text(json.dumps(state, indent=2) + "\n")
 
 

@@ -41,6 +41,7 @@ from kubernetes.client.rest import ApiException
 from edgeopt.dev import processes
 from edgeopt.dev.jobcontroller import JobWorker, as_json, finished
 from edgeopt.dev.kubelet import PodRun, now
+from edgeopt.dev.node import NODE_NAME, KubeletServer, register_node
 from edgeopt.dev.podspec import RuntimeContext
 
 log = logging.getLogger("edgeopt.jobrunner")
@@ -50,7 +51,8 @@ MANAGED_BY = "app.kubernetes.io/managed-by=edgeopt"
 class JobRunner:
     """Watches Jobs and Pods; one JobWorker thread per unfinished Job."""
 
-    def __init__(self, api: client.ApiClient, root: Path, backoff_base: float, selector: str) -> None:
+    def __init__(self, api: client.ApiClient, root: Path, backoff_base: float, selector: str,
+                 kubelet_port: int = 0) -> None:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
@@ -59,7 +61,9 @@ class JobRunner:
         self.selector = selector
         host = urlparse(api.configuration.host)
         self.ctx = RuntimeContext(root=root, core=self.core, api_host=host.hostname or "127.0.0.1",
-                                  api_port=host.port or 443, venv_bin=str(Path(sys.executable).parent))
+                                  api_port=host.port or 443, venv_bin=str(Path(sys.executable).parent),
+                                  node_name=NODE_NAME if kubelet_port else "")
+        self.kubelet_port = kubelet_port
         self.workers: dict[str, JobWorker] = {}
         self.pod_runs: dict[str, PodRun] = {}
         self.lock = threading.Lock()
@@ -110,6 +114,15 @@ class JobRunner:
             if grace is None:
                 grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
             run.stop("Pod deleted", grace=float(grace))
+        elif kind != "DELETED" and pod["spec"].get("nodeName") == self.ctx.node_name and self.ctx.node_name:
+            # Bound here but no process (e.g. from before a runner restart): nothing to wait for.
+            try:
+                # Options go in the body (the API ignores query options when a body is sent).
+                self.core.delete_namespaced_pod(pod["metadata"]["name"], pod["metadata"]["namespace"], body={
+                    "gracePeriodSeconds": 0, "preconditions": {"uid": pod["metadata"]["uid"]}})
+            except ApiException as exc:
+                if exc.status not in (404, 409):
+                    log.warning("cannot finish deleting pod %s: %s", pod["metadata"]["name"], exc.reason)
 
     def _stream(self, list_fn: Callable[..., Any], handler: Callable[[str, dict[str, Any]], None],
                 selector: str, ready: threading.Event) -> None:
@@ -147,8 +160,16 @@ class JobRunner:
                 if event["type"] != "BOOKMARK":
                     yield event["type"], obj
 
+    def is_running(self, key: str) -> bool:
+        with self.lock:
+            return any(r.key == key and not r.done for r in self.pod_runs.values())
+
     def run(self) -> None:
         _clean_stale_pods(self.root)
+        if self.kubelet_port:
+            server = KubeletServer(self.root, self.kubelet_port, self.root / "pki", self.is_running)
+            server.start()
+            register_node(self.core, self.kubelet_port)
         jobs_ready, pods_ready = threading.Event(), threading.Event()
         threading.Thread(target=self._stream, name="watch-pods", daemon=True, args=(
             self.core.list_pod_for_all_namespaces, self.on_pod, "batch.kubernetes.io/controller-uid", pods_ready,
@@ -186,11 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backoff-base", type=float, default=10.0,
                         help="seconds before the first retry of a failed Pod (doubles each time; real: 10)")
     parser.add_argument("--selector", default=MANAGED_BY, help="label selector of the Jobs to run")
+    parser.add_argument("--kubelet-port", type=int, default=0,
+                        help="register a Node and serve container logs here (0: no Node, Pods stay unbound)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     api = config.new_client_from_config(config_file=args.kubeconfig)
-    runner = JobRunner(api, args.dir.resolve(), args.backoff_base, args.selector)
+    runner = JobRunner(api, args.dir.resolve(), args.backoff_base, args.selector, args.kubelet_port)
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("signal %d: stopping", signum)

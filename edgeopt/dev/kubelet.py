@@ -29,7 +29,7 @@ from typing import Any
 from kubernetes.client.rest import ApiException
 
 from edgeopt.dev import processes, sandbox
-from edgeopt.dev.podspec import CannotEmulate, NotYet, Plan, RuntimeContext, build_plan
+from edgeopt.dev.podspec import CannotEmulate, NotYet, Plan, RuntimeContext, build_plan, check_schedulable
 
 log = logging.getLogger("edgeopt.jobrunner")
 MAX_MESSAGE = 4096
@@ -77,6 +77,7 @@ class PodRun:
         self._stop = threading.Event()
         self._stop_reason = ""
         self._grace = 30.0
+        self.bound = bool(pod["spec"].get("nodeName"))
         self.thread = threading.Thread(target=self._main, name=f"pod-{self.key}", daemon=True)
 
     # -- control ---------------------------------------------------------------------------
@@ -116,6 +117,12 @@ class PodRun:
                     time.sleep(0.5)
         return False
 
+    def _ips(self, status: dict[str, Any]) -> None:
+        """The Pod shares this machine's network (like hostNetwork): its IP is the node's."""
+        if self.bound:
+            status.update(hostIP="127.0.0.1", hostIPs=[{"ip": "127.0.0.1"}], podIP="127.0.0.1",
+                          podIPs=[{"ip": "127.0.0.1"}])
+
     def _container_status(self, state: dict[str, Any], *, ready: bool = False) -> list[dict[str, Any]]:
         c = self.pod["spec"]["containers"][0]
         return [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": ready,
@@ -134,6 +141,7 @@ class PodRun:
                                                ContainersReady=(False, "ContainersNotReady"),
                                                PodScheduled=(True, None))
             status["containerStatuses"] = self._container_status({"waiting": {"reason": reason, "message": message}})
+            self._ips(status)
 
         self._write_status(mutate)
 
@@ -152,6 +160,7 @@ class PodRun:
                                                Ready=(False, "PodCompleted"), ContainersReady=(False, "PodCompleted"),
                                                PodScheduled=(True, None))
             status["containerStatuses"] = self._container_status({"terminated": terminated})
+            self._ips(status)
             if pod_reason:
                 status["reason"] = pod_reason
                 status["message"] = pod_message
@@ -173,13 +182,44 @@ class PodRun:
                 self._finish(128, "StartError", f"edgeopt job runner error: {exc}", now())
         finally:
             shutil.rmtree(self.pod_dir, ignore_errors=True)
+            self._finish_deletion()
             self.on_done(self)
+
+    def _bind(self) -> None:
+        """What the scheduler does once the Pod fits: bind it to the node (so `kubectl logs` finds us)."""
+        if self.bound or not self.ctx.node_name:
+            return
+        body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": self.name},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": self.ctx.node_name}}
+        try:  # _preload_content=False: the client cannot deserialize this response
+            self.ctx.core.create_namespaced_pod_binding(self.name, self.namespace, body, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 409:  # 409: already bound
+                raise
+        self.bound = True
+        self.pod["spec"]["nodeName"] = self.ctx.node_name
+
+    def _finish_deletion(self) -> None:
+        """A bound Pod being deleted waits for its kubelet: once the process is gone, remove it for good."""
+        try:
+            resp = self.ctx.core.read_namespaced_pod(self.name, self.namespace, _preload_content=False)
+            pod = json.loads(resp.data)
+            if pod["metadata"]["uid"] == self.uid and pod["metadata"].get("deletionTimestamp"):
+                # Options go in the body (the API ignores query options when a body is sent).
+                self.ctx.core.delete_namespaced_pod(self.name, self.namespace, body={
+                    "gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}})
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                log.warning("pod %s: cannot finish deletion: %s", self.key, exc.reason)
 
     def _plan(self) -> Plan | None:
         """Build the plan, waiting (Pending) on what kubelet would wait on; None when stopped first."""
         last = ""
         while True:
             try:
+                if not self.bound:
+                    check_schedulable(self.pod, self.ctx)
+                    self._bind()
                 return build_plan(self.pod, self.pod_dir, self.ctx)
             except NotYet as exc:
                 if exc.message != last:
@@ -232,6 +272,7 @@ class PodRun:
                                                Ready=(True, None), ContainersReady=(True, None),
                                                PodScheduled=(True, None))
             status["containerStatuses"] = self._container_status({"running": {"startedAt": started}}, ready=True)
+            self._ips(status)
 
         self._write_status(running)
         deadline = self.pod["spec"].get("activeDeadlineSeconds")

@@ -37,6 +37,8 @@ class ClusterPKI:
     apiserver: CertPair
     admin: CertPair
     controller_manager: CertPair
+    kubelet: CertPair  # the job runner's kubelet endpoint (serves container logs)
+    kubelet_client: CertPair  # kube-apiserver -> kubelet
     service_account_key: Path
     service_account_pub: Path
 
@@ -106,4 +108,8 @@ def create_cluster_pki(folder: Path, service_ip: str) -> ClusterPKI:
     sa_key = _key(folder / "sa.key")
     sa_pub = folder / "sa.pub"
     _openssl("ec", "-in", str(sa_key), "-pubout", "-out", str(sa_pub))
-    return ClusterPKI(ca, apiserver, admin, kcm, sa_key, sa_pub)
+    kubelet = _signed(folder, "kubelet", "/CN=system:node:edgeopt-local", ca, server=True,
+                      sans=["IP:127.0.0.1", "DNS:localhost"])
+    kubelet_client = _signed(folder, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client",
+                             ca, server=False)
+    return ClusterPKI(ca, apiserver, admin, kcm, kubelet, kubelet_client, sa_key, sa_pub)

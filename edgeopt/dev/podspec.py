@@ -64,6 +64,7 @@ class RuntimeContext:
     api_host: str
     api_port: int
     venv_bin: str
+    node_name: str = ""  # Pods are bound to this Node once schedulable ("" = leave unbound)
 
 
 @dataclass
@@ -389,6 +390,20 @@ def check_scheduling(pod: dict[str, Any]) -> None:
     affinity = spec.get("affinity") or {}
     if (affinity.get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution"):
         raise CannotEmulate("required node affinity is not emulated by the edgeopt job runner")
+
+
+def check_schedulable(pod: dict[str, Any], ctx: RuntimeContext) -> None:
+    """Raise NotYet(scheduled=False) for what keeps a real scheduler from binding the Pod."""
+    check_scheduling(pod)
+    for volume in pod["spec"].get("volumes") or []:
+        claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+        if claim:
+            try:
+                ctx.core.read_namespaced_persistent_volume_claim(claim, pod["metadata"]["namespace"])
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                raise NotYet("Unschedulable", f'persistentvolumeclaim "{claim}" not found', scheduled=False) from exc
 
 
 def build_plan(pod: dict[str, Any], pod_dir: Path, ctx: RuntimeContext) -> Plan:

@@ -53,7 +53,7 @@ def pvc_volume(claim: str, mount: str) -> dict:
             "container": {"volumeMounts": [{"name": "data", "mountPath": mount}]}}
 
 
-def test_labelled_job_runs_a_real_process_to_complete(control_plane, core, batch, namespace):
+def test_labelled_job_runs_a_real_process_to_complete(control_plane, kubectl, core, batch, namespace):
     claim, folder = make_claim(core, control_plane, namespace)
     (folder / "input.txt").write_text("41")
     core.create_namespaced_config_map(namespace, {
@@ -100,6 +100,9 @@ def test_labelled_job_runs_a_real_process_to_complete(control_plane, core, batch
     assert (folder / "output.txt").read_text() == "42"
     log = (control_plane.dir / "logs" / f"{namespace}_{pod.metadata.name}.log").read_text()
     assert f"pod {pod.metadata.name} in {namespace} says hello-{pod.metadata.name}" in log
+    # Bound to the dev node like a scheduler would, so kube-apiserver reaches its kubelet endpoint.
+    assert pod.spec.node_name == "edgeopt-local" and pod.status.pod_ip == "127.0.0.1"
+    assert kubectl("logs", "-n", namespace, "job/convert").stdout == log
     assert not pid_alive(message["pid"])
     assert not Path(mount).exists(), "the mount point must exist only inside the Pod's mount namespace"
 
