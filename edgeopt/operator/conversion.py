@@ -24,6 +24,7 @@ from typing import Any
 
 import kopf
 
+from edgeopt.artifact import Summary
 from edgeopt.errors import SpecError
 from edgeopt.operator import metrics, resources, status
 from edgeopt.operator.kube import Kube
@@ -233,6 +234,35 @@ def track_job(rt: Runtime, job: Mapping[str, Any]) -> None:
     rt.seen[key] = state
 
 
+def job_lost(rt: Runtime, job: Mapping[str, Any]) -> None:
+    """A Job of the current generation vanished before finishing (``kubectl delete job``, say).
+
+    Without this the resource would wait in Pending/Converting forever. Jobs
+    that finished (TTL clean-up) or were superseded by a newer generation are
+    not news.
+    """
+    if status.job_state(job) not in status.JOB_UNFINISHED:
+        return
+    meta = job.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    ns, job_name = meta.get("namespace"), meta.get("name")
+    model_name, uid = labels.get(resources.MODEL_LABEL), labels.get(resources.UID_LABEL)
+    if not (ns and job_name and model_name and uid):
+        return
+    body = rt.kube.read_model(ns, model_name)
+    if body is None or body["metadata"].get("uid") != uid or body["metadata"].get("deletionTimestamp"):
+        return
+    st = body.get("status") or {}
+    gen = int(labels.get(resources.GENERATION_LABEL, "0"))
+    if gen != body["metadata"].get("generation") or st.get("jobName") != job_name or st.get("phase") in status.TERMINAL:
+        return
+    message = (
+        f"Job {job_name} was deleted before it finished; change the spec (or re-create the resource) to convert again"
+    )
+    rt.kube.patch_model_status(ns, model_name, status.job_failed(st, gen, Summary(False, "JobDeleted", message)))
+    post_event(body, warning=True, reason="JobDeleted", message=message)
+
+
 def _finished(rt: Runtime, body: dict[str, Any], job: Mapping[str, Any], state: str, gen: int) -> None:
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
@@ -242,7 +272,7 @@ def _finished(rt: Runtime, body: dict[str, Any], job: Mapping[str, Any], state: 
     succeeded = state == status.JOB_SUCCEEDED
     if message is None and not succeeded:
         reason, msg = status.job_failure(job)
-        summary = status.Summary(ok=False, reason=reason, message=msg)
+        summary = Summary(ok=False, reason=reason, message=msg)
     else:
         summary = status.parse_summary(message, code, succeeded=succeeded)
     seconds = status.job_seconds(job)

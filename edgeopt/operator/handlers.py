@@ -83,10 +83,11 @@ def reconcile(body: Any, memo: Any, **kwargs: Any) -> None:
 @kopf.on.event("batch", "v1", "jobs", labels={resources.MANAGED_BY: resources.MANAGED_BY_VALUE})
 def job_event(type: Any, body: Any, memo: Any, logger: Any, **_: Any) -> None:
     """A managed Job changed: move its OptimizedModel's phase. Runs on the initial listing too."""
-    if type == "DELETED":
-        runtime(memo).seen.pop((body.metadata.namespace or "", body.metadata.name or ""), None)
-        return
     try:
+        if type == "DELETED":
+            runtime(memo).seen.pop((body.metadata.namespace or "", body.metadata.name or ""), None)
+            conversion.job_lost(runtime(memo), body)
+            return
         conversion.track_job(runtime(memo), body)
     except KubeError as exc:  # event handlers are not retried; the next Job event or a restart re-tracks
         runtime(memo).seen.pop((body.metadata.namespace or "", body.metadata.name or ""), None)

@@ -188,3 +188,16 @@ def test_spec_change_stops_the_running_older_job(
     assert obj["status"]["jobName"] == names[0]
     events = events_of(kubectl, ns, "superseded")
     assert any(e["reason"] == "Superseded" and "-g1-" in e["message"] for e in events), events
+
+
+def test_a_job_deleted_by_hand_fails_the_resource(
+    kubectl: Kubectl, model_namespace: str, operator: OperatorProcess
+) -> None:
+    """Otherwise the resource would wait in Converting forever."""
+    ns = model_namespace
+    apply(kubectl, ns, example(name="orphaned", model_name="orphaned"))
+    recorded = wait_for(lambda: om(kubectl, ns, "orphaned")["status"]["jobName"], timeout=30, what="the Job")
+    kubectl("delete", "job", recorded, "-n", ns, "--wait=false")
+    obj = wait_phase(kubectl, ns, "orphaned", "Failed", timeout=60)
+    assert condition(obj, "Ready")["reason"] == "JobDeleted"
+    assert any(e["reason"] == "JobDeleted" for e in events_of(kubectl, ns, "orphaned"))
