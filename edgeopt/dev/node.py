@@ -26,10 +26,9 @@ from kubernetes.client import CoreV1Api
 from kubernetes.client.rest import ApiException
 
 from edgeopt.dev.binaries import KUBERNETES_VERSION
-from edgeopt.dev.podspec import NODE_LABELS
+from edgeopt.dev.podspec import NODE_LABELS, NODE_NAME, node_capacity
 
 log = logging.getLogger("edgeopt.jobrunner")
-NODE_NAME = "edgeopt-local"
 NODE_IP = "127.0.0.1"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
@@ -39,8 +38,8 @@ def node_status(port: int) -> dict[str, Any]:
     return {
         "addresses": [{"type": "InternalIP", "address": NODE_IP}, {"type": "Hostname", "address": NODE_NAME}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
-        "capacity": {"cpu": "2", "memory": "8Gi", "pods": "110"},
-        "allocatable": {"cpu": "2", "memory": "8Gi", "pods": "110"},
+        "capacity": node_capacity(),
+        "allocatable": node_capacity(),
         "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                         "message": "edgeopt job runner is posting ready status", "lastHeartbeatTime": stamp,
                         "lastTransitionTime": stamp}],
@@ -53,7 +52,7 @@ def node_status(port: int) -> dict[str, Any]:
 def register_node(core: CoreV1Api, port: int) -> None:
     """Create (or take over) the Node object and publish where its kubelet listens."""
     body = {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": NODE_NAME, "labels": {**NODE_LABELS, "kubernetes.io/hostname": NODE_NAME}}}
+            "metadata": {"name": NODE_NAME, "labels": dict(NODE_LABELS)}}
     try:
         core.create_node(body)
     except ApiException as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import os
+import platform
 import re
 import shutil
 import stat
@@ -39,7 +40,13 @@ DEFAULT_CAPS = (
     "setpcap", "net_bind_service", "sys_chroot", "kill", "audit_write",
 )
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-NODE_LABELS = {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
+NODE_NAME = "edgeopt-local"
+NODE_LABELS = {
+    "kubernetes.io/os": "linux",
+    "kubernetes.io/arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
+    "kubernetes.io/hostname": NODE_NAME,
+}
+_SUFFIX = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 SCHEDULABLE_RESOURCES = {"cpu", "memory", "ephemeral-storage"}
 
 
@@ -374,15 +381,43 @@ def security_prefix(pod: dict[str, Any], container: dict[str, Any]) -> tuple[lis
     return prefix, bool(csc.get("readOnlyRootFilesystem")), warnings
 
 
+def node_capacity() -> dict[str, str]:
+    """This machine, as the Node advertises it."""
+    mem_kib = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    except OSError:
+        pass
+    return {"cpu": str(os.cpu_count() or 1), "memory": f"{mem_kib}Ki", "pods": "110"}
+
+
+def quantity(value: Any) -> float:
+    """A Kubernetes quantity ("500m", "2", "1Gi", "1e3") as a number."""
+    text = str(value)
+    for suffix in sorted(_SUFFIX, key=len, reverse=True):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * _SUFFIX[suffix]
+    return float(text)
+
+
 def check_scheduling(pod: dict[str, Any]) -> None:
-    """What the scheduler would refuse on a single CPU node; such a Pod stays Pending."""
+    """What the scheduler would refuse on this one node; such a Pod stays Pending."""
     spec = pod["spec"]
+    capacity = node_capacity()
+    totals: dict[str, float] = {}
     for container in spec["containers"]:
         res = container.get("resources") or {}
-        wanted = set(res.get("limits") or {}) | set(res.get("requests") or {})
-        extra = sorted(wanted - SCHEDULABLE_RESOURCES)
+        wanted = {**(res.get("limits") or {}), **(res.get("requests") or {})}  # limits imply requests
+        extra = sorted(set(wanted) - SCHEDULABLE_RESOURCES)
         if extra:
             raise NotYet("Unschedulable", f"0/1 nodes are available: 1 Insufficient {extra[0]}.", scheduled=False)
+        for name, amount in wanted.items():
+            totals[name] = totals.get(name, 0.0) + quantity(amount)
+    for name in ("cpu", "memory"):
+        if totals.get(name, 0.0) > quantity(capacity[name]):
+            raise NotYet("Unschedulable", f"0/1 nodes are available: 1 Insufficient {name}.", scheduled=False)
     for key, value in (spec.get("nodeSelector") or {}).items():
         if NODE_LABELS.get(key) != value:
             raise NotYet("Unschedulable", "0/1 nodes are available: 1 node(s) didn't match Pod's node "
