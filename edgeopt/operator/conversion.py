@@ -27,7 +27,7 @@ import kopf
 from edgeopt.artifact import Summary
 from edgeopt.errors import SpecError
 from edgeopt.operator import metrics, resources, status
-from edgeopt.operator.kube import Kube
+from edgeopt.operator.kube import Kube, KubeError
 from edgeopt.operator.settings import OperatorSettings
 from edgeopt.spec import API_VERSION, KIND, OptimizedModel, parse_manifest
 
@@ -167,7 +167,17 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
                         message=f"{len(running)} of {limit} conversions running, {ahead} waiting ahead",
                     )
                 raise kopf.TemporaryError("waiting for a conversion slot", delay=rt.settings.capacity_poll_seconds)
-            _create_job(rt, body, model, job, gen, uid)
+            try:
+                _create_job(rt, body, model, job, gen, uid)
+            except KubeError as exc:
+                if exc.temporary:
+                    raise
+                # The API refuses this Job (an invalid toleration, a quota, RBAC): record it, so this
+                # resource leaves the capacity queue instead of blocking every younger one.
+                message = f"the conversion Job was refused: {exc}"
+                rt.kube.patch_model_status(ns, name, status.job_failed(st, gen, Summary(False, "JobRejected", message)))
+                post_event(owner, warning=True, reason="JobRejected", message=message)
+                return
             rt.kube.patch_model_status(
                 ns, name, status.job_created(st, gen, job, model.model_name, effective_precision(model))
             )

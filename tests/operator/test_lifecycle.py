@@ -201,3 +201,15 @@ def test_a_job_deleted_by_hand_fails_the_resource(
     obj = wait_phase(kubectl, ns, "orphaned", "Failed", timeout=60)
     assert condition(obj, "Ready")["reason"] == "JobDeleted"
     assert any(e["reason"] == "JobDeleted" for e in events_of(kubectl, ns, "orphaned"))
+
+
+def test_a_job_the_api_refuses_fails_the_resource(
+    kubectl: Kubectl, model_namespace: str, operator: OperatorProcess
+) -> None:
+    """The CRD cannot validate container resources; the Job API does. The refusal is recorded, not retried."""
+    ns = model_namespace
+    apply(kubectl, ns, example(name="refused", converter={"resources": {"limits": {"cpu": "lots"}}}))
+    obj = wait_phase(kubectl, ns, "refused", "Failed", timeout=60)
+    ready = condition(obj, "Ready")
+    assert ready["reason"] == "JobRejected" and "quantities must match" in ready["message"], ready
+    assert not jobs_of(kubectl, ns, obj["metadata"]["uid"])
