@@ -32,6 +32,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from edgeopt.artifact import Artifact
@@ -200,7 +201,7 @@ def prune_versions(model_dir: Path, keep: int, protect: Iterable[int]) -> list[i
 # --------------------------------------------------------------------------- publish
 
 
-def _stage_version(staging: Path, artifact: Artifact, backend: str, config_text: str) -> None:
+def _stage_version(staging: Path, artifact: Artifact, backend: str, config_text: str, name: str, version: int) -> None:
     """Fill the staging dir with everything the version needs."""
     src = Path(artifact.savedmodel_dir)
     if not (src / "saved_model.pb").is_file() and not (src / "saved_model.pbtxt").is_file():
@@ -213,6 +214,12 @@ def _stage_version(staging: Path, artifact: Artifact, backend: str, config_text:
     report.setdefault("trtApplied", artifact.trt_applied)
     report.setdefault("precision", artifact.precision)
     report.setdefault("gpu", artifact.gpu)
+    report["published"] = {
+        "model": name,
+        "version": version,
+        "backend": backend,
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     write_file_durably(staging / REPORT_NAME, json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
     # The config this version was published with, for humans and for rollbacks.
     write_file_durably(staging / f".{CONFIG_NAME}", config_text)
@@ -276,7 +283,7 @@ def publish_version(
                 versions_before = existing_versions(model_dir)
                 version = _choose_version(model_dir, name, target.version, repo)
                 staging.mkdir()
-                _stage_version(staging, artifact, target.backend, config_text)
+                _stage_version(staging, artifact, target.backend, config_text, name, version)
                 version_dir = model_dir / str(version)
                 os.rename(staging, version_dir)
                 fsync_dir(model_dir)

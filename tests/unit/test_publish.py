@@ -33,6 +33,7 @@ def test_python_backend_layout(tmp_path: Path) -> None:
     assert "class TritonPythonModel" in (result.version_dir / "model.py").read_text()
     report = json.loads((result.version_dir / "report.json").read_text())
     assert report["opsAfter"] == 2 and report["signature"]["inputs"][0]["name"] == "x"
+    assert report["published"]["model"] == "add" and report["published"]["version"] == 1
     assert 'name: "add"' in result.config_path.read_text()
     assert result.seconds > 0
 
