@@ -93,12 +93,18 @@ def queue_entry(body: Mapping[str, Any]) -> tuple[str, bool]:
     return meta.get("creationTimestamp") or "", waiting
 
 
+def is_cleanup(job: Mapping[str, Any]) -> bool:
+    return ((job.get("metadata") or {}).get("labels") or {}).get(resources.PURPOSE_LABEL) == "cleanup"
+
+
 def running_jobs(rt: Runtime) -> list[dict[str, Any]]:
     """Managed Jobs that hold a slot, counted from the cluster so the limit survives restarts."""
     return [
         j
         for j in rt.kube.list_jobs(resources.managed_selector())
-        if not (j.get("metadata") or {}).get("deletionTimestamp") and status.job_state(j) in status.JOB_UNFINISHED
+        if not (j.get("metadata") or {}).get("deletionTimestamp")
+        and not is_cleanup(j)
+        and status.job_state(j) in status.JOB_UNFINISHED
     ]
 
 
@@ -211,7 +217,7 @@ def track_job(rt: Runtime, job: Mapping[str, Any]) -> None:
     labels = meta.get("labels") or {}
     ns, job_name = meta.get("namespace"), meta.get("name")
     model_name, uid = labels.get(resources.MODEL_LABEL), labels.get(resources.UID_LABEL)
-    if not (ns and job_name and model_name and uid):
+    if not (ns and job_name and model_name and uid) or is_cleanup(job):
         return
     gen = int(labels.get(resources.GENERATION_LABEL, "0"))
     state = status.job_state(job)
@@ -251,7 +257,7 @@ def job_lost(rt: Runtime, job: Mapping[str, Any]) -> None:
     that finished (TTL clean-up) or were superseded by a newer generation are
     not news.
     """
-    if status.job_state(job) not in status.JOB_UNFINISHED:
+    if status.job_state(job) not in status.JOB_UNFINISHED or is_cleanup(job):
         return
     meta = job.get("metadata") or {}
     labels = meta.get("labels") or {}
@@ -271,6 +277,34 @@ def job_lost(rt: Runtime, job: Mapping[str, Any]) -> None:
     )
     rt.kube.patch_model_status(ns, model_name, status.job_failed(st, gen, Summary(False, "JobDeleted", message)))
     post_event(body, warning=True, reason="JobDeleted", message=message)
+
+
+def delete_published(rt: Runtime, body: Mapping[str, Any]) -> None:
+    """``deletionPolicy: Delete``: start the Job that removes the published model; Retain keeps it."""
+    try:
+        model = model_from_body(body)
+    except SpecError:
+        return
+    if model.spec.target.deletion_policy != "Delete":
+        return
+    uid = body["metadata"]["uid"]
+    job = resources.cleanup_job(model, rt.settings, uid=uid)
+    if job is None:
+        post_event(
+            body,
+            warning=True,
+            reason="FilesKept",
+            message=f"deletionPolicy Delete applies to pvc:// repositories; {model.spec.target.repository} "
+            "is left as it is",
+        )
+        return
+    _, created = rt.kube.create_job(job)
+    if created:
+        post_event(
+            body,
+            reason="DeletingFiles",
+            message=f"Job {job['metadata']['name']} removes {model.model_name} from the repository",
+        )
 
 
 def _finished(rt: Runtime, body: dict[str, Any], job: Mapping[str, Any], state: str, gen: int) -> None:

@@ -8,6 +8,7 @@ any replica can take over after a restart or a peering hand-over.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -119,5 +120,10 @@ async def load_into_triton(body: Any, memo: Any, patch: Any, **kwargs: Any) -> N
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 async def unload_from_triton(body: Any, memo: Any, logger: Any, **_: Any) -> None:
-    """Best effort, bounded: deletion is never blocked by an unreachable Triton. Jobs go by GC."""
+    """Unload (best effort, bounded), then remove files if deletionPolicy is Delete. Jobs go by GC."""
     await serving.unload(runtime(memo), body, logger)
+    try:
+        await asyncio.to_thread(conversion.delete_published, runtime(memo), body)
+    except KubeError as exc:  # never block deletion on the clean-up
+        logger.warning("could not start the clean-up Job: %s", exc)
+        conversion.post_event(body, warning=True, reason="FilesKept", message=f"could not remove the files: {exc}")

@@ -23,6 +23,8 @@ MODEL_LABEL = "edgeopt.io/model"
 GENERATION_LABEL = "edgeopt.io/generation"
 JOB_LABEL = "edgeopt.io/job"
 UID_LABEL = "edgeopt.io/uid"
+#: ``cleanup`` marks the Job that removes published files (deletionPolicy: Delete).
+PURPOSE_LABEL = "edgeopt.io/purpose"
 MODEL_NAME_ANNOTATION = "edgeopt.io/model-name"
 
 CONTAINER_NAME = "convert"
@@ -103,6 +105,73 @@ def pvc_claims(model: OptimizedModel) -> dict[str, bool]:
     return claims
 
 
+def _pod_spec(container: dict[str, Any], volumes: list[dict[str, Any]], uid_gid: int) -> dict[str, Any]:
+    return {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,  # the converter never talks to the API
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": uid_gid,
+            "runAsGroup": uid_gid,
+            "fsGroup": uid_gid,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+
+
+def _locked_down() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+    }
+
+
+def cleanup_job(model: OptimizedModel, settings: OperatorSettings, *, uid: str) -> dict[str, Any] | None:
+    """The Job that removes a deleted resource's published model (``deletionPolicy: Delete``).
+
+    The operator never touches model files itself; like the converter, this
+    runs next to the repository claim. No owner reference: the resource is
+    going away, and its Job must outlive it. None when the repository is not
+    a ``pvc://`` claim (a ``file://`` repository is the local user's own folder).
+    """
+    claim = pvc_claim(model.spec.target.repository)
+    if not claim:
+        return None
+    sub = model.spec.target.repository[len("pvc://") + len(claim) :].strip("/")
+    target = "/".join(p for p in (DEFAULT_PVC_ROOT, claim, sub, model.model_name) if p)
+    suffix = f"-cleanup-{hashlib.sha256(uid.encode()).hexdigest()[:6]}"
+    name = re.sub(r"[^a-z0-9-]", "-", model.name.lower())[: MAX_NAME - len(suffix)].strip("-") + suffix
+    labels = {**model_labels(model.name, 0, uid), PURPOSE_LABEL: "cleanup"}
+    container = {
+        "name": "cleanup",
+        "image": model.spec.converter.image or settings.converter_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["rm", "-rf", "--", target],
+        "resources": {},
+        "volumeMounts": [{"name": "repository", "mountPath": f"{DEFAULT_PVC_ROOT}/{claim}"}],
+        "securityContext": _locked_down(),
+    }
+    volumes = [{"name": "repository", "persistentVolumeClaim": {"claimName": claim}}]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": model.namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": 2,
+            "activeDeadlineSeconds": 600,
+            "ttlSecondsAfterFinished": settings.job_ttl_seconds,
+            "template": {
+                "metadata": {"labels": {**labels, JOB_LABEL: name}},
+                "spec": _pod_spec(container, volumes, settings.converter_run_as_user),
+            },
+        },
+    }
+
+
 def conversion_job(
     model: OptimizedModel,
     settings: OperatorSettings,
@@ -156,26 +225,9 @@ def conversion_job(
         "volumeMounts": mounts,
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-        },
+        "securityContext": _locked_down(),
     }
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,  # the converter never talks to the API
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": uid_gid,
-            "runAsGroup": uid_gid,
-            "fsGroup": uid_gid,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "containers": [container],
-        "volumes": volumes,
-    }
+    pod_spec = _pod_spec(container, volumes, uid_gid)
     if node_selector:
         pod_spec["nodeSelector"] = node_selector
     if tolerations:

@@ -213,3 +213,16 @@ def test_a_job_the_api_refuses_fails_the_resource(
     ready = condition(obj, "Ready")
     assert ready["reason"] == "JobRejected" and "quantities must match" in ready["message"], ready
     assert not jobs_of(kubectl, ns, obj["metadata"]["uid"])
+
+
+def test_deletion_policy_delete_removes_the_published_model(
+    kubectl: Kubectl, model_namespace: str, operator: OperatorProcess, control_plane: Any
+) -> None:
+    ns = model_namespace
+    folder = control_plane.pvc_dir("triton-models") / "doomed"
+    shutil.rmtree(folder, ignore_errors=True)
+    apply(kubectl, ns, example(name="doomed", model_name="doomed", target={"deletionPolicy": "Delete"}))
+    wait_phase(kubectl, ns, "doomed", "Ready")
+    assert (folder / "1").is_dir()
+    kubectl("delete", "om", "doomed", "-n", ns, "--timeout=60s", timeout=70)
+    wait_for(lambda: not folder.exists(), timeout=60, what="the clean-up Job to remove the model's folder")

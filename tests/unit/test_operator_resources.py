@@ -167,3 +167,18 @@ def test_configmap_carries_a_manifest_the_converter_accepts() -> None:
     assert cm["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "edgeopt"
     again = parse_manifest(yaml.safe_load(cm["data"]["model.yaml"]))
     assert again == model
+
+
+def test_cleanup_job_removes_only_this_models_folder() -> None:
+    doc = manifest()
+    doc["spec"]["target"]["repository"] = "pvc://triton-models/edge"
+    job = resources.cleanup_job(parse_manifest(doc), OperatorSettings(), uid=UID)
+    assert job is not None
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    assert c["command"] == ["rm", "-rf", "--", "/mnt/edgeopt/pvc/triton-models/edge/add"]
+    assert c["resources"] == {}, "removing files needs no GPU"
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert job["metadata"]["labels"]["edgeopt.io/purpose"] == "cleanup"
+    assert "ownerReferences" not in job["metadata"], "it must outlive the resource being deleted"
+    doc["spec"]["target"]["repository"] = "file:///srv/models"
+    assert resources.cleanup_job(parse_manifest(doc), OperatorSettings(), uid=UID) is None
