@@ -58,6 +58,10 @@ class ControlPlaneError(EdgeoptError):
     """The dev control plane could not start or stop; the message points at the log to read."""
 
 
+class PortTaken(ControlPlaneError):
+    """A component lost the race for the port picked for it."""
+
+
 @dataclass(frozen=True)
 class ControlPlane:
     """A running control plane, as the tests and the CLI see it."""
@@ -134,7 +138,8 @@ def _wait(
         for name, proc in watch.items():
             if proc.poll() is not None:
                 tail = _tail(root / "logs" / f"{name}.log")
-                raise ControlPlaneError(f"{name} exited with code {proc.returncode} while waiting for {what}:\n{tail}")
+                kind = PortTaken if "address already in use" in tail else ControlPlaneError
+                raise kind(f"{name} exited with code {proc.returncode} while waiting for {what}:\n{tail}")
         if time.monotonic() > deadline:
             raise ControlPlaneError(f"timed out waiting for {what}; see the logs in {root / 'logs'}")
         time.sleep(0.1)
@@ -192,6 +197,19 @@ def up(
     if alive or any((root / "run").glob("**/*.pid")):
         _log(f"cleaning up a previous run in {root}")
         down(root)
+    bins = ensure_binaries(["etcd", "kube-apiserver", "kube-controller-manager"])
+    for attempt in range(1, 4):
+        _wipe(root)
+        try:
+            return _start(root, bins, timeout, die_with_parent, backoff_base)
+        except PortTaken as exc:
+            # Free ports are picked before the components bind them; on a busy
+            # machine someone else can win that race.  New ports, new try.
+            _log(f"{exc} (attempt {attempt}); retrying with other ports")
+    raise ControlPlaneError(f"could not find free loopback ports for the control plane in {root}")
+
+
+def _wipe(root: Path) -> None:
     for stale in ("etcd", "pki", "run", "logs", "state.json", "kubeconfig"):
         path = root / stale
         if path.is_dir():
@@ -199,11 +217,15 @@ def up(
         else:
             path.unlink(missing_ok=True)
     (root / "pvc").mkdir(exist_ok=True)
+
+
+def _start(
+    root: Path, bins: dict[str, Path], timeout: float, die_with_parent: bool, backoff_base: float
+) -> ControlPlane:
     t0 = time.monotonic()
     deadline = t0 + timeout
-    bins = ensure_binaries(["etcd", "kube-apiserver", "kube-controller-manager"])
     pki = create_cluster_pki(root / "pki", SERVICE_IP)
-    etcd_port, peer_port, api_port, kcm_port, kubelet_port = (_free_port() for _ in range(5))
+    etcd_port, peer_port, api_port, kcm_port = (_free_port() for _ in range(4))
     server = f"https://127.0.0.1:{api_port}"
     logs = root / "logs"
     started: dict[str, subprocess.Popen[bytes]] = {}
@@ -243,7 +265,7 @@ def up(
             # would fail every few seconds; nothing here routes to it anyway.
             "--endpoint-reconciler-type=none",
         ])
-        _write_state(root, server, etcd_port, api_port, kcm_port, kubelet_port)
+        _write_state(root, server, etcd_port, api_port, kcm_port)
         _kubeconfig(root / "kubeconfig", server, pki, pki.admin.cert, pki.admin.key, "edgeopt-admin")
         kcm_kubeconfig = root / "pki" / "controller-manager.kubeconfig"
         _kubeconfig(kcm_kubeconfig, server, pki, pki.controller_manager.cert, pki.controller_manager.key,
@@ -263,7 +285,7 @@ def up(
         ])
         start("jobrunner", [
             sys.executable, "-m", "edgeopt.dev.jobrunner", "--kubeconfig", str(root / "kubeconfig"),
-            "--dir", str(root), "--backoff-base", str(backoff_base), "--kubelet-port", str(kubelet_port),
+            "--dir", str(root), "--backoff-base", str(backoff_base), "--node",
         ])
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
@@ -284,9 +306,9 @@ def up(
     return ControlPlane(root, server, root / "kubeconfig")
 
 
-def _write_state(root: Path, server: str, etcd_port: int, api_port: int, kcm_port: int, kubelet_port: int) -> None:
+def _write_state(root: Path, server: str, etcd_port: int, api_port: int, kcm_port: int) -> None:
     state = {"server": server, "etcdPort": etcd_port, "apiserverPort": api_port,
-             "controllerManagerPort": kcm_port, "kubeletPort": kubelet_port, "kubernetesVersion": KUBERNETES_VERSION}
+             "controllerManagerPort": kcm_port, "kubernetesVersion": KUBERNETES_VERSION}
     (root / "state.json").write_text(json.dumps(state, indent=2) + "\n")
 
 

@@ -52,7 +52,7 @@ class JobRunner:
     """Watches Jobs and Pods; one JobWorker thread per unfinished Job."""
 
     def __init__(self, api: client.ApiClient, root: Path, backoff_base: float, selector: str,
-                 kubelet_port: int = 0) -> None:
+                 node: bool = False) -> None:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
@@ -62,8 +62,7 @@ class JobRunner:
         host = urlparse(api.configuration.host)
         self.ctx = RuntimeContext(root=root, core=self.core, api_host=host.hostname or "127.0.0.1",
                                   api_port=host.port or 443, venv_bin=str(Path(sys.executable).parent),
-                                  node_name=NODE_NAME if kubelet_port else "")
-        self.kubelet_port = kubelet_port
+                                  node_name=NODE_NAME if node else "")
         self.workers: dict[str, JobWorker] = {}
         self.pod_runs: dict[str, PodRun] = {}
         self.lock = threading.Lock()
@@ -166,10 +165,11 @@ class JobRunner:
 
     def run(self) -> None:
         _clean_stale_pods(self.root)
-        if self.kubelet_port:
-            server = KubeletServer(self.root, self.kubelet_port, self.root / "pki", self.is_running)
+        if self.ctx.node_name:
+            # Port 0: the kernel picks a free one, and the Node object tells kube-apiserver.
+            server = KubeletServer(self.root, 0, self.root / "pki", self.is_running)
             server.start()
-            register_node(self.core, self.kubelet_port)
+            register_node(self.core, server.server_address[1])
         jobs_ready, pods_ready = threading.Event(), threading.Event()
         threading.Thread(target=self._stream, name="watch-pods", daemon=True, args=(
             self.core.list_pod_for_all_namespaces, self.on_pod, "batch.kubernetes.io/controller-uid", pods_ready,
@@ -207,13 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backoff-base", type=float, default=10.0,
                         help="seconds before the first retry of a failed Pod (doubles each time; real: 10)")
     parser.add_argument("--selector", default=MANAGED_BY, help="label selector of the Jobs to run")
-    parser.add_argument("--kubelet-port", type=int, default=0,
-                        help="register a Node and serve container logs here (0: no Node, Pods stay unbound)")
+    parser.add_argument("--node", action="store_true",
+                        help="register Node edgeopt-local, bind Pods to it and serve their logs (kubectl logs)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     api = config.new_client_from_config(config_file=args.kubeconfig)
-    runner = JobRunner(api, args.dir.resolve(), args.backoff_base, args.selector, args.kubelet_port)
+    runner = JobRunner(api, args.dir.resolve(), args.backoff_base, args.selector, args.node)
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("signal %d: stopping", signum)
