@@ -8,7 +8,9 @@ Python backend stub.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import py_compile
 from importlib import resources
 from pathlib import Path
 
@@ -20,10 +22,28 @@ def model_py_source() -> str:
 
 
 def write_model_py(version_dir: Path) -> Path:
-    """Write model.py into a (staging) version dir and fsync it: publishing is atomic only if durable."""
+    """Write model.py (and its bytecode) into a (staging) version dir, fsynced.
+
+    The Python backend stub runs an isolated embedded interpreter that ignores
+    PYTHONDONTWRITEBYTECODE, so on first import it would write ``__pycache__``
+    into the published version: the repository would change under Triton,
+    and Triton would see the version as modified and reload it on the next
+    load request.  Shipping the bytecode (hash-checked, so copies with new
+    mtimes stay valid) avoids that whenever the stub's Python matches ours.
+    """
     dest = version_dir / MODEL_PY
     with open(dest, "w") as fh:
         fh.write(model_py_source())
         fh.flush()
         os.fsync(fh.fileno())
+    pyc = Path(importlib.util.cache_from_source(str(dest)))
+    py_compile.compile(
+        str(dest), cfile=str(pyc), doraise=True, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH
+    )
+    for path, flags in ((pyc, os.O_RDONLY), (pyc.parent, os.O_RDONLY | os.O_DIRECTORY)):
+        fd = os.open(path, flags)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     return dest
