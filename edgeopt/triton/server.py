@@ -9,9 +9,11 @@ libraries in ``nvidia_pytriton.libs/``.  Three things make it run here:
   in ``backends/python/``.  Instead of writing into site-packages we assemble a
   private backend directory under ``~/.cache/edgeopt/triton/`` (atomically,
   so two servers starting at once do not trip over each other);
-* the stub is an embedded CPython that finds its prefix through ``python3``
-  on ``PATH``: putting this interpreter's bin dir first on PATH makes it pick
-  up the venv's ``pyvenv.cfg`` and so its site-packages (TensorFlow, numpy).
+* the stub is an embedded CPython in isolated mode (``sys.flags.isolated``:
+  PYTHONPATH and every other PYTHON* variable are ignored) that finds its
+  prefix through ``python3`` on ``PATH``: putting this interpreter's bin dir
+  first on PATH makes it pick up the venv's ``pyvenv.cfg`` and so its
+  site-packages (TensorFlow, numpy).
 
 The server binds to 127.0.0.1 on free ports in explicit model-control mode:
 nothing loads until someone asks, which is how the operator drives it.
