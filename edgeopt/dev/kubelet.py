@@ -231,6 +231,7 @@ class PodRun:
 
     def _run(self) -> None:
         self.pod_dir.mkdir(parents=True, exist_ok=True)
+        self.pod_dir.chmod(0o700)  # tokens, Secret files and the plan's env live here while the Pod runs
         try:
             plan = self._plan()
         except CannotEmulate as exc:
@@ -262,7 +263,9 @@ class PodRun:
         finally:
             os.close(error_write)
         processes.write_pidfile(self.pod_dir / "pid", proc.pid)
-        log.info("pod %s: started pid %d: %s", self.key, proc.pid, plan.command)
+        spec = self.pod["spec"]["containers"][0]
+        # The command as written, not as expanded: $(VAR) may stand for a Secret.
+        log.info("pod %s: started pid %d: %s", self.key, proc.pid, spec["command"] + spec.get("args", []))
         self.phase = "Running"
 
         def running(status: dict[str, Any]) -> None:
