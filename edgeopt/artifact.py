@@ -18,6 +18,9 @@ from typing import Any
 #: Kubernetes truncates termination messages at 4096 bytes.
 TERMINATION_MESSAGE_LIMIT = 4096
 TERMINATION_LOG_ENV = "EDGEOPT_TERMINATION_LOG"
+#: Versions Triton is serving, set by the operator on the converter Job (comma list);
+#: the publisher never prunes them.
+SERVING_VERSIONS_ENV = "EDGEOPT_SERVING_VERSIONS"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 

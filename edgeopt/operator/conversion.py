@@ -198,7 +198,16 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
 def _create_job(rt: Runtime, body: Mapping[str, Any], model: OptimizedModel, job: str, gen: int, uid: str) -> None:
     owner: Any = dict(body)
     cm = resources.manifest_configmap(model, dict(body.get("spec") or {}), name=job, generation=gen, uid=uid)
-    job_body = resources.conversion_job(model, rt.settings, name=job, generation=gen, uid=uid, configmap=job)
+    served = (body.get("status") or {}).get("modelVersion")
+    job_body = resources.conversion_job(
+        model,
+        rt.settings,
+        name=job,
+        generation=gen,
+        uid=uid,
+        configmap=job,
+        serving_versions=[int(served)] if served else None,
+    )
     kopf.adopt([cm, job_body], owner=owner)
     rt.kube.create_configmap(cm)
     _, created = rt.kube.create_job(job_body)

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from edgeopt.artifact import SERVING_VERSIONS_ENV
 from edgeopt.operator.settings import OperatorSettings
 from edgeopt.spec import API_VERSION, DEFAULT_PVC_ROOT, KIND, PVC_ROOT_ENV, OptimizedModel, pvc_claim
 
@@ -180,8 +181,12 @@ def conversion_job(
     generation: int,
     uid: str,
     configmap: str,
+    serving_versions: list[int] | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job that runs ``edgeopt convert`` once for one (uid, generation).
+
+    ``serving_versions`` (what Triton serves now) travel to the publisher so its
+    pruning never deletes a version Triton still has loaded.
 
     ``spec.converter`` wins over the operator's defaults. The converter reports
     through its termination message; FallbackToLogsOnError keeps the log tail
@@ -220,6 +225,11 @@ def conversion_job(
             {"name": PVC_ROOT_ENV, "value": DEFAULT_PVC_ROOT},
             {"name": "HOME", "value": "/tmp"},  # TF and Keras write caches under $HOME
             {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "1"},
+            *(
+                [{"name": SERVING_VERSIONS_ENV, "value": ",".join(str(v) for v in sorted(serving_versions))}]
+                if serving_versions
+                else []
+            ),
         ],
         "resources": resources,
         "volumeMounts": mounts,

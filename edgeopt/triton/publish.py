@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgeopt.artifact import Artifact
+from edgeopt.artifact import SERVING_VERSIONS_ENV, Artifact
 from edgeopt.errors import PublishError
 from edgeopt.spec import OptimizedModel, resolve_uri
 from edgeopt.triton.config import SAVEDMODEL_DIRNAME, build_model_config
@@ -50,7 +50,6 @@ LOCK_NAME = ".lock"
 STAGING_PREFIX = ".staging-"
 DELETING_PREFIX = ".deleting-"
 #: Versions Triton is serving, for a publisher that cannot ask Triton itself (the converter Job).
-SERVING_VERSIONS_ENV = "EDGEOPT_SERVING_VERSIONS"
 
 
 @dataclass

@@ -182,3 +182,19 @@ def test_cleanup_job_removes_only_this_models_folder() -> None:
     assert "ownerReferences" not in job["metadata"], "it must outlive the resource being deleted"
     doc["spec"]["target"]["repository"] = "file:///srv/models"
     assert resources.cleanup_job(parse_manifest(doc), OperatorSettings(), uid=UID) is None
+
+
+def test_served_version_travels_to_the_publisher_so_pruning_spares_it() -> None:
+    model = parse_manifest(manifest())
+    name = resources.job_name("add", 3, UID)
+
+    def env_of(job: dict[str, Any]) -> dict[str, str]:
+        (c,) = job["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value", "") for e in c["env"]}
+
+    first = resources.conversion_job(model, OperatorSettings(), name=name, generation=1, uid=UID, configmap=name)
+    assert "EDGEOPT_SERVING_VERSIONS" not in env_of(first)
+    later = resources.conversion_job(
+        model, OperatorSettings(), name=name, generation=3, uid=UID, configmap=name, serving_versions=[4, 2]
+    )
+    assert env_of(later)["EDGEOPT_SERVING_VERSIONS"] == "2,4"
