@@ -60,8 +60,9 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
 
 def _bind(source: str, target: str, read_only: bool) -> None:
     _mount(source, target, None, MS_BIND | MS_REC)
-    if read_only:
-        _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    # Always set the flag: a bind copies its source mount's flags, and the
+    # source may sit on the root we just made read-only.
+    _mount(None, target, None, MS_REMOUNT | MS_BIND | (MS_RDONLY if read_only else 0))
 
 
 class Namespace:
@@ -74,6 +75,12 @@ class Namespace:
         _mount("tmpfs", str(scratch), "tmpfs", 0, "mode=700")
         self.scratch = Path(f"/proc/self/fd/{os.open(scratch, os.O_PATH | os.O_DIRECTORY)}")
         self.shadows: list[str] = []
+        # What belongs to the "root filesystem" and must turn read-only with
+        # readOnlyRootFilesystem: shadow tmpfs and the host entries bound back
+        # into them (else a write would reach the host's file).  /dev is a
+        # separate, writable tmpfs in a container, so it stays out.
+        self.root_mounts: list[str] = []
+        self.volumes: list[str] = []  # bound volume directories: mount points inside are made there
 
     def _shadow(self, directory: str, add_mode: int = 0) -> None:
         """Cover ``directory`` with a tmpfs that shows the same entries, so new ones can be added."""
@@ -83,18 +90,29 @@ class Namespace:
         st = os.stat(directory)
         mode = (st.st_mode | add_mode) & 0o7777
         _mount("tmpfs", directory, "tmpfs", 0, f"mode={mode:o},uid={st.st_uid},gid={st.st_gid}")
+        in_root = directory != "/dev" and not directory.startswith("/dev/")
+        if in_root:
+            self.root_mounts.append(directory)
         for name in os.listdir(stage):
             src, dst = stage / name, os.path.join(directory, name)
             if src.is_symlink():
                 os.symlink(os.readlink(src), dst)
-            elif src.is_dir():
+                continue
+            if src.is_dir():
                 os.mkdir(dst)
                 _mount(str(src), dst, None, MS_BIND | MS_REC)
             else:  # files, device nodes, sockets, fifos
                 Path(dst).touch()
                 _mount(str(src), dst, None, MS_BIND)
+            if in_root:
+                self.root_mounts.append(dst)
         _check(_libc.umount2(str(stage).encode(), MNT_DETACH), f"umount {stage}")
         self.shadows.append(directory)
+
+    def seal(self) -> None:
+        """readOnlyRootFilesystem: "/" and everything standing in for it become read-only."""
+        for path in ["/", *self.root_mounts]:
+            _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
 
     def ensure(self, target: str, is_dir: bool) -> str:
         """Make ``target`` exist as a mount point of the right kind; return its real path."""
@@ -112,7 +130,7 @@ class Namespace:
             raise SandboxError(f"cannot mount at {target}: {ancestor} is not a directory")
         rest = os.path.relpath(target, ancestor)
         real = os.path.join(real_parent, rest)
-        if not any(real_parent == s or real_parent.startswith(s + "/") for s in self.shadows):
+        if not any(real_parent == s or real_parent.startswith(s + "/") for s in self.shadows + self.volumes):
             if real_parent == "/":
                 raise SandboxError(
                     f"cannot emulate mount path {target}: its top-level directory does not exist on "
@@ -146,12 +164,24 @@ def enter(plan: dict) -> None:
             sources.append(os.open(m["source"], os.O_PATH))
         except OSError as exc:
             raise SandboxError(f"volume source {m['source']}: {exc.strerror}") from exc
-    for m, fd in zip(mounts, sources, strict=True):
-        real = ns.ensure(m["target"], stat.S_ISDIR(os.fstat(fd).st_mode))
+    is_dir = [stat.S_ISDIR(os.fstat(fd).st_mode) for fd in sources]
+    targets = [m["target"].rstrip("/") or "/" for m in mounts]
+
+    def nested(target: str) -> bool:
+        return any(target != other and target.startswith(other + "/") for other in targets)
+
+    # Mount points first (they may need writable shadows), then seal the root,
+    # then the volumes on top, which keep their own read-write flag.  A mount
+    # point inside another volume is made in that volume, as runtimes do.
+    reals = {i: ns.ensure(t, is_dir[i]) for i, t in enumerate(targets) if not nested(t)}
+    if plan.get("readOnlyRootFilesystem"):
+        ns.seal()
+    for i, (m, fd) in enumerate(zip(mounts, sources, strict=True)):
+        real = reals[i] if i in reals else ns.ensure(targets[i], is_dir[i])
         _bind(f"/proc/self/fd/{fd}", real, bool(m.get("readOnly")))
         os.close(fd)
-    if plan.get("readOnlyRootFilesystem"):  # last: the steps above write mount points
-        _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+        if is_dir[i]:
+            ns.volumes.append(real)
     workdir = plan.get("workingDir") or "/"
     try:
         os.chdir(workdir)

@@ -199,6 +199,30 @@ def test_security_context_user_groups_and_read_only_root(core, batch, namespace)
     assert terminated.message == "1000|3000|3000 2000|ro|tmp-ok"
 
 
+def test_read_only_root_covers_host_files_bound_into_the_pod(core, batch, namespace):
+    """As root, with /etc shadowed for a ConfigMap mount, host files in /etc must stay read-only."""
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "cfg"}, "data": {"a": "1"}})
+    report = ('printf "%s|%s|%s|%s" "$(cat /etc/edgeopt/a)" "$(touch /etc/hostname 2>&1 || echo denied)" '
+              '"$(touch /etc/new 2>/dev/null && echo rw || echo ro)" "$(touch /mnt/nested/inner/x && echo vol-rw)" '
+              "> /dev/termination-log")
+    manifest = job_manifest(
+        "sealed", ["sh", "-c", report],
+        volumes=[{"name": "cfg", "configMap": {"name": "cfg"}}, {"name": "outer", "emptyDir": {}},
+                 {"name": "inner", "emptyDir": {}}],
+        container={"securityContext": {"readOnlyRootFilesystem": True},
+                   "volumeMounts": [{"name": "cfg", "mountPath": "/etc/edgeopt"},
+                                    {"name": "outer", "mountPath": "/mnt/nested"},
+                                    {"name": "inner", "mountPath": "/mnt/nested/inner"}]},
+    )
+    batch.create_namespaced_job(namespace, manifest)
+    cond = wait_job_finished(batch, "sealed", namespace)
+    [pod] = job_pods(core, "sealed", namespace)
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert cond["type"] == "Complete", terminated
+    value, hostname, new, volume = terminated.message.split("|")
+    assert value == "1" and "Read-only file system" in hostname and new == "ro" and volume == "vol-rw"
+
+
 def test_pod_waits_like_kubelet_for_a_missing_claim_and_a_gpu(control_plane, core, batch, namespace):
     claim = f"data-{namespace}"  # what make_claim creates, later
     batch.create_namespaced_job(namespace, job_manifest("waits", ["true"], **pvc_volume(claim, "/mnt/late")))
