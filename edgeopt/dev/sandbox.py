@@ -10,7 +10,8 @@ the runner watches is the command itself.
 A mount point that does not exist on this machine is made without touching
 the host: its nearest existing parent is shadowed by a tmpfs into which the
 parent's entries are bind-mounted back, the way container runtimes build
-``/dev``.  Nothing outlives the namespace.  Standard library only.
+``/dev``; a new top-level directory gets the same treatment for ``/`` itself,
+through chroot.  Nothing outlives the namespace.  Standard library only.
 """
 
 from __future__ import annotations
@@ -109,6 +110,33 @@ class Namespace:
         _check(_libc.umount2(str(stage).encode(), MNT_DETACH), f"umount {stage}")
         self.shadows.append(directory)
 
+    def shadow_root(self) -> None:
+        """chroot into a tmpfs that shows every top-level entry of this machine, so new ones can be made.
+
+        The same trick as ``_shadow`` one level up (a tmpfs cannot cover the
+        live ``/``).  The source descriptors and ``/proc/self/fd`` stay valid.
+        """
+        root = self.scratch / "root"
+        root.mkdir()
+        _mount("tmpfs", str(root), "tmpfs", 0, "mode=755")
+        for name in os.listdir("/"):
+            src, dst = "/" + name, root / name
+            if os.path.islink(src):
+                os.symlink(os.readlink(src), dst)
+                continue
+            if os.path.isdir(src):
+                dst.mkdir()
+                _mount(src, str(dst), None, MS_BIND | MS_REC)
+            else:
+                dst.touch()
+                _mount(src, str(dst), None, MS_BIND)
+            if name not in ("dev", "proc", "sys"):
+                self.root_mounts.append(src)
+        os.chdir(root)
+        os.chroot(".")
+        os.chdir("/")
+        self.shadows.append("/")
+
     def seal(self) -> None:
         """readOnlyRootFilesystem: "/" and everything standing in for it become read-only."""
         for path in ["/", *self.root_mounts]:
@@ -130,12 +158,8 @@ class Namespace:
             raise SandboxError(f"cannot mount at {target}: {ancestor} is not a directory")
         rest = os.path.relpath(target, ancestor)
         real = os.path.join(real_parent, rest)
-        if not any(real_parent == s or real_parent.startswith(s + "/") for s in self.shadows + self.volumes):
-            if real_parent == "/":
-                raise SandboxError(
-                    f"cannot emulate mount path {target}: its top-level directory does not exist on "
-                    "this machine and the runner will not create directories in the host's /"
-                )
+        writable = self.shadows + self.volumes
+        if not any(real_parent == s or real_parent.startswith(s.rstrip("/") + "/") for s in writable):
             self._shadow(real_parent)
         if is_dir:
             os.makedirs(real, exist_ok=True)
@@ -152,10 +176,6 @@ def enter(plan: dict) -> None:
     hostname = plan["hostname"].encode()
     _check(_libc.sethostname(hostname, len(hostname)), "sethostname")
     ns = Namespace(Path(plan["scratch"]))
-    for directory in plan.get("traversable") or []:
-        # The "image" is this machine: a non-root user must reach its interpreter
-        # (e.g. a pyenv Python under /root, mode 0700), as in a real image.
-        ns._shadow(directory, add_mode=0o111)
     mounts = sorted(plan["mounts"], key=lambda m: m["target"].rstrip("/").count("/"))
     # Hold every source open first: a mount over /tmp must not hide a source under /tmp.
     sources = []
@@ -166,6 +186,12 @@ def enter(plan: dict) -> None:
             raise SandboxError(f"volume source {m['source']}: {exc.strerror}") from exc
     is_dir = [stat.S_ISDIR(os.fstat(fd).st_mode) for fd in sources]
     targets = [m["target"].rstrip("/") or "/" for m in mounts]
+    if any(not os.path.lexists("/" + t.strip("/").split("/")[0]) for t in targets if t != "/"):
+        ns.shadow_root()  # e.g. /workspace: a new top-level directory needs a root of our own
+    for directory in plan.get("traversable") or []:
+        # The "image" is this machine: a non-root user must reach its interpreter
+        # (e.g. a pyenv Python under /root, mode 0700), as in a real image.
+        ns._shadow(directory, add_mode=0o111)
 
     def nested(target: str) -> bool:
         return any(target != other and target.startswith(other + "/") for other in targets)

@@ -259,3 +259,25 @@ def test_service_account_token_is_real_and_rbac_applies_in_the_pod(core, batch, 
     [pod] = job_pods(core, "whoami", namespace)
     message = pod.status.container_statuses[0].state.terminated.message
     assert message.startswith("403 ") and f"system:serviceaccount:{namespace}:default" in message
+
+
+def test_new_top_level_mount_paths_exist_only_inside_the_pod(core, batch, namespace):
+    top = f"/edgeopt-test-{namespace[-6:]}"  # does not exist on this machine
+    assert not Path(top).exists()
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "cfg"}, "data": {"a": "1"}})
+    report = (f'echo hi > {top}/work/f && printf "%s|%s|%s" "$(cat {top}/work/f)" "$(cat {top}/cfg/a)" '
+              '"$(touch /usr/x 2>/dev/null && echo rw || echo ro)" > /dev/termination-log')
+    manifest = job_manifest(
+        "toplevel", ["sh", "-c", report],
+        volumes=[{"name": "work", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "cfg"}}],
+        container={"securityContext": {"readOnlyRootFilesystem": True},
+                   "volumeMounts": [{"name": "work", "mountPath": f"{top}/work"},
+                                    {"name": "cfg", "mountPath": f"{top}/cfg"}]},
+    )
+    batch.create_namespaced_job(namespace, manifest)
+    cond = wait_job_finished(batch, "toplevel", namespace)
+    [pod] = job_pods(core, "toplevel", namespace)
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert cond["type"] == "Complete", terminated
+    assert terminated.message == "hi|1|ro"
+    assert not Path(top).exists(), "the new top-level directory must not appear on the host"
