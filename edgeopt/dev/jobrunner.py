@@ -146,18 +146,21 @@ class JobRunner:
                 time.sleep(1)
 
     def _events(self, list_fn: Callable[..., Any], selector: str, rv: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        while not self.stopping.is_set():
-            w = watch.Watch()
-            for event in w.stream(list_fn, label_selector=selector, resource_version=rv, timeout_seconds=60,
-                                  allow_watch_bookmarks=True):
-                obj = event["raw_object"]
-                if event["type"] == "ERROR":
-                    if obj.get("code") == 410:
-                        return
-                    raise RuntimeError(obj.get("message"))
-                rv = obj["metadata"]["resourceVersion"]
-                if event["type"] != "BOOKMARK":
-                    yield event["type"], obj
+        """One watch of at most a minute; the caller then re-lists, a resync like an informer's.
+
+        The resync also restarts the worker of a Job whose worker died on an
+        error (an API hiccup), so no unfinished Job is forgotten.
+        """
+        w = watch.Watch()
+        for event in w.stream(list_fn, label_selector=selector, resource_version=rv, timeout_seconds=60,
+                              allow_watch_bookmarks=True):
+            obj = event["raw_object"]
+            if event["type"] == "ERROR":
+                if obj.get("code") == 410:
+                    return
+                raise RuntimeError(obj.get("message"))
+            if event["type"] != "BOOKMARK":
+                yield event["type"], obj
 
     def is_running(self, key: str) -> bool:
         with self.lock:
