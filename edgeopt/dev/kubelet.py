@@ -185,6 +185,21 @@ class PodRun:
             self._finish_deletion()
             self.on_done(self)
 
+    def _event(self, reason: str, message: str, *, warning: bool = False, component: str = "kubelet") -> None:
+        """An Event on the Pod, as scheduler and kubelet record them (for `kubectl describe pod`)."""
+        stamp = now()
+        body = {
+            "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": self.name, "namespace": self.namespace,
+                               "uid": self.uid},
+            "reason": reason, "message": message, "type": "Warning" if warning else "Normal", "count": 1,
+            "firstTimestamp": stamp, "lastTimestamp": stamp, "source": {"component": component},
+        }
+        try:
+            self.ctx.core.create_namespaced_event(self.namespace, body)
+        except ApiException as exc:
+            log.debug("pod %s: event %s not recorded: %s", self.key, reason, exc.reason)
+
     def _bind(self) -> None:
         """What the scheduler does once the Pod fits: bind it to the node (so `kubectl logs` finds us)."""
         if self.bound or not self.ctx.node_name:
@@ -197,6 +212,8 @@ class PodRun:
             if exc.status != 409:  # 409: already bound
                 raise
         self.bound = True
+        self._event("Scheduled", f"Successfully assigned {self.namespace}/{self.name} to {self.ctx.node_name}",
+                    component="default-scheduler")
         self.pod["spec"]["nodeName"] = self.ctx.node_name
 
     def _finish_deletion(self) -> None:
@@ -224,6 +241,10 @@ class PodRun:
             except NotYet as exc:
                 if exc.message != last:
                     log.info("pod %s pending: %s", self.key, exc.message)
+                    if exc.scheduled:
+                        self._event("Failed", f"Error: {exc.message}", warning=True)
+                    else:
+                        self._event("FailedScheduling", exc.message, warning=True, component="default-scheduler")
                     self._pending(exc.reason, exc.message, exc.scheduled)
                     last = exc.message
             if self._stop.wait(RETRY_PENDING_SECONDS):
@@ -237,6 +258,7 @@ class PodRun:
         except CannotEmulate as exc:
             message = f"edgeopt job runner cannot emulate this Pod: {exc}"
             log.warning("pod %s: %s", self.key, message)
+            self._event("Failed", message, warning=True)
             self._finish(128, "StartError", message, now(), pod_reason="CannotEmulate", pod_message=message)
             return
         if plan is None:
@@ -266,6 +288,7 @@ class PodRun:
         spec = self.pod["spec"]["containers"][0]
         # The command as written, not as expanded: $(VAR) may stand for a Secret.
         log.info("pod %s: started pid %d: %s", self.key, proc.pid, spec["command"] + spec.get("args", []))
+        self._event("Started", f"Started container {self.container}")
         self.phase = "Running"
 
         def running(status: dict[str, Any]) -> None:
@@ -288,6 +311,7 @@ class PodRun:
                 break
         if proc.poll() is None:
             log.info("pod %s: stopping (%s)", self.key, self._stop_reason)
+            self._event("Killing", f"Stopping container {self.container} ({self._stop_reason})")
             _terminate(proc, self._grace)
         code = proc.wait()
         _kill_group(proc.pid)
@@ -296,6 +320,7 @@ class PodRun:
             setup_error = errors.read(MAX_MESSAGE).decode(errors="replace")
         if code == sandbox.SETUP_FAILED and setup_error:
             self._finish(128, "StartError", f"cannot start container: {setup_error}", started)
+            self._event("Failed", f"Error: cannot start container: {setup_error}", warning=True)
             return
         message = self._termination_message(plan, exit_code)
         reason = "Completed" if exit_code == 0 else "Error"
