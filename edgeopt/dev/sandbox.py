@@ -82,6 +82,7 @@ class Namespace:
         # separate, writable tmpfs in a container, so it stays out.
         self.root_mounts: list[str] = []
         self.volumes: list[str] = []  # bound volume directories: mount points inside are made there
+        self.created: set[str] = set()  # folders made on our own tmpfs
 
     def _shadow(self, directory: str, add_mode: int = 0) -> None:
         """Cover ``directory`` with a tmpfs that shows the same entries, so new ones can be added."""
@@ -158,13 +159,18 @@ class Namespace:
             raise SandboxError(f"cannot mount at {target}: {ancestor} is not a directory")
         rest = os.path.relpath(target, ancestor)
         real = os.path.join(real_parent, rest)
-        writable = self.shadows + self.volumes
-        if not any(real_parent == s or real_parent.startswith(s.rstrip("/") + "/") for s in writable):
+        # Only a shadow's own tmpfs, folders made in it, and volumes may take new
+        # entries; a host folder bound back into a shadow is the host's: shadow it.
+        ours = real_parent in self.shadows or real_parent in self.created
+        if not ours and not any(real_parent == v or real_parent.startswith(v + "/") for v in self.volumes):
             self._shadow(real_parent)
-        if is_dir:
-            os.makedirs(real, exist_ok=True)
-        else:
-            os.makedirs(os.path.dirname(real), exist_ok=True)
+        parts = Path(rest).parts
+        path = real_parent
+        for part in parts[:-1] if not is_dir else parts:
+            path = os.path.join(path, part)
+            os.mkdir(path)
+            self.created.add(path)
+        if not is_dir:
             Path(real).touch()
         return real
 

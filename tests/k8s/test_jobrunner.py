@@ -263,7 +263,10 @@ def test_service_account_token_is_real_and_rbac_applies_in_the_pod(core, batch, 
 
 def test_new_top_level_mount_paths_exist_only_inside_the_pod(core, batch, namespace):
     top = f"/edgeopt-test-{namespace[-6:]}"  # does not exist on this machine
-    assert not Path(top).exists()
+    # Mount points the Pod gets here, which must never be made on the host (the SA token volume included).
+    host_paths = [Path(top), Path("/dev/termination-log"), Path("/var/run/secrets/kubernetes.io")]
+    absent = [p for p in host_paths if not p.exists()]
+    assert Path(top) in absent
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "cfg"}, "data": {"a": "1"}})
     report = (f'echo hi > {top}/work/f && printf "%s|%s|%s" "$(cat {top}/work/f)" "$(cat {top}/cfg/a)" '
               '"$(touch /usr/x 2>/dev/null && echo rw || echo ro)" > /dev/termination-log')
@@ -280,4 +283,4 @@ def test_new_top_level_mount_paths_exist_only_inside_the_pod(core, batch, namesp
     terminated = pod.status.container_statuses[0].state.terminated
     assert cond["type"] == "Complete", terminated
     assert terminated.message == "hi|1|ro"
-    assert not Path(top).exists(), "the new top-level directory must not appear on the host"
+    assert [p for p in absent if p.exists()] == [], "mount points must not appear on the host"
