@@ -481,6 +481,7 @@ def build_plan(pod: dict[str, Any], pod_dir: Path, ctx: RuntimeContext) -> Plan:
             if not source.exists():
                 source.mkdir(parents=True)
         mounts.append({"source": str(source), "target": vm["mountPath"], "readOnly": bool(vm.get("readOnly") or ro)})
+    mounts += _image_mounts([m["target"] for m in mounts], ctx)
     uid = _effective(pod, container, "runAsUser")
     traversable = _closed_ancestors([sys.executable, ctx.venv_bin]) if uid else []
     termination = container.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH
@@ -494,6 +495,30 @@ def build_plan(pod: dict[str, Any], pod_dir: Path, ctx: RuntimeContext) -> Plan:
         fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError", warnings=warnings,
         traversable=traversable,
     )
+
+
+def image_roots(ctx: RuntimeContext) -> list[Path]:
+    """What a real container would have in its image: the venv, the edgeopt source
+    (an editable install lives in the checkout) and the base Python."""
+    venv = Path(ctx.venv_bin).resolve().parent
+    source = Path(__file__).resolve().parents[2]
+    return sorted({venv, source, Path(sys.base_prefix).resolve()})
+
+
+def _image_mounts(targets: list[str], ctx: RuntimeContext) -> list[dict[str, Any]]:
+    """Bind the image back, read-only, where a volume covers it.
+
+    A checkout under /tmp is hidden by the Job's /tmp emptyDir; in a cluster
+    the venv is part of the image and a volume over /tmp never hides it.
+    """
+    covered = []
+    for root in image_roots(ctx):
+        for target in targets:
+            t = Path(target)
+            if t != Path("/") and (root == t or t in root.parents):
+                covered.append({"source": str(root), "target": str(root), "readOnly": True})
+                break
+    return covered
 
 
 def _closed_ancestors(paths: list[str]) -> list[str]:

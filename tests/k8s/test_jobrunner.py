@@ -284,3 +284,26 @@ def test_new_top_level_mount_paths_exist_only_inside_the_pod(core, batch, namesp
     assert cond["type"] == "Complete", terminated
     assert terminated.message == "hi|1|ro"
     assert [p for p in absent if p.exists()] == [], "mount points must not appear on the host"
+
+
+def test_a_volume_over_the_checkout_does_not_hide_the_image(core, batch, namespace):
+    """A checkout under /tmp (as CI's may be) must survive the converter Job's /tmp emptyDir.
+
+    In a cluster the venv is part of the image; here the runner binds it back
+    read-only. An emptyDir over the checkout's parent stands in for that /tmp.
+    """
+    checkout = Path(__file__).resolve().parents[2]
+    report = ('printf "%s|%s" "$(edgeopt --version)" '
+              f'"$(touch {checkout}/x 2>/dev/null && echo rw || echo ro)" > /dev/termination-log')
+    manifest = job_manifest(
+        "covered", ["sh", "-c", report],
+        volumes=[{"name": "cover", "emptyDir": {}}],
+        container={"volumeMounts": [{"name": "cover", "mountPath": str(checkout.parent)}]},
+    )
+    batch.create_namespaced_job(namespace, manifest)
+    cond = wait_job_finished(batch, "covered", namespace)
+    [pod] = job_pods(core, "covered", namespace)
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert cond["type"] == "Complete", terminated
+    version, writable = terminated.message.split("|")
+    assert version.startswith("edgeopt ") and writable == "ro"
