@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf
 from tensorflow.python.framework import convert_to_constants
+from tensorflow.python.util import deprecation
 
 
 def _freeze_session(loaded: LoadedModel) -> Any:
@@ -27,7 +28,10 @@ def _freeze_session(loaded: LoadedModel) -> Any:
     output_nodes = sorted({o.node for o in loaded.outputs})
     graph_def = sess.graph.as_graph_def()
     try:
-        return tf.compat.v1.graph_util.convert_variables_to_constants(sess, graph_def, output_nodes)
+        # The TF1 API is deliberate here (resource-variable graphs); its deprecation
+        # notice would only clutter every Job log.
+        with deprecation.silence():
+            return tf.compat.v1.graph_util.convert_variables_to_constants(sess, graph_def, output_nodes)
     except (tf.errors.OpError, ValueError, AssertionError) as exc:
         raise ConversionError(f"freezing the graph failed: {str(exc).splitlines()[0][:400]}") from exc
 
