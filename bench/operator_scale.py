@@ -81,6 +81,7 @@ class Bench:
         self.own_calls: Counter[str] = Counter()
         self._lock = threading.Lock()
         self.operator: Any = None
+        self.job_runner_cmd: list[str] = []
         self.metrics_url = ""
 
     def _down(self) -> None:
@@ -107,19 +108,25 @@ class Bench:
             subprocess.run([kubectl, *args], env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
 
     def stop_job_runner(self) -> None:
+        """Stop the job runner ``up`` started, remembering its exact command line to start it again later."""
+        import psutil
+
         from edgeopt.dev import processes
 
-        processes.stop_pidfile(self.root / "run" / "jobrunner.pid", grace=10.0)
+        pidfile = self.root / "run" / "jobrunner.pid"
+        entry = processes.read_pidfile(pidfile)
+        if entry is None:
+            raise RuntimeError(f"no job runner recorded in {pidfile}")
+        self.job_runner_cmd = psutil.Process(entry[0]).cmdline()
+        processes.stop_pidfile(pidfile, grace=10.0)
         (self.root / "run" / "jobrunner.ready").unlink(missing_ok=True)
 
     def start_job_runner(self) -> None:
         from edgeopt.dev import processes
 
         processes.spawn(
-            [sys.executable, "-m", "edgeopt.dev.jobrunner", "--kubeconfig", str(self.cp.kubeconfig),
-             "--dir", str(self.root), "--backoff-base", "1"],
-            log=self.root / "logs" / "jobrunner.log", pidfile=self.root / "run" / "jobrunner.pid", cwd=self.root,
-            die_with_parent=True,
+            self.job_runner_cmd, log=self.root / "logs" / "jobrunner.log", pidfile=self.root / "run" / "jobrunner.pid",
+            cwd=self.root, die_with_parent=True,
         )  # fmt: skip
         cluster.poll("the job runner", lambda: (self.root / "run" / "jobrunner.ready").exists(), 60)
 
