@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,12 +36,58 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class SlotLedger:
+    """Who holds a conversion slot: the cluster's running Jobs plus this process's reservations.
+
+    Listing every managed Job for every new resource, under a lock, made 100
+    resources applied at once wait on each other for seconds. The list is now
+    reused for ``ttl`` seconds, and Jobs this process starts are reserved
+    before the lock is released, so the limit is never exceeded: a stale list
+    can only count a finished Job too long (a short wait), never miss a new
+    one. A reservation is dropped once a list taken after its Job was created
+    has seen it. Call everything with ``Runtime.capacity_lock`` held.
+    """
+
+    ttl: float = 1.0
+    listed: set[tuple[str, str]] = field(default_factory=set)
+    listed_at: float = float("-inf")
+    #: (namespace, job) -> (owner (namespace, name), monotonic time the Job was created, None while in flight)
+    reserved: dict[tuple[str, str], tuple[tuple[str, str], float | None]] = field(default_factory=dict)
+
+    def running(self, list_running: Any, now: float | None = None) -> set[tuple[str, str]]:
+        now = time.monotonic() if now is None else now
+        if now - self.listed_at > self.ttl:
+            started = now
+            self.listed = {(j["metadata"]["namespace"], j["metadata"]["name"]) for j in list_running()}
+            self.listed_at = started
+            self.reserved = {
+                k: (owner, done) for k, (owner, done) in self.reserved.items() if done is None or done >= started
+            }
+        return self.listed | set(self.reserved)
+
+    def holders(self) -> set[tuple[str, str]]:
+        """Owners with a reserved slot: not waiting in the queue any more, even before their status says so."""
+        return {owner for owner, _ in self.reserved.values()}
+
+    def reserve(self, job: tuple[str, str], owner: tuple[str, str]) -> None:
+        self.reserved[job] = (owner, None)
+
+    def created(self, job: tuple[str, str], now: float | None = None) -> None:
+        if job in self.reserved:
+            self.reserved[job] = (self.reserved[job][0], time.monotonic() if now is None else now)
+
+    def release(self, job: tuple[str, str]) -> None:
+        self.reserved.pop(job, None)
+
+
+@dataclass
 class Runtime:
-    """What the handlers share: settings, the API wrapper and two small caches."""
+    """What the handlers share: settings, the API wrapper and small caches."""
 
     settings: OperatorSettings
     kube: Kube
     capacity_lock: threading.Lock = field(default_factory=threading.Lock)
+    slots: SlotLedger = field(default_factory=SlotLedger)
     #: (namespace, job name) -> last job state acted upon; avoids re-reading Pods on every Job update.
     seen: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -108,11 +155,18 @@ def running_jobs(rt: Runtime) -> list[dict[str, Any]]:
     ]
 
 
-def ahead_in_queue(queue: Mapping[Any, Any], namespace: str, name: str, created: str) -> int:
-    """Waiting resources created before this one (ties broken by namespace/name)."""
+def ahead_in_queue(
+    queue: Mapping[Any, Any], namespace: str, name: str, created: str, holding: set[tuple[str, str]] | None = None
+) -> int:
+    """Waiting resources created before this one (ties broken by namespace/name).
+
+    ``holding``: resources that already hold a slot although their status does not say so yet.
+    """
     me = (created, namespace, name)
     count = 0
     for key, entries in queue.items():
+        if holding and tuple(key) in holding:
+            continue
         for created_at, waiting in entries:
             if waiting and (created_at, *key) < me:
                 count += 1
@@ -159,34 +213,46 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
             )
     existing = next((j for j in mine if j["metadata"]["name"] == job), None)
     if existing is None:
+        slot = (ns, job)
+        limit = rt.settings.max_concurrent_conversions
+        with rt.capacity_lock:  # only bookkeeping in here: the API calls below run in parallel
+            running = rt.slots.running(lambda: running_jobs(rt))
+            ahead = ahead_in_queue(queue, ns, name, meta.get("creationTimestamp") or "", rt.slots.holders())
+            admitted = len(running) + ahead < limit
+            if admitted:
+                rt.slots.reserve(slot, (ns, name))
+        if not admitted:
+            patch = status.waiting_for_capacity(st, gen, len(running), limit)
+            if status.changed(st, patch):
+                rt.kube.patch_model_status(ns, name, patch)
+                post_event(
+                    owner,
+                    reason=status.WAITING_FOR_CAPACITY,
+                    message=f"{len(running)} of {limit} conversions running, {ahead} waiting ahead",
+                )
+            raise kopf.TemporaryError("waiting for a conversion slot", delay=rt.settings.capacity_poll_seconds)
+        try:
+            _create_job(rt, body, model, job, gen, uid)
+        except KubeError as exc:
+            with rt.capacity_lock:
+                rt.slots.release(slot)
+            if exc.temporary:
+                raise
+            # The API refuses this Job (an invalid toleration, a quota, RBAC): record it, so this
+            # resource leaves the capacity queue instead of blocking every younger one.
+            message = f"the conversion Job was refused: {exc}"
+            rt.kube.patch_model_status(ns, name, status.job_failed(st, gen, Summary(False, "JobRejected", message)))
+            post_event(owner, warning=True, reason="JobRejected", message=message)
+            return
+        except BaseException:
+            with rt.capacity_lock:
+                rt.slots.release(slot)
+            raise
         with rt.capacity_lock:
-            running = running_jobs(rt)
-            ahead = ahead_in_queue(queue, ns, name, meta.get("creationTimestamp") or "")
-            limit = rt.settings.max_concurrent_conversions
-            if len(running) + ahead >= limit:
-                patch = status.waiting_for_capacity(st, gen, len(running), limit)
-                if status.changed(st, patch):
-                    rt.kube.patch_model_status(ns, name, patch)
-                    post_event(
-                        owner,
-                        reason=status.WAITING_FOR_CAPACITY,
-                        message=f"{len(running)} of {limit} conversions running, {ahead} waiting ahead",
-                    )
-                raise kopf.TemporaryError("waiting for a conversion slot", delay=rt.settings.capacity_poll_seconds)
-            try:
-                _create_job(rt, body, model, job, gen, uid)
-            except KubeError as exc:
-                if exc.temporary:
-                    raise
-                # The API refuses this Job (an invalid toleration, a quota, RBAC): record it, so this
-                # resource leaves the capacity queue instead of blocking every younger one.
-                message = f"the conversion Job was refused: {exc}"
-                rt.kube.patch_model_status(ns, name, status.job_failed(st, gen, Summary(False, "JobRejected", message)))
-                post_event(owner, warning=True, reason="JobRejected", message=message)
-                return
-            rt.kube.patch_model_status(
-                ns, name, status.job_created(st, gen, job, model.model_name, effective_precision(model))
-            )
+            rt.slots.created(slot)
+        rt.kube.patch_model_status(
+            ns, name, status.job_created(st, gen, job, model.model_name, effective_precision(model))
+        )
         return
     # A previous run of the operator created the Job but died before recording it.
     log.info("adopting the existing Job %s/%s", ns, job)

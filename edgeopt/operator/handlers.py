@@ -51,7 +51,7 @@ def configure(settings: Any, memo: Any, logger: Any, **_: Any) -> None:
     )
     settings.peering.lifetime = config.peering_lifetime_seconds
     settings.posting.level = logging.WARNING  # our own Events say what happened; kopf adds only trouble
-    settings.execution.max_workers = 8
+    settings.execution.max_workers = 16  # sync handlers: API calls of many resources overlap
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     kube = Kube(load_api_client(), namespaces=config.namespaces)

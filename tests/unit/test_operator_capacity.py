@@ -58,3 +58,41 @@ def test_permissions_cover_what_the_code_calls() -> None:
     assert not permissions.allows("batch", "jobs", "update")
     rules = permissions.as_policy_rules()
     assert all(set(r) == {"apiGroups", "resources", "verbs"} for r in rules)
+
+
+def test_slot_ledger_never_admits_past_a_stale_list() -> None:
+    ledger = conversion.SlotLedger(ttl=1.0)
+    cluster: list[dict[str, Any]] = []
+    lists = 0
+
+    def list_running() -> list[dict[str, Any]]:
+        nonlocal lists
+        lists += 1
+        return list(cluster)
+
+    assert ledger.running(list_running, now=0.0) == set()
+    ledger.reserve(("ns", "a-g1"), ("ns", "a"))
+    # Within the TTL the list is reused, and the reservation still counts.
+    assert ledger.running(list_running, now=0.5) == {("ns", "a-g1")} and lists == 1
+    assert ledger.holders() == {("ns", "a")}
+    ledger.created(("ns", "a-g1"), now=0.6)
+    cluster.append({"metadata": {"namespace": "ns", "name": "a-g1"}})
+    # A list that began before the Job was created may not show it: the reservation stays.
+    ledger.listed_at = float("-inf")
+    assert ledger.running(list_running, now=0.55) == {("ns", "a-g1")}
+    assert ("ns", "a-g1") in ledger.reserved
+    # A list taken after creation has seen it: the cluster's word replaces the reservation.
+    assert ledger.running(list_running, now=2.0) == {("ns", "a-g1")} and ledger.reserved == {}
+    # The Job finishes: the next list frees the slot.
+    cluster.clear()
+    assert ledger.running(list_running, now=3.5) == set()
+    # A Job whose creation failed gives its slot back at once.
+    ledger.reserve(("ns", "b-g1"), ("ns", "b"))
+    ledger.release(("ns", "b-g1"))
+    assert ledger.running(list_running, now=3.6) == set()
+
+
+def test_holders_are_not_counted_as_waiting_ahead() -> None:
+    queue = {("ns", "a"): [("t1", True)], ("ns", "b"): [("t2", True)]}
+    assert conversion.ahead_in_queue(queue, "ns", "b", "t2") == 1
+    assert conversion.ahead_in_queue(queue, "ns", "b", "t2", {("ns", "a")}) == 0
