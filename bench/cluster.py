@@ -76,28 +76,49 @@ class JobWatch:
             raise RuntimeError(f"the Job watch in {self.namespace} did not start")
         return self
 
+    def _record(self, obj: Any, when: float) -> None:
+        key = (obj.metadata.labels or {}).get(self.key_label)
+        if key:
+            with self._cond:
+                self.seen.setdefault(key, when)
+                self._cond.notify_all()
+
     def _run(self) -> None:
+        """List once, then watch on from the last resourceVersion seen.
+
+        Re-listing at every watch timeout lost the Jobs created between two
+        watch rounds (they are in the list, never in an ADDED event): a round
+        with 100 resources waited for Jobs that existed. A re-list happens only
+        when the server says the resourceVersion is too old (410), and then the
+        listed Jobs count as seen at that moment (late, never early).
+        """
         from kubernetes import client, watch
+        from kubernetes.client.exceptions import ApiException
 
         batch = client.BatchV1Api(self.api)
+        rv: str | None = None
         while not self._stop.is_set():
-            listed = batch.list_namespaced_job(self.namespace, label_selector=self.selector)
-            rv = listed.metadata.resource_version
-            self.ready.set()
+            if rv is None:
+                listed = batch.list_namespaced_job(self.namespace, label_selector=self.selector)
+                now = time.perf_counter()
+                for item in listed.items:
+                    self._record(item, now)
+                rv = listed.metadata.resource_version
+                self.ready.set()
             w = watch.Watch()
             try:
                 for event in w.stream(batch.list_namespaced_job, self.namespace, label_selector=self.selector,
                                       resource_version=rv, timeout_seconds=5):  # fmt: skip
                     now = time.perf_counter()
+                    rv = event["object"].metadata.resource_version or rv
                     if event["type"] == "ADDED":
-                        labels = event["object"].metadata.labels or {}
-                        key = labels.get(self.key_label)
-                        if key:
-                            with self._cond:
-                                self.seen.setdefault(key, now)
-                                self._cond.notify_all()
+                        self._record(event["object"], now)
                     if self._stop.is_set():
                         break
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise
+                rv = None  # too old: list again
             finally:
                 w.stop()
 
