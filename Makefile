@@ -34,8 +34,11 @@ lint: setup
 unit: setup
 	$(BIN)/pytest tests/unit -q
 
+# pytest exits 5 when it collected no tests: say so, and fail (a run that tests nothing is not green).
 test: setup binaries lint
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	@$(BIN)/pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests; that is a failure, not a pass" >&2; fi; \
+	exit $$rc
 
 demo: setup binaries
 	$(BIN)/edgeopt demo
