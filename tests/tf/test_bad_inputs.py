@@ -137,7 +137,7 @@ def _has_tensorrt() -> bool:
 
 def test_tensorrt_requested_without_tensorrt(add_model_dir: Path, tmp_path: Path) -> None:
     if _has_tensorrt():
-        pytest.skip("this TensorFlow has TensorRT; the unavailable path cannot be shown here")
+        pytest.skip(reason="this TensorFlow has TensorRT; the unavailable path cannot be shown here")
     model = make_model("add", add_source(add_model_dir), tmp_path / "repo", tensorrt={"enabled": True})
     msg = _fails(model, tmp_path / "work", TensorRTUnavailableError)
     assert "not built with TensorRT" in msg and "tensorrt.enabled: false" in msg and "GPU converter image" in msg
@@ -152,7 +152,7 @@ def test_tensorrt_probe_agrees_with_tensorflow() -> None:
 def test_trt_converter_runtime_error_becomes_one_clear_line(add_model_dir: Path, tmp_path: Path) -> None:
     """Past the preflight, TrtGraphConverterV2's own RuntimeError is translated too."""
     if _has_tensorrt():
-        pytest.skip("this TensorFlow has TensorRT")
+        pytest.skip(reason="this TensorFlow has TensorRT")
     from edgeopt.artifact import TensorInfo
     from edgeopt.converter import tftrt
     from edgeopt.spec import TensorRT
@@ -226,7 +226,7 @@ def test_cli_bad_input(case: str, add_model_dir: Path, convbn_dir: Path, tmp_pat
 
 def test_cli_tensorrt_unavailable_json_log(add_model_dir: Path, tmp_path: Path) -> None:
     if _has_tensorrt():
-        pytest.skip("this TensorFlow has TensorRT")
+        pytest.skip(reason="this TensorFlow has TensorRT")
     doc = manifest_dict("add", add_source(add_model_dir), tmp_path / "repo", tensorrt={"enabled": True})
     proc, summary = _cli(write_manifest(tmp_path / "model.yaml", doc), tmp_path, "--log-format", "json")
     assert proc.returncode == 5

@@ -16,7 +16,7 @@ def _need_tensorrt() -> None:
     from edgeopt.converter.tftrt import tensorrt_version
 
     if tensorrt_version() is None:
-        pytest.skip("TensorFlow here was not built with TensorRT (run in the GPU converter image)")
+        pytest.skip(reason="TensorFlow here was not built with TensorRT (run in the GPU converter image)")
 
 
 @pytest.mark.parametrize("precision", ["FP32", "FP16"])

@@ -138,7 +138,7 @@ def test_broken_model_load_error_carries_tritons_reason(
 @pytest.mark.gpu
 def test_gpu_instance_group_loads(triton_repository: Path, triton_client: TritonClient, tmp_path: Path) -> None:
     if shutil.which("nvidia-smi") is None:
-        pytest.skip("no NVIDIA GPU here (nvidia-smi not found): KIND_GPU instances cannot load on a CPU-only machine")
+        pytest.skip(reason="no NVIDIA GPU here (nvidia-smi not found): KIND_GPU instances cannot load on a CPU machine")
     art = artifact_from_savedmodel(write_add_savedmodel(tmp_path / "sm"), gpu=True)
     publish_version(art, optimized_model("cfg-gpu", triton_repository))
     assert "kind: KIND_GPU" in (triton_repository / "cfg-gpu" / "config.pbtxt").read_text()
