@@ -161,8 +161,8 @@ def ready_versions_from_index(index: list[dict[str, Any]], model: str) -> list[i
 # --------------------------------------------------------------------------- blocking client
 
 
-class TritonClient:
-    """Blocking client over ``tritonclient.http``."""
+class _Endpoint:
+    """Where Triton is and how patient to be with it; shared by both clients."""
 
     def __init__(
         self,
@@ -177,6 +177,10 @@ class TritonClient:
         self.timeout = timeout
         self.load_timeout = load_timeout
         self.retry = retry or RetryPolicy()
+
+
+class TritonClient(_Endpoint):
+    """Blocking client over ``tritonclient.http``."""
 
     def _client(self, timeout: float | None = None) -> httpclient.InferenceServerClient:
         t = timeout or self.timeout
@@ -267,22 +271,8 @@ class TritonClient:
 # --------------------------------------------------------------------------- asyncio client
 
 
-class AsyncTritonClient:
+class AsyncTritonClient(_Endpoint):
     """The same operations over ``tritonclient.http.aio``, for kopf handlers."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        timeout: float = 30.0,
-        load_timeout: float = 600.0,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self.url = url if "://" in url else f"http://{url}"
-        self._hostport, self._ssl = split_url(url)
-        self.timeout = timeout
-        self.load_timeout = load_timeout
-        self.retry = retry or RetryPolicy()
 
     async def _call(
         self, what: str, fn: Callable[[aioclient.InferenceServerClient], Awaitable[T]], timeout: float | None = None
