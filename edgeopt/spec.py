@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from edgeopt.errors import SpecError
+from edgeopt.errors import InputError, SpecError
 
 API_VERSION = "edgeopt.io/v1alpha1"
 KIND = "OptimizedModel"
@@ -44,8 +44,17 @@ TRANSFORMS = (
 DEFAULT_TRANSFORMS = list(TRANSFORMS)
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-URI_PATTERN = r"^(file:///|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/|$))"
+#: A path segment: no slash, no whitespace or control characters ('.' and '..' are refused apart).
+_SEGMENT = r"[^/\s]+"
+#: ``file:///ABS/PATH`` or ``pvc://CLAIM[/PATH]``: no empty segment (``pvc://claim//etc`` is not a
+#: claim path), an optional trailing slash.  Patterns are full matches, in Python (``re.fullmatch``)
+#: as in the CRD (Go's RE2 ``$`` never matches before a trailing newline).
+URI_PATTERN = rf"^(file://(/{_SEGMENT})+|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/{_SEGMENT})*)/?$"
 REPOSITORY_URI_PATTERN = URI_PATTERN
+#: ``graph`` and ``checkpoint``: relative to the source, never absolute, no empty segment.
+RELATIVE_PATH_PATTERN = rf"^{_SEGMENT}(/{_SEGMENT})*$"
+#: What the CRD's CEL rule refuses on top of the pattern: '.' and '..' segments.
+DOT_SEGMENT_RE = re.compile(r"(^|/)\.\.?(/|$)")
 MIB = 1024 * 1024
 
 #: Environment variable naming where ``pvc://CLAIM/...`` claims are mounted.
@@ -83,8 +92,14 @@ class Source:
     uri: str = spec_field(pattern=URI_PATTERN, doc="file:///ABS/PATH or pvc://CLAIM/PATH.")
     format: str = spec_field(enum=FORMATS, doc="How the model is stored.")
     signature: str = spec_field("serving_default", doc="SavedModel signature to convert.")
-    graph: str | None = spec_field(None, doc="Checkpoint: GraphDef (.pb/.pbtxt) or .meta; FrozenGraph: the .pb.")
-    checkpoint: str | None = spec_field(None, doc="Checkpoint: checkpoint prefix, relative to uri.")
+    graph: str | None = spec_field(
+        None,
+        pattern=RELATIVE_PATH_PATTERN,
+        doc="Checkpoint: GraphDef (.pb/.pbtxt) or .meta; FrozenGraph: the .pb. Relative to uri.",
+    )
+    checkpoint: str | None = spec_field(
+        None, pattern=RELATIVE_PATH_PATTERN, doc="Checkpoint: checkpoint prefix, relative to uri."
+    )
     inputs: list[TensorSpec] = spec_field(factory=list, doc="Graph formats: input placeholders.")
     outputs: list[str] = spec_field(factory=list, doc="Graph formats: output node names.")
 
@@ -250,7 +265,7 @@ def _convert(value: Any, tp: Any, path: str, meta: typing.Mapping[str, Any]) -> 
         raise SpecError(f"{path}: must be >= {meta['minimum']:g}, got {value}")
     if meta.get("maximum") is not None and value > meta["maximum"]:
         raise SpecError(f"{path}: must be <= {meta['maximum']:g}, got {value}")
-    if meta.get("pattern") and not re.search(meta["pattern"], value):
+    if meta.get("pattern") and not re.fullmatch(meta["pattern"], value):
         raise SpecError(f"{path}: {value!r} does not match {meta['pattern']}")
     return value
 
@@ -271,9 +286,16 @@ def _parse_dataclass(cls: Any, data: dict[str, Any], path: str) -> Any:
 
 
 def _check_uri(uri: str, path: str) -> None:
-    parts = uri.split("://", 1)[1].split("/")
-    if ".." in parts:
-        raise SpecError(f"{path}: {uri!r} must not contain '..' segments")
+    rest = uri.split("://", 1)[1]
+    if DOT_SEGMENT_RE.search(rest):
+        raise SpecError(f"{path}: {uri!r} must not contain '.' or '..' segments")
+
+
+def _check_relative(value: str | None, path: str) -> None:
+    if value is not None and DOT_SEGMENT_RE.search(value):
+        raise SpecError(
+            f"{path}: {value!r} must not contain '.' or '..' segments; name the file relative to spec.source.uri"
+        )
 
 
 def _validate(spec: ModelSpec) -> None:
@@ -281,6 +303,8 @@ def _validate(spec: ModelSpec) -> None:
     src = spec.source
     _check_uri(src.uri, "spec.source.uri")
     _check_uri(spec.target.repository, "spec.target.repository")
+    _check_relative(src.graph, "spec.source.graph")
+    _check_relative(src.checkpoint, "spec.source.checkpoint")
     if src.format in ("Checkpoint", "FrozenGraph"):
         missing = [k for k in ("graph", "inputs", "outputs") if not getattr(src, k)]
         if src.format == "Checkpoint" and not src.checkpoint:
@@ -337,12 +361,12 @@ def parse_manifest(doc: Any) -> OptimizedModel:
         raise SpecError(f"kind: {doc.get('kind')!r} is not {KIND}")
     meta = doc.get("metadata") or {}
     name = meta.get("name")
-    if not isinstance(name, str) or not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", name):
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name):
         raise SpecError(f"metadata.name: {name!r} is not a valid Kubernetes name")
     if "spec" not in doc:
         raise SpecError("spec: is required")
     model = OptimizedModel(name=name, namespace=meta.get("namespace"), spec=parse_spec(doc["spec"]))
-    if not re.match(MODEL_NAME_PATTERN, model.model_name):
+    if not re.fullmatch(MODEL_NAME_PATTERN, model.model_name):
         raise SpecError(
             f"spec.target.modelName: defaults to metadata.name {name!r}, which does not match "
             f"{MODEL_NAME_PATTERN}; set spec.target.modelName"
@@ -374,25 +398,51 @@ def pvc_root() -> Path:
     return Path(os.environ.get(PVC_ROOT_ENV) or DEFAULT_PVC_ROOT)
 
 
-def resolve_uri(uri: str, *, base: Path | None = None) -> Path:
+def uri_root(uri: str, *, base: Path | None = None) -> Path:
+    """The directory a URI must never leave: its claim's mount for ``pvc://``, the path itself for ``file://``."""
+    if uri.startswith("pvc://"):
+        claim = uri[len("pvc://") :].split("/", 1)[0]
+        return (base or pvc_root()) / claim
+    return resolve_uri(uri, base=base, contain=False)
+
+
+def resolve_uri(uri: str, *, base: Path | None = None, contain: bool = True) -> Path:
     """Turn ``file:///abs`` or ``pvc://claim/path`` into a local path.
 
     ``pvc://`` claims are mounted at ``$EDGEOPT_PVC_ROOT/<claim>``; the operator
-    mounts them there in the Job and the local job runner does the same.
+    mounts them there in the Job and the local job runner does the same.  The
+    result, symlinks resolved, must stay inside the claim's mount: a symlink
+    on the claim cannot point the converter at the rest of the container.
     """
-    if uri.startswith("file://"):
-        rest = uri[len("file://") :]
-        if not rest.startswith("/"):
+    if not re.fullmatch(URI_PATTERN, uri) or DOT_SEGMENT_RE.search(uri.split("://", 1)[-1]):
+        if uri.startswith("file://") and not uri.startswith("file:///"):
             raise SpecError(f"{uri!r}: file:// URIs must be absolute (file:///abs/path)")
-        p = Path(rest)
-    elif uri.startswith("pvc://"):
-        claim, _, sub = uri[len("pvc://") :].partition("/")
-        p = (base or pvc_root()) / claim / sub if sub else (base or pvc_root()) / claim
-    else:
-        raise SpecError(f"{uri!r}: unsupported URI scheme; use file:///ABS/PATH or pvc://CLAIM/PATH")
-    if ".." in p.parts:
-        raise SpecError(f"{uri!r}: must not contain '..' segments")
+        if not uri.startswith(("file://", "pvc://")):
+            raise SpecError(f"{uri!r}: unsupported URI scheme; use file:///ABS/PATH or pvc://CLAIM/PATH")
+        raise SpecError(
+            f"{uri!r}: not a valid model URI: use file:///ABS/PATH or pvc://CLAIM/PATH with no empty, "
+            "'.' or '..' segments"
+        )
+    if uri.startswith("file://"):
+        return Path(uri[len("file://") :].rstrip("/") or "/")
+    claim, _, sub = uri[len("pvc://") :].rstrip("/").partition("/")
+    root = (base or pvc_root()) / claim
+    p = root / sub if sub else root
+    if contain:
+        contained(root, p, uri)
     return p
+
+
+def contained(root: Path, path: Path, what: str) -> Path:
+    """``path`` with symlinks resolved, which must lie inside ``root`` (resolved too); else an InputError."""
+    real_root = root.resolve()
+    real = path.resolve()
+    if real != real_root and not real.is_relative_to(real_root):
+        raise InputError(
+            f"{what}: {path} resolves to {real}, outside {real_root}; a model may only use files inside "
+            "its own directory (replace the symlink by the file itself)"
+        )
+    return real
 
 
 def pvc_claim(uri: str | None) -> str | None:

@@ -57,6 +57,7 @@ def load_sample_file(path: Path, inputs: Sequence[TensorInfo]) -> dict[str, np.n
     """Read a ``.npy`` (one-input models) or ``.npz`` (arrays named like the inputs)."""
     if not path.exists():
         raise InputError(f"calibration data {path} does not exist")
+    _check_caps(path)
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as npz:
@@ -81,6 +82,22 @@ def load_sample_file(path: Path, inputs: Sequence[TensorInfo]) -> dict[str, np.n
             f"it holds {', '.join(sorted(data)) or 'nothing'}"
         )
     return check_arrays({t.name: data[t.name] for t in inputs}, inputs, what=str(path))
+
+
+def _check_caps(path: Path) -> None:
+    """Refuse an oversized .npy, or a .npz with too many or too large members, before numpy reads it."""
+    import zipfile
+
+    from edgeopt.limits import Limits, check_sample_file
+
+    members = None
+    if path.suffix == ".npz":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                members = [(i.filename, i.file_size) for i in zf.infolist()]
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise InputError(f"calibration data {path} is not a readable .npz ({exc})") from exc
+    check_sample_file(str(path), path.stat().st_size, members, Limits.from_env())
 
 
 def check_arrays(arrays: dict[str, np.ndarray], inputs: Sequence[TensorInfo], *, what: str) -> dict[str, np.ndarray]:

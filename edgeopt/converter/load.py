@@ -24,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from edgeopt.converter import policy
 from edgeopt.converter.dtypes import spec_dtype_matches, triton_dtype
 from edgeopt.converter.graph_model import Endpoint, ModelFn, sanitize_key, tensor_name
 from edgeopt.errors import InputError
-from edgeopt.spec import OptimizedModel, Source, TensorSpec, resolve_uri
+from edgeopt.limits import Limits
+from edgeopt.spec import OptimizedModel, Source, TensorSpec, contained, resolve_uri
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -47,6 +49,8 @@ NOT_OUTPUT_OPS = {
     "RestoreV2",
     "MergeV2Checkpoints",
     "VarIsInitializedOp",
+    "IsVariableInitialized",
+    "ReadVariableOp",
     "VarHandleOp",
     "VariableV2",
     "StringJoin",
@@ -89,16 +93,39 @@ def _source_dir(src: Source) -> Path:
 
 
 def _file_in(base: Path, name: str, field_path: str) -> Path:
-    path = base / name if base.is_dir() else base.parent / name
+    """``name`` inside the source directory, symlinks resolved; it may not lead out of it."""
+    root = base if base.is_dir() else base.parent
+    path = root / name
     if not path.exists():
         listing = ", ".join(sorted(os.listdir(path.parent))[:15]) if path.parent.is_dir() else "nothing"
         raise InputError(f"{field_path} {name!r}: {path} does not exist (the directory holds: {listing})")
-    return path
+    return contained(root, path, f"{field_path} {name!r}")
+
+
+def _checkpoint_files(prefix: Path, root: Path, limits: Limits) -> None:
+    """Every file of the checkpoint stays inside the source directory, and together they fit the cap."""
+    files = [p for p in prefix.parent.glob(prefix.name + "*") if p.name.startswith(prefix.name + ".")]
+    total = sum(contained(root, p, f"checkpoint file {p.name}").stat().st_size for p in files)
+    limits.refuse_size("checkpoint_bytes", total, f"checkpoint {prefix}")
+
+
+def _directory_files(path: Path, limits: Limits, what: str) -> None:
+    """A model directory's files all live inside it (no symlink out) and together fit the cap."""
+    total = 0
+    for p in path.rglob("*"):
+        if p.is_symlink() or p.is_file():
+            total += contained(path, p, f"{what} file {p.relative_to(path)}").stat().st_size
+    limits.refuse_size("checkpoint_bytes", total, what)
+
+
+def _read_capped(path: Path, limits: Limits) -> bytes:
+    limits.refuse_size("graph_bytes", path.stat().st_size, f"graph file {path}")
+    return path.read_bytes()
 
 
 def parse_graph_def(path: Path) -> Any:
     """Read a GraphDef, binary or text; a file that is neither is an InputError."""
-    data = path.read_bytes()
+    data = _read_capped(path, Limits.from_env())
     graph_def = tf.compat.v1.GraphDef()
     errors = []
     if path.suffix not in (".pbtxt", ".txt"):
@@ -126,7 +153,7 @@ def parse_graph_def(path: Path) -> Any:
 def parse_meta_graph(path: Path) -> Any:
     meta = tf.compat.v1.MetaGraphDef()
     try:
-        meta.ParseFromString(path.read_bytes())
+        meta.ParseFromString(_read_capped(path, Limits.from_env()))
     except (pb_message.DecodeError, RuntimeWarning, ValueError) as exc:
         raise InputError(f"{path} is not a readable MetaGraphDef ({exc}); the file may be corrupt") from exc
     if not meta.graph_def.node:
@@ -282,36 +309,39 @@ def _restore_into(sess: Any, graph_def: Any, prefix: Path) -> None:
 # --------------------------------------------------------------------------- formats
 
 
+def _checked_graph_def(graph_path: Path) -> Any:
+    """The stored GraphDef (a .meta's too) without its saver, after the op policy passed it."""
+    graph_def = parse_meta_graph(graph_path).graph_def if graph_path.suffix == ".meta" else parse_graph_def(graph_path)
+    graph_def, _ = policy.strip_saver(graph_def, str(graph_path))
+    policy.check(graph_def, str(graph_path))
+    for node in graph_def.node:
+        node.device = ""
+    return graph_def
+
+
 def _load_graph_format(model: OptimizedModel) -> LoadedModel:
     src = model.spec.source
     base = _source_dir(src)
+    root = base if base.is_dir() else base.parent
     assert src.graph is not None
     graph_path = _file_in(base, src.graph, "spec.source.graph")
     prefix: Path | None = None
     if src.format == "Checkpoint":
         assert src.checkpoint is not None
-        prefix = (base if base.is_dir() else base.parent) / src.checkpoint
+        prefix = root / src.checkpoint
         if not Path(str(prefix) + ".index").exists() and not prefix.exists():
             listing = ", ".join(sorted(os.listdir(prefix.parent))[:15]) if prefix.parent.is_dir() else "nothing"
             raise InputError(
                 f"spec.source.checkpoint {src.checkpoint!r}: no checkpoint at {prefix} (expected {prefix}.index "
                 f"and data files; the directory holds: {listing})"
             )
+        _checkpoint_files(prefix, root, Limits.from_env())
+    # Policy first: nothing of the model is imported, let alone run, before it passes.
+    graph_def = _checked_graph_def(graph_path)
     graph = tf.Graph()
-    saver = None
     with graph.as_default():
         try:
-            if graph_path.suffix == ".meta":
-                meta = parse_meta_graph(graph_path)
-                graph_def = meta.graph_def
-                saver = tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
-            else:
-                graph_def = parse_graph_def(graph_path)
-                for node in graph_def.node:
-                    node.device = ""
-                tf.graph_util.import_graph_def(graph_def, name="")
-        except InputError:
-            raise
+            tf.graph_util.import_graph_def(graph_def, name="")
         except (ValueError, tf.errors.OpError, KeyError) as exc:
             raise InputError(f"{graph_path} cannot be imported as a TensorFlow graph: {str(exc)[:400]}") from exc
     variables = [n.name for n in graph_def.node if n.op in VARIABLE_OPS]
@@ -324,17 +354,8 @@ def _load_graph_format(model: OptimizedModel) -> LoadedModel:
     sess = tf.compat.v1.Session(graph=graph)
     try:
         if prefix is not None:
-            if saver is not None:
-                try:
-                    with graph.as_default():
-                        saver.restore(sess, str(prefix))
-                except (tf.errors.OpError, ValueError) as exc:
-                    raise InputError(
-                        f"checkpoint {prefix} cannot be restored into {graph_path.name}: "
-                        f"{str(exc).splitlines()[0][:300]}; is it corrupt, or from another graph?"
-                    ) from exc
-            else:
-                _restore_into(sess, graph_def, prefix)
+            # The converter's own restore (checkpoint reader + assign), never the model's saver ops.
+            _restore_into(sess, graph_def, prefix)
         reference = _session_reference(sess, inputs, outputs)
     except BaseException:
         sess.close()
@@ -377,11 +398,32 @@ def _function_reference(func: Any, outputs: list[Endpoint]) -> ModelFn:
     return run
 
 
+def check_saved_model(path: Path) -> None:
+    """Parse ``saved_model.pb`` and run the op policy on every meta graph and function, before loading."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    pb = path / "saved_model.pb"
+    try:
+        if pb.exists():
+            saved.ParseFromString(_read_capped(pb, Limits.from_env()))
+        else:
+            text_format.Parse(_read_capped(path / "saved_model.pbtxt", Limits.from_env()).decode(), saved)
+    except (pb_message.DecodeError, text_format.ParseError, UnicodeDecodeError, RuntimeWarning, ValueError) as exc:
+        raise InputError(f"SavedModel {path}: saved_model.pb is unreadable ({str(exc)[:200]}); is it corrupt?") from exc
+    for k, meta in enumerate(saved.meta_graphs):
+        where = f"SavedModel {path} (meta graph {k})"
+        nodes, functions = policy.saved_model_saver_exemptions(meta, where)
+        policy.check(meta.graph_def, where, exempt_nodes=nodes, exempt_functions=functions)
+
+
 def _load_saved_model(model: OptimizedModel) -> LoadedModel:
     src = model.spec.source
     path = _source_dir(src)
     if not (path / "saved_model.pb").exists() and not (path / "saved_model.pbtxt").exists():
         raise InputError(f"spec.source.uri {src.uri!r}: {path} is not a SavedModel directory (no saved_model.pb)")
+    _directory_files(path, Limits.from_env(), f"SavedModel {path}")
+    check_saved_model(path)
     try:
         obj = tf.saved_model.load(str(path))
     except (tf.errors.OpError, ValueError, OSError, pb_message.DecodeError) as exc:
@@ -409,7 +451,57 @@ def _keras_file(path: Path) -> Path:
             f"spec.source.uri: {path} must be a .keras/.h5 file or a directory holding exactly one "
             f"(found {len(found)})"
         )
-    return found[0]
+    return contained(path, found[0], f"Keras model {found[0].name}")
+
+
+def _keras_config(path: Path) -> Any:
+    """The model's architecture as stored (config.json of a .keras zip, model_config of an .h5), unexecuted."""
+    import json
+    import zipfile
+
+    try:
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as zf:
+                info = zf.getinfo("config.json")
+                Limits.from_env().refuse_size("graph_bytes", info.file_size, f"{path} config.json")
+                return json.loads(zf.read(info))
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+            if raw is None:
+                raise InputError(f"Keras model {path} has no model_config: it holds weights only, not a model")
+            return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except InputError:
+        raise
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(f"Keras model {path} cannot be read ({str(exc)[:200]}); is it corrupt?") from exc
+
+
+def _refuse_keras_code(config: Any, path: Path) -> None:
+    """Lambda layers and custom classes carry Python code: refuse them before Keras sees the file."""
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        stack.extend(item.values())
+        cls, module = item.get("class_name"), item.get("module")
+        name = (item.get("config") or {}).get("name") if isinstance(item.get("config"), dict) else None
+        if cls in ("Lambda", "__lambda__", "TFOpLambda"):
+            raise InputError(
+                f"Keras model {path} holds a Lambda layer{f' {name!r}' if name else ''}: Lambda layers carry "
+                "Python code, which edgeopt never runs (Keras safe mode); rebuild the layer from built-in Keras "
+                "layers, or export the model as a SavedModel and convert that"
+            )
+        if isinstance(module, str) and not (module == "keras" or module.startswith("keras.")):
+            raise InputError(
+                f"Keras model {path} uses {cls!r} from module {module!r}: custom classes are Python code, which "
+                "edgeopt never imports; use built-in Keras layers, or export the model as a SavedModel"
+            )
 
 
 def _load_keras(model: OptimizedModel) -> LoadedModel:
@@ -419,8 +511,11 @@ def _load_keras(model: OptimizedModel) -> LoadedModel:
     path = _keras_file(_source_dir(src))
     if path.suffix not in (".keras", ".h5"):
         raise InputError(f"spec.source.uri: {path} is not a .keras or .h5 file")
+    Limits.from_env().refuse_size("keras_bytes", path.stat().st_size, f"Keras model {path}")
+    _refuse_keras_code(_keras_config(path), path)
     try:
-        km = keras.models.load_model(str(path), compile=False)
+        # safe_mode explicitly: it refuses deserializing Python code (the HDF5 case needs keras >= 3.11.3).
+        km = keras.models.load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:
         raise InputError(f"Keras model {path} cannot be loaded: {str(exc).splitlines()[0][:400]}") from exc
     in_names = [sanitize_key(t.name) for t in km.inputs]

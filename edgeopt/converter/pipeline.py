@@ -21,6 +21,7 @@ from typing import Any
 from edgeopt.artifact import Artifact
 from edgeopt.converter.stages import ProgressCallback, StageLog
 from edgeopt.errors import ConversionError, EdgeoptError
+from edgeopt.limits import Limits, check_sample_counts
 from edgeopt.spec import OptimizedModel
 
 SAVEDMODEL_DIR = "model.savedmodel"
@@ -32,6 +33,8 @@ def convert_model(model: OptimizedModel, workdir: Path, *, on_event: ProgressCal
     """Convert the model the spec describes; raise an EdgeoptError (and leave nothing) on failure."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    cal = model.spec.tensorrt.calibration
+    check_sample_counts(model.spec.validation.samples, cal.samples if cal else None, Limits.from_env())
     stage_dir = Path(tempfile.mkdtemp(prefix=f".convert-{model.model_name}-", dir=workdir))
     log = StageLog(on_event)
     try:

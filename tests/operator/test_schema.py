@@ -96,3 +96,37 @@ def test_apply_rejects(kubectl: Kubectl, ns: str, spec: dict[str, Any], message:
 def test_int8_with_synthetic_calibration_is_accepted(kubectl: Kubectl, ns: str) -> None:
     doc = example(name="int8", tensorrt={"enabled": True, "precision": "INT8", "calibration": {"synthetic": True}})
     assert apply(kubectl, ns, doc, check=False).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "section,key,value,message",
+    [
+        ("source", "uri", "pvc://models//etc", "spec.source.uri in body should match"),
+        ("source", "uri", "pvc://models/add/./x", "spec.source.uri: Invalid value: \"string\": must not contain '.'"),
+        ("source", "uri", "file:///", "spec.source.uri in body should match"),
+        ("source", "graph", "/etc/passwd", "spec.source.graph in body should match"),
+        ("source", "graph", "../other/my_graph.pb", "spec.source.graph: Invalid value: \"string\": must not contain"),
+        ("source", "checkpoint", "ckpt//test_model", "spec.source.checkpoint in body should match"),
+        ("target", "repository", "pvc://triton-models//x", "spec.target.repository in body should match"),
+    ],
+    ids=["uri-empty-segment", "uri-dot", "uri-root", "graph-absolute", "graph-dotdot", "checkpoint-empty", "repo"],
+)
+def test_apply_rejects_paths_that_leave_the_model(
+    kubectl: Kubectl, ns: str, section: str, key: str, value: str, message: str
+) -> None:
+    """Issue 10: every path rule spec.py enforces, the API server enforces at apply time too."""
+    from edgeopt.errors import SpecError
+    from edgeopt.spec import parse_manifest
+
+    doc = example(name="bad")
+    doc["spec"][section][key] = value
+    with pytest.raises(SpecError):
+        parse_manifest(doc)
+    err = rejected(kubectl, ns, doc)
+    assert message in err, err
+
+
+def test_apply_rejects_calibration_uri_with_an_empty_segment(kubectl: Kubectl, ns: str) -> None:
+    doc = example(name="bad", tensorrt={"enabled": False, "calibration": {"uri": "pvc://models//etc/cal.npz"}})
+    err = rejected(kubectl, ns, doc)
+    assert "spec.tensorrt.calibration.uri in body should match" in err, err
