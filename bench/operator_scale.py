@@ -8,7 +8,7 @@ then the ConfigMap and Job from the operator's own pure builders, owned as
 kopf would own them) and is measured the same way: the floor.  Baseline rounds
 run before the operator starts, so it never reconciles them.
 
-Jobs need not run for this: the job runner is stopped for the scale rounds
+Jobs need not run for this: the node agent is stopped for the scale rounds
 (the operator is started with MAX_CONCURRENT_CONVERSIONS=1000 so that no
 resource waits for a slot).  It is started again for *apply → Ready* of the
 toy model (y = a + x), which runs the whole path: Job, converter process,
@@ -71,7 +71,7 @@ class Bench:
 
         self.ctx = ctx
         self.root = ctx.dir("cluster")
-        self.cp = controlplane.up(self.root, die_with_parent=True, backoff_base=1.0)
+        self.cp = controlplane.up(self.root, die_with_parent=True)
         ctx.cleanups.append(lambda: self._down())
         self.api = config.new_client_from_config(config_file=str(self.cp.kubeconfig))
         self.core = client.CoreV1Api(self.api)
@@ -108,27 +108,27 @@ class Bench:
             subprocess.run([kubectl, *args], env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
 
     def stop_job_runner(self) -> None:
-        """Stop the job runner ``up`` started, remembering its exact command line to start it again later."""
+        """Stop the node agent ``up`` started, remembering its exact command line to start it again later."""
         import psutil
 
         from edgeopt.dev import processes
 
-        pidfile = self.root / "run" / "jobrunner.pid"
+        pidfile = self.root / "run" / "nodeagent.pid"
         entry = processes.read_pidfile(pidfile)
         if entry is None:
-            raise RuntimeError(f"no job runner recorded in {pidfile}")
+            raise RuntimeError(f"no node agent recorded in {pidfile}")
         self.job_runner_cmd = psutil.Process(entry[0]).cmdline()
         processes.stop_pidfile(pidfile, grace=10.0)
-        (self.root / "run" / "jobrunner.ready").unlink(missing_ok=True)
+        (self.root / "run" / "nodeagent.ready").unlink(missing_ok=True)
 
     def start_job_runner(self) -> None:
         from edgeopt.dev import processes
 
         processes.spawn(
-            self.job_runner_cmd, log=self.root / "logs" / "jobrunner.log", pidfile=self.root / "run" / "jobrunner.pid",
+            self.job_runner_cmd, log=self.root / "logs" / "nodeagent.log", pidfile=self.root / "run" / "nodeagent.pid",
             cwd=self.root, die_with_parent=True,
         )  # fmt: skip
-        cluster.poll("the job runner", lambda: (self.root / "run" / "jobrunner.ready").exists(), 60)
+        cluster.poll("the node agent", lambda: (self.root / "run" / "nodeagent.ready").exists(), 60)
 
     def start_operator(self) -> None:
         from edgeopt.demo import free_port
@@ -139,7 +139,7 @@ class Bench:
             **os.environ,
             "KUBECONFIG": str(self.cp.kubeconfig),
             "EDGEOPT_MAX_CONCURRENT_CONVERSIONS": "1000",  # measure reconciling, not the capacity queue
-            "EDGEOPT_CONVERTER_RESOURCES": "{}",  # CPU-only: the job runner has no GPU to give the toy model
+            "EDGEOPT_CONVERTER_RESOURCES": "{}",  # CPU-only: the node agent has no GPU to give the toy model
             "EDGEOPT_LIVENESS_PORT": str(liveness),
             "EDGEOPT_METRICS_PORT": str(metrics),
         }

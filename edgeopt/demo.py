@@ -231,7 +231,7 @@ def _demo(
     from edgeopt.dev import controlplane
     from edgeopt.dev.binaries import ensure_binaries
 
-    with steps.step("start the dev control plane (etcd, kube-apiserver with RBAC, controllers, job runner)"):
+    with steps.step("start the dev control plane (etcd, kube-apiserver with RBAC, controllers, node agent)"):
         tools = ensure_binaries(["kubectl", "helm"])
         cp = controlplane.up(cluster_dir, die_with_parent=True)
         admin = {**os.environ, "KUBECONFIG": str(cp.kubeconfig)}
@@ -286,7 +286,7 @@ def _demo(
         env = {
             **as_sa,
             "EDGEOPT_TRITON_URL": triton_url,
-            "EDGEOPT_CONVERTER_RESOURCES": "{}",  # CPU-only: the job runner has no GPUs to give
+            "EDGEOPT_CONVERTER_RESOURCES": "{}",  # CPU-only: the dev node has no GPUs to give
             "EDGEOPT_PEERING_NAME": RELEASE,  # the ClusterKopfPeering the chart created
             "EDGEOPT_PRIORITY": "100",
             "EDGEOPT_LIVENESS_PORT": str(liveness),

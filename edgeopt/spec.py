@@ -410,7 +410,7 @@ def resolve_uri(uri: str, *, base: Path | None = None, contain: bool = True) -> 
     """Turn ``file:///abs`` or ``pvc://claim/path`` into a local path.
 
     ``pvc://`` claims are mounted at ``$EDGEOPT_PVC_ROOT/<claim>``; the operator
-    mounts them there in the Job and the local job runner does the same.  The
+    mounts them there in the Job and the dev node agent does the same.  The
     result, symlinks resolved, must stay inside the claim's mount: a symlink
     on the claim cannot point the converter at the rest of the container.
     """

@@ -22,11 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     build = sub.add_parser("build", help="build (or find cached) etcd, kube-apiserver, kube-controller-manager, "
                                          "kubectl and helm from their Go modules")
     build.add_argument("names", nargs="*", help="only these binaries")
-    up = sub.add_parser("up", help="start etcd, kube-apiserver, kube-controller-manager and the job runner")
+    up = sub.add_parser("up", help="start etcd, kube-apiserver, kube-controller-manager and the node agent")
     up.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
     up.add_argument("--detach", action="store_true", help="return once ready; stop later with `dev down`")
-    up.add_argument("--backoff-base", type=float, default=10.0,
-                    help="seconds before a failed Job Pod is retried, doubling each time (Kubernetes: 10)")
     down = sub.add_parser("down", help="stop everything `dev up` started in DIR")
     down.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
 
@@ -59,7 +57,7 @@ def _usage(cp: Any, kubectl: Path, detached: bool) -> str:
         "",
         f"  PVC claim NAME      -> {cp.dir / 'pvc'}/NAME/",
         f"  logs                -> {cp.dir / 'logs'}/ (container logs: <namespace>_<pod>.log)",
-        "  Jobs labelled app.kubernetes.io/managed-by=edgeopt run as local processes.",
+        "  Jobs run through the real job controller; their Pods run on node edgeopt-local as local processes.",
         f"  stop                -> {stop}",
     ])
 
@@ -70,7 +68,7 @@ def _up(args: argparse.Namespace) -> int:
 
     try:
         kubectl = ensure_binaries(["kubectl"])["kubectl"]
-        cp = up(args.dir, die_with_parent=not args.detach, backoff_base=args.backoff_base)
+        cp = up(args.dir, die_with_parent=not args.detach)
     except BuildError as exc:
         print(f"edgeopt dev up: error: {exc}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ conflicts, finalizers, owner references, RBAC, CRD schema validation), and no
 container engine runs where we test.  So, like envtest, we start the real
 binaries on loopback; unlike envtest we also run the garbage collector, the
 namespace and service-account controllers (so deletion and TokenRequest
-behave), and the edgeopt job runner, which plays job controller and kubelet
+behave), and the edgeopt node agent, which plays scheduler and kubelet
 for converter Jobs.
 
 Everything lives under one folder::
@@ -42,16 +42,16 @@ from edgeopt.errors import EdgeoptError
 SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service, first address of the range
 ISSUER = "https://kubernetes.default.svc.cluster.local"
-# GC, namespace and service-account controllers (never the job controller: the
-# job runner is ours).  Two more that a real cluster has and that run no Pods:
-# root-ca-cert-publisher publishes the kube-root-ca.crt ConfigMap every
-# auto-mounted service-account token volume projects, and ttl-after-finished
-# deletes finished Jobs after ttlSecondsAfterFinished, as the operator expects.
+# The real job controller (Pods, back-off, podFailurePolicy, deadlines and Job
+# conditions come from Kubernetes itself), GC, namespace and service-account
+# controllers, root-ca-cert-publisher (the kube-root-ca.crt ConfigMap every
+# auto-mounted service-account token volume projects) and ttl-after-finished
+# (deletes finished Jobs after ttlSecondsAfterFinished, as the operator expects).
 CONTROLLERS = (
-    "garbagecollector,namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher,ttl-after-finished"
+    "job,garbagecollector,namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher,ttl-after-finished"
 )
 # Components in start order; ``down`` stops them in reverse.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "jobrunner")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "nodeagent")
 
 
 class ControlPlaneError(EdgeoptError):
@@ -177,9 +177,8 @@ def up(
     *,
     timeout: float = 90.0,
     die_with_parent: bool = False,
-    backoff_base: float = 10.0,
 ) -> ControlPlane:
-    """Start etcd, kube-apiserver, kube-controller-manager and the job runner; return when ready.
+    """Start etcd, kube-apiserver, kube-controller-manager and the node agent; return when ready.
 
     A DIR left behind by a crashed run is cleaned first: processes still
     recorded there are stopped, etcd data and certificates are made anew.
@@ -201,7 +200,7 @@ def up(
     for attempt in range(1, 4):
         _wipe(root)
         try:
-            return _start(root, bins, timeout, die_with_parent, backoff_base)
+            return _start(root, bins, timeout, die_with_parent)
         except PortTaken as exc:
             # Free ports are picked before the components bind them; on a busy
             # machine someone else can win that race.  New ports, new try.
@@ -219,9 +218,7 @@ def _wipe(root: Path) -> None:
     (root / "pvc").mkdir(exist_ok=True)
 
 
-def _start(
-    root: Path, bins: dict[str, Path], timeout: float, die_with_parent: bool, backoff_base: float
-) -> ControlPlane:
+def _start(root: Path, bins: dict[str, Path], timeout: float, die_with_parent: bool) -> ControlPlane:
     t0 = time.monotonic()
     deadline = t0 + timeout
     pki = create_cluster_pki(root / "pki", SERVICE_IP)
@@ -257,7 +254,7 @@ def _start(
             # we do not run: PVCs would block namespace deletion forever.
             "--disable-admission-plugins=StorageObjectInUseProtection",
             f"--cert-dir={root / 'pki' / 'apiserver-generated'}", "--profiling=false",
-            # `kubectl logs` goes through the job runner's kubelet endpoint.
+            # `kubectl logs` goes through the node agent's kubelet endpoint.
             f"--kubelet-client-certificate={pki.kubelet_client.cert}",
             f"--kubelet-client-key={pki.kubelet_client.key}",
             f"--kubelet-certificate-authority={pki.ca.cert}", "--kubelet-preferred-address-types=InternalIP",
@@ -283,9 +280,9 @@ def _start(
             f"--cert-dir={root / 'pki' / 'controller-manager-generated'}", "--leader-elect=false",
             "--profiling=false",
         ])
-        start("jobrunner", [
-            sys.executable, "-m", "edgeopt.dev.jobrunner", "--kubeconfig", str(root / "kubeconfig"),
-            "--dir", str(root), "--backoff-base", str(backoff_base), "--node",
+        start("nodeagent", [
+            sys.executable, "-m", "edgeopt.dev.nodeagent", "--kubeconfig", str(root / "kubeconfig"),
+            "--dir", str(root),
         ])
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
@@ -298,7 +295,7 @@ def _start(
               lambda: _https_ok(f"{server}/api/v1/namespaces/default/serviceaccounts/default", admin)
               and _https_ok(f"{server}/api/v1/namespaces/default/configmaps/kube-root-ca.crt", admin),
               deadline, started, root)
-        _wait("the job runner", lambda: (root / "run" / "jobrunner.ready").exists(), deadline, started, root)
+        _wait("the node agent", lambda: (root / "run" / "nodeagent.ready").exists(), deadline, started, root)
     except BaseException:
         down(root)
         raise
@@ -319,7 +316,7 @@ def pod_pidfiles(root: Path) -> list[Path]:
 def down(root: Path, grace: float = 10.0) -> list[str]:
     """Stop every process recorded in ``root``; return the names of those that were running.
 
-    The job runner goes first (it stops its Pods' processes itself), then any
+    The node agent goes first (it stops its Pods' processes itself), then any
     Pod process it left behind if it died, then the control plane in reverse
     start order.  Safe to call on a DIR whose processes are long dead.
     """
@@ -338,7 +335,7 @@ def down(root: Path, grace: float = 10.0) -> list[str]:
         if processes.live_pid(_pidfile(root, name)):
             stopped.append(name)
         processes.stop_pidfile(_pidfile(root, name), grace=grace)
-    (root / "run" / "jobrunner.ready").unlink(missing_ok=True)
+    (root / "run" / "nodeagent.ready").unlink(missing_ok=True)
     return stopped
 
 

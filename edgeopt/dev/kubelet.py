@@ -1,4 +1,4 @@
-"""The kubelet half of the job runner: run one Pod as a local process and report it.
+"""The kubelet half of the node agent: run one Pod as a local process and report it.
 
 A :class:`PodRun` owns one Pod from Pending to Succeeded/Failed: it builds
 the run plan (podspec.py), starts ``python -m edgeopt.dev.sandbox`` in its own
@@ -31,7 +31,7 @@ from kubernetes.client.rest import ApiException
 from edgeopt.dev import processes, sandbox
 from edgeopt.dev.podspec import CannotEmulate, NotYet, Plan, RuntimeContext, build_plan, check_schedulable
 
-log = logging.getLogger("edgeopt.jobrunner")
+log = logging.getLogger("edgeopt.nodeagent")
 MAX_MESSAGE = 4096
 RETRY_PENDING_SECONDS = 2.0
 
@@ -177,9 +177,9 @@ class PodRun:
         try:
             self._run()
         except Exception as exc:  # never leave a Pod Running because of a bug here
-            log.exception("pod %s: job runner error", self.key)
+            log.exception("pod %s: node agent error", self.key)
             if not self.done:
-                self._finish(128, "StartError", f"edgeopt job runner error: {exc}", now())
+                self._finish(128, "StartError", f"edgeopt node agent error: {exc}", now())
         finally:
             shutil.rmtree(self.pod_dir, ignore_errors=True)
             self._finish_deletion()
@@ -256,7 +256,7 @@ class PodRun:
         try:
             plan = self._plan()
         except CannotEmulate as exc:
-            message = f"edgeopt job runner cannot emulate this Pod: {exc}"
+            message = f"edgeopt node agent cannot emulate this Pod: {exc}"
             log.warning("pod %s: %s", self.key, message)
             self._event("Failed", message, warning=True)
             self._finish(128, "StartError", message, now(), pod_reason="CannotEmulate", pod_message=message)

@@ -1,7 +1,7 @@
 """The dev cluster's one Node, and the kubelet endpoint behind ``kubectl logs``.
 
 kube-apiserver answers ``pods/log`` by calling the kubelet of the Pod's node
-at the address and port the Node object advertises.  The job runner registers
+at the address and port the Node object advertises.  The node agent registers
 a Node (``edgeopt-local``, InternalIP 127.0.0.1), binds the Pods it can place
 to it as the scheduler would, and serves ``/containerLogs/<ns>/<pod>/<c>``
 over TLS (client certificates from the cluster CA only) from the container log
@@ -28,7 +28,7 @@ from kubernetes.client.rest import ApiException
 from edgeopt.dev.binaries import KUBERNETES_VERSION
 from edgeopt.dev.podspec import NODE_LABELS, NODE_NAME, node_capacity
 
-log = logging.getLogger("edgeopt.jobrunner")
+log = logging.getLogger("edgeopt.nodeagent")
 NODE_IP = "127.0.0.1"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
@@ -41,10 +41,10 @@ def node_status(port: int) -> dict[str, Any]:
         "capacity": node_capacity(),
         "allocatable": node_capacity(),
         "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                        "message": "edgeopt job runner is posting ready status", "lastHeartbeatTime": stamp,
+                        "message": "edgeopt node agent is posting ready status", "lastHeartbeatTime": stamp,
                         "lastTransitionTime": stamp}],
         "nodeInfo": {"kubeletVersion": KUBERNETES_VERSION, "kubeProxyVersion": "", "operatingSystem": "linux",
-                     "architecture": "amd64", "containerRuntimeVersion": "edgeopt-jobrunner://local",
+                     "architecture": "amd64", "containerRuntimeVersion": "edgeopt-nodeagent://local",
                      "kernelVersion": "", "osImage": "", "machineID": "", "systemUUID": "", "bootID": ""},
     }
 
@@ -81,7 +81,7 @@ class _LogHandler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         parts = url.path.strip("/").split("/")
         if len(parts) != 4 or parts[0] != "containerLogs":
-            self._error(501, f"{url.path}: not emulated by the edgeopt job runner (only container logs)")
+            self._error(501, f"{url.path}: not emulated by the edgeopt node agent (only container logs)")
             return
         namespace, pod, _container = parts[1:]
         if not (_NAME.match(namespace) and _NAME.match(pod)):
@@ -128,7 +128,7 @@ class _LogHandler(BaseHTTPRequestHandler):
         return sent + len(data)
 
     def _not_emulated(self) -> None:
-        self._error(501, f"{self.command} {self.path}: not emulated by the edgeopt job runner")
+        self._error(501, f"{self.command} {self.path}: not emulated by the edgeopt node agent")
 
     do_POST = do_PUT = do_DELETE = do_PATCH = _not_emulated
 

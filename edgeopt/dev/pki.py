@@ -37,7 +37,7 @@ class ClusterPKI:
     apiserver: CertPair
     admin: CertPair
     controller_manager: CertPair
-    kubelet: CertPair  # the job runner's kubelet endpoint (serves container logs)
+    kubelet: CertPair  # the node agent's kubelet endpoint (serves container logs)
     kubelet_client: CertPair  # kube-apiserver -> kubelet
     service_account_key: Path
     service_account_pub: Path

@@ -1,6 +1,6 @@
 """Process groups with pid files, so ``dev down`` can stop what ``dev up`` started.
 
-Each long-running process (etcd, kube-apiserver, the job runner, every Pod's
+Each long-running process (etcd, kube-apiserver, the node agent, every Pod's
 process) leads its own session, so one ``killpg`` reaches everything it
 spawned.  A pid file stores the pid *and* the kernel start time: after a crash
 and a reboot the pid may belong to someone else, and we must never signal a

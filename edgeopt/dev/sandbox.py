@@ -1,6 +1,6 @@
 """The first moments of a Pod's process: a private mount namespace, then exec.
 
-The job runner starts ``python -m edgeopt.dev.sandbox PLAN.json``; this
+The node agent starts ``python -m edgeopt.dev.sandbox PLAN.json``; this
 process unshares its mount (and UTS) namespace, bind-mounts every volume at
 exactly the path the Pod spec names (``/etc/edgeopt``,
 ``/mnt/edgeopt/pvc/<claim>``, ``/dev/termination-log`` ...), sets the
@@ -234,7 +234,7 @@ def main(argv: list[str]) -> int:
         if isinstance(exc, FileNotFoundError) and exc.filename is None:
             message = f"executable file not found in $PATH: {plan['command'][0]}"
         os.write(error_fd, message.encode()[:4096])
-        print(f"edgeopt job runner: cannot start container: {message}", file=sys.stderr, flush=True)
+        print(f"edgeopt node agent: cannot start container: {message}", file=sys.stderr, flush=True)
         return SETUP_FAILED
     return SETUP_FAILED  # not reached: exec replaced us
 

@@ -53,7 +53,7 @@ def start_sleeper(root: Path, kubectl_path: Path) -> int:
 def test_crashed_run_is_cleaned_up_and_down_leaves_no_process(tmp_path, kubectl_path):
     root = tmp_path / "dev"
     try:
-        edgeopt("dev", "up", "--dir", str(root), "--detach", "--backoff-base", "1")
+        edgeopt("dev", "up", "--dir", str(root), "--detach")
         first = recorded_pids(root)
         assert set(first) == set(COMPONENTS)
         orphan = start_sleeper(root, kubectl_path)
@@ -65,7 +65,7 @@ def test_crashed_run_is_cleaned_up_and_down_leaves_no_process(tmp_path, kubectl_
         assert pid_alive(orphan)
 
         t0 = time.monotonic()
-        edgeopt("dev", "up", "--dir", str(root), "--detach", "--backoff-base", "1")  # stale pid files, old etcd data
+        edgeopt("dev", "up", "--dir", str(root), "--detach")  # stale pid files, old etcd data
         startup = time.monotonic() - t0
         print(f"cached start-up over a crashed DIR: {startup:.1f}s")
         assert startup < 30, f"cached start-up took {startup:.1f}s"
@@ -74,7 +74,7 @@ def test_crashed_run_is_cleaned_up_and_down_leaves_no_process(tmp_path, kubectl_
         sleeper = start_sleeper(root, kubectl_path)
 
         out = edgeopt("dev", "down", "--dir", str(root)).stdout
-        assert "jobrunner" in out and "kube-apiserver" in out and "etcd" in out
+        assert "nodeagent" in out and "kube-apiserver" in out and "etcd" in out
         for name, pid in {**second, "pod": sleeper}.items():
             assert not pid_alive(pid), f"{name} (pid {pid}) still runs after dev down"
             assert not processes.group_members(pid), f"{name}'s process group still has members"

@@ -29,7 +29,7 @@ CRD = REPO / "crds" / "optimizedmodels.edgeopt.io.yaml"
 EXAMPLE = REPO / "examples" / "add-checkpoint-cpu.yaml"
 Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
 
-#: The local tests run the converter on the CPU with the job runner; no GPU, no retries
+#: The local tests run the converter on the CPU with the dev node agent; no GPU, no retries
 #: (a conversion error is deterministic), quick capacity re-checks.
 TEST_ENV = {
     "EDGEOPT_CONVERTER_RESOURCES": "{}",

@@ -64,7 +64,7 @@ def test_defaults_come_from_the_schema(kubectl: Kubectl, ns: str) -> None:
         ({"source": {"uri": "s3://bucket/add"}}, "spec.source.uri in body should match"),
         (
             {"source": {"uri": "pvc://models/../etc"}},
-            "spec.source.uri: Invalid value: \"string\": must not contain '..'",
+            "spec.source.uri: Invalid value: \"string\": must not contain '.' or '..' segments",
         ),
         ({"target": {"backend": "onnx"}}, 'spec.target.backend: Unsupported value: "onnx"'),
     ],

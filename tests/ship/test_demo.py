@@ -2,7 +2,7 @@
 
 The demo installs the chart (CRD, ServiceAccount, RBAC), runs the operator
 with the ServiceAccount's TokenRequest token and takes the CPU example to
-Ready through the job runner and the real Triton, then infers. Passing here
+Ready through the node agent and the real Triton, then infers. Passing here
 means the ClusterRole is enough for the operator to do its whole job.
 """
 

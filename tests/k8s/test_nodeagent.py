@@ -1,4 +1,4 @@
-"""The job runner runs labelled Jobs as real local processes and reports like job controller + kubelet."""
+"""The node agent runs Job Pods (created by the real job controller) as local processes, reported like kubelet."""
 
 from __future__ import annotations
 

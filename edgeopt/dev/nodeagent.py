@@ -1,0 +1,213 @@
+"""The dev cluster's node agent: the scheduler's binding and the kubelet's work, for one local Node.
+
+kube-controller-manager runs the real **job controller**: it creates a Job's
+Pods (with its labels, owner reference and tracking finalizer), retries them
+with its own back-off, applies backoffLimit, podFailurePolicy and
+activeDeadlineSeconds, and writes every Job condition.  No kubelet and no
+scheduler can run here (no CNI), so this process plays both for the Pods
+that match ``--selector`` (default: Pods of a Job):
+
+* scheduler: a Pod with no ``nodeName`` that fits the Node (resources,
+  nodeSelector, tolerations, claims; podspec.py) is bound to ``edgeopt-local``,
+  else it stays Pending with ``PodScheduled=False/Unschedulable`` and a
+  ``FailedScheduling`` Event in the scheduler's words;
+* kubelet: a bound Pod runs (kubelet.py), its status is written as kubelet
+  writes it, a Pod being deleted has its process stopped and is then removed,
+  and ``kubectl logs`` reads its output (node.py).
+
+Pods bound here that are still Pending or Running when the agent starts lost
+their process with the previous agent: they are marked Failed (reason
+``Lost``), as a kubelet marks Pods of a node that came back without them.
+
+Run by ``edgeopt dev up``: ``python -m edgeopt.dev.nodeagent --kubeconfig K --dir DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+
+from edgeopt.dev import processes
+from edgeopt.dev.kubelet import PodRun, now
+from edgeopt.dev.node import NODE_NAME, KubeletServer, register_node
+from edgeopt.dev.podspec import RuntimeContext
+
+log = logging.getLogger("edgeopt.nodeagent")
+#: Pods of Jobs (the job controller's label); ``--selector`` widens or narrows it.
+JOB_PODS = "batch.kubernetes.io/controller-uid"
+TERMINAL = ("Succeeded", "Failed")
+
+
+class NodeAgent:
+    """Watches Pods; one PodRun thread per Pod it runs."""
+
+    def __init__(self, api: client.ApiClient, root: Path, selector: str) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.root = root
+        self.selector = selector
+        host = urlparse(api.configuration.host)
+        self.ctx = RuntimeContext(root=root, core=self.core, api_host=host.hostname or "127.0.0.1",
+                                  api_port=host.port or 443, venv_bin=str(Path(sys.executable).parent),
+                                  node_name=NODE_NAME)
+        self.runs: dict[str, PodRun] = {}
+        self.finished: set[str] = set()  # uids run to the end: a stale event never starts them again
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.started = False  # after the first list: Pods bound before that lost their process
+
+    def pod_done(self, run: PodRun) -> None:
+        with self.lock:
+            self.runs.pop(run.uid, None)
+            self.finished.add(run.uid)
+
+    def on_pod(self, kind: str, pod: dict[str, Any]) -> None:
+        meta, spec, status = pod["metadata"], pod["spec"], pod.get("status") or {}
+        uid = meta["uid"]
+        with self.lock:
+            run = self.runs.get(uid)
+        node = spec.get("nodeName")
+        if kind == "DELETED" or meta.get("deletionTimestamp"):
+            if run is not None:
+                grace = meta.get("deletionGracePeriodSeconds")
+                if grace is None:
+                    grace = spec.get("terminationGracePeriodSeconds", 30)
+                run.stop("Pod deleted", grace=float(grace))
+            elif kind != "DELETED" and node == NODE_NAME:
+                self._finish_deletion(pod)
+            return
+        if run is not None or status.get("phase") in TERMINAL or (node and node != NODE_NAME):
+            return
+        if node == NODE_NAME and not self.started and status.get("phase") == "Running":
+            self._mark_lost(pod)
+            return
+        run = PodRun(pod, self.ctx, self.pod_done)
+        with self.lock:
+            if uid in self.runs or uid in self.finished:
+                return
+            self.runs[uid] = run
+        log.info("pod %s/%s: taking it", meta["namespace"], meta["name"])
+        run.start()
+
+    def _finish_deletion(self, pod: dict[str, Any]) -> None:
+        """Bound here but no process (e.g. from before a restart): nothing to wait for, as kubelet would."""
+        try:
+            # Options go in the body (the API ignores query options when a body is sent).
+            self.core.delete_namespaced_pod(pod["metadata"]["name"], pod["metadata"]["namespace"], body={
+                "gracePeriodSeconds": 0, "preconditions": {"uid": pod["metadata"]["uid"]}})
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                log.warning("cannot finish deleting pod %s: %s", pod["metadata"]["name"], exc.reason)
+
+    def _mark_lost(self, pod: dict[str, Any]) -> None:
+        status = pod.setdefault("status", {})
+        status.update(phase="Failed", reason="Lost", message="the edgeopt node agent restarted and lost this process")
+        for cs in status.get("containerStatuses") or []:
+            cs["state"] = {"terminated": {"exitCode": 137, "reason": "Error", "startedAt": now(),
+                                          "finishedAt": now(), "message": "lost with the node agent"}}
+        try:
+            self.core.replace_namespaced_pod_status(pod["metadata"]["name"], pod["metadata"]["namespace"], pod)
+        except ApiException as exc:
+            log.warning("cannot mark lost pod %s failed: %s", pod["metadata"]["name"], exc.reason)
+
+    def _stream(self, ready: threading.Event) -> None:
+        """List then watch, forever; a 410 Gone or a broken stream re-lists (an informer's resync)."""
+        while not self.stopping.is_set():
+            try:
+                resp = self.core.list_pod_for_all_namespaces(label_selector=self.selector, _preload_content=False)
+                data = json.loads(resp.data)
+                for item in data["items"]:
+                    self.on_pod("ADDED", item)
+                self.started = True
+                ready.set()
+                for kind, obj in self._events(data["metadata"]["resourceVersion"]):
+                    self.on_pod(kind, obj)
+            except ApiException as exc:
+                if exc.status != 410:
+                    log.warning("watch pods: %s", exc.reason)
+                    time.sleep(1)
+            except Exception as exc:
+                if self.stopping.is_set():
+                    return
+                log.warning("watch pods broke: %r", exc)
+                time.sleep(1)
+
+    def _events(self, rv: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        w = watch.Watch()
+        for event in w.stream(self.core.list_pod_for_all_namespaces, label_selector=self.selector,
+                              resource_version=rv, timeout_seconds=60, allow_watch_bookmarks=True):
+            obj = event["raw_object"]
+            if event["type"] == "ERROR":
+                if obj.get("code") == 410:
+                    return
+                raise RuntimeError(obj.get("message"))
+            if event["type"] != "BOOKMARK":
+                yield event["type"], obj
+
+    def is_running(self, key: str) -> bool:
+        with self.lock:
+            return any(r.key == key and not r.done for r in self.runs.values())
+
+    def run(self) -> None:
+        for pidfile in sorted((self.root / "run" / "pods").glob("*/pid")):
+            processes.stop_pidfile(pidfile, grace=5.0)
+        # Port 0: the kernel picks a free one, and the Node object tells kube-apiserver.
+        server = KubeletServer(self.root, 0, self.root / "pki", self.is_running)
+        server.start()
+        register_node(self.core, server.server_address[1])
+        ready = threading.Event()
+        threading.Thread(target=self._stream, name="watch-pods", daemon=True, args=(ready,)).start()
+        while not ready.wait(0.2):
+            if self.stopping.is_set():
+                return
+        (self.root / "run" / "nodeagent.ready").write_text(f"{now()}\n")
+        log.info("node agent ready: Pods with %s on node %s", self.selector, NODE_NAME)
+        self.stopping.wait()
+
+    def shutdown(self) -> None:
+        """Stop every Pod process (the node is going away) and report them Failed."""
+        self.stopping.set()
+        with self.lock:
+            runs = list(self.runs.values())
+        for run in runs:
+            run.stop("node agent stopping", grace=5.0)
+        for run in runs:
+            run.thread.join(timeout=15)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edgeopt.dev.nodeagent", description=__doc__.splitlines()[0])
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--dir", required=True, type=Path, help="the control plane folder (PVCs, logs, pid files)")
+    parser.add_argument("--selector", default=JOB_PODS, help="label selector of the Pods this node runs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    api = config.new_client_from_config(config_file=args.kubeconfig)
+    agent = NodeAgent(api, args.dir.resolve(), args.selector)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        agent.stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    agent.run()
+    agent.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
