@@ -120,7 +120,7 @@ def quantize(src: Path, dst: Path, spec: ModelSpec, inputs: Sequence[TensorInfo]
     """Write the INT8 model ``dst`` from the FP32 ``src``; return layout, calibration and op counts."""
     layout = layout_for(spec)
     batches, calibration = calibration_data(spec, inputs)
-    return {**quantize_with(src, dst, layout, batches, spec.tensorrt.calibration_method), "calibration": calibration}
+    return {**quantize_with(src, dst, layout, batches, spec.onnx.calibration_method), "calibration": calibration}
 
 
 def quantize_with(
