@@ -369,7 +369,9 @@ def _validate_onnx(spec: ModelSpec) -> None:
             "tensorrt or python for the ONNX export"
         )
     if target.backend == "tensorrt" and target.device == "CPU":
-        raise SpecError("spec.target.device: backend tensorrt (a TensorRT plan) runs only on GPU; use backend onnxruntime")
+        raise SpecError(
+            "spec.target.device: backend tensorrt (a TensorRT plan) runs only on GPU; use backend onnxruntime"
+        )
     if target.backend in ("onnxruntime", "python") and uses_onnx(spec) and target.device == "CPU" and trt.enabled:
         raise SpecError(
             "spec.tensorrt.enabled: the TensorRT accelerator exists only on GPU; for device CPU set "

@@ -74,7 +74,7 @@ class TritonPythonModel:
         names = [n for n, _ in self._outputs]
         values = self._session.run(names, args)
         out = {}
-        for (name, np_dtype), value in zip(self._outputs, values):
+        for (name, np_dtype), value in zip(self._outputs, values, strict=True):
             value = np.asarray(value)
             dims = self._output_dims[name]
             if self._max_batch == 0 and value.ndim != len(dims) and value.size == int(np.prod(dims)):
