@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import gc
 import json
-import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeopt.artifact import Artifact
+from edgeopt.artifact import Artifact, TensorInfo
 from edgeopt.converter.stages import StageLog
 from edgeopt.spec import OptimizedModel
 
@@ -65,132 +65,170 @@ def _convert_precision(model: OptimizedModel, exported: Path, stage_dir: Path, l
     return {"precision": precision, "precisionBy": by}
 
 
+@dataclass
+class _Run:
+    """What the stages of one ONNX conversion found, for the report and the Artifact."""
+
+    t0: float = field(default_factory=time.monotonic)
+    ops: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    onnx: dict[str, Any] = field(default_factory=dict)
+    inputs: list[TensorInfo] = field(default_factory=list)
+    outputs: list[TensorInfo] = field(default_factory=list)
+    errors: dict[str, Any] = field(default_factory=dict)
+    latency: dict[str, Any] = field(default_factory=dict)
+    feeds: dict[str, Any] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)
+
+
 def run_onnx(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
     """Convert through ONNX into ``stage_dir``; the caller removes it on failure."""
-    from edgeopt.converter import freeze, load, onnx_export, onnx_validate, optimize, report, validate
+    from edgeopt.converter import load
     from edgeopt.converter.graph_model import op_counts
 
     spec = model.spec
-    t0 = time.monotonic()
-    plan_backend = spec.target.backend == "tensorrt"
-    if plan_backend:
+    run = _Run()
+    if spec.target.backend == "tensorrt":
         with log.stage("preflight") as rec:
             from edgeopt.converter import trt_build
 
             rec.details["tensorrt"] = trt_build.check_tensorrt()
     with log.stage("load") as rec:
         loaded = load.load_model(model)
-        ops_loaded = op_counts(loaded.graph_def)
-        loaded.graph_def = None
-        rec.details["ops"] = ops_loaded["total"]
+        run.ops["loaded"] = op_counts(loaded.graph_def)
+        loaded.graph_def = None  # only needed for the count; big models hold their weights in it
+        rec.details["ops"] = run.ops["loaded"]["total"]
     try:
-        with log.stage("freeze") as rec:
-            frozen = freeze.freeze(loaded)
-            ops_before = op_counts(frozen.graph_def)
-            rec.details["ops"] = ops_before["total"]
-        with log.stage("optimize") as rec:
-            optimized, steps = optimize.optimize(frozen, spec.optimize.transforms)
-            del frozen
-            gc.collect()
-            ops_after = op_counts(optimized.graph_def)
-            rec.details["ops"] = ops_after["total"]
-        exported = stage_dir / "model.fp32.onnx"
-        with log.stage("onnx") as rec:
-            onnx_details = onnx_export.export_onnx(optimized, exported, opset=spec.onnx.opset)
-            rec.details.update(ops=onnx_details["ops"]["total"], fileBytes=onnx_details["fileBytes"])
-        del optimized
-        gc.collect()
-        onnx_details.update(_convert_precision(model, exported, stage_dir, log))
-        final = stage_dir / ONNX_FILE
-        inputs, outputs = onnx_export.onnx_signature_of(final)
-        with log.stage("validate") as rec:
-            runner = onnx_validate.ort_runner(onnx_validate.ort_session(final))
-            feeds, origin = validate.validation_inputs(spec, inputs)
-            errors = onnx_validate.compare(
-                loaded.reference(feeds), runner(feeds), spec.validation, int8=spec.tensorrt.precision == "INT8"
-            )
-            errors["inputs"] = origin
-            latency = onnx_validate.latency(loaded.reference, runner, feeds)
-            rec.details.update(maxAbsError=errors["maxAbsError"], maxRelError=errors["maxRelError"])
+        _export(model, loaded, stage_dir, log, run)
+        _validate(model, loaded, stage_dir / ONNX_FILE, log, run)
     finally:
         loaded.close()
-    artefact = final
-    plan: dict[str, Any] = {}
-    if plan_backend:
-        with log.stage("tensorrt-plan") as rec:
-            from edgeopt.converter import trt_build
-
-            artefact = stage_dir / PLAN_FILE
-            plan = trt_build.build_plan(
-                final,
-                artefact,
-                inputs=inputs,
-                precision=spec.tensorrt.precision,
-                max_batch_size=max(1, spec.target.max_batch_size),
-                workspace_bytes=spec.tensorrt.max_workspace_size_bytes,
-            )
-            rec.details.update(planBytes=plan["planBytes"], tensorrt=plan["tensorrt"])
+    artefact = stage_dir / ONNX_FILE
+    if spec.target.backend == "tensorrt":
+        artefact = _build_plan(model, stage_dir, log, run)
     else:
         log.skip("tensorrt-plan", f"target.backend is {spec.target.backend}")
     with log.stage("report"):
-        sig = {"signature_key": "onnx", "inputs": [vars(t) for t in inputs], "outputs": [vars(t) for t in outputs]}
-        full = report.build_report(
-            model_name=model.model_name,
-            source={"uri": spec.source.uri, "format": spec.source.format, "signature": spec.source.signature},
-            stages=log.records,
-            ops={"loaded": ops_loaded, "before": ops_before, "after": ops_after, "onnx": onnx_details["ops"]},
-            transforms=steps,
-            tensorrt={
-                "enabled": spec.tensorrt.enabled,
-                "applied": bool(plan),
-                "engines": 1 if plan else 0,
-                "precision": onnx_details["precision"],
-                **({"plan": plan} if plan else {}),
-            },
-            validation=errors,
-            latency=latency,
-            env=report.environment(),
-            signature=sig,
-            seconds=time.monotonic() - t0,
+        full = _report(model, log, run)
+    return _finish(model, stage_dir, artefact, full, log, run)
+
+
+def _export(model: OptimizedModel, loaded: Any, stage_dir: Path, log: StageLog, run: _Run) -> None:
+    """freeze → optimize (the TF-TRT path's own stages) → tf2onnx → the precision's ONNX artefact."""
+    from edgeopt.converter import freeze, onnx_export, optimize
+    from edgeopt.converter.graph_model import op_counts
+
+    with log.stage("freeze") as rec:
+        frozen = freeze.freeze(loaded)
+        run.ops["before"] = op_counts(frozen.graph_def)
+        rec.details["ops"] = run.ops["before"]["total"]
+    with log.stage("optimize") as rec:
+        optimized, run.steps = optimize.optimize(frozen, model.spec.optimize.transforms)
+        del frozen  # every GraphDef copy holds all the weights
+        gc.collect()
+        run.ops["after"] = op_counts(optimized.graph_def)
+        rec.details["ops"] = run.ops["after"]["total"]
+    exported = stage_dir / "model.fp32.onnx"
+    with log.stage("onnx") as rec:
+        run.onnx = onnx_export.export_onnx(optimized, exported, opset=model.spec.onnx.opset)
+        rec.details.update(ops=run.onnx["ops"]["total"], fileBytes=run.onnx["fileBytes"])
+    del optimized
+    gc.collect()
+    run.onnx.update(_convert_precision(model, exported, stage_dir, log))
+    run.ops["onnx"] = run.onnx.get("int8", {}).get("ops", run.onnx["ops"])
+    run.inputs, run.outputs = onnx_export.onnx_signature_of(stage_dir / ONNX_FILE)
+
+
+def _validate(model: OptimizedModel, loaded: Any, path: Path, log: StageLog, run: _Run) -> None:
+    """ONNX Runtime vs the TensorFlow original on the validation inputs, and both latencies."""
+    from edgeopt.converter import onnx_validate, validate
+
+    spec = model.spec
+    with log.stage("validate") as rec:
+        runner = onnx_validate.ort_runner(onnx_validate.ort_session(path))
+        run.feeds, origin = validate.validation_inputs(spec, run.inputs)
+        run.errors = onnx_validate.compare(
+            loaded.reference(run.feeds), runner(run.feeds), spec.validation, int8=spec.tensorrt.precision == "INT8"
         )
-        full["onnx"] = onnx_details
-        if plan:
-            full["environment"].update(tensorrt=plan["tensorrt"], gpu=plan["gpu"] or full["environment"].get("gpu"))
-    return _finish(model, stage_dir, artefact, full, log, t0, sig, inputs, outputs, feeds)
+        run.errors["inputs"] = origin
+        run.latency = onnx_validate.latency(loaded.reference, runner, run.feeds)
+        rec.details.update(maxAbsError=run.errors["maxAbsError"], maxRelError=run.errors["maxRelError"])
+
+
+def _build_plan(model: OptimizedModel, stage_dir: Path, log: StageLog, run: _Run) -> Path:
+    from edgeopt.converter import trt_build
+
+    spec = model.spec
+    plan = stage_dir / PLAN_FILE
+    with log.stage("tensorrt-plan") as rec:
+        run.plan = trt_build.build_plan(
+            stage_dir / ONNX_FILE,
+            plan,
+            inputs=run.inputs,
+            precision=spec.tensorrt.precision,
+            max_batch_size=max(1, spec.target.max_batch_size),
+            workspace_bytes=spec.tensorrt.max_workspace_size_bytes,
+        )
+        rec.details.update(planBytes=run.plan["planBytes"], tensorrt=run.plan["tensorrt"])
+    return plan
+
+
+def _signature(run: _Run) -> dict[str, Any]:
+    return {"signature_key": "onnx", "inputs": [vars(t) for t in run.inputs], "outputs": [vars(t) for t in run.outputs]}
+
+
+def _report(model: OptimizedModel, log: StageLog, run: _Run) -> dict[str, Any]:
+    from edgeopt.converter import report
+
+    spec = model.spec
+    full = report.build_report(
+        model_name=model.model_name,
+        source={"uri": spec.source.uri, "format": spec.source.format, "signature": spec.source.signature},
+        stages=log.records,
+        ops={**run.ops, "note": "onnx = the published ONNX graph (after INT8 quantization when INT8)"},
+        transforms=run.steps,
+        tensorrt={
+            "enabled": spec.tensorrt.enabled,
+            "applied": bool(run.plan),
+            "engines": 1 if run.plan else 0,
+            "precision": run.onnx["precision"],
+            **({"plan": run.plan} if run.plan else {}),
+        },
+        validation=run.errors,
+        latency=run.latency,
+        env=report.environment(),
+        signature=_signature(run),
+        seconds=time.monotonic() - run.t0,
+    )
+    full["onnx"] = run.onnx
+    if run.plan:  # the plan's TensorRT and GPU, not TensorFlow's (which has no TensorRT on this path)
+        full["environment"].update(tensorrt=run.plan["tensorrt"], gpu=run.plan["gpu"] or full["environment"]["gpu"])
+    return full
 
 
 def _finish(
-    model: OptimizedModel,
-    stage_dir: Path,
-    artefact: Path,
-    full: dict[str, Any],
-    log: StageLog,
-    t0: float,
-    sig: dict[str, Any],
-    inputs: Any,
-    outputs: Any,
-    feeds: dict[str, Any],
+    model: OptimizedModel, stage_dir: Path, artefact: Path, full: dict[str, Any], log: StageLog, run: _Run
 ) -> Artifact:
     from edgeopt.converter import report
 
-    if artefact.name == PLAN_FILE:
+    is_plan = artefact.name == PLAN_FILE
+    if is_plan:
         (stage_dir / ONNX_FILE).unlink(missing_ok=True)  # only the plan is published
+    # The report stage's own record is complete only now.
     full["stages"] = [s.as_report() for s in log.records]
-    full["conversionSeconds"] = round(time.monotonic() - t0, 3)
+    full["conversionSeconds"] = round(time.monotonic() - run.t0, 3)
     full["summary"] = report.compact(full)
     (stage_dir / REPORT_FILE).write_text(json.dumps(full, indent=2, default=str))
-    (stage_dir / SIGNATURE_FILE).write_text(json.dumps(sig, indent=2))
-    for leftover in stage_dir.glob("*.onnx.data"):
-        shutil.rmtree(leftover, ignore_errors=True)
+    (stage_dir / SIGNATURE_FILE).write_text(json.dumps(_signature(run), indent=2))
     return Artifact(
         savedmodel_dir=artefact,
         signature_key="onnx",
-        inputs=inputs,
-        outputs=outputs,
-        trt_applied=artefact.name == PLAN_FILE,
+        inputs=run.inputs,
+        outputs=run.outputs,
+        trt_applied=is_plan,
         precision=model.spec.tensorrt.precision,
         gpu=bool(full["environment"].get("gpu")),
         report=full,
-        warmup_inputs={k: v[:1] for k, v in feeds.items()},
-        model_format="plan" if artefact.name == PLAN_FILE else "onnx",
+        warmup_inputs={k: v[:1] for k, v in run.feeds.items()},
+        model_format="plan" if is_plan else "onnx",
     )
