@@ -41,7 +41,7 @@ def _manifest(name: str, src: Path, repo: Path, **spec: Any) -> Any:
 
     body: dict[str, Any] = {
         "source": {"uri": f"file://{src}", "format": "SavedModel"},
-        "tensorrt": {"enabled": False},
+        "tensorrt": {"enabled": False, "precision": "FP32"},  # FP32 unless the caller says INT8
         "target": {"repository": f"file://{repo}", "modelName": name},
     }
     body.update(spec)
