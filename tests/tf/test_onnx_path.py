@@ -212,3 +212,35 @@ def test_backend_tensorrt_without_tensorrt_exits_5(convbn_dir: Path, tmp_path: P
     assert summary["ok"] is False and summary["reason"] == "TensorRTUnavailable"
     assert tree_digest(repo) == "absent"
     assert not any(p.is_dir() for p in (tmp_path / "work" / "edgeopt-work").glob("*"))
+
+
+def test_cpu_int8_example_converts_with_the_cli(tmp_path: Path) -> None:
+    """examples/convbn-onnx-int8-cpu.yaml as written, through ``edgeopt convert``, into its pvc:// repository."""
+    pvc, work = tmp_path / "pvc", tmp_path / "work"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", EDGEOPT_PVC_ROOT=str(pvc), EDGEOPT_WORKDIR=str(work))
+
+    def edgeopt(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "edgeopt.cli", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, env=env)
+
+    made = edgeopt("samples", "convbn", "--dir", str(pvc / "models" / "convbn"))
+    assert made.returncode == 0, made.stderr
+    calibration(pvc / "models" / "convbn" / "calibration.npz", "input", [-1, 16, 16, 3], n=64)
+    term = tmp_path / "term.json"
+    example = REPO_ROOT / "examples" / "convbn-onnx-int8-cpu.yaml"
+    proc = edgeopt("convert", "-f", str(example), "--termination-log", str(term))
+    assert proc.returncode == 0, proc.stderr
+    for stage in ("load", "freeze", "optimize", "onnx", "quantize", "validate", "report", "publish"):
+        assert any(f"] {stage}" in ln and "done" in ln for ln in proc.stderr.splitlines()), (stage, proc.stderr)
+    summary = json.loads(term.read_text())
+    assert summary["ok"] and summary["version"] == 1 and summary["report"]["precision"] == "INT8"
+    model_dir = pvc / "triton-models" / "convbn_int8"
+    config = (model_dir / "config.pbtxt").read_text()
+    assert 'platform: "onnxruntime_onnx"' in config and "kind: KIND_CPU" in config and "optimization" not in config
+    assert sorted(p.name for p in (model_dir / "1").iterdir() if not p.name.startswith(".")) == [
+        "model.onnx",
+        "report.json",
+    ]
+    report = json.loads((model_dir / "1" / "report.json").read_text())
+    assert report["onnx"]["int8"]["layout"]["name"] == "U8S8-QOperator"
+    assert report["onnx"]["int8"]["method"] == "MinMax"
