@@ -60,7 +60,11 @@ def _convert(ctx: Context, name: str, src: Path, **spec: Any) -> Any:
 def _int8_spec(cal: Path, samples: int) -> dict[str, Any]:
     return {
         "target": {"repository": "file:///unused", "modelName": "x", "backend": "onnxruntime", "device": "CPU"},
-        "tensorrt": {"enabled": False, "precision": "INT8", "calibration": {"uri": f"file://{cal}", "samples": samples}},
+        "tensorrt": {
+            "enabled": False,
+            "precision": "INT8",
+            "calibration": {"uri": f"file://{cal}", "samples": samples},
+        },
         # Random weights give near-uniform scores: top-1 is noise, so the gate here is elementwise only.
         "validation": {"samples": 4, "int8Rtol": 1.0, "int8Atol": 1.0, "minTop1Agreement": 0.0},
     }
