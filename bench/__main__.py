@@ -29,6 +29,7 @@ AREAS = {
     "serving": "bench.serving",
     "operator": "bench.operator_scale",
     "publish": "bench.publish",
+    "onnx": "bench.onnx_paths",  # issue 12: ORT FP32/INT8 vs TF, digits INT8 accuracy
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

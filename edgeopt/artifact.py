@@ -35,6 +35,7 @@ class TensorInfo:
 class Artifact:
     """A converted model, ready to publish."""
 
+    #: The artefact: a SavedModel directory, or for ``model_format`` onnx/plan the model.onnx/model.plan file.
     savedmodel_dir: Path
     signature_key: str
     inputs: list[TensorInfo]
@@ -44,6 +45,12 @@ class Artifact:
     gpu: bool = False
     report: dict[str, Any] = field(default_factory=dict)
     warmup_inputs: dict[str, Any] = field(default_factory=dict)  # name -> numpy array, optional
+    model_format: str = "savedmodel"  # savedmodel | onnx | plan
+
+    @property
+    def work_dir(self) -> Path:
+        """The converter's scratch dir holding the artefact, report.json and signature.json."""
+        return self.savedmodel_dir.parent
 
     def signature_dict(self) -> dict[str, Any]:
         return {

@@ -30,7 +30,13 @@ KIND = "OptimizedModel"
 
 FORMATS = ("SavedModel", "Checkpoint", "FrozenGraph", "Keras")
 PRECISIONS = ("FP32", "FP16", "INT8")
-BACKENDS = ("tensorflow", "python")
+BACKENDS = ("tensorflow", "python", "onnxruntime", "tensorrt")
+#: Backends that serve the ONNX export (``python`` joins them with ``spec.onnx.enabled``).
+ONNX_BACKENDS = ("onnxruntime", "tensorrt")
+DEVICES = ("GPU", "CPU")
+CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
+#: tf2onnx 1.17 converts up to opset 18; 17 is what TensorRT 8.6+ and every current ORT run.
+DEFAULT_OPSET = 17
 DTYPES = ("FP32", "FP16", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "BOOL", "STRING")
 DELETION_POLICIES = ("Retain", "Delete")
 TRANSFORMS = (
@@ -136,6 +142,26 @@ class Validation:
     rtol: float = spec_field(1e-3, minimum=0, doc="Relative tolerance.")
     atol: float = spec_field(1e-4, minimum=0, doc="Absolute tolerance.")
     seed: int = spec_field(0, minimum=0, doc="Seed for random inputs.")
+    int8_rtol: float = spec_field(0.1, key="int8Rtol", minimum=0, doc="ONNX INT8: relative tolerance.")
+    int8_atol: float = spec_field(0.1, key="int8Atol", minimum=0, doc="ONNX INT8: absolute tolerance.")
+    min_top1_agreement: float = spec_field(
+        0.9,
+        key="minTop1Agreement",
+        minimum=0,
+        maximum=1,
+        doc="ONNX INT8: share of samples whose top-1 class must match, for [batch, classes] outputs.",
+    )
+
+
+@dataclass
+class Onnx:
+    enabled: bool = spec_field(
+        False, doc="backend python: serve the ONNX export with ONNX Runtime (implied by onnxruntime/tensorrt)."
+    )
+    opset: int = spec_field(DEFAULT_OPSET, minimum=13, maximum=18, doc="ONNX opset tf2onnx converts to.")
+    calibration_method: str = spec_field(
+        "MinMax", key="calibrationMethod", enum=CALIBRATION_METHODS, doc="INT8 range calibration."
+    )
 
 
 @dataclass
@@ -152,7 +178,15 @@ class Target:
     model_name: str | None = spec_field(
         None, key="modelName", pattern=MODEL_NAME_PATTERN, doc="Defaults to metadata.name."
     )
-    backend: str = spec_field("python", enum=BACKENDS, doc="python (Triton >= 25.03) or tensorflow (<= 25.02).")
+    backend: str = spec_field(
+        "python",
+        enum=BACKENDS,
+        doc="python (Triton >= 25.03) or tensorflow (<= 25.02) serve the SavedModel; "
+        "onnxruntime (onnxruntime_onnx) and tensorrt (tensorrt_plan) serve the ONNX export.",
+    )
+    device: str | None = spec_field(
+        None, enum=DEVICES, doc="Instance group kind; unset: GPU if the converter has one, else CPU."
+    )
     max_batch_size: int = spec_field(8, key="maxBatchSize", minimum=0, doc="Triton max_batch_size; 0 = no batching.")
     dynamic_batching: DynamicBatching | None = spec_field(None, key="dynamicBatching", doc="Omitted = off.")
     versions_to_keep: int = spec_field(3, key="versionsToKeep", minimum=1, doc="Newest versions kept on publish.")
@@ -187,6 +221,7 @@ class ModelSpec:
     target: Target = spec_field(doc="Where the optimized model is published.")
     optimize: Optimize = spec_field(factory=Optimize, doc="Graph optimization.")
     tensorrt: TensorRT = spec_field(factory=TensorRT, doc="TF-TRT conversion.")
+    onnx: Onnx = spec_field(factory=Onnx, doc="The TF -> ONNX path (target.backend onnxruntime / tensorrt).")
     validation: Validation = spec_field(factory=Validation, doc="Output comparison.")
     serving: Serving = spec_field(factory=Serving, doc="Triton to load the model into.")
     converter: Converter = spec_field(factory=Converter, doc="Converter Job settings.")
@@ -323,7 +358,8 @@ def _validate(spec: ModelSpec) -> None:
                 f"spec.optimize.transforms[{i}]: unknown transform {name!r}; known: {', '.join(TRANSFORMS)}"
             )
     trt = spec.tensorrt
-    if trt.enabled and trt.precision == "INT8":
+    _validate_onnx(spec)
+    if (trt.enabled or uses_onnx(spec)) and trt.precision == "INT8":
         cal = trt.calibration
         if cal is None or (not cal.uri and not cal.synthetic):
             raise SpecError(
@@ -342,6 +378,34 @@ def _validate(spec: ModelSpec) -> None:
                     f"spec.target.dynamicBatching.preferredBatchSizes: {s} must be within 1..maxBatchSize "
                     f"({spec.target.max_batch_size})"
                 )
+
+
+def uses_onnx(spec: ModelSpec) -> bool:
+    """Whether the model takes the TF → ONNX path instead of the SavedModel (TF-TRT) one."""
+    return spec.target.backend in ONNX_BACKENDS or (spec.target.backend == "python" and spec.onnx.enabled)
+
+
+def _validate_onnx(spec: ModelSpec) -> None:
+    target, trt = spec.target, spec.tensorrt
+    if spec.onnx.enabled and target.backend == "tensorflow":
+        raise SpecError(
+            "spec.onnx.enabled: the tensorflow backend serves SavedModels; use target.backend onnxruntime, "
+            "tensorrt or python for the ONNX export"
+        )
+    if target.backend == "tensorrt" and target.device == "CPU":
+        raise SpecError(
+            "spec.target.device: backend tensorrt (a TensorRT plan) runs only on GPU; use backend onnxruntime"
+        )
+    if target.backend in ("onnxruntime", "python") and uses_onnx(spec) and target.device == "CPU" and trt.enabled:
+        raise SpecError(
+            "spec.tensorrt.enabled: the TensorRT accelerator exists only on GPU; for device CPU set "
+            "tensorrt.enabled: false (tensorrt.precision still picks FP32/FP16/INT8 for the ONNX model)"
+        )
+    if target.backend == "python" and spec.onnx.enabled and trt.enabled:
+        raise SpecError(
+            "spec.tensorrt.enabled: the ONNX flavour of the python backend runs ONNX Runtime without TensorRT; "
+            "set tensorrt.enabled: false, or use target.backend onnxruntime for the TensorRT accelerator"
+        )
 
 
 def parse_spec(data: Any) -> ModelSpec:

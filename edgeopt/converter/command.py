@@ -50,9 +50,13 @@ def write_output(artifact: Artifact, output: Path) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = output.parent / f".{output.name}.staging-{uuid.uuid4().hex[:8]}"
     try:
-        shutil.copytree(artifact.savedmodel_dir, staging / artifact.savedmodel_dir.name)
+        if artifact.savedmodel_dir.is_dir():
+            shutil.copytree(artifact.savedmodel_dir, staging / artifact.savedmodel_dir.name)
+        else:  # model.onnx / model.plan
+            staging.mkdir()
+            shutil.copy2(artifact.savedmodel_dir, staging / artifact.savedmodel_dir.name)
         for extra in ("report.json", "signature.json"):
-            src = artifact.savedmodel_dir.parent / extra
+            src = artifact.work_dir / extra
             if src.exists():
                 shutil.copy2(src, staging / extra)
         old = None
@@ -86,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         from edgeopt.converter.pipeline import convert_model
 
         artifact = convert_model(model, workdir, on_event=progress)
-        scratch = artifact.savedmodel_dir.parent
+        scratch = artifact.work_dir
         version = None
         if args.output:
             out = write_output(artifact, Path(args.output))

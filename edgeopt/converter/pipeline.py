@@ -22,7 +22,7 @@ from edgeopt.artifact import Artifact
 from edgeopt.converter.stages import ProgressCallback, StageLog
 from edgeopt.errors import ConversionError, EdgeoptError
 from edgeopt.limits import Limits, check_sample_counts
-from edgeopt.spec import OptimizedModel
+from edgeopt.spec import OptimizedModel, uses_onnx
 
 SAVEDMODEL_DIR = "model.savedmodel"
 REPORT_FILE = "report.json"
@@ -38,6 +38,11 @@ def convert_model(model: OptimizedModel, workdir: Path, *, on_event: ProgressCal
     stage_dir = Path(tempfile.mkdtemp(prefix=f".convert-{model.model_name}-", dir=workdir))
     log = StageLog(on_event)
     try:
+        if uses_onnx(model.spec):
+            # The TF → ONNX path (target.backend onnxruntime / tensorrt, or python + onnx.enabled).
+            from edgeopt.converter.onnx_pipeline import run_onnx
+
+            return run_onnx(model, stage_dir, log)
         return _run(model, stage_dir, log)
     except EdgeoptError:
         shutil.rmtree(stage_dir, ignore_errors=True)

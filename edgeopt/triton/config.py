@@ -45,6 +45,17 @@ PARAM_SIGNATURE_KEY = "signature_key"
 PARAM_SAVEDMODEL_DIR = "savedmodel_dir"
 PARAM_INPUT_SHAPES = "signature_input_shapes"
 SAVEDMODEL_DIRNAME = "model.savedmodel"
+#: The ONNX flavour of the python backend: model.py runs this file with ONNX Runtime.
+PARAM_MODEL_FORMAT = "model_format"
+PARAM_ONNX_FILE = "onnx_file"
+ONNX_FILENAME = "model.onnx"
+PLAN_FILENAME = "model.plan"
+#: Triton platform per backend that has one (python is a backend, not a platform).
+PLATFORMS = {"tensorflow": "tensorflow_savedmodel", "onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
+#: Where ONNX Runtime's TensorRT EP keeps engines and timing caches inside the Triton container.  The
+#: repository is mounted read-only, so the cache lives under /tmp (the chart mounts an emptyDir there);
+#: ORT names each engine by a hash of the model, so versions never share one.
+TRT_CACHE_ROOT = "/tmp/edgeopt-trt-cache"
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,7 @@ class ModelConfig:
     """Everything config.pbtxt says; ``render()`` turns it into protobuf text."""
 
     name: str
-    backend: str  # "python" or "tensorflow"
+    backend: str  # python | tensorflow | onnxruntime | tensorrt (spec.target.backend)
     max_batch_size: int
     inputs: tuple[TensorConfig, ...]
     outputs: tuple[TensorConfig, ...]
@@ -76,6 +87,8 @@ class ModelConfig:
     online_trt_minimum_segment_size: int | None = None
     online_trt_max_cached_engines: int | None = None
     parameters: tuple[tuple[str, str], ...] = ()
+    #: onnxruntime backend on GPU: the TensorRT execution accelerator's parameters (key, value).
+    trt_accelerator: tuple[tuple[str, str], ...] = ()
 
     def render(self) -> str:
         return render_config(self)
@@ -115,6 +128,7 @@ def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig
     target = model.spec.target
     if not artifact.inputs or not artifact.outputs:
         raise PublishError("the artifact's signature has no inputs or no outputs; nothing Triton could serve")
+    _check_format(artifact.model_format, target.backend)
     names = [t.name for t in (*artifact.inputs, *artifact.outputs)]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -143,7 +157,9 @@ def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig
         workspace = trt.max_workspace_size_bytes
 
     params: list[tuple[str, str]] = []
-    if target.backend == "python":
+    if artifact.model_format == "onnx" and target.backend == "python":
+        params = [(PARAM_MODEL_FORMAT, "onnx"), (PARAM_ONNX_FILE, ONNX_FILENAME)]
+    elif target.backend == "python":
         params = [
             (PARAM_SIGNATURE_KEY, artifact.signature_key),
             (PARAM_SAVEDMODEL_DIR, SAVEDMODEL_DIRNAME),
@@ -157,7 +173,7 @@ def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig
         max_batch_size=max_batch,
         inputs=inputs,
         outputs=outputs,
-        instance_kind="KIND_GPU" if artifact.gpu else "KIND_CPU",
+        instance_kind=f"KIND_{instance_device(artifact, model)}",
         versions_to_keep=target.versions_to_keep,
         preferred_batch_sizes=preferred,
         max_queue_delay_microseconds=delay,
@@ -167,7 +183,71 @@ def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig
         online_trt_minimum_segment_size=trt.minimum_segment_size if online_trt else None,
         online_trt_max_cached_engines=trt.maximum_cached_engines if online_trt else None,
         parameters=tuple(params),
+        trt_accelerator=trt_accelerator(artifact, model, max_batch),
     )
+
+
+#: Which artefact format each backend serves.
+BACKEND_FORMATS = {
+    "tensorflow": ("savedmodel",),
+    "python": ("savedmodel", "onnx"),
+    "onnxruntime": ("onnx",),
+    "tensorrt": ("plan",),
+}
+
+
+def _check_format(model_format: str, backend: str) -> None:
+    if model_format not in BACKEND_FORMATS.get(backend, ()):
+        raise PublishError(
+            f"target.backend {backend} cannot serve a {model_format} artefact (it serves "
+            f"{' or '.join(BACKEND_FORMATS.get(backend, ()))}); convert again with this spec"
+        )
+
+
+def instance_device(artifact: Artifact, model: OptimizedModel) -> str:
+    """``target.device`` when set, else where the converter ran (GPU when it had one)."""
+    return model.spec.target.device or ("GPU" if artifact.gpu else "CPU")
+
+
+def _profile(tensors: Sequence[TensorInfo], batch: int) -> str:
+    """TensorRT EP profile shapes, ``name:1x224x224x3,other:...``, with the batch dim set to ``batch``."""
+    return ",".join(
+        f"{t.name}:" + "x".join(str(batch if (i == 0 and d < 0) else d) for i, d in enumerate(t.shape)) for t in tensors
+    )
+
+
+def trt_accelerator(artifact: Artifact, model: OptimizedModel, max_batch: int) -> tuple[tuple[str, str], ...]:
+    """The onnxruntime backend's TensorRT accelerator, GPU instances only (names from onnxruntime_backend).
+
+    Engines are built by ORT inside Triton at first load and cached in a path Triton can write; explicit
+    profile shapes (batch 1..max) are set when every non-batch dim is known, so one engine serves every
+    batch instead of a rebuild per new shape.
+    """
+    trt = model.spec.tensorrt
+    if (
+        model.spec.target.backend != "onnxruntime"
+        or artifact.model_format != "onnx"
+        or not trt.enabled
+        or instance_device(artifact, model) != "GPU"
+    ):
+        return ()
+    cache = f"{TRT_CACHE_ROOT}/{model.model_name}"
+    params = [
+        ("precision_mode", trt.precision),
+        ("max_workspace_size_bytes", str(trt.max_workspace_size_bytes)),
+        ("trt_engine_cache_enable", "1"),
+        ("trt_engine_cache_path", cache),
+        ("trt_timing_cache_enable", "1"),
+        ("trt_timing_cache_path", cache),
+    ]
+    if all(d > 0 for t in artifact.inputs for d in t.shape[1:]) and all(t.shape for t in artifact.inputs):
+        top = max(1, max_batch)
+        params += [
+            ("trt_profile_min_shapes", _profile(artifact.inputs, 1)),
+            ("trt_profile_opt_shapes", _profile(artifact.inputs, top)),
+            ("trt_profile_max_shapes", _profile(artifact.inputs, top)),
+        ]
+    return tuple(params)
 
 
 def warmup_possible(inputs: Sequence[TensorConfig]) -> bool:
@@ -208,8 +288,8 @@ def _tensor_list(key: str, tensors: Sequence[TensorConfig]) -> list[str]:
 
 def render_config(cfg: ModelConfig) -> str:
     lines = [f"name: {_quote(cfg.name)}"]
-    if cfg.backend == "tensorflow":
-        lines.append('platform: "tensorflow_savedmodel"')
+    if cfg.backend in PLATFORMS:
+        lines.append(f"platform: {_quote(PLATFORMS[cfg.backend])}")
     else:
         lines.append('backend: "python"')
     lines.append(f"max_batch_size: {cfg.max_batch_size}")
@@ -245,6 +325,12 @@ def render_config(cfg: ModelConfig) -> str:
         ):
             if trt_value:
                 lines.append(f"        parameters {{ key: {_quote(trt_key)} value: {_quote(str(trt_value))} }}")
+        lines += ["      }", "    ]", "  }", "}"]
+    if cfg.trt_accelerator:
+        lines += ["optimization {", "  execution_accelerators {", "    gpu_execution_accelerator: [", "      {"]
+        lines.append('        name: "tensorrt"')
+        for key, value in cfg.trt_accelerator:
+            lines.append(f"        parameters {{ key: {_quote(key)} value: {_quote(value)} }}")
         lines += ["      }", "    ]", "  }", "}"]
     for key, value in cfg.parameters:
         lines.append(f"parameters {{ key: {_quote(key)} value: {{ string_value: {_quote(value)} }} }}")

@@ -38,7 +38,7 @@ from pathlib import Path
 from edgeopt.artifact import SERVING_VERSIONS_ENV, Artifact
 from edgeopt.errors import PublishError
 from edgeopt.spec import OptimizedModel, resolve_uri
-from edgeopt.triton.config import SAVEDMODEL_DIRNAME, build_model_config
+from edgeopt.triton.config import ONNX_FILENAME, PLAN_FILENAME, SAVEDMODEL_DIRNAME, build_model_config
 from edgeopt.triton.python_model import write_model_py
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ REPORT_NAME = "report.json"
 LOCK_NAME = ".lock"
 STAGING_PREFIX = ".staging-"
 DELETING_PREFIX = ".deleting-"
+#: File name in the version dir per single-file artefact format.
+MODEL_FILES = {"onnx": ONNX_FILENAME, "plan": PLAN_FILENAME}
 #: Versions Triton is serving, for a publisher that cannot ask Triton itself (the converter Job).
 
 
@@ -203,11 +205,17 @@ def prune_versions(model_dir: Path, keep: int, protect: Iterable[int]) -> list[i
 def _stage_version(staging: Path, artifact: Artifact, backend: str, config_text: str, name: str, version: int) -> None:
     """Fill the staging dir with everything the version needs."""
     src = Path(artifact.savedmodel_dir)
-    if not (src / "saved_model.pb").is_file() and not (src / "saved_model.pbtxt").is_file():
+    if artifact.model_format in MODEL_FILES:
+        # ONNX path: one file, named as Triton's backend (or the python flavour's model.py) expects it.
+        if not src.is_file():
+            raise PublishError(f"{src}: the {artifact.model_format} model file is missing; nothing to publish")
+        _copy_durably(str(src), str(staging / MODEL_FILES[artifact.model_format]))
+    elif not (src / "saved_model.pb").is_file() and not (src / "saved_model.pbtxt").is_file():
         raise PublishError(f"{src}: not a SavedModel (no saved_model.pb); nothing to publish")
-    copy_tree_durably(src, staging / SAVEDMODEL_DIRNAME)
+    else:
+        copy_tree_durably(src, staging / SAVEDMODEL_DIRNAME)
     if backend == "python":
-        write_model_py(staging)
+        write_model_py(staging, flavour=artifact.model_format)
     report = dict(artifact.report)
     report.setdefault("signature", artifact.signature_dict())
     report.setdefault("trtApplied", artifact.trt_applied)

@@ -17,11 +17,17 @@ from pathlib import Path
 MODEL_PY = "model.py"
 
 
-def model_py_source() -> str:
-    return resources.files("edgeopt.triton").joinpath("templates", "model.py").read_text()
+#: Template per artefact format: TensorFlow for SavedModels, ONNX Runtime (no TensorFlow) for ONNX.
+TEMPLATES = {"savedmodel": "model.py", "onnx": "onnx_model.py"}
 
 
-def write_model_py(version_dir: Path) -> Path:
+def model_py_source(flavour: str = "savedmodel") -> str:
+    if flavour not in TEMPLATES:
+        raise ValueError(f"no python-backend model.py for format {flavour!r}; known: {', '.join(TEMPLATES)}")
+    return resources.files("edgeopt.triton").joinpath("templates", TEMPLATES[flavour]).read_text()
+
+
+def write_model_py(version_dir: Path, *, flavour: str = "savedmodel") -> Path:
     """Write model.py (and its bytecode) into a (staging) version dir, fsynced.
 
     The Python backend stub runs an isolated embedded interpreter that ignores
@@ -33,7 +39,7 @@ def write_model_py(version_dir: Path) -> Path:
     """
     dest = version_dir / MODEL_PY
     with open(dest, "w") as fh:
-        fh.write(model_py_source())
+        fh.write(model_py_source(flavour))
         fh.flush()
         os.fsync(fh.fileno())
     pyc = Path(importlib.util.cache_from_source(str(dest)))

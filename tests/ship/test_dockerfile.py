@@ -108,6 +108,16 @@ def test_converter_base_is_ngc_tensorflow_with_tftrt(stages: dict[str, Stage]) -
     assert "is_tensorrt_build" in run and "2.17" in run, "the build must refuse a base without TF-TRT"
 
 
+def test_converter_has_tensorrt_python_bindings_and_the_onnx_stack(stages: dict[str, Stage]) -> None:
+    """The ONNX path builds model.plan with TensorRT's Python API: the build refuses a base without it."""
+    run = " ".join(stages["converter"].all("RUN"))
+    assert "import tensorrt" in run, "the build must check TensorRT's Python bindings"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for pin in ("tf2onnx==1.17.0", "onnx==1.17.0", "onnxruntime=="):
+        assert pin in run, f"the converter image must install {pin}"
+        assert pin in pyproject, f"pyproject's converter extra must pin {pin}"
+
+
 @pytest.mark.parametrize("target", ["operator", "converter"])
 def test_runs_as_numeric_non_root_user(stages: dict[str, Stage], target: str) -> None:
     user = stages[target].last("USER")

@@ -1,0 +1,234 @@
+"""The ONNX path: load → freeze → optimize → ONNX export → (FP16 | INT8) → validate with ORT → (plan) → report.
+
+``pipeline.convert_model`` sends a spec here when ``spec.uses_onnx`` says so
+(``target.backend`` onnxruntime or tensorrt, or python with
+``onnx.enabled``).  The first three stages are the TF-TRT path's own; then
+the optimized frozen graph goes to ONNX, and ``tensorrt.precision`` decides
+the artefact:
+
+- FP32: the tf2onnx export as is.
+- FP16: with TensorRT running the model (the plan, or the ORT backend's
+  TensorRT accelerator) the ONNX stays FP32 and TensorRT builds FP16 layers
+  (it keeps precision-sensitive layers in FP32 itself); otherwise the weights
+  and arithmetic are converted to FP16 with FP32 inputs and outputs, so the
+  Triton config does not change.
+- INT8: explicit Q/DQ (``onnx_quantize``), layout chosen by the target.
+
+The result is validated with ONNX Runtime on the CPU against the TensorFlow
+original.  A TensorRT plan is built last, from the validated ONNX file.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeopt.artifact import Artifact, TensorInfo
+from edgeopt.converter.stages import StageLog
+from edgeopt.spec import OptimizedModel
+
+ONNX_FILE = "model.onnx"
+PLAN_FILE = "model.plan"
+REPORT_FILE = "report.json"
+SIGNATURE_FILE = "signature.json"
+
+
+def _convert_precision(model: OptimizedModel, exported: Path, stage_dir: Path, log: StageLog) -> dict[str, Any]:
+    from edgeopt.converter import onnx_export, onnx_quantize
+
+    spec = model.spec
+    precision = spec.tensorrt.precision
+    final = stage_dir / ONNX_FILE
+    if precision == "INT8":
+        with log.stage("quantize") as rec:
+            inputs, _ = onnx_export.onnx_signature_of(exported)
+            details = onnx_quantize.quantize(exported, final, spec, inputs)
+            rec.details.update(layout=details["layout"]["name"], method=details["method"])
+        exported.unlink()
+        return {"precision": "INT8", "int8": details, "precisionBy": "onnx"}
+    if precision == "FP16" and not onnx_quantize.runs_on_tensorrt(spec):
+        with log.stage("fp16") as rec:
+            import onnx
+            from onnxruntime.transformers.float16 import convert_float_to_float16
+
+            half = convert_float_to_float16(onnx.load(str(exported)), keep_io_types=True)
+            onnx.save_model(half, str(final))
+            rec.details["fileBytes"] = final.stat().st_size
+        exported.unlink()
+        return {"precision": "FP16", "precisionBy": "onnx", "fileBytes": final.stat().st_size}
+    exported.rename(final)
+    by = "tensorrt" if precision != "FP32" else "onnx"
+    return {"precision": precision, "precisionBy": by}
+
+
+@dataclass
+class _Run:
+    """What the stages of one ONNX conversion found, for the report and the Artifact."""
+
+    t0: float = field(default_factory=time.monotonic)
+    ops: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    onnx: dict[str, Any] = field(default_factory=dict)
+    inputs: list[TensorInfo] = field(default_factory=list)
+    outputs: list[TensorInfo] = field(default_factory=list)
+    errors: dict[str, Any] = field(default_factory=dict)
+    latency: dict[str, Any] = field(default_factory=dict)
+    feeds: dict[str, Any] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)
+
+
+def run_onnx(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
+    """Convert through ONNX into ``stage_dir``; the caller removes it on failure."""
+    from edgeopt.converter import load
+    from edgeopt.converter.graph_model import op_counts
+
+    spec = model.spec
+    run = _Run()
+    if spec.target.backend == "tensorrt":
+        with log.stage("preflight") as rec:
+            from edgeopt.converter import trt_build
+
+            rec.details["tensorrt"] = trt_build.check_tensorrt()
+    with log.stage("load") as rec:
+        loaded = load.load_model(model)
+        run.ops["loaded"] = op_counts(loaded.graph_def)
+        loaded.graph_def = None  # only needed for the count; big models hold their weights in it
+        rec.details["ops"] = run.ops["loaded"]["total"]
+    try:
+        _export(model, loaded, stage_dir, log, run)
+        _validate(model, loaded, stage_dir / ONNX_FILE, log, run)
+    finally:
+        loaded.close()
+    artefact = stage_dir / ONNX_FILE
+    if spec.target.backend == "tensorrt":
+        artefact = _build_plan(model, stage_dir, log, run)
+    else:
+        log.skip("tensorrt-plan", f"target.backend is {spec.target.backend}")
+    with log.stage("report"):
+        full = _report(model, log, run)
+    return _finish(model, stage_dir, artefact, full, log, run)
+
+
+def _export(model: OptimizedModel, loaded: Any, stage_dir: Path, log: StageLog, run: _Run) -> None:
+    """freeze → optimize (the TF-TRT path's own stages) → tf2onnx → the precision's ONNX artefact."""
+    from edgeopt.converter import freeze, onnx_export, optimize
+    from edgeopt.converter.graph_model import op_counts
+
+    with log.stage("freeze") as rec:
+        frozen = freeze.freeze(loaded)
+        run.ops["before"] = op_counts(frozen.graph_def)
+        rec.details["ops"] = run.ops["before"]["total"]
+    with log.stage("optimize") as rec:
+        optimized, run.steps = optimize.optimize(frozen, model.spec.optimize.transforms)
+        del frozen  # every GraphDef copy holds all the weights
+        gc.collect()
+        run.ops["after"] = op_counts(optimized.graph_def)
+        rec.details["ops"] = run.ops["after"]["total"]
+    exported = stage_dir / "model.fp32.onnx"
+    with log.stage("onnx") as rec:
+        run.onnx = onnx_export.export_onnx(optimized, exported, opset=model.spec.onnx.opset)
+        rec.details.update(ops=run.onnx["ops"]["total"], fileBytes=run.onnx["fileBytes"])
+    del optimized
+    gc.collect()
+    run.onnx.update(_convert_precision(model, exported, stage_dir, log))
+    run.ops["onnx"] = run.onnx.get("int8", {}).get("ops", run.onnx["ops"])
+    run.inputs, run.outputs = onnx_export.onnx_signature_of(stage_dir / ONNX_FILE)
+
+
+def _validate(model: OptimizedModel, loaded: Any, path: Path, log: StageLog, run: _Run) -> None:
+    """ONNX Runtime vs the TensorFlow original on the validation inputs, and both latencies."""
+    from edgeopt.converter import onnx_validate, validate
+
+    spec = model.spec
+    with log.stage("validate") as rec:
+        runner = onnx_validate.ort_runner(onnx_validate.ort_session(path))
+        run.feeds, origin = validate.validation_inputs(spec, run.inputs)
+        run.errors = onnx_validate.compare(
+            loaded.reference(run.feeds), runner(run.feeds), spec.validation, int8=spec.tensorrt.precision == "INT8"
+        )
+        run.errors["inputs"] = origin
+        run.latency = onnx_validate.latency(loaded.reference, runner, run.feeds)
+        rec.details.update(maxAbsError=run.errors["maxAbsError"], maxRelError=run.errors["maxRelError"])
+
+
+def _build_plan(model: OptimizedModel, stage_dir: Path, log: StageLog, run: _Run) -> Path:
+    from edgeopt.converter import trt_build
+
+    spec = model.spec
+    plan = stage_dir / PLAN_FILE
+    with log.stage("tensorrt-plan") as rec:
+        run.plan = trt_build.build_plan(
+            stage_dir / ONNX_FILE,
+            plan,
+            inputs=run.inputs,
+            precision=spec.tensorrt.precision,
+            max_batch_size=max(1, spec.target.max_batch_size),
+            workspace_bytes=spec.tensorrt.max_workspace_size_bytes,
+        )
+        rec.details.update(planBytes=run.plan["planBytes"], tensorrt=run.plan["tensorrt"])
+    return plan
+
+
+def _signature(run: _Run) -> dict[str, Any]:
+    return {"signature_key": "onnx", "inputs": [vars(t) for t in run.inputs], "outputs": [vars(t) for t in run.outputs]}
+
+
+def _report(model: OptimizedModel, log: StageLog, run: _Run) -> dict[str, Any]:
+    from edgeopt.converter import report
+
+    spec = model.spec
+    full = report.build_report(
+        model_name=model.model_name,
+        source={"uri": spec.source.uri, "format": spec.source.format, "signature": spec.source.signature},
+        stages=log.records,
+        ops={**run.ops, "note": "onnx = the published ONNX graph (after INT8 quantization when INT8)"},
+        transforms=run.steps,
+        tensorrt={
+            "enabled": spec.tensorrt.enabled,
+            "applied": bool(run.plan),
+            "engines": 1 if run.plan else 0,
+            "precision": run.onnx["precision"],
+            **({"plan": run.plan} if run.plan else {}),
+        },
+        validation=run.errors,
+        latency=run.latency,
+        env=report.environment(),
+        signature=_signature(run),
+        seconds=time.monotonic() - run.t0,
+    )
+    full["onnx"] = run.onnx
+    if run.plan:  # the plan's TensorRT and GPU, not TensorFlow's (which has no TensorRT on this path)
+        full["environment"].update(tensorrt=run.plan["tensorrt"], gpu=run.plan["gpu"] or full["environment"]["gpu"])
+    return full
+
+
+def _finish(
+    model: OptimizedModel, stage_dir: Path, artefact: Path, full: dict[str, Any], log: StageLog, run: _Run
+) -> Artifact:
+    from edgeopt.converter import report
+
+    is_plan = artefact.name == PLAN_FILE
+    if is_plan:
+        (stage_dir / ONNX_FILE).unlink(missing_ok=True)  # only the plan is published
+    # The report stage's own record is complete only now.
+    full["stages"] = [s.as_report() for s in log.records]
+    full["conversionSeconds"] = round(time.monotonic() - run.t0, 3)
+    full["summary"] = report.compact(full)
+    (stage_dir / REPORT_FILE).write_text(json.dumps(full, indent=2, default=str))
+    (stage_dir / SIGNATURE_FILE).write_text(json.dumps(_signature(run), indent=2))
+    return Artifact(
+        savedmodel_dir=artefact,
+        signature_key="onnx",
+        inputs=run.inputs,
+        outputs=run.outputs,
+        trt_applied=is_plan,
+        precision=model.spec.tensorrt.precision,
+        gpu=bool(full["environment"].get("gpu")),
+        report=full,
+        warmup_inputs={k: v[:1] for k, v in run.feeds.items()},
+        model_format="plan" if is_plan else "onnx",
+    )

@@ -1,0 +1,99 @@
+"""ONNX stage — validate: ONNX Runtime must answer like the TensorFlow original.
+
+The comparison itself is ``validate.compare`` (max abs/rel error, NaN/Inf,
+the worst element named).  INT8 gets its own tolerances
+(``validation.int8Rtol/int8Atol``) and, for outputs shaped like class scores
+(``[batch, classes]``, floats), top-1 agreement: quantization may move every
+score a little, but a model that still picks the same class is the one users
+want; below ``validation.minTop1Agreement`` the version is not published.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeopt.converter import validate
+from edgeopt.converter.graph_model import ModelFn
+from edgeopt.errors import ConversionError, InputError, ValidationError
+from edgeopt.spec import Validation
+
+
+def ort_session(path: Path, *, threads: int = 0) -> Any:
+    """A CPU ONNX Runtime session (what validation and the bench compare; the GPU EPs are Triton's)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NotImplemented types
+        first = str(exc).splitlines()[0][:400]
+        raise ConversionError(f"ONNX Runtime cannot load {path.name}: {first}") from exc
+
+
+def ort_runner(session: Any) -> ModelFn:
+    names = [o.name for o in session.get_outputs()]
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            values = session.run(names, feeds)
+        except Exception as exc:
+            raise InputError(f"ONNX Runtime rejected the inputs: {str(exc).splitlines()[0][:300]}") from exc
+        return dict(zip(names, values, strict=True))
+
+    return run
+
+
+def looks_like_class_scores(ref: np.ndarray) -> bool:
+    return ref.dtype.kind == "f" and ref.ndim == 2 and ref.shape[1] >= 2
+
+
+def top1_agreement(reference: dict[str, np.ndarray], result: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per class-score output: the share of samples whose argmax matches the original's."""
+    out = {}
+    for key, ref in reference.items():
+        ref = np.asarray(ref)
+        if key in result and looks_like_class_scores(ref) and np.shape(result[key]) == ref.shape:
+            out[key] = float(np.mean(np.argmax(ref, axis=1) == np.argmax(np.asarray(result[key]), axis=1)))
+    return out
+
+
+def compare(
+    reference: dict[str, np.ndarray], result: dict[str, np.ndarray], validation: Validation, *, int8: bool
+) -> dict[str, Any]:
+    """Errors and top-1 agreement; raise ValidationError beyond the (INT8 or FP) tolerances."""
+    rtol = validation.int8_rtol if int8 else validation.rtol
+    atol = validation.int8_atol if int8 else validation.atol
+    agreement = top1_agreement(reference, result)
+    if int8:
+        low = {k: v for k, v in agreement.items() if v < validation.min_top1_agreement}
+        if low:
+            key, share = next(iter(low.items()))
+            raise ValidationError(
+                f"INT8 output {key!r} picks the original's top-1 class on only {share:.0%} of the validation "
+                f"samples (validation.minTop1Agreement {validation.min_top1_agreement:.0%}): calibrate on more "
+                "representative data (tensorrt.calibration), try onnx.calibrationMethod Entropy or Percentile, "
+                "or publish FP16/FP32"
+            )
+    errors = validate.compare(reference, result, rtol=rtol, atol=atol)
+    errors.update(rtol=rtol, atol=atol, top1Agreement=agreement)
+    if int8:
+        errors["minTop1Agreement"] = validation.min_top1_agreement
+    return errors
+
+
+def latency(reference: ModelFn, converted: ModelFn, feeds: dict[str, np.ndarray], *, runs: int = 10) -> dict[str, Any]:
+    """Median latency of the TF original and the ORT model on the same batch, measured back to back."""
+    return {
+        "before": validate.latency_ms(reference, feeds, runs=runs),
+        "after": validate.latency_ms(converted, feeds, runs=runs),
+        "beforeRuntime": "tensorflow",
+        "afterRuntime": "onnxruntime-cpu",
+        "batch": int(len(next(iter(feeds.values())))) if feeds else 0,
+        "runs": runs,
+    }
