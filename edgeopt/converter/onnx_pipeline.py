@@ -59,13 +59,13 @@ def _convert_precision(model: OptimizedModel, exported: Path, stage_dir: Path, l
             onnx.save_model(half, str(final))
             rec.details["fileBytes"] = final.stat().st_size
         exported.unlink()
-        details: dict[str, Any] = {"precision": "FP16", "precisionBy": "onnx", "fileBytes": final.stat().st_size}
+        fp16: dict[str, Any] = {"precision": "FP16", "precisionBy": "onnx", "fileBytes": final.stat().st_size}
         if spec.target.device == "CPU":
-            details["note"] = (
+            fp16["note"] = (
                 "FP16 on device CPU halves the file, but ONNX Runtime's CPU kernels compute most ops in FP32 "
                 "through casts (MobileNetV2 ran 1.5x slower than FP32 here); prefer FP32 or INT8 on CPU"
             )
-        return details
+        return fp16
     exported.rename(final)
     by = "tensorrt" if precision != "FP32" else "onnx"
     return {"precision": precision, "precisionBy": by}
