@@ -29,7 +29,7 @@ from typing import Any
 
 from edgeopt.artifact import Artifact, TensorInfo
 from edgeopt.converter.stages import StageLog
-from edgeopt.spec import OptimizedModel
+from edgeopt.spec import OptimizedModel, onnx_device
 
 ONNX_FILE = "model.onnx"
 PLAN_FILE = "model.plan"
@@ -60,7 +60,7 @@ def _convert_precision(model: OptimizedModel, exported: Path, stage_dir: Path, l
             rec.details["fileBytes"] = final.stat().st_size
         exported.unlink()
         fp16: dict[str, Any] = {"precision": "FP16", "precisionBy": "onnx", "fileBytes": final.stat().st_size}
-        if spec.target.device == "CPU":
+        if onnx_device(spec) == "CPU":
             fp16["note"] = (
                 "FP16 on device CPU halves the file, but ONNX Runtime's CPU kernels compute most ops in FP32 "
                 "through casts (MobileNetV2 ran 1.5x slower than FP32 here); prefer FP32 or INT8 on CPU"
