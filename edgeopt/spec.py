@@ -185,7 +185,9 @@ class Target:
         "onnxruntime (onnxruntime_onnx) and tensorrt (tensorrt_plan) serve the ONNX export.",
     )
     device: str | None = spec_field(
-        None, enum=DEVICES, doc="Instance group kind; unset: GPU if the converter has one, else CPU."
+        None,
+        enum=DEVICES,
+        doc="Instance group kind; unset: ONNX path GPU if tensorrt.enabled else CPU, TF paths the converter's.",
     )
     max_batch_size: int = spec_field(8, key="maxBatchSize", minimum=0, doc="Triton max_batch_size; 0 = no batching.")
     dynamic_batching: DynamicBatching | None = spec_field(None, key="dynamicBatching", doc="Omitted = off.")
@@ -383,6 +385,15 @@ def _validate(spec: ModelSpec) -> None:
 def uses_onnx(spec: ModelSpec) -> bool:
     """Whether the model takes the TF → ONNX path instead of the SavedModel (TF-TRT) one."""
     return spec.target.backend in ONNX_BACKENDS or (spec.target.backend == "python" and spec.onnx.enabled)
+
+
+def onnx_device(spec: ModelSpec) -> str:
+    """Where the ONNX path's model runs: ``target.device``, else GPU exactly when the TensorRT accelerator is on.
+
+    Decided from the spec alone (not from the converter's hardware), so the INT8
+    layout and the Triton config always agree, whichever node converts.
+    """
+    return spec.target.device or ("GPU" if spec.tensorrt.enabled else "CPU")
 
 
 def _validate_onnx(spec: ModelSpec) -> None:

@@ -32,7 +32,7 @@ import numpy as np
 from edgeopt.artifact import TensorInfo
 from edgeopt.converter import feeds, trt_plan
 from edgeopt.errors import ConversionError, InputError
-from edgeopt.spec import ModelSpec
+from edgeopt.spec import ModelSpec, onnx_device
 
 #: Largest batch fed to the calibrator at once (memory: Entropy/Percentile keep histograms per tensor).
 CALIBRATION_BATCH = 8
@@ -77,14 +77,14 @@ def runs_on_tensorrt(spec: ModelSpec) -> bool:
     target = spec.target
     if target.backend == "tensorrt":
         return True
-    return target.backend == "onnxruntime" and target.device != "CPU" and spec.tensorrt.enabled
+    return target.backend == "onnxruntime" and onnx_device(spec) == "GPU" and spec.tensorrt.enabled
 
 
 def layout_for(spec: ModelSpec) -> QuantLayout:
     """The INT8 layout the target runs fastest (see the module docstring for the measurements)."""
     if runs_on_tensorrt(spec):
         return S8S8_QDQ
-    if spec.target.device == "CPU":
+    if onnx_device(spec) == "CPU":
         return U8S8_QOPERATOR
     return S8S8_QDQ
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from edgeopt.artifact import Artifact, TensorInfo
 from edgeopt.errors import PublishError
-from edgeopt.spec import OptimizedModel
+from edgeopt.spec import OptimizedModel, onnx_device
 
 #: Triton model config ``data_type`` for each Triton dtype the spec and artifact use.
 TRITON_TYPES: dict[str, str] = {
@@ -205,7 +205,9 @@ def _check_format(model_format: str, backend: str) -> None:
 
 
 def instance_device(artifact: Artifact, model: OptimizedModel) -> str:
-    """``target.device`` when set, else where the converter ran (GPU when it had one)."""
+    """``target.device`` when set; else the ONNX path's rule (``spec.onnx_device``), else where the converter ran."""
+    if artifact.model_format != "savedmodel":
+        return onnx_device(model.spec)
     return model.spec.target.device or ("GPU" if artifact.gpu else "CPU")
 
 

@@ -244,3 +244,18 @@ def test_cpu_int8_example_converts_with_the_cli(tmp_path: Path) -> None:
     report = json.loads((model_dir / "1" / "report.json").read_text())
     assert report["onnx"]["int8"]["layout"]["name"] == "U8S8-QOperator"
     assert report["onnx"]["int8"]["method"] == "MinMax"
+
+
+def test_fp16_artefact_keeps_fp32_inputs_and_outputs(convbn_dir: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from edgeopt.converter.pipeline import convert_model
+
+    model = onnx_model(
+        "convbn", convbn_source(convbn_dir), tmp_path / "repo", "FP16", None, validation={"rtol": 1e-2, "atol": 1e-3}
+    )
+    art = convert_model(model, tmp_path / "work")
+    assert [t.dtype for t in (*art.inputs, *art.outputs)] == ["FP32", "FP32"]  # the Triton config is unchanged
+    graph = onnx.load(str(art.savedmodel_dir)).graph
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.initializer)
+    assert art.report["onnx"]["precisionBy"] == "onnx" and "1.5x slower" in art.report["onnx"]["note"]

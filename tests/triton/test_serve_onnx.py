@@ -20,9 +20,12 @@ from tests.fixtures.triton import tree_digest
 from tests.triton.cases import reference, sample_input, source_manifest
 
 pytestmark = [pytest.mark.triton, pytest.mark.tf]
+BATCH_WAIT = 300_000  # µs: long enough that the scheduler merges the concurrent requests
 
 
-def onnx_manifest(kind: str, info: dict[str, Any], repo: Path, name: str, **spec: Any) -> Any:
+def onnx_manifest(
+    kind: str, info: dict[str, Any], repo: Path, name: str, target: dict[str, Any] | None = None, **spec: Any
+) -> Any:
     base = source_manifest(kind, info, repo, name)
     doc = {
         "apiVersion": "edgeopt.io/v1alpha1",
@@ -30,7 +33,13 @@ def onnx_manifest(kind: str, info: dict[str, Any], repo: Path, name: str, **spec
         "metadata": {"name": name},
         "spec": {
             "source": {k: v for k, v in vars(base.spec.source).items() if v not in (None, [], "serving_default")},
-            "target": {"repository": f"file://{repo}", "modelName": name, "backend": "python", "device": "CPU"},
+            "target": {
+                "repository": f"file://{repo}",
+                "modelName": name,
+                "backend": "python",
+                "device": "CPU",
+                **(target or {}),
+            },
             "onnx": {"enabled": True},
             **spec,
         },
@@ -117,3 +126,54 @@ def test_failed_onnx_conversion_publishes_nothing(
         convert_model(model, tmp_path / "work")
     assert tree_digest(triton_repository) == before
     assert not any((tmp_path / "work").iterdir())
+
+
+def test_onnx_flavour_merges_concurrent_requests(
+    samples: dict[str, dict[str, Any]], triton_repository: Path, triton_client: TritonClient, tmp_path: Path
+) -> None:
+    """Dynamic batching through the ONNX flavour: one ORT run for merged requests, each answer split back."""
+    import threading
+
+    import tritonclient.http as httpclient
+
+    from edgeopt.converter.pipeline import convert_model
+
+    info, name = samples["convbn"], "onnx-batching"
+    model = onnx_manifest(
+        "convbn",
+        info,
+        triton_repository,
+        name,
+        target={
+            "maxBatchSize": 8,
+            "dynamicBatching": {"preferredBatchSizes": [8], "maxQueueDelayMicroseconds": BATCH_WAIT},
+        },
+        tensorrt={"enabled": False, "precision": "FP32"},
+    )
+    publish_version(convert_model(model, tmp_path / "work"), model)
+    triton_client.load(name)
+    feeds = [sample_input("convbn", info, 1 + i % 2, seed=20 + i) for i in range(6)]
+    results: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(feeds))
+
+    def send(i: int) -> None:
+        try:
+            client = TritonClient(triton_client.url, timeout=60)
+            barrier.wait()
+            results[i] = client.infer(name, {"input": feeds[i]})["output"]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(feeds))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    for i, x in enumerate(feeds):
+        np.testing.assert_allclose(results[i], reference("convbn", info, x)["output"], rtol=1e-4, atol=1e-5)
+    stats = httpclient.InferenceServerClient(triton_client.url.split("://", 1)[1]).get_inference_statistics(name)
+    (entry,) = [s for s in stats["model_stats"] if s["version"] == "1"]
+    assert entry["execution_count"] < len(feeds)
+    triton_client.unload(name)

@@ -177,3 +177,14 @@ def test_plan_profile_spans_batch_one_to_max() -> None:
     assert shapes == {"x": ((1, 16, 16, 3), (8, 16, 16, 3), (8, 16, 16, 3))}
     with pytest.raises(ConversionError, match="unknown non-batch dimensions"):
         profile_shapes([TensorInfo("x", "FP32", [-1, -1, 3])], 8)
+
+
+def test_unset_device_follows_the_tensorrt_accelerator_not_the_converters_hardware() -> None:
+    on = model({"backend": "onnxruntime"}, {"enabled": True, "precision": "INT8", "calibration": CAL})
+    text = build_model_config(artifact(gpu=False), on).render()  # converted on a CPU node: still a GPU config
+    assert "kind: KIND_GPU" in text and 'name: "tensorrt"' in text
+    assert onnx_quantize.layout_for(on.spec).name == "S8S8-QDQ"
+    off = model({"backend": "onnxruntime"}, {"enabled": False, "precision": "INT8", "calibration": CAL})
+    text = build_model_config(artifact(gpu=True), off).render()
+    assert "kind: KIND_CPU" in text and "optimization" not in text
+    assert onnx_quantize.layout_for(off.spec).name == "U8S8-QOperator"
