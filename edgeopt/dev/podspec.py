@@ -477,9 +477,7 @@ def build_plan(pod: dict[str, Any], pod_dir: Path, ctx: RuntimeContext) -> Plan:
         source, ro = sources[vm["name"]]
         sub = vm.get("subPath") or (expand(vm["subPathExpr"], env) if vm.get("subPathExpr") else "")
         if sub:
-            source = source / _safe_relpath(sub)
-            if not source.exists():
-                source.mkdir(parents=True)
+            source = subpath_source(source, sub)
         mounts.append({"source": str(source), "target": vm["mountPath"], "readOnly": bool(vm.get("readOnly") or ro)})
     mounts += _image_mounts([m["target"] for m in mounts], ctx)
     uid = _effective(pod, container, "runAsUser")
@@ -495,6 +493,28 @@ def build_plan(pod: dict[str, Any], pod_dir: Path, ctx: RuntimeContext) -> Plan:
         fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError", warnings=warnings,
         traversable=traversable,
     )
+
+
+def subpath_source(volume: Path, sub: str) -> Path:
+    """What kubelet does for a ``subPath`` mount: the folder inside the volume, made if missing.
+
+    As kubelet's SafeMakeDir: missing folders take the volume root's mode
+    (with fsGroup that is group-writable and setgid, so the Pod's group can
+    write what kubelet made as root), and a path that resolves outside the
+    volume, through a symbolic link, is refused rather than followed.
+    """
+    root = volume.resolve()
+    mode = stat.S_IMODE(os.stat(root).st_mode)
+    current = root
+    for part in Path(_safe_relpath(sub)).parts:
+        current = current / part
+        if not current.exists() and not current.is_symlink():
+            current.mkdir()
+            os.chmod(current, mode)
+        real = current.resolve()
+        if real != root and root not in real.parents:
+            raise NotYet("CreateContainerConfigError", f"subPath {sub!r} resolves outside its volume ({real})")
+    return current.resolve()
 
 
 def image_roots(ctx: RuntimeContext) -> list[Path]:

@@ -27,7 +27,7 @@ import kopf
 
 from edgeopt.artifact import Summary
 from edgeopt.errors import SpecError
-from edgeopt.operator import metrics, resources, status
+from edgeopt.operator import metrics, resources, status, tenancy
 from edgeopt.operator.kube import Kube, KubeError
 from edgeopt.operator.settings import OperatorSettings
 from edgeopt.spec import API_VERSION, KIND, OptimizedModel, parse_manifest
@@ -111,7 +111,11 @@ def model_from_body(body: Mapping[str, Any]) -> OptimizedModel:
 
 
 def triton_url(rt: Runtime, model: OptimizedModel) -> str | None:
-    return model.spec.serving.triton_url or rt.settings.triton_url
+    """The Triton to talk to; a spec URL outside the allow-list is never contacted (no SSRF)."""
+    url = model.spec.serving.triton_url
+    if url and not tenancy.triton_url_allowed(url, rt.settings):
+        return None
+    return url or rt.settings.triton_url
 
 
 def effective_precision(model: OptimizedModel) -> str:
@@ -213,6 +217,14 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
             )
     existing = next((j for j in mine if j["metadata"]["name"] == job), None)
     if existing is None:
+        refused = tenancy.violations(model, rt.settings)
+        if refused:  # before the capacity queue: a refused spec must never hold or wait for a slot
+            summary = Summary(False, tenancy.NOT_ALLOWED, "; ".join(refused))
+            patch = status.job_failed(st, gen, summary)
+            if status.changed(st, patch):
+                rt.kube.patch_model_status(ns, name, patch)
+                post_event(owner, warning=True, reason=tenancy.NOT_ALLOWED, message=summary.message)
+            return
         slot = (ns, job)
         limit = rt.settings.max_concurrent_conversions
         with rt.capacity_lock:  # only bookkeeping in here: the API calls below run in parallel

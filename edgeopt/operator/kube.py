@@ -188,18 +188,6 @@ class Kube:
             )
         )
 
-    def delete_configmap(self, namespace: str, name: str) -> None:
-        self._maybe(
-            lambda: self._call(
-                "delete",
-                "configmaps",
-                f"deleting ConfigMap {namespace}/{name}",
-                self.core.delete_namespaced_config_map,
-                name,
-                namespace,
-            )
-        )
-
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         resp = self._call(
             "list",

@@ -1,0 +1,100 @@
+"""What a tenant may choose: the operator's allow-lists, checked before any Job exists.
+
+Anyone who may create an OptimizedModel would otherwise choose the image the
+Job runs, the nodes it lands on (tolerations, runtimeClassName) and the Triton
+URL the operator POSTs to and echoes into status (SSRF). A cluster admin sets
+the lists (``EDGEOPT_ALLOWED_*``, chart ``tenancy.*``); the operator's own
+defaults are always allowed. A spec outside them fails at once with reason
+``NotAllowed`` and names the setting that would allow it. The chart's
+ValidatingAdmissionPolicy enforces the image list again at the API server, so
+even a bug here cannot create a Job with another image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from edgeopt.errors import SpecError
+from edgeopt.operator.settings import PREFIX, OperatorSettings
+from edgeopt.spec import OptimizedModel
+
+NOT_ALLOWED = "NotAllowed"
+_TOLERATION_KEYS = ("key", "operator", "value", "effect", "tolerationSeconds")
+
+
+class NotAllowedError(SpecError):
+    """The spec asks for something the operator's allow-lists do not permit."""
+
+    reason = NOT_ALLOWED
+
+
+def image_allowed(image: str, patterns: Iterable[str]) -> bool:
+    """Exact match, or a prefix match for entries ending in ``*`` (``registry.corp/edgeopt/*``)."""
+    for pattern in patterns:
+        if pattern.endswith("*") and len(pattern) > 1:
+            if image.startswith(pattern[:-1]):
+                return True
+        elif image == pattern:
+            return True
+    return False
+
+
+def _toleration_key(t: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Tolerations compare on their meaning: ``operator`` defaults to Equal, absent fields to empty."""
+    norm = {k: t.get(k) for k in _TOLERATION_KEYS}
+    norm["operator"] = norm["operator"] or "Equal"
+    return tuple(("" if norm[k] is None and k != "tolerationSeconds" else norm[k]) for k in _TOLERATION_KEYS)
+
+
+def toleration_allowed(toleration: Mapping[str, Any], allowed: Iterable[Mapping[str, Any]]) -> bool:
+    key = _toleration_key(toleration)
+    return any(_toleration_key(a) == key for a in allowed)
+
+
+def normal_url(url: str) -> str:
+    return url.rstrip("/")
+
+
+def triton_url_allowed(url: str, settings: OperatorSettings) -> bool:
+    return normal_url(url) in {normal_url(u) for u in settings.triton_urls()}
+
+
+def violations(model: OptimizedModel, settings: OperatorSettings) -> list[str]:
+    """Each way the spec steps outside the allow-lists, with the setting that would allow it."""
+    conv = model.spec.converter
+    found: list[str] = []
+    if conv.image and not image_allowed(conv.image, settings.converter_images()):
+        found.append(
+            f"spec.converter.image {conv.image!r} is not an allowed converter image "
+            f"(allowed: {', '.join(settings.converter_images())}); a cluster admin can add it to "
+            f"{PREFIX}ALLOWED_CONVERTER_IMAGES (chart: tenancy.allowedConverterImages)"
+        )
+    for i, tol in enumerate(conv.tolerations or []):
+        if not toleration_allowed(tol, settings.tolerations_allowed()):
+            found.append(
+                f"spec.converter.tolerations[{i}] {dict(tol)} is not an allowed toleration; a cluster admin can "
+                f"add it to {PREFIX}ALLOWED_TOLERATIONS (chart: tenancy.allowedTolerations)"
+            )
+    runtime = conv.runtime_class_name
+    if runtime and runtime not in settings.runtime_classes():
+        found.append(
+            f"spec.converter.runtimeClassName {runtime!r} is not allowed "
+            f"(allowed: {', '.join(settings.runtime_classes()) or 'none'}); a cluster admin can add it to "
+            f"{PREFIX}ALLOWED_RUNTIME_CLASSES (chart: tenancy.allowedRuntimeClasses)"
+        )
+    url = model.spec.serving.triton_url
+    if url and not triton_url_allowed(url, settings):
+        found.append(
+            f"spec.serving.tritonURL {url!r} is not an allowed Triton endpoint "
+            f"(allowed: {', '.join(settings.triton_urls()) or 'none'}); a cluster admin can add it to "
+            f"{PREFIX}ALLOWED_TRITON_URLS (chart: tenancy.allowedTritonURLs)"
+        )
+    return found
+
+
+def check(model: OptimizedModel, settings: OperatorSettings) -> None:
+    """Raise NotAllowedError naming every violation at once (a tenant fixes them in one edit)."""
+    found = violations(model, settings)
+    if found:
+        raise NotAllowedError("; ".join(found))
