@@ -19,7 +19,8 @@ from edgeopt import __version__
 from edgeopt.errors import SpecError
 
 PREFIX = "EDGEOPT_"
-DEFAULT_CONVERTER_IMAGE = f"ghcr.io/edgeopt/converter:{__version__}"
+#: The chart's own converter image (charts/edgeopt converter.image; test_chart checks they agree).
+DEFAULT_CONVERTER_IMAGE = f"ghcr.io/edgeopt/edgeopt-converter:{__version__}"
 #: One GPU: TF-TRT engines are built on the kind of GPU that will serve them.
 DEFAULT_RESOURCES: dict[str, Any] = {"limits": {"nvidia.com/gpu": 1}}
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
