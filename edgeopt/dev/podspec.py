@@ -160,6 +160,9 @@ def build_env(pod: dict[str, Any], container: dict[str, Any], ctx: RuntimeContex
     uid = _effective(pod, container, "runAsUser")
     env: dict[str, str] = {
         "PATH": f"{ctx.venv_bin}:{SYSTEM_PATH}",
+        # The "image" is the checkout this harness runs from (see image_roots): its edgeopt, not
+        # whichever checkout the venv's editable install points at (a git worktree, say).
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         "HOSTNAME": pod["metadata"]["name"],
         "HOME": "/root" if not uid else "/",
         # In-cluster clients find the API server here (the Service IP does not route locally).

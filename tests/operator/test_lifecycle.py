@@ -74,7 +74,7 @@ def test_example_ready_then_version_2_then_delete(
         "/etc/edgeopt",
         "/tmp",
         "/mnt/edgeopt/pvc/models",
-        "/mnt/edgeopt/pvc/triton-models",
+        "/mnt/edgeopt/pvc/triton-models/add",  # only the model's own directory (a subPath)
     }
     cm = get(kubectl, ns, "configmap", job["metadata"]["name"])
     assert cm["metadata"]["ownerReferences"][0]["uid"] == uid
