@@ -16,8 +16,9 @@ from typing import Any
 import kopf
 
 from edgeopt.errors import ServingError, SpecError
-from edgeopt.operator import status
+from edgeopt.operator import status, tenancy
 from edgeopt.operator.conversion import Runtime, model_from_body, post_event, triton_url
+from edgeopt.operator.kube import KubeError
 from edgeopt.triton.client import SMOKE_INPUT_MAX_BYTES, AsyncTritonClient, RetryPolicy, SmokeInputTooLarge
 
 #: The operator retries with its own backoff (status shows each failure); keep the client's retries short.
@@ -89,6 +90,15 @@ async def unload(rt: Runtime, body: Mapping[str, Any], logger: logging.Logger) -
     url = triton_url(rt, model)
     name = st.get("modelName") or model.model_name
     if not url or not st.get("modelVersion"):
+        return
+    try:
+        other = tenancy.other_publisher(await asyncio.to_thread(rt.kube.list_models), body, name)
+    except KubeError as exc:
+        other = f"(unknown: the OptimizedModels could not be listed: {exc})"
+    if other:
+        message = f"not unloading {name} from Triton: it is published by OptimizedModel {other}"
+        logger.warning(message)
+        post_event(dict(body), warning=True, reason="UnloadRefused", message=message)
         return
     try:
         await AsyncTritonClient(url, timeout=rt.settings.triton_timeout_seconds, retry=_RETRY).unload(name)

@@ -98,3 +98,25 @@ def check(model: OptimizedModel, settings: OperatorSettings) -> None:
     found = violations(model, settings)
     if found:
         raise NotAllowedError("; ".join(found))
+
+
+def other_publisher(models: Iterable[Mapping[str, Any]], me: Mapping[str, Any], model_name: str) -> str | None:
+    """``namespace/name`` of another OptimizedModel whose last publish of ``model_name`` succeeded.
+
+    The operator never reads the repository's owner records, so before it
+    unloads a model from Triton (whose model names are global) it asks the
+    cluster: a resource with Published=True for this name owns what Triton
+    serves under it. A tenant refused with OwnedByAnotherModel still has that
+    name in its status; deleting it must not unload the owner's model. When in
+    doubt the model stays loaded (the safe direction).
+    """
+    my_uid = (me.get("metadata") or {}).get("uid")
+    for obj in models:
+        meta = obj.get("metadata") or {}
+        st = obj.get("status") or {}
+        if meta.get("uid") == my_uid or st.get("modelName") != model_name:
+            continue
+        published = next((c for c in st.get("conditions") or [] if c.get("type") == "Published"), None)
+        if published and published.get("status") == "True":
+            return f"{meta.get('namespace')}/{meta.get('name')}"
+    return None

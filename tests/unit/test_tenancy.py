@@ -113,3 +113,18 @@ def test_bad_allow_lists_fail_at_start_naming_the_variable(name: str, value: str
     with pytest.raises(SettingsError) as err:
         OperatorSettings.from_env({name: value})
     assert name in str(err.value) and fragment in str(err.value)
+
+
+def om(ns: str, name: str, uid: str, model_name: str, published: str | None) -> dict[str, Any]:
+    conds = [{"type": "Published", "status": published}] if published else []
+    return {"metadata": {"namespace": ns, "name": name, "uid": uid},
+            "status": {"modelName": model_name, "conditions": conds}}  # fmt: skip
+
+
+def test_unload_is_refused_while_another_resource_has_the_name_published() -> None:
+    owner = om("team-a", "mine", "u1", "mobilenet", "True")
+    refused = om("team-b", "theirs", "u2", "mobilenet", "False")  # OwnedByAnotherModel: the name, not the model
+    assert tenancy.other_publisher([owner, refused], refused, "mobilenet") == "team-a/mine"
+    assert tenancy.other_publisher([owner, refused], owner, "mobilenet") is None, "the owner unloads its own"
+    assert tenancy.other_publisher([owner, om("x", "y", "u3", "other", "True")], refused, "other") == "x/y"
+    assert tenancy.other_publisher([owner], om("c", "d", "u4", "resnet", "True"), "resnet") is None
