@@ -19,15 +19,16 @@ from edgeopt.errors import SpecError
 from edgeopt.operator.settings import PREFIX, OperatorSettings
 from edgeopt.spec import OptimizedModel
 
-NOT_ALLOWED = "NotAllowed"
 _TOLERATION_KEYS = ("key", "operator", "value", "effect", "tolerationSeconds")
 
 
 class NotAllowedError(SpecError):
     """The spec asks for something the operator's allow-lists do not permit."""
 
-    reason = NOT_ALLOWED
+    reason = "NotAllowed"
 
+
+NOT_ALLOWED = NotAllowedError.reason
 
 def image_allowed(image: str, patterns: Iterable[str]) -> bool:
     """Exact match, or a prefix match for entries ending in ``*`` (``registry.corp/edgeopt/*``)."""
