@@ -8,6 +8,7 @@ settings parser accepts, and the CRD is the repository's CRD.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from typing import Any
@@ -368,3 +369,18 @@ def test_admission_policy_can_be_left_out() -> None:
     assert not by_kind(docs, "ValidatingAdmissionPolicy") and not by_kind(docs, "ValidatingAdmissionPolicyBinding")
     with pytest.raises(AssertionError, match="schema"):
         chart.render("--set", "tenancy.allowedConverterImages={*}")
+
+
+def test_every_schema_property_has_a_description() -> None:
+    """`helm show values` and editors can explain each key (cert-manager's schema does)."""
+    schema = json.loads((chart.CHART / "values.schema.json").read_text())
+    undocumented: list[str] = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        for key, sub in (node.get("properties") or {}).items():
+            if not str(sub.get("description") or "").strip():
+                undocumented.append(path + key)
+            walk(sub, f"{path}{key}.")
+
+    walk(schema, "")
+    assert not undocumented, f"values.schema.json properties without a description: {undocumented}"
