@@ -270,6 +270,10 @@ def test_triton_runs_in_explicit_mode_on_the_repository_claim() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
     assert claims == {"triton-models"}
+    # Triton only reads: the converter Jobs write, each into its own model's directory.
+    (repo,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert repo["persistentVolumeClaim"]["readOnly"] is True
+    assert all(m["readOnly"] for m in c["volumeMounts"] if m["name"] == repo["name"])
     assert {p["metadata"]["name"] for p in by_kind(docs, "PersistentVolumeClaim")} == {"triton-models", "models"}
     svc = one(docs, "Service", "-triton")
     env = container_env(one(docs, "Deployment", "edgeopt"))
