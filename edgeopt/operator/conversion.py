@@ -31,6 +31,7 @@ from edgeopt.operator import metrics, resources, status, tenancy
 from edgeopt.operator.kube import Kube, KubeError
 from edgeopt.operator.settings import OperatorSettings
 from edgeopt.spec import API_VERSION, KIND, OptimizedModel, parse_manifest
+from edgeopt.triton.ownership import OwnedElsewhereError
 
 log = logging.getLogger(__name__)
 
@@ -217,13 +218,12 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
             )
     existing = next((j for j in mine if j["metadata"]["name"] == job), None)
     if existing is None:
-        refused = tenancy.violations(model, rt.settings)
-        if refused:  # before the capacity queue: a refused spec must never hold or wait for a slot
-            summary = Summary(False, tenancy.NOT_ALLOWED, "; ".join(refused))
+        summary = _tenancy_refusal(rt, body, model)
+        if summary:  # before the capacity queue: a refused spec must never hold or wait for a slot
             patch = status.job_failed(st, gen, summary)
             if status.changed(st, patch):
                 rt.kube.patch_model_status(ns, name, patch)
-                post_event(owner, warning=True, reason=tenancy.NOT_ALLOWED, message=summary.message)
+                post_event(owner, warning=True, reason=summary.reason, message=summary.message)
             return
         slot = (ns, job)
         limit = rt.settings.max_concurrent_conversions
@@ -271,6 +271,21 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
     rt.kube.patch_model_status(ns, name, status.job_created(st, gen, job, model.model_name, effective_precision(model)))
     rt.seen.pop((ns, job), None)
     track_job(rt, existing)
+
+
+def _tenancy_refusal(rt: Runtime, body: Mapping[str, Any], model: OptimizedModel) -> Summary | None:
+    """NotAllowed (outside the allow-lists), or OwnedByAnotherModel (the name is another resource's)."""
+    refused = tenancy.violations(model, rt.settings)
+    if refused:
+        return Summary(False, tenancy.NOT_ALLOWED, "; ".join(refused))
+    holder = tenancy.name_taken(rt.kube.list_models(), body, model, rt.settings.triton_url)
+    if holder:
+        message = (
+            f"model name {model.model_name!r} is published by OptimizedModel {holder} in the same repository or "
+            "Triton; choose another spec.target.modelName, or ask its owner to delete theirs first"
+        )
+        return Summary(False, OwnedElsewhereError.reason, message)
+    return None
 
 
 def _create_job(rt: Runtime, body: Mapping[str, Any], model: OptimizedModel, job: str, gen: int, uid: str) -> None:

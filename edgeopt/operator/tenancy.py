@@ -101,6 +101,19 @@ def check(model: OptimizedModel, settings: OperatorSettings) -> None:
         raise NotAllowedError("; ".join(found))
 
 
+def _published(obj: Mapping[str, Any], model_name: str) -> bool:
+    st = obj.get("status") or {}
+    if st.get("modelName") != model_name:
+        return False
+    published = next((c for c in st.get("conditions") or [] if c.get("type") == "Published"), None)
+    return bool(published and published.get("status") == "True")
+
+
+def _ref(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
 def other_publisher(models: Iterable[Mapping[str, Any]], me: Mapping[str, Any], model_name: str) -> str | None:
     """``namespace/name`` of another OptimizedModel whose last publish of ``model_name`` succeeded.
 
@@ -113,11 +126,34 @@ def other_publisher(models: Iterable[Mapping[str, Any]], me: Mapping[str, Any], 
     """
     my_uid = (me.get("metadata") or {}).get("uid")
     for obj in models:
+        if (obj.get("metadata") or {}).get("uid") != my_uid and _published(obj, model_name):
+            return _ref(obj)
+    return None
+
+
+def name_taken(
+    models: Iterable[Mapping[str, Any]], me: Mapping[str, Any], model: OptimizedModel, default_url: str | None
+) -> str | None:
+    """Another resource that has published ``model``'s name where this one would publish or serve it.
+
+    Checked before the Job exists, so a tenant's converter is never given a
+    read-write mount of a directory someone else owns: the same repository in
+    the same namespace (one claim, one directory), or the same Triton (one
+    model name space). Two namespaces whose claims happen to share storage
+    without sharing a Triton are caught by the owner record at publish time.
+    """
+    my_uid = (me.get("metadata") or {}).get("uid")
+    my_ns = (me.get("metadata") or {}).get("namespace")
+    my_url = normal_url(model.spec.serving.triton_url or default_url or "")
+    for obj in models:
         meta = obj.get("metadata") or {}
-        st = obj.get("status") or {}
-        if meta.get("uid") == my_uid or st.get("modelName") != model_name:
+        if meta.get("uid") == my_uid or not _published(obj, model.model_name):
             continue
-        published = next((c for c in st.get("conditions") or [] if c.get("type") == "Published"), None)
-        if published and published.get("status") == "True":
-            return f"{meta.get('namespace')}/{meta.get('name')}"
+        spec = obj.get("spec") or {}
+        same_repo = meta.get("namespace") == my_ns and (spec.get("target") or {}).get("repository") == (
+            model.spec.target.repository
+        )
+        url = normal_url((spec.get("serving") or {}).get("tritonURL") or default_url or "")
+        if same_repo or (my_url and url == my_url):
+            return _ref(obj)
     return None

@@ -131,6 +131,13 @@ def test_two_namespaces_cannot_share_a_model_directory(
     assert [m.get("subPath") for m in mounts if "triton-models" in m["mountPath"]] == [model_name]
     before = content_digest(folder)
 
+    # The same name in the same namespace and repository: refused before any Job could mount A's directory.
+    apply(kubectl, a, example(name="copycat", model_name=model_name))
+    copycat = wait_phase(kubectl, a, "copycat", "Failed", timeout=30)
+    assert condition(copycat, "Ready")["reason"] == "OwnedByAnotherModel"
+    assert f"{a}/mine" in condition(copycat, "Ready")["message"]
+    assert not jobs_of(kubectl, a, copycat["metadata"]["uid"])
+
     apply(kubectl, b, example(name="theirs", model_name=model_name, target={"deletionPolicy": "Delete"}))
     obj_b = wait_phase(kubectl, b, "theirs", "Failed")
     ready = condition(obj_b, "Ready")

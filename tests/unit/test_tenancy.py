@@ -128,3 +128,29 @@ def test_unload_is_refused_while_another_resource_has_the_name_published() -> No
     assert tenancy.other_publisher([owner, refused], owner, "mobilenet") is None, "the owner unloads its own"
     assert tenancy.other_publisher([owner, om("x", "y", "u3", "other", "True")], refused, "other") == "x/y"
     assert tenancy.other_publisher([owner], om("c", "d", "u4", "resnet", "True"), "resnet") is None
+
+
+def published(ns: str, name: str, uid: str, model_name: str, repo: str = "pvc://triton-models",
+              url: str | None = None) -> dict[str, Any]:  # fmt: skip
+    obj = om(ns, name, uid, model_name, "True")
+    obj["spec"] = {"target": {"repository": repo}, **({"serving": {"tritonURL": url}} if url else {})}
+    return obj
+
+
+def test_a_name_published_in_the_same_repository_or_triton_is_taken_before_any_job() -> None:
+    me = model()  # namespace ml, modelName add (the metadata name), repository pvc://triton-models
+    body = {"metadata": {"namespace": "ml", "name": "add", "uid": "me"}}
+    assert tenancy.name_taken([published("ml", "older", "u1", "add")], body, me, None) == "ml/older"
+    # Another namespace's claim of the same name is another directory, unless both load into one Triton.
+    assert tenancy.name_taken([published("other", "x", "u1", "add")], body, me, None) is None
+    shared = "http://triton.edgeopt.svc:8000"
+    assert tenancy.name_taken([published("other", "x", "u1", "add")], body, me, shared) == "other/x"
+    assert tenancy.name_taken([published("other", "x", "u1", "add", url=shared + "/")], body,
+                              model(serving={"tritonURL": shared}), None) == "other/x"  # fmt: skip
+    # Not published (refused, failed), another name, another repository, or myself: free.
+    unpublished = om("ml", "older", "u1", "add", "False")
+    unpublished["spec"] = {"target": {"repository": "pvc://triton-models"}}
+    assert tenancy.name_taken([unpublished], body, me, None) is None
+    assert tenancy.name_taken([published("ml", "older", "u1", "resnet")], body, me, None) is None
+    assert tenancy.name_taken([published("ml", "older", "u1", "add", repo="pvc://other")], body, me, None) is None
+    assert tenancy.name_taken([published("ml", "add", "me", "add")], body, me, None) is None
