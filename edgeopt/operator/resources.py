@@ -242,7 +242,9 @@ def conversion_job(
     ``serving_versions`` (what Triton serves now) travel to the publisher so its
     pruning never deletes a version Triton still has loaded.
 
-    ``spec.converter`` wins over the operator's defaults. The converter reports
+    ``spec.converter`` wins over the operator's defaults, once ``tenancy`` has
+    checked it against the allow-lists. The repository claim is mounted only at
+    the model's own directory (``model_subpath``). The converter reports
     through its termination message; FallbackToLogsOnError keeps the log tail
     when it dies before writing one (OOM, a crash in TensorFlow).
     """
