@@ -31,7 +31,6 @@ from edgeopt.operator import metrics, resources, status, tenancy
 from edgeopt.operator.kube import Kube, KubeError
 from edgeopt.operator.settings import OperatorSettings
 from edgeopt.spec import API_VERSION, KIND, OptimizedModel, parse_manifest
-from edgeopt.triton.ownership import OwnedElsewhereError
 
 log = logging.getLogger(__name__)
 
@@ -218,12 +217,9 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
             )
     existing = next((j for j in mine if j["metadata"]["name"] == job), None)
     if existing is None:
-        summary = _tenancy_refusal(rt, body, model)
-        if summary:  # before the capacity queue: a refused spec must never hold or wait for a slot
-            patch = status.job_failed(st, gen, summary)
-            if status.changed(st, patch):
-                rt.kube.patch_model_status(ns, name, patch)
-                post_event(owner, warning=True, reason=summary.reason, message=summary.message)
+        refused = tenancy.violations(model, rt.settings)
+        if refused:  # before the capacity queue: a refused spec must never hold or wait for a slot
+            _refuse(rt, body, Summary(False, tenancy.NOT_ALLOWED, "; ".join(refused)))
             return
         slot = (ns, job)
         limit = rt.settings.max_concurrent_conversions
@@ -245,6 +241,11 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
             raise kopf.TemporaryError("waiting for a conversion slot", delay=rt.settings.capacity_poll_seconds)
         try:
             _create_job(rt, body, model, job, gen, uid)
+        except tenancy.NameTakenError as exc:
+            with rt.capacity_lock:
+                rt.slots.release(slot)
+            _refuse(rt, body, Summary(False, exc.reason, str(exc)))
+            return
         except KubeError as exc:
             with rt.capacity_lock:
                 rt.slots.release(slot)
@@ -273,23 +274,21 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
     track_job(rt, existing)
 
 
-def _tenancy_refusal(rt: Runtime, body: Mapping[str, Any], model: OptimizedModel) -> Summary | None:
-    """NotAllowed (outside the allow-lists), or OwnedByAnotherModel (the name is another resource's)."""
-    refused = tenancy.violations(model, rt.settings)
-    if refused:
-        return Summary(False, tenancy.NOT_ALLOWED, "; ".join(refused))
-    holder = tenancy.name_taken(rt.kube.list_models(), body, model, rt.settings.triton_url)
-    if holder:
-        message = (
-            f"model name {model.model_name!r} is published by OptimizedModel {holder} in the same repository or "
-            "Triton; choose another spec.target.modelName, or ask its owner to delete theirs first"
-        )
-        return Summary(False, OwnedElsewhereError.reason, message)
-    return None
+def _refuse(rt: Runtime, body: Mapping[str, Any], summary: Summary) -> None:
+    """Failed at once, with an Event; no Job was made (tenancy: NotAllowed, OwnedByAnotherModel)."""
+    meta = body["metadata"]
+    st = dict(body.get("status") or {})
+    patch = status.job_failed(st, int(meta["generation"]), summary)
+    if status.changed(st, patch):
+        rt.kube.patch_model_status(meta["namespace"], meta["name"], patch)
+        post_event(dict(body), warning=True, reason=summary.reason, message=summary.message)
 
 
 def _create_job(rt: Runtime, body: Mapping[str, Any], model: OptimizedModel, job: str, gen: int, uid: str) -> None:
     owner: Any = dict(body)
+    # Once admitted (one list, not one per capacity retry): a name another resource has published
+    # here is refused before a Job could mount that resource's directory read-write.
+    tenancy.check_name(rt.kube.list_models(), body, model, rt.settings.triton_url)
     cm = resources.manifest_configmap(model, dict(body.get("spec") or {}), name=job, generation=gen, uid=uid)
     served = (body.get("status") or {}).get("modelVersion")
     job_body = resources.conversion_job(

@@ -30,6 +30,12 @@ class NotAllowedError(SpecError):
 
 NOT_ALLOWED = NotAllowedError.reason
 
+
+class NameTakenError(SpecError):
+    """Another OptimizedModel has published this model name in the same repository or Triton."""
+
+    reason = "OwnedByAnotherModel"  # the converter's word for the same refusal (ownership.OwnedElsewhereError)
+
 def image_allowed(image: str, patterns: Iterable[str]) -> bool:
     """Exact match, or a prefix match for entries ending in ``*`` (``registry.corp/edgeopt/*``)."""
     for pattern in patterns:
@@ -157,3 +163,15 @@ def name_taken(
         if same_repo or (my_url and url == my_url):
             return _ref(obj)
     return None
+
+
+def check_name(
+    models: Iterable[Mapping[str, Any]], me: Mapping[str, Any], model: OptimizedModel, default_url: str | None
+) -> None:
+    """Raise NameTakenError naming the owner when ``name_taken`` finds one."""
+    holder = name_taken(models, me, model, default_url)
+    if holder:
+        raise NameTakenError(
+            f"model name {model.model_name!r} is published by OptimizedModel {holder} in the same repository or "
+            "Triton; choose another spec.target.modelName, or ask its owner to delete theirs first"
+        )
