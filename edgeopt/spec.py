@@ -57,6 +57,8 @@ _SEGMENT = r"[^/\s]+"
 #: as in the CRD (Go's RE2 ``$`` never matches before a trailing newline).
 URI_PATTERN = rf"^(file://(/{_SEGMENT})+|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/{_SEGMENT})*)/?$"
 REPOSITORY_URI_PATTERN = URI_PATTERN
+#: An http(s) URL: scheme, a host, an optional path; no whitespace anywhere.
+TRITON_URL_PATTERN = r"^https?://[^/\s]+(/\S*)?$"
 #: ``graph`` and ``checkpoint``: relative to the source, never absolute, no empty segment.
 RELATIVE_PATH_PATTERN = rf"^{_SEGMENT}(/{_SEGMENT})*$"
 #: What the CRD's CEL rule refuses on top of the pattern: '.' and '..' segments.
@@ -200,7 +202,9 @@ class Target:
 
 @dataclass
 class Serving:
-    triton_url: str | None = spec_field(None, key="tritonURL", pattern=r"^https?://", doc="Triton HTTP endpoint.")
+    triton_url: str | None = spec_field(
+        None, key="tritonURL", pattern=TRITON_URL_PATTERN, doc="Triton HTTP endpoint (operator allow-list)."
+    )
 
 
 @dataclass

@@ -160,6 +160,9 @@ def build_env(pod: dict[str, Any], container: dict[str, Any], ctx: RuntimeContex
     uid = _effective(pod, container, "runAsUser")
     env: dict[str, str] = {
         "PATH": f"{ctx.venv_bin}:{SYSTEM_PATH}",
+        # The "image" is the checkout this harness runs from (see image_roots): its edgeopt, not
+        # whichever checkout the venv's editable install points at (a git worktree, say).
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         "HOSTNAME": pod["metadata"]["name"],
         "HOME": "/root" if not uid else "/",
         # In-cluster clients find the API server here (the Service IP does not route locally).
@@ -477,9 +480,7 @@ def build_plan(pod: dict[str, Any], pod_dir: Path, ctx: RuntimeContext) -> Plan:
         source, ro = sources[vm["name"]]
         sub = vm.get("subPath") or (expand(vm["subPathExpr"], env) if vm.get("subPathExpr") else "")
         if sub:
-            source = source / _safe_relpath(sub)
-            if not source.exists():
-                source.mkdir(parents=True)
+            source = subpath_source(source, sub)
         mounts.append({"source": str(source), "target": vm["mountPath"], "readOnly": bool(vm.get("readOnly") or ro)})
     mounts += _image_mounts([m["target"] for m in mounts], ctx)
     uid = _effective(pod, container, "runAsUser")
@@ -495,6 +496,28 @@ def build_plan(pod: dict[str, Any], pod_dir: Path, ctx: RuntimeContext) -> Plan:
         fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError", warnings=warnings,
         traversable=traversable,
     )
+
+
+def subpath_source(volume: Path, sub: str) -> Path:
+    """What kubelet does for a ``subPath`` mount: the folder inside the volume, made if missing.
+
+    As kubelet's SafeMakeDir: missing folders take the volume root's mode
+    (with fsGroup that is group-writable and setgid, so the Pod's group can
+    write what kubelet made as root), and a path that resolves outside the
+    volume, through a symbolic link, is refused rather than followed.
+    """
+    root = volume.resolve()
+    mode = stat.S_IMODE(os.stat(root).st_mode)
+    current = root
+    for part in Path(_safe_relpath(sub)).parts:
+        current = current / part
+        if not current.exists() and not current.is_symlink():
+            current.mkdir()
+            os.chmod(current, mode)
+        real = current.resolve()
+        if real != root and root not in real.parents:
+            raise NotYet("CreateContainerConfigError", f"subPath {sub!r} resolves outside its volume ({real})")
+    return current.resolve()
 
 
 def image_roots(ctx: RuntimeContext) -> list[Path]:

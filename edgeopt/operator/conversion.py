@@ -27,7 +27,7 @@ import kopf
 
 from edgeopt.artifact import Summary
 from edgeopt.errors import SpecError
-from edgeopt.operator import metrics, resources, status
+from edgeopt.operator import metrics, resources, status, tenancy
 from edgeopt.operator.kube import Kube, KubeError
 from edgeopt.operator.settings import OperatorSettings
 from edgeopt.spec import API_VERSION, KIND, OptimizedModel, parse_manifest
@@ -111,7 +111,11 @@ def model_from_body(body: Mapping[str, Any]) -> OptimizedModel:
 
 
 def triton_url(rt: Runtime, model: OptimizedModel) -> str | None:
-    return model.spec.serving.triton_url or rt.settings.triton_url
+    """The Triton to talk to; a spec URL outside the allow-list is never contacted (no SSRF)."""
+    url = model.spec.serving.triton_url
+    if url and not tenancy.triton_url_allowed(url, rt.settings):
+        return None
+    return url or rt.settings.triton_url
 
 
 def effective_precision(model: OptimizedModel) -> str:
@@ -213,6 +217,10 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
             )
     existing = next((j for j in mine if j["metadata"]["name"] == job), None)
     if existing is None:
+        refused = tenancy.violations(model, rt.settings)
+        if refused:  # before the capacity queue: a refused spec must never hold or wait for a slot
+            _refuse(rt, body, Summary(False, tenancy.NOT_ALLOWED, "; ".join(refused)))
+            return
         slot = (ns, job)
         limit = rt.settings.max_concurrent_conversions
         with rt.capacity_lock:  # only bookkeeping in here: the API calls below run in parallel
@@ -233,6 +241,11 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
             raise kopf.TemporaryError("waiting for a conversion slot", delay=rt.settings.capacity_poll_seconds)
         try:
             _create_job(rt, body, model, job, gen, uid)
+        except tenancy.NameTakenError as exc:
+            with rt.capacity_lock:
+                rt.slots.release(slot)
+            _refuse(rt, body, Summary(False, exc.reason, str(exc)))
+            return
         except KubeError as exc:
             with rt.capacity_lock:
                 rt.slots.release(slot)
@@ -261,8 +274,21 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
     track_job(rt, existing)
 
 
+def _refuse(rt: Runtime, body: Mapping[str, Any], summary: Summary) -> None:
+    """Failed at once, with an Event; no Job was made (tenancy: NotAllowed, OwnedByAnotherModel)."""
+    meta = body["metadata"]
+    st = dict(body.get("status") or {})
+    patch = status.job_failed(st, int(meta["generation"]), summary)
+    if status.changed(st, patch):
+        rt.kube.patch_model_status(meta["namespace"], meta["name"], patch)
+        post_event(dict(body), warning=True, reason=summary.reason, message=summary.message)
+
+
 def _create_job(rt: Runtime, body: Mapping[str, Any], model: OptimizedModel, job: str, gen: int, uid: str) -> None:
     owner: Any = dict(body)
+    # Once admitted (one list, not one per capacity retry): a name another resource has published
+    # here is refused before a Job could mount that resource's directory read-write.
+    tenancy.check_name(rt.kube.list_models(), body, model, rt.settings.triton_url)
     cm = resources.manifest_configmap(model, dict(body.get("spec") or {}), name=job, generation=gen, uid=uid)
     served = (body.get("status") or {}).get("modelVersion")
     job_body = resources.conversion_job(

@@ -2,7 +2,10 @@
 
 The chart's ClusterRole is tested against ``RULES`` so that RBAC grants what
 the code needs and nothing more. When the operator starts calling a new API,
-add it here first; the chart test then says what the chart lacks.
+add it here first; the chart test then says what the chart lacks. The other
+direction is tested too (tests/unit/test_permissions_used.py): every verb here
+must be used by a ``Kube`` method that the operator calls, or by kopf itself
+for what the operator registers with it; a verb nobody uses fails that test.
 """
 
 from __future__ import annotations
@@ -24,14 +27,19 @@ RULES: tuple[Rule, ...] = (
         ("get", "list", "watch", "patch"),
         "reconcile OptimizedModels; patch adds/removes the finalizer and kopf's progress annotations",
     ),
-    Rule(("edgeopt.io",), ("optimizedmodels/status",), ("get", "patch"), "phase, conditions, report"),
+    Rule(("edgeopt.io",), ("optimizedmodels/status",), ("patch",), "phase, conditions, report"),
     Rule(
         ("batch",),
         ("jobs",),
         ("get", "list", "watch", "create", "delete"),
         "one conversion Job per generation; watch drives the phase; delete stops an outdated generation",
     ),
-    Rule(("",), ("configmaps",), ("get", "create", "delete"), "the manifest the converter reads"),
+    Rule(
+        ("",),
+        ("configmaps",),
+        ("get", "create"),
+        "the manifest the converter reads; get adopts one a previous run made (garbage collection deletes it)",
+    ),
     Rule(("",), ("pods",), ("list",), "the converter's termination message (its Summary)"),
     Rule(("",), ("events",), ("create",), "an Event for every transition (kopf posts core/v1 Events)"),
     # What kopf itself needs.
@@ -45,13 +53,13 @@ RULES: tuple[Rule, ...] = (
     Rule(
         ("kopf.dev",),
         ("clusterkopfpeerings", "kopfpeerings"),
-        ("get", "list", "watch", "patch"),
-        "kopf peering: active/standby replicas",
+        ("list", "watch", "patch"),
+        "kopf peering: active/standby replicas (kopf watches the peering object and patches its own entry)",
     ),
     Rule(
         ("zalando.org",),
         ("clusterkopfpeerings", "kopfpeerings"),
-        ("get", "list", "watch", "patch"),
+        ("list", "watch", "patch"),
         "kopf peering (the legacy API group, still used when its CRD is installed)",
     ),
 )

@@ -17,6 +17,7 @@ import yaml
 from edgeopt.artifact import SERVING_VERSIONS_ENV
 from edgeopt.operator.settings import OperatorSettings
 from edgeopt.spec import API_VERSION, DEFAULT_PVC_ROOT, KIND, PVC_ROOT_ENV, OptimizedModel, pvc_claim
+from edgeopt.triton.ownership import OWNER_UID_ENV
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "edgeopt"
@@ -32,6 +33,8 @@ CONTAINER_NAME = "convert"
 MANIFEST_DIR = "/etc/edgeopt"
 MANIFEST_FILE = "model.yaml"
 COMMAND = ["edgeopt", "convert", "-f", f"{MANIFEST_DIR}/{MANIFEST_FILE}"]
+#: The clean-up Job's command: removes a model directory only if its owner record names the resource.
+REMOVE_COMMAND = ["python", "-m", "edgeopt.triton.ownership", "remove"]
 #: Exit codes of errors that a retry cannot fix (spec, input, conversion, TRT, validation, publish).
 PERMANENT_EXIT_CODES = [2, 3, 4, 5, 6, 7]
 MAX_NAME = 63
@@ -106,6 +109,45 @@ def pvc_claims(model: OptimizedModel) -> dict[str, bool]:
     return claims
 
 
+def read_claims(model: OptimizedModel) -> set[str]:
+    """Claims the converter reads (source, calibration): mounted whole and read-only."""
+    spec = model.spec
+    cal = spec.tensorrt.calibration
+    return {c for c in (pvc_claim(spec.source.uri), pvc_claim(cal.uri if cal else None)) if c}
+
+
+def model_subpath(model: OptimizedModel) -> str | None:
+    """The model's own directory inside the repository claim (``<path>/<modelName>``), or None (file://).
+
+    The converter mounts only this, read-write, as a ``subPath``: a compromised
+    converter cannot reach another model's files or the ``model.py`` Triton runs.
+    """
+    repo = model.spec.target.repository
+    claim = pvc_claim(repo)
+    if not claim:
+        return None
+    sub = repo[len("pvc://") + len(claim) :].strip("/")
+    return "/".join(p for p in (sub, model.model_name) if p)
+
+
+def _claim_mounts(model: OptimizedModel) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumeMounts, volumes) for the claims: sources whole and read-only, the repository by subPath only."""
+    mounts: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = []
+    reads = read_claims(model)
+    repo_claim = pvc_claim(model.spec.target.repository)
+    subpath = model_subpath(model)
+    for i, (claim, writable) in enumerate(sorted(pvc_claims(model).items())):
+        vol = _volume_name(i, claim)
+        volumes.append({"name": vol, "persistentVolumeClaim": {"claimName": claim, "readOnly": not writable}})
+        root = f"{DEFAULT_PVC_ROOT}/{claim}"
+        if claim in reads:  # first: the model's own mount below nests inside this one
+            mounts.append({"name": vol, "mountPath": root, "readOnly": True})
+        if claim == repo_claim and subpath:
+            mounts.append({"name": vol, "mountPath": f"{root}/{subpath}", "subPath": subpath, "readOnly": False})
+    return mounts, volumes
+
+
 def _pod_spec(container: dict[str, Any], volumes: list[dict[str, Any]], uid_gid: int) -> dict[str, Any]:
     return {
         "restartPolicy": "Never",
@@ -140,20 +182,32 @@ def cleanup_job(model: OptimizedModel, settings: OperatorSettings, *, uid: str) 
     a ``pvc://`` claim (a ``file://`` repository is the local user's own folder).
     """
     claim = pvc_claim(model.spec.target.repository)
-    if not claim:
+    subpath = model_subpath(model)
+    if not claim or not subpath:
         return None
-    sub = model.spec.target.repository[len("pvc://") + len(claim) :].strip("/")
-    target = "/".join(p for p in (DEFAULT_PVC_ROOT, claim, sub, model.model_name) if p)
+    parent, _, model_dir = subpath.rpartition("/")
+    mount = "/".join(p for p in (DEFAULT_PVC_ROOT, claim, parent) if p)
     suffix = f"-cleanup-{hashlib.sha256(uid.encode()).hexdigest()[:6]}"
     name = re.sub(r"[^a-z0-9-]", "-", model.name.lower())[: MAX_NAME - len(suffix)].strip("-") + suffix
     labels = {**model_labels(model.name, 0, uid), PURPOSE_LABEL: "cleanup"}
     container = {
         "name": "cleanup",
-        "image": model.spec.converter.image or settings.converter_image,
+        # The operator's own image, whatever the spec says: this Job runs the operator's command only.
+        "image": settings.converter_image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["rm", "-rf", "--", target],
+        "command": [
+            *REMOVE_COMMAND,
+            "--namespace",
+            model.namespace or "",
+            "--name",
+            model.name,
+            "--uid",
+            uid,
+            f"{mount}/{model_dir}",
+        ],
         "resources": {},
-        "volumeMounts": [{"name": "repository", "mountPath": f"{DEFAULT_PVC_ROOT}/{claim}"}],
+        # The directory holding the model's folder (removing a folder needs its parent), and only that.
+        "volumeMounts": [{"name": "repository", "mountPath": mount, **({"subPath": parent} if parent else {})}],
         "securityContext": _locked_down(),
     }
     volumes = [{"name": "repository", "persistentVolumeClaim": {"claimName": claim}}]
@@ -188,7 +242,9 @@ def conversion_job(
     ``serving_versions`` (what Triton serves now) travel to the publisher so its
     pruning never deletes a version Triton still has loaded.
 
-    ``spec.converter`` wins over the operator's defaults. The converter reports
+    ``spec.converter`` wins over the operator's defaults, once ``tenancy`` has
+    checked it against the allow-lists. The repository claim is mounted only at
+    the model's own directory (``model_subpath``). The converter reports
     through its termination message; FallbackToLogsOnError keeps the log tail
     when it dies before writing one (OOM, a crash in TensorFlow).
     """
@@ -211,10 +267,9 @@ def conversion_job(
         {"name": "manifest", "configMap": {"name": configmap}},
         {"name": "tmp", "emptyDir": {}},
     ]
-    for i, (claim, writable) in enumerate(sorted(pvc_claims(model).items())):
-        vol = _volume_name(i, claim)
-        mounts.append({"name": vol, "mountPath": f"{DEFAULT_PVC_ROOT}/{claim}", "readOnly": not writable})
-        volumes.append({"name": vol, "persistentVolumeClaim": {"claimName": claim, "readOnly": not writable}})
+    claim_mounts, claim_volumes = _claim_mounts(model)
+    mounts += claim_mounts
+    volumes += claim_volumes
 
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
@@ -225,6 +280,7 @@ def conversion_job(
             {"name": PVC_ROOT_ENV, "value": DEFAULT_PVC_ROOT},
             {"name": "HOME", "value": "/tmp"},  # TF and Keras write caches under $HOME
             {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "1"},
+            {"name": OWNER_UID_ENV, "value": uid},  # the owner record of the model directory
             *(
                 [{"name": SERVING_VERSIONS_ENV, "value": ",".join(str(v) for v in sorted(serving_versions))}]
                 if serving_versions

@@ -16,16 +16,22 @@ from typing import Any
 import kopf
 
 from edgeopt.errors import ServingError, SpecError
-from edgeopt.operator import status
+from edgeopt.operator import status, tenancy
 from edgeopt.operator.conversion import Runtime, model_from_body, post_event, triton_url
-from edgeopt.triton.client import AsyncTritonClient, RetryPolicy
+from edgeopt.operator.kube import KubeError
+from edgeopt.triton.client import SMOKE_INPUT_MAX_BYTES, AsyncTritonClient, RetryPolicy, SmokeInputTooLarge
 
 #: The operator retries with its own backoff (status shows each failure); keep the client's retries short.
 _RETRY = RetryPolicy(attempts=2, initial_delay=0.5)
 
 
-async def load_and_check(url: str, name: str, version: int | None, *, timeout: float) -> str:
-    """Load (explicit mode), wait until ``version`` is ready, run one inference on zeros."""
+async def load_and_check(
+    url: str, name: str, version: int | None, *, timeout: float, max_bytes: int = SMOKE_INPUT_MAX_BYTES
+) -> str:
+    """Load (explicit mode), wait until ``version`` is ready, run one inference on zeros.
+
+    The zeros are shaped by the config the converter wrote; beyond ``max_bytes`` no request is sent.
+    """
     triton = AsyncTritonClient(url, timeout=timeout, load_timeout=max(timeout, 120.0), retry=_RETRY)
     await triton.load(name)
     deadline = asyncio.get_running_loop().time() + timeout
@@ -33,7 +39,10 @@ async def load_and_check(url: str, name: str, version: int | None, *, timeout: f
         if asyncio.get_running_loop().time() > deadline:
             raise ServingError(f"{name} version {version} is not ready in Triton at {url} after {timeout:g}s")
         await asyncio.sleep(0.5)
-    smoke = await triton.smoke_infer(name, version)
+    try:
+        smoke = await triton.smoke_infer(name, version, max_bytes=max_bytes)
+    except SmokeInputTooLarge as exc:
+        return f"is ready; no smoke request was sent: {exc}"
     return f"answered a request in {smoke.latency_ms:.1f} ms"
 
 
@@ -54,7 +63,9 @@ async def load_published(rt: Runtime, body: Mapping[str, Any], patch: Any, *, re
         return
     timeout = rt.settings.triton_timeout_seconds
     try:
-        answered = await load_and_check(url, name, version, timeout=timeout)
+        answered = await load_and_check(
+            url, name, version, timeout=timeout, max_bytes=rt.settings.smoke_input_max_bytes
+        )
     except ServingError as exc:
         new = status.serving_unavailable(st, gen, "TritonUnavailable", str(exc))
         if status.changed(st, new):
@@ -79,6 +90,15 @@ async def unload(rt: Runtime, body: Mapping[str, Any], logger: logging.Logger) -
     url = triton_url(rt, model)
     name = st.get("modelName") or model.model_name
     if not url or not st.get("modelVersion"):
+        return
+    try:
+        other = tenancy.other_publisher(await asyncio.to_thread(rt.kube.list_models), body, name)
+    except KubeError as exc:
+        other = f"(unknown: the OptimizedModels could not be listed: {exc})"
+    if other:
+        message = f"not unloading {name} from Triton: it is published by OptimizedModel {other}"
+        logger.warning(message)
+        post_event(dict(body), warning=True, reason="UnloadRefused", message=message)
         return
     try:
         await AsyncTritonClient(url, timeout=rt.settings.triton_timeout_seconds, retry=_RETRY).unload(name)

@@ -19,7 +19,8 @@ from edgeopt import __version__
 from edgeopt.errors import SpecError
 
 PREFIX = "EDGEOPT_"
-DEFAULT_CONVERTER_IMAGE = f"ghcr.io/edgeopt/converter:{__version__}"
+#: The chart's own converter image (charts/edgeopt converter.image; test_chart checks they agree).
+DEFAULT_CONVERTER_IMAGE = f"ghcr.io/edgeopt/edgeopt-converter:{__version__}"
 #: One GPU: TF-TRT engines are built on the kind of GPU that will serve them.
 DEFAULT_RESOURCES: dict[str, Any] = {"limits": {"nvidia.com/gpu": 1}}
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -80,6 +81,21 @@ class OperatorSettings:
     #: Port of the Prometheus metrics endpoint (``/metrics``); 0 = off.
     metrics_port: int = 9090
 
+    # Tenancy: what a tenant may choose in spec.converter / spec.serving. Whoever may create an
+    # OptimizedModel would otherwise pick the image, the node and the Triton the operator talks to.
+    # Each list is added to the operator's own default (converter_image, converter_tolerations,
+    # converter_runtime_class, triton_url), which is always allowed; an empty list allows only that.
+    #: Further converter images a spec may name (comma list); ``PREFIX*`` allows every image under a prefix.
+    allowed_converter_images: tuple[str, ...] = ()
+    #: Further tolerations a spec may carry (JSON list), each matched exactly (key, operator, value, effect).
+    allowed_tolerations: tuple[Mapping[str, Any], ...] = ()
+    #: Further runtimeClassNames a spec may name (comma list).
+    allowed_runtime_classes: tuple[str, ...] = ()
+    #: Further Triton URLs a spec may name in serving.tritonURL (comma list, exact, trailing ``/`` ignored).
+    allowed_triton_urls: tuple[str, ...] = ()
+    #: Largest smoke-test request (bytes) built from a Triton model config; larger inputs skip the request.
+    smoke_input_max_bytes: int = 64 * 1024 * 1024
+
     def __post_init__(self) -> None:
         for ns in self.namespaces:
             if not _NAMESPACE.match(ns):
@@ -108,6 +124,38 @@ class OperatorSettings:
             raise SettingsError(f"{PREFIX}CONVERTER_RESOURCES: must be a JSON object")
         if not all(isinstance(v, str) for v in self.converter_node_selector.values()):
             raise SettingsError(f"{PREFIX}CONVERTER_NODE_SELECTOR: values must be strings")
+        self._check_allow_lists()
+
+    def _check_allow_lists(self) -> None:
+        for image in self.allowed_converter_images:
+            if not image or image == "*" or any(c.isspace() for c in image):
+                raise SettingsError(
+                    f"{PREFIX}ALLOWED_CONVERTER_IMAGES: {image!r} is not an image or an image prefix ending in '*'"
+                    " (a bare '*' would let every tenant run any image)"
+                )
+        for url in self.allowed_triton_urls:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise SettingsError(f"{PREFIX}ALLOWED_TRITON_URLS: {url!r} must start with http:// or https://")
+        for name in self.allowed_runtime_classes:
+            if not _NAMESPACE.match(name):
+                raise SettingsError(f"{PREFIX}ALLOWED_RUNTIME_CLASSES: {name!r} is not a valid RuntimeClass name")
+        if self.smoke_input_max_bytes < 1:
+            raise SettingsError(f"{PREFIX}SMOKE_INPUT_MAX_BYTES: must be >= 1, got {self.smoke_input_max_bytes}")
+
+    def converter_images(self) -> tuple[str, ...]:
+        """Every converter image (or ``prefix*``) a Job may run: the default first."""
+        return (self.converter_image, *(i for i in self.allowed_converter_images if i != self.converter_image))
+
+    def tolerations_allowed(self) -> tuple[Mapping[str, Any], ...]:
+        return (*self.converter_tolerations, *self.allowed_tolerations)
+
+    def runtime_classes(self) -> tuple[str, ...]:
+        own = (self.converter_runtime_class,) if self.converter_runtime_class else ()
+        return (*own, *(c for c in self.allowed_runtime_classes if c not in own))
+
+    def triton_urls(self) -> tuple[str, ...]:
+        own = (self.triton_url,) if self.triton_url else ()
+        return (*own, *(u for u in self.allowed_triton_urls if u not in own))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -135,7 +183,9 @@ def _parse(name: str, key: str, raw: str) -> Any:
             if not isinstance(value, dict):
                 raise ValueError("must be a JSON object")
             return value
-        if key == "converter_tolerations":
+        if key in ("allowed_converter_images", "allowed_runtime_classes", "allowed_triton_urls"):
+            return tuple(item.strip() for item in raw.split(",") if item.strip())
+        if key in ("converter_tolerations", "allowed_tolerations"):
             value = json.loads(raw)
             if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
                 raise ValueError("must be a JSON list of objects")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeopt.artifact import Summary
+from edgeopt.operator import job_output
 
 PENDING, CONVERTING, PUBLISHING, READY, FAILED = "Pending", "Converting", "Publishing", "Ready", "Failed"
 PHASES = (PENDING, CONVERTING, PUBLISHING, READY, FAILED)
@@ -153,13 +154,8 @@ def parse_summary(message: str | None, exit_code: int | None, *, succeeded: bool
     JSON; that tail is the best explanation there is, so it becomes the message.
     """
     text = (message or "").strip()
-    if text.startswith("{"):
-        try:
-            return Summary.from_json(text)
-        except (ValueError, TypeError):
-            pass
-    if succeeded:
-        return Summary(ok=True, reason="Published", message=text or "the converter finished without a summary")
+    if succeeded or job_output.looks_like_summary(text):  # a converter that succeeded always wrote one
+        return job_output.summary_or_invalid(text, succeeded=succeeded)
     detail = text[-MESSAGE_LIMIT:] if text else "no termination message"
     code = f" with exit code {exit_code}" if exit_code is not None else ""
     return Summary(ok=False, reason="ConverterCrashed", message=f"the converter exited{code}: {detail}")

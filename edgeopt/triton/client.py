@@ -15,6 +15,7 @@ checks it): the operator image has none.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -113,18 +114,47 @@ def config_dims(tensor: dict[str, Any]) -> list[int]:
     return [int(d) for d in tensor.get("dims", [])]
 
 
-def zero_inputs(config: dict[str, Any], batch: int = 1) -> dict[str, np.ndarray]:
-    """Zeros for every input the config declares; variable dims become 1."""
+#: Default cap on a smoke request built from a model config (all inputs together).
+SMOKE_INPUT_MAX_BYTES = 64 * 1024 * 1024
+
+
+class SmokeInputTooLarge(ServingError):
+    """The model config declares inputs too large for a smoke request; none was built."""
+
+    reason = "SmokeInputTooLarge"
+
+
+def zero_inputs(
+    config: dict[str, Any], batch: int = 1, *, max_bytes: int = SMOKE_INPUT_MAX_BYTES
+) -> dict[str, np.ndarray]:
+    """Zeros for every input the config declares; variable dims become 1.
+
+    The config comes from the repository, which the converter of a tenant's
+    model wrote: its dims are untrusted. The size is computed (in Python ints,
+    no overflow) before anything is allocated, and a request above
+    ``max_bytes`` is refused with SmokeInputTooLarge.
+    """
     batched = int(config.get("max_batch_size") or 0) > 0
-    out: dict[str, np.ndarray] = {}
+    shapes: dict[str, tuple[list[int], str]] = {}
+    total = 0
     for t in config.get("input", []):
         dims = [d if d > 0 else 1 for d in config_dims(t)]
         shape = ([batch] if batched else []) + dims
         triton_type = str(t["data_type"]).removeprefix("TYPE_")
+        itemsize = 1 if triton_type in ("STRING", "BYTES") else np.dtype(triton_to_np_dtype(triton_type)).itemsize
+        total += math.prod(shape) * itemsize
+        if total > max_bytes:
+            raise SmokeInputTooLarge(
+                f"a zero request for input {t.get('name')!r} (shape {shape}) would take more than {max_bytes} bytes; "
+                "raise EDGEOPT_SMOKE_INPUT_MAX_BYTES (chart: operator.smokeInputMaxBytes) to send it anyway"
+            )
+        shapes[t["name"]] = (shape, triton_type)
+    out: dict[str, np.ndarray] = {}
+    for name, (shape, triton_type) in shapes.items():
         if triton_type in ("STRING", "BYTES"):
-            out[t["name"]] = np.full(shape, b"", dtype=np.object_)
+            out[name] = np.full(shape, b"", dtype=np.object_)
         else:
-            out[t["name"]] = np.zeros(shape, dtype=triton_to_np_dtype(triton_type))
+            out[name] = np.zeros(shape, dtype=triton_to_np_dtype(triton_type))
     return out
 
 
@@ -259,11 +289,13 @@ class TritonClient(_Endpoint):
         response = result.get_response()
         return {o["name"]: result.as_numpy(o["name"]) for o in response.get("outputs", [])}
 
-    def smoke_infer(self, model: str, version: int | str | None = None) -> SmokeResult:
+    def smoke_infer(
+        self, model: str, version: int | str | None = None, *, max_bytes: int = SMOKE_INPUT_MAX_BYTES
+    ) -> SmokeResult:
         """Zeros in, finite numbers out: the cheapest proof that a loaded version really answers."""
         config = self.model_config(model, version)
         started = time.monotonic()
-        outputs = self.infer(model, zero_inputs(config), version=version)
+        outputs = self.infer(model, zero_inputs(config, max_bytes=max_bytes), version=version)
         latency = (time.monotonic() - started) * 1000
         return SmokeResult(model, "" if version is None else str(version), latency, check_finite(model, outputs))
 
@@ -334,9 +366,11 @@ class AsyncTritonClient(_Endpoint):
         response = result.get_response()
         return {o["name"]: result.as_numpy(o["name"]) for o in response.get("outputs", [])}
 
-    async def smoke_infer(self, model: str, version: int | str | None = None) -> SmokeResult:
+    async def smoke_infer(
+        self, model: str, version: int | str | None = None, *, max_bytes: int = SMOKE_INPUT_MAX_BYTES
+    ) -> SmokeResult:
         config = await self.model_config(model, version)
         started = time.monotonic()
-        outputs = await self.infer(model, zero_inputs(config), version=version)
+        outputs = await self.infer(model, zero_inputs(config, max_bytes=max_bytes), version=version)
         latency = (time.monotonic() - started) * 1000
         return SmokeResult(model, "" if version is None else str(version), latency, check_finite(model, outputs))

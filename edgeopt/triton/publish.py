@@ -6,7 +6,9 @@ must never see a half-written version:
 1. The model name is validated before any path is built from it.
 2. Publishers of the same model serialise on an ``flock`` of
    ``<model>/.lock`` (per open file description, so it works between threads
-   and between processes); the version number is chosen under that lock.
+   and between processes); the version number is chosen under that lock, and
+   a model directory owned by another OptimizedModel (``.owner.json``, see
+   ``ownership``) is refused before anything is written.
 3. The version is written into ``<model>/.staging-<uuid>/`` (non-numeric:
    Triton ignores it), every file and directory is fsynced, and the staging
    dir is renamed to ``<model>/<version>``.
@@ -16,6 +18,10 @@ must never see a half-written version:
 
 Any failure before step 3's rename removes the staging dir (and a model dir
 this call created), so the repository is byte-for-byte as it was.
+
+Everything lives inside ``<model>/`` (lock, staging, pruning): in a cluster
+the converter mounts only that directory of the repository claim (a
+``subPath``), so a publisher can never touch another model's files.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from pathlib import Path
 from edgeopt.artifact import SERVING_VERSIONS_ENV, Artifact
 from edgeopt.errors import PublishError
 from edgeopt.spec import OptimizedModel, resolve_uri
+from edgeopt.triton import ownership
 from edgeopt.triton.config import ONNX_FILENAME, PLAN_FILENAME, SAVEDMODEL_DIRNAME, build_model_config
 from edgeopt.triton.python_model import write_model_py
 
@@ -271,6 +278,7 @@ def publish_version(
     repo = Path(repository) if repository is not None else resolve_uri(target.repository)
     config_text = build_model_config(artifact, model).render()  # fails before any file is touched
     served = _serving_versions(serving_versions)
+    owner = ownership.owner_of(model.name, model.namespace)
     repo_existed = repo.is_dir()
     model_dir = repo / name
     model_dir_existed = model_dir.is_dir()
@@ -286,7 +294,9 @@ def publish_version(
     try:
         with model_lock(model_dir):
             version_dir: Path | None = None
+            wrote_owner = False
             try:
+                recorded = ownership.refuse_unless_owner(model_dir, owner, "publish to")
                 versions_before = existing_versions(model_dir)
                 version = _choose_version(model_dir, name, target.version, repo)
                 staging.mkdir()
@@ -294,6 +304,9 @@ def publish_version(
                 version_dir = model_dir / str(version)
                 os.rename(staging, version_dir)
                 fsync_dir(model_dir)
+                if recorded != owner:
+                    wrote_owner = True
+                    ownership.write_owner(model_dir, owner)
                 config_path = model_dir / CONFIG_NAME
                 replace_file_atomically(config_path, config_text)
             except BaseException:
@@ -302,6 +315,8 @@ def publish_version(
                 _remove_tree(staging)
                 if version_dir is not None and version_dir.exists():
                     _withdraw(version_dir)
+                if wrote_owner:
+                    _restore_owner(model_dir, recorded)
                 if not model_dir_existed:
                     _remove_new_model_dir(model_dir)
                 elif not lock_existed:
@@ -327,6 +342,15 @@ def publish_version(
     seconds = time.monotonic() - started
     log.info("published %s version %d to %s in %.2fs (pruned %s)", name, version, repo, seconds, pruned or "none")
     return PublishResult(name, version, version_dir, config_path, seconds, pruned)
+
+
+def _restore_owner(model_dir: Path, recorded: ownership.Owner | None) -> None:
+    """Undo this publish's owner record: the repository must read as it did before."""
+    with contextlib.suppress(OSError):
+        if recorded is None:
+            (model_dir / ownership.OWNER_FILE).unlink()
+        else:
+            ownership.write_owner(model_dir, recorded)
 
 
 def _serving_versions(serving: Iterable[int] | None) -> set[int] | None:
@@ -369,7 +393,7 @@ def _remove_new_model_dir(model_dir: Path) -> None:
     with contextlib.suppress(OSError):
         if existing_versions(model_dir) or (model_dir / CONFIG_NAME).exists():
             return
-        leftovers = [e for e in os.listdir(model_dir) if e != LOCK_NAME]
+        leftovers = [e for e in os.listdir(model_dir) if e not in (LOCK_NAME, ownership.OWNER_FILE)]
         if leftovers:
             return  # another publisher's staging dir: not ours to remove
         with contextlib.suppress(FileNotFoundError):

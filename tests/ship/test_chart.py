@@ -8,6 +8,7 @@ settings parser accepts, and the CRD is the repository's CRD.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from typing import Any
@@ -269,6 +270,10 @@ def test_triton_runs_in_explicit_mode_on_the_repository_claim() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
     assert claims == {"triton-models"}
+    # Triton only reads: the converter Jobs write, each into its own model's directory.
+    (repo,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert repo["persistentVolumeClaim"]["readOnly"] is True
+    assert all(m["readOnly"] for m in c["volumeMounts"] if m["name"] == repo["name"])
     assert {p["metadata"]["name"] for p in by_kind(docs, "PersistentVolumeClaim")} == {"triton-models", "models"}
     svc = one(docs, "Service", "-triton")
     env = container_env(one(docs, "Deployment", "edgeopt"))
@@ -327,3 +332,59 @@ def test_examples_are_valid_specs() -> None:
         load_manifest(path)
 
 
+
+
+def test_chart_and_operator_agree_on_the_default_converter_image() -> None:
+    """The admission policy allows the chart's image; an operator started without the chart must pick the same."""
+    from edgeopt.operator.settings import DEFAULT_CONVERTER_IMAGE
+
+    env = container_env(one(chart.render(), "Deployment"))
+    assert env["EDGEOPT_CONVERTER_IMAGE"] == DEFAULT_CONVERTER_IMAGE
+
+
+def test_tenancy_values_reach_the_operator_and_the_admission_policy() -> None:
+    docs = chart.render(
+        "--set", "tenancy.allowedConverterImages={registry.corp/edgeopt/*,other.io/conv:2}",
+        "--set-json", 'tenancy.allowedTolerations=[{"key":"gpu","operator":"Exists"}]',
+        "--set", "tenancy.allowedRuntimeClasses={nvidia}",
+        "--set", "tenancy.allowedTritonURLs={http://triton.a.svc:8000}",
+        "--set", "operator.smokeInputMaxBytes=1048576",
+    )  # fmt: skip
+    settings = OperatorSettings.from_env(container_env(one(docs, "Deployment")))
+    assert settings.converter_images() == (
+        "ghcr.io/edgeopt/edgeopt-converter:0.1.0", "registry.corp/edgeopt/*", "other.io/conv:2")  # fmt: skip
+    assert settings.allowed_tolerations == ({"key": "gpu", "operator": "Exists"},)
+    assert settings.runtime_classes() == ("nvidia",)
+    assert settings.triton_urls() == ("http://triton.a.svc:8000",)
+    assert settings.smoke_input_max_bytes == 1048576
+    policy = one(docs, "ValidatingAdmissionPolicy")
+    variables = {v["name"]: v["expression"] for v in policy["spec"]["variables"]}
+    assert yaml.safe_load(variables["exactImages"]) == ["ghcr.io/edgeopt/edgeopt-converter:0.1.0", "other.io/conv:2"]
+    assert yaml.safe_load(variables["imagePrefixes"]) == ["registry.corp/edgeopt/"]
+    assert yaml.safe_load(variables["runtimeClasses"]) == ["nvidia"]
+    (condition,) = policy["spec"]["matchConditions"]
+    assert condition["expression"] == "request.userInfo.username == 'system:serviceaccount:edgeopt:edgeopt'"
+    binding = one(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+
+
+def test_admission_policy_can_be_left_out() -> None:
+    docs = chart.render("--set", "admissionPolicy.enabled=false")
+    assert not by_kind(docs, "ValidatingAdmissionPolicy") and not by_kind(docs, "ValidatingAdmissionPolicyBinding")
+    with pytest.raises(AssertionError, match="schema"):
+        chart.render("--set", "tenancy.allowedConverterImages={*}")
+
+
+def test_every_schema_property_has_a_description() -> None:
+    """`helm show values` and editors can explain each key (cert-manager's schema does)."""
+    schema = json.loads((chart.CHART / "values.schema.json").read_text())
+    undocumented: list[str] = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        for key, sub in (node.get("properties") or {}).items():
+            if not str(sub.get("description") or "").strip():
+                undocumented.append(path + key)
+            walk(sub, f"{path}{key}.")
+
+    walk(schema, "")
+    assert not undocumented, f"values.schema.json properties without a description: {undocumented}"

@@ -8,6 +8,7 @@ edgeopt/operator/permissions.py lists — in particular not read Secrets.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from edgeopt.operator.permissions import RULES
+from tests.fixtures.common import wait_for
 from tests.ship import chart
 
 pytestmark = pytest.mark.k8s
@@ -194,3 +196,138 @@ def test_service_account_list_is_exactly_the_rules(kubectl: Any, release: tuple[
     assert not missing, f"auth can-i --list lacks {sorted(missing)}"
 
 
+
+
+# --------------------------------------------------------------------------- admission policy and NetworkPolicies
+
+
+def converter_job(namespace: str, image: str) -> dict[str, Any]:
+    """A conversion Job exactly as the operator builds it (resources.conversion_job), with the chart's image."""
+    from edgeopt.operator import resources
+    from edgeopt.operator.settings import OperatorSettings
+    from edgeopt.spec import parse_manifest
+
+    doc = {
+        "apiVersion": "edgeopt.io/v1alpha1",
+        "kind": "OptimizedModel",
+        "metadata": {"name": "add", "namespace": namespace},
+        "spec": {"source": {"uri": "pvc://models/add", "format": "SavedModel"}, "tensorrt": {"enabled": False},
+                 "target": {"repository": "pvc://triton-models"}},
+    }  # fmt: skip
+    settings = OperatorSettings(converter_image=image, converter_resources={})
+    name = resources.job_name("add", 1, "0f0e")
+    return resources.conversion_job(parse_manifest(doc), settings, name=name, generation=1, uid="0f0e", configmap=name)
+
+
+@pytest.fixture(scope="module")
+def as_operator(control_plane: Any, kubectl: Any, release: tuple[str, str]) -> Any:
+    """The batch API as the operator's ServiceAccount (a TokenRequest token, no admin certificate)."""
+    from kubernetes import client
+
+    name, ns = release
+    token = kubectl("create", "token", name, "-n", ns, "--duration=10m").stdout.strip()
+    cfg = client.Configuration()
+    cfg.host = control_plane.server
+    cfg.ssl_ca_cert = str(control_plane.ca_file)
+    cfg.api_key = {"authorization": f"Bearer {token}"}
+    return client.BatchV1Api(client.ApiClient(cfg))
+
+
+def chart_converter_image() -> str:
+    deployment = next(d for d in yaml.safe_load_all(chart.render_text()) if d and d["kind"] == "Deployment")
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    return str(env["EDGEOPT_CONVERTER_IMAGE"])
+
+
+def dry_run_create(batch: Any, namespace: str, body: dict[str, Any]) -> tuple[int, str]:
+    """(HTTP status, message) of a server-side dry-run create: admission runs, nothing is stored."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        batch.create_namespaced_job(namespace, body, dry_run="All")
+    except ApiException as exc:
+        return int(exc.status), str(exc.body)
+    return 201, ""
+
+
+def _set(path: str, value: Any) -> Any:
+    def change(job: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = job
+        for key in parents:
+            node = node[int(key)] if key.isdigit() else node.setdefault(key, {})
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+
+    return change
+
+
+POD = "spec.template.spec"
+CONTAINER = f"{POD}.containers.0"
+BREAKING = {
+    "another image": (_set(f"{CONTAINER}.image", "docker.io/library/busybox:latest"), "allow-list"),
+    "no converter labels": (_set("metadata.labels", {"app": "miner"}), "converter Jobs"),
+    "pod template unlabelled": (_set("spec.template.metadata.labels", {"app": "x"}), "converter Jobs"),
+    "a serviceAccountName": (_set(f"{POD}.serviceAccountName", "default"), "ServiceAccount token"),
+    "token mounted": (_set(f"{POD}.automountServiceAccountToken", True), "ServiceAccount token"),
+    # (privileged: this API server runs with --allow-privileged=false and refuses it before admission)
+    "privilege escalation": (_set(f"{CONTAINER}.securityContext.allowPrivilegeEscalation", True), "allowPrivilege"),
+    "capabilities kept": (_set(f"{CONTAINER}.securityContext.capabilities", {"add": ["SYS_ADMIN"]}), "capabilities"),
+    "root": (_set(f"{POD}.securityContext.runAsUser", 0), "runAsNonRoot"),
+    "no seccomp": (_set(f"{POD}.securityContext.seccompProfile", None), "seccompProfile"),
+    "host network": (_set(f"{POD}.hostNetwork", True), "host's network"),
+    "hostPath": (lambda job: job["spec"]["template"]["spec"]["volumes"].append(
+        {"name": "root", "hostPath": {"path": "/"}}), "hostPath"),
+    "runtimeClass": (_set(f"{POD}.runtimeClassName", "kata"), "runtimeClassName"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BREAKING))
+def test_admission_policy_refuses_a_job_that_breaks_it_created_with_the_operators_token(
+    kubectl: Any, release: tuple[str, str], as_operator: Any, case: str
+) -> None:
+    _, ns = release
+    image = chart_converter_image()
+    good = converter_job(ns, image)
+    # The policy is live once the API server's informer has it; the operator's own Job always passes.
+    assert dry_run_create(as_operator, ns, good) == (201, "")
+    change, fragment = BREAKING[case]
+    bad = converter_job(ns, image)
+    change(bad)
+
+    def refused() -> tuple[int, str] | None:
+        status, message = dry_run_create(as_operator, ns, bad)
+        return (status, message) if status != 201 else None
+
+    status, message = wait_for(refused, timeout=30, what=f"the admission policy to refuse a Job with {case}")
+    assert status == 403, message
+    assert "ValidatingAdmissionPolicy" in message and f"{ns}-converter-jobs" in message, message
+    assert fragment in message, message
+
+
+def test_admission_policy_binds_only_the_operator(kubectl: Any, release: tuple[str, str], as_operator: Any) -> None:
+    """An admin (or any other controller) is not this policy's business: RBAC governs them."""
+    _, ns = release
+    bad = converter_job(ns, "docker.io/library/busybox:latest")
+    wait_for(lambda: dry_run_create(as_operator, ns, bad)[0] == 403, timeout=30, what="the policy to be live")
+    kubectl("create", "--dry-run=server", "-n", ns, "-f", "-", input=yaml.safe_dump(bad))
+
+
+def test_network_policies_apply_server_side_and_keep_their_selectors(kubectl: Any, namespace: str) -> None:
+    rendered = [
+        d
+        for d in yaml.safe_load_all(chart.render_text("--set", "triton.enabled=true", namespace=namespace))
+        if d and d["kind"] == "NetworkPolicy"
+    ]
+    assert {d["metadata"]["name"] for d in rendered} == {"edgeopt-converter", "edgeopt-operator", "edgeopt-triton"}
+    kubectl("apply", "--server-side", "--field-manager=edgeopt-ship-tests", "-n", namespace, "-f", "-",
+            input=yaml.safe_dump_all(rendered))  # fmt: skip
+    stored = json.loads(kubectl("get", "networkpolicy", "-n", namespace, "-o", "json").stdout)["items"]
+    by_name = {p["metadata"]["name"]: p["spec"] for p in stored}
+    for doc in rendered:
+        spec = by_name[doc["metadata"]["name"]]
+        assert spec["podSelector"] == doc["spec"]["podSelector"]
+        assert sorted(spec["policyTypes"]) == sorted(doc["spec"]["policyTypes"])
+    assert by_name["edgeopt-converter"].get("egress") in (None, []), "no egress rule at all"

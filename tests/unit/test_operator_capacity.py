@@ -51,7 +51,7 @@ def test_permissions_cover_what_the_code_calls() -> None:
         ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
         ("", "namespaces", "watch"),
         ("kopf.dev", "clusterkopfpeerings", "patch"),
-        ("zalando.org", "kopfpeerings", "get"),
+        ("zalando.org", "kopfpeerings", "patch"),
     ]:
         assert permissions.allows(group, resource, verb), (group, resource, verb)
     assert not permissions.allows("", "secrets", "get")

@@ -71,7 +71,11 @@ def test_job_runs_the_converter_on_the_mounted_manifest() -> None:
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert mounts["/etc/edgeopt"]["readOnly"] is True
     assert mounts["/mnt/edgeopt/pvc/models"]["readOnly"] is True
-    assert mounts["/mnt/edgeopt/pvc/triton-models"]["readOnly"] is False
+    # Only the model's own directory of the repository claim, read-write; never the whole claim.
+    assert "/mnt/edgeopt/pvc/triton-models" not in mounts
+    own = mounts["/mnt/edgeopt/pvc/triton-models/add"]
+    assert own["subPath"] == "add" and own["readOnly"] is False
+    assert {"name": "EDGEOPT_OWNER_UID", "value": UID} in c["env"]
     vols = {v["name"]: v for v in pod["volumes"]}
     claims = {v["persistentVolumeClaim"]["claimName"] for v in vols.values() if "persistentVolumeClaim" in v}
     assert claims == {"models", "triton-models"}
@@ -175,7 +179,14 @@ def test_cleanup_job_removes_only_this_models_folder() -> None:
     job = resources.cleanup_job(parse_manifest(doc), OperatorSettings(), uid=UID)
     assert job is not None
     (c,) = job["spec"]["template"]["spec"]["containers"]
-    assert c["command"] == ["rm", "-rf", "--", "/mnt/edgeopt/pvc/triton-models/edge/add"]
+    assert c["command"] == [
+        *resources.REMOVE_COMMAND,
+        *("--namespace", "ml", "--name", "add", "--uid", UID),
+        "/mnt/edgeopt/pvc/triton-models/edge/add",
+    ]
+    (mount,) = c["volumeMounts"]
+    assert (mount["mountPath"], mount["subPath"]) == ("/mnt/edgeopt/pvc/triton-models/edge", "edge")
+    assert c["image"] == OperatorSettings().converter_image, "the operator's image, never the spec's"
     assert c["resources"] == {}, "removing files needs no GPU"
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert job["metadata"]["labels"]["edgeopt.io/purpose"] == "cleanup"
@@ -198,3 +209,32 @@ def test_served_version_travels_to_the_publisher_so_pruning_spares_it() -> None:
         model, OperatorSettings(), name=name, generation=3, uid=UID, configmap=name, serving_versions=[4, 2]
     )
     assert env_of(later)["EDGEOPT_SERVING_VERSIONS"] == "2,4"
+
+
+def test_repository_mount_is_the_models_subpath_nested_under_a_read_only_source_on_the_same_claim() -> None:
+    doc = manifest()
+    doc["spec"]["source"]["uri"] = "pvc://shared/sources/add"
+    doc["spec"]["target"]["repository"] = "pvc://shared/repo/"
+    doc["spec"]["target"]["modelName"] = "add-v2"
+    job = build(doc)
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    claim_mounts = [m for m in c["volumeMounts"] if m["mountPath"].startswith("/mnt/edgeopt/pvc/")]
+    assert claim_mounts == [
+        {"name": claim_mounts[0]["name"], "mountPath": "/mnt/edgeopt/pvc/shared", "readOnly": True},
+        {
+            "name": claim_mounts[0]["name"],
+            "mountPath": "/mnt/edgeopt/pvc/shared/repo/add-v2",
+            "subPath": "repo/add-v2",
+            "readOnly": False,
+        },
+    ]
+    (vol,) = [v for v in job["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v]
+    assert vol["persistentVolumeClaim"] == {"claimName": "shared", "readOnly": False}
+
+
+def test_a_file_repository_needs_no_claim_mount() -> None:
+    doc = manifest()
+    doc["spec"]["target"]["repository"] = "file:///srv/models"
+    (c,) = build(doc)["spec"]["template"]["spec"]["containers"]
+    assert not [m for m in c["volumeMounts"] if "triton" in m["mountPath"] or m.get("subPath")]
+    assert resources.model_subpath(parse_manifest(doc)) is None

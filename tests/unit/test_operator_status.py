@@ -80,7 +80,9 @@ def test_summary_comes_from_the_last_finished_pod() -> None:
 def test_log_tail_stands_in_for_a_missing_summary() -> None:
     s = S.parse_summary("Traceback ...\nMemoryError", 137, succeeded=False)
     assert s.reason == "ConverterCrashed" and "137" in s.message and "MemoryError" in s.message
-    assert S.parse_summary(None, None, succeeded=True).ok
+    # A Job that succeeded always wrote its summary; without one nothing can be trusted.
+    missing = S.parse_summary(None, None, succeeded=True)
+    assert not missing.ok and missing.reason == "InvalidJobOutput"
 
 
 def test_phase_walk_to_ready_without_triton() -> None:

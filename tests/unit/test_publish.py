@@ -26,7 +26,7 @@ def test_python_backend_layout(tmp_path: Path) -> None:
     assert (result.model_name, result.version) == ("add", 1)
     assert result.version_dir == repo / "add" / "1"
     assert result.config_path == repo / "add" / "config.pbtxt"
-    assert entries(repo / "add") == [".lock", "1", "config.pbtxt"]
+    assert entries(repo / "add") == [".lock", ".owner.json", "1", "config.pbtxt"]
     expected = [".config.pbtxt", "__pycache__", "model.py", "model.savedmodel", "report.json"]
     assert entries(result.version_dir) == expected
     # bytecode ships with model.py so Triton's stub never writes into the repository
@@ -77,7 +77,7 @@ def test_versions_increase_and_config_is_replaced(tmp_path: Path) -> None:
     assert second.version == 2
     assert "dims: [ 3 ]" in second.config_path.read_text()
     assert existing_versions(repo / "m") == [1, 2]
-    assert not [e for e in entries(repo / "m") if e.startswith(".") and e != ".lock"]
+    assert not [e for e in entries(repo / "m") if e.startswith(".") and e not in (".lock", ".owner.json")]
 
 
 def test_repository_from_spec_uri(tmp_path: Path) -> None:

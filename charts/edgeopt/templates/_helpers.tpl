@@ -60,3 +60,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "http://%s-triton.%s.svc:%v" (include "edgeopt.fullname" .) .Release.Namespace .Values.triton.service.httpPort }}
 {{- end }}
 {{- end }}
+
+{{/* The labels the operator puts on converter Job Pods (edgeopt/operator/resources.py model_labels). */}}
+{{- define "edgeopt.converterSelector" -}}
+app.kubernetes.io/managed-by: edgeopt
+app.kubernetes.io/name: edgeopt-converter
+app.kubernetes.io/component: converter
+{{- end }}
+
+{{/* Every converter image a Job may run: the chart's own, then tenancy.allowedConverterImages. */}}
+{{- define "edgeopt.converterImages" -}}
+{{- $own := include "edgeopt.image" (list .Values.converter.image .) }}
+{{- toJson (prepend (without .Values.tenancy.allowedConverterImages $own) $own) }}
+{{- end }}

@@ -1,0 +1,156 @@
+"""Allow-lists: a tenant may choose only the images, tolerations, runtime classes and Tritons an admin allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from edgeopt.operator import tenancy
+from edgeopt.operator.settings import OperatorSettings, SettingsError
+from edgeopt.spec import OptimizedModel, parse_manifest
+
+DEFAULT = OperatorSettings(triton_url="http://triton.edgeopt.svc:8000")
+
+
+def model(converter: dict[str, Any] | None = None, serving: dict[str, Any] | None = None) -> OptimizedModel:
+    spec: dict[str, Any] = {
+        "source": {"uri": "pvc://models/add", "format": "SavedModel"},
+        "tensorrt": {"enabled": False},
+        "target": {"repository": "pvc://triton-models"},
+    }
+    if converter:
+        spec["converter"] = converter
+    if serving:
+        spec["serving"] = serving
+    return parse_manifest({"apiVersion": "edgeopt.io/v1alpha1", "kind": "OptimizedModel",
+                           "metadata": {"name": "add", "namespace": "ml"}, "spec": spec})  # fmt: skip
+
+
+def test_the_operators_own_defaults_are_always_allowed() -> None:
+    assert tenancy.violations(model(), DEFAULT) == []
+    own = model({"image": DEFAULT.converter_image}, {"tritonURL": "http://triton.edgeopt.svc:8000/"})
+    assert tenancy.violations(own, DEFAULT) == []
+
+
+@pytest.mark.parametrize(
+    ("converter", "serving", "setting"),
+    [
+        ({"image": "evil.example/miner:latest"}, None, "EDGEOPT_ALLOWED_CONVERTER_IMAGES"),
+        ({"tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}]}, None,
+         "EDGEOPT_ALLOWED_TOLERATIONS"),
+        ({"runtimeClassName": "privileged"}, None, "EDGEOPT_ALLOWED_RUNTIME_CLASSES"),
+        (None, {"tritonURL": "http://169.254.169.254/latest/meta-data"}, "EDGEOPT_ALLOWED_TRITON_URLS"),
+    ],
+    ids=["image", "toleration", "runtimeClass", "tritonURL"],
+)  # fmt: skip
+def test_outside_the_list_is_refused_naming_the_setting(
+    converter: dict[str, Any] | None, serving: dict[str, Any] | None, setting: str
+) -> None:
+    (problem,) = tenancy.violations(model(converter, serving), DEFAULT)
+    assert setting in problem and "cluster admin" in problem
+    with pytest.raises(tenancy.NotAllowedError) as err:
+        tenancy.check(model(converter, serving), DEFAULT)
+    assert err.value.reason == "NotAllowed"
+
+
+def test_every_violation_is_named_at_once() -> None:
+    bad = model({"image": "x/y:1", "runtimeClassName": "kata"}, {"tritonURL": "http://10.0.0.1:8000"})
+    assert len(tenancy.violations(bad, DEFAULT)) == 3
+
+
+def test_admin_lists_widen_what_is_allowed() -> None:
+    settings = OperatorSettings.from_env(
+        {
+            "EDGEOPT_ALLOWED_CONVERTER_IMAGES": "registry.corp/edgeopt/*, other.io/conv:2",
+            "EDGEOPT_ALLOWED_TOLERATIONS": '[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]',
+            "EDGEOPT_ALLOWED_RUNTIME_CLASSES": "nvidia",
+            "EDGEOPT_ALLOWED_TRITON_URLS": "http://triton.a.svc:8000,https://triton.b.svc",
+        }
+    )
+    ok = model(
+        {
+            "image": "registry.corp/edgeopt/converter:0.2",
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "runtimeClassName": "nvidia",
+        },
+        {"tritonURL": "https://triton.b.svc/"},
+    )
+    assert tenancy.violations(ok, settings) == []
+    assert tenancy.violations(model({"image": "other.io/conv:2"}), settings) == []
+    # A prefix is a prefix, not a substring; an exact entry is exact.
+    assert tenancy.violations(model({"image": "evil.io/registry.corp/edgeopt/x"}), settings)
+    assert tenancy.violations(model({"image": "other.io/conv:20"}), settings)
+    # A toleration with another effect is another toleration.
+    tol = {"key": "nvidia.com/gpu", "operator": "Exists"}
+    assert tenancy.violations(model({"tolerations": [tol]}), settings)
+
+
+def test_toleration_defaults_compare_by_meaning() -> None:
+    assert tenancy.toleration_allowed({"key": "a", "value": "b"}, [{"key": "a", "operator": "Equal", "value": "b"}])
+    assert not tenancy.toleration_allowed({"key": "a", "operator": "Exists"}, [{"key": "a", "value": "b"}])
+
+
+def test_defaults_of_each_list() -> None:
+    s = OperatorSettings()
+    assert s.converter_images() == (s.converter_image,)
+    assert s.triton_urls() == () and s.runtime_classes() == () and s.tolerations_allowed() == ()
+    assert s.smoke_input_max_bytes == 64 * 1024 * 1024
+    assert OperatorSettings(converter_runtime_class="nvidia").runtime_classes() == ("nvidia",)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("EDGEOPT_ALLOWED_CONVERTER_IMAGES", "*", "bare '*'"),
+        ("EDGEOPT_ALLOWED_TRITON_URLS", "triton:8000", "http://"),
+        ("EDGEOPT_ALLOWED_RUNTIME_CLASSES", "Not_A_Name", "RuntimeClass"),
+        ("EDGEOPT_ALLOWED_TOLERATIONS", '{"key": "a"}', "JSON list"),
+        ("EDGEOPT_SMOKE_INPUT_MAX_BYTES", "0", ">= 1"),
+    ],
+)
+def test_bad_allow_lists_fail_at_start_naming_the_variable(name: str, value: str, fragment: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        OperatorSettings.from_env({name: value})
+    assert name in str(err.value) and fragment in str(err.value)
+
+
+def om(ns: str, name: str, uid: str, model_name: str, published: str | None) -> dict[str, Any]:
+    conds = [{"type": "Published", "status": published}] if published else []
+    return {"metadata": {"namespace": ns, "name": name, "uid": uid},
+            "status": {"modelName": model_name, "conditions": conds}}  # fmt: skip
+
+
+def test_unload_is_refused_while_another_resource_has_the_name_published() -> None:
+    owner = om("team-a", "mine", "u1", "mobilenet", "True")
+    refused = om("team-b", "theirs", "u2", "mobilenet", "False")  # OwnedByAnotherModel: the name, not the model
+    assert tenancy.other_publisher([owner, refused], refused, "mobilenet") == "team-a/mine"
+    assert tenancy.other_publisher([owner, refused], owner, "mobilenet") is None, "the owner unloads its own"
+    assert tenancy.other_publisher([owner, om("x", "y", "u3", "other", "True")], refused, "other") == "x/y"
+    assert tenancy.other_publisher([owner], om("c", "d", "u4", "resnet", "True"), "resnet") is None
+
+
+def published(ns: str, name: str, uid: str, model_name: str, repo: str = "pvc://triton-models",
+              url: str | None = None) -> dict[str, Any]:  # fmt: skip
+    obj = om(ns, name, uid, model_name, "True")
+    obj["spec"] = {"target": {"repository": repo}, **({"serving": {"tritonURL": url}} if url else {})}
+    return obj
+
+
+def test_a_name_published_in_the_same_repository_or_triton_is_taken_before_any_job() -> None:
+    me = model()  # namespace ml, modelName add (the metadata name), repository pvc://triton-models
+    body = {"metadata": {"namespace": "ml", "name": "add", "uid": "me"}}
+    assert tenancy.name_taken([published("ml", "older", "u1", "add")], body, me, None) == "ml/older"
+    # Another namespace's claim of the same name is another directory, unless both load into one Triton.
+    assert tenancy.name_taken([published("other", "x", "u1", "add")], body, me, None) is None
+    shared = "http://triton.edgeopt.svc:8000"
+    assert tenancy.name_taken([published("other", "x", "u1", "add")], body, me, shared) == "other/x"
+    assert tenancy.name_taken([published("other", "x", "u1", "add", url=shared + "/")], body,
+                              model(serving={"tritonURL": shared}), None) == "other/x"  # fmt: skip
+    # Not published (refused, failed), another name, another repository, or myself: free.
+    unpublished = om("ml", "older", "u1", "add", "False")
+    unpublished["spec"] = {"target": {"repository": "pvc://triton-models"}}
+    assert tenancy.name_taken([unpublished], body, me, None) is None
+    assert tenancy.name_taken([published("ml", "older", "u1", "resnet")], body, me, None) is None
+    assert tenancy.name_taken([published("ml", "older", "u1", "add", repo="pvc://other")], body, me, None) is None
+    assert tenancy.name_taken([published("ml", "add", "me", "add")], body, me, None) is None
