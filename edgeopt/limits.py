@@ -18,6 +18,9 @@ from dataclasses import dataclass, fields
 
 from edgeopt.errors import InputError, SpecError
 
+#: Operator setting (and converter Job env): comma-separated ops the graph policy refuses that an admin allows.
+ALLOWED_OPS_ENV = "EDGEOPT_CONVERTER_ALLOWED_OPS"
+
 GIB = 1024**3
 MIB = 1024**2
 

@@ -35,9 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeopt.errors import InputError
-
-#: Operator setting (and converter Job env): comma-separated op names a cluster admin allows.
-ALLOWED_OPS_ENV = "EDGEOPT_CONVERTER_ALLOWED_OPS"
+from edgeopt.limits import ALLOWED_OPS_ENV
 
 _FILES = "reads or writes files"
 _PYTHON = "runs Python code"

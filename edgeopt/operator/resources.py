@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from edgeopt.artifact import SERVING_VERSIONS_ENV
+from edgeopt.limits import ALLOWED_OPS_ENV
 from edgeopt.operator.settings import OperatorSettings
 from edgeopt.spec import API_VERSION, DEFAULT_PVC_ROOT, KIND, PVC_ROOT_ENV, OptimizedModel, pvc_claim
 from edgeopt.triton.ownership import OWNER_UID_ENV
@@ -281,6 +282,10 @@ def conversion_job(
             {"name": "HOME", "value": "/tmp"},  # TF and Keras write caches under $HOME
             {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "1"},
             {"name": OWNER_UID_ENV, "value": uid},  # the owner record of the model directory
+            # The cluster admin's graph-policy exceptions and size caps: operator settings, never the spec.
+            *([{"name": ALLOWED_OPS_ENV, "value": ",".join(settings.converter_allowed_ops)}]
+              if settings.converter_allowed_ops else []),
+            *({"name": k, "value": v} for k, v in settings.limits.as_env().items()),
             *(
                 [{"name": SERVING_VERSIONS_ENV, "value": ",".join(str(v) for v in sorted(serving_versions))}]
                 if serving_versions

@@ -17,6 +17,7 @@ from typing import Any
 
 from edgeopt import __version__
 from edgeopt.errors import SpecError
+from edgeopt.limits import Limits
 
 PREFIX = "EDGEOPT_"
 #: The chart's own converter image (charts/edgeopt converter.image; test_chart checks they agree).
@@ -93,6 +94,11 @@ class OperatorSettings:
     allowed_runtime_classes: tuple[str, ...] = ()
     #: Further Triton URLs a spec may name in serving.tritonURL (comma list, exact, trailing ``/`` ignored).
     allowed_triton_urls: tuple[str, ...] = ()
+    #: Ops the converter's graph policy refuses that this cluster allows for trusted models (comma list);
+    #: forwarded to every conversion Job. Never settable from a resource's spec.
+    converter_allowed_ops: tuple[str, ...] = ()
+    #: Size caps on untrusted input (``EDGEOPT_LIMIT_*``, see edgeopt/limits.py); forwarded to every Job.
+    limits: Limits = field(default_factory=Limits)
     #: Largest smoke-test request (bytes) built from a Triton model config; larger inputs skip the request.
     smoke_input_max_bytes: int = 64 * 1024 * 1024
 
@@ -162,7 +168,13 @@ class OperatorSettings:
         """Read every ``EDGEOPT_*`` variable that names a field; unset or empty = the default."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
+        try:
+            values["limits"] = Limits.from_env(env)
+        except SpecError as exc:
+            raise SettingsError(str(exc)) from exc
         for f in fields(cls):
+            if f.name == "limits":
+                continue
             name = PREFIX + f.name.upper()
             raw = env.get(name, "").strip()
             if raw:
@@ -183,7 +195,8 @@ def _parse(name: str, key: str, raw: str) -> Any:
             if not isinstance(value, dict):
                 raise ValueError("must be a JSON object")
             return value
-        if key in ("allowed_converter_images", "allowed_runtime_classes", "allowed_triton_urls"):
+        if key in ("allowed_converter_images", "allowed_runtime_classes", "allowed_triton_urls",
+                   "converter_allowed_ops"):
             return tuple(item.strip() for item in raw.split(",") if item.strip())
         if key in ("converter_tolerations", "allowed_tolerations"):
             value = json.loads(raw)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from edgeopt.errors import SpecError
+from edgeopt.limits import check_sample_counts
 from edgeopt.operator.settings import PREFIX, OperatorSettings
 from edgeopt.spec import OptimizedModel
 
@@ -90,6 +91,8 @@ def violations(model: OptimizedModel, settings: OperatorSettings) -> list[str]:
             f"(allowed: {', '.join(settings.runtime_classes()) or 'none'}); a cluster admin can add it to "
             f"{PREFIX}ALLOWED_RUNTIME_CLASSES (chart: tenancy.allowedRuntimeClasses)"
         )
+    found.extend(_file_uris(model))
+    found.extend(_over_limits(model, settings))
     url = model.spec.serving.triton_url
     if url and not triton_url_allowed(url, settings):
         found.append(
@@ -175,3 +178,29 @@ def check_name(
             f"model name {model.model_name!r} is published by OptimizedModel {holder} in the same repository or "
             "Triton; choose another spec.target.modelName, or ask its owner to delete theirs first"
         )
+
+
+def _file_uris(model: OptimizedModel) -> list[str]:
+    """In a cluster the Job mounts claims only: a file:// URI would read the converter container itself."""
+    cal = model.spec.tensorrt.calibration
+    uris = {
+        "spec.source.uri": model.spec.source.uri,
+        "spec.target.repository": model.spec.target.repository,
+        "spec.tensorrt.calibration.uri": cal.uri if cal else None,
+    }
+    return [
+        f"{path} {uri!r}: a conversion Job mounts only PersistentVolumeClaims, so a file:// URI would name a "
+        "path inside the converter container; use pvc://CLAIM/PATH (file:// is for `edgeopt convert` on a laptop)"
+        for path, uri in uris.items()
+        if uri and uri.startswith("file://")
+    ]
+
+
+def _over_limits(model: OptimizedModel, settings: OperatorSettings) -> list[str]:
+    """Sample counts over the admin's caps (the converter checks them again, and the file sizes)."""
+    cal = model.spec.tensorrt.calibration
+    try:
+        check_sample_counts(model.spec.validation.samples, cal.samples if cal else None, settings.limits)
+    except SpecError as exc:
+        return [str(exc)]
+    return []

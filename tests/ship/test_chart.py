@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from edgeopt.operator.permissions import RULES
+from edgeopt.limits import Limits
 from edgeopt.operator.settings import OperatorSettings
 from tests.ship import chart
 
@@ -170,7 +171,7 @@ def test_operator_env_is_what_the_settings_parser_accepts() -> None:
         "--set", "operator.tritonURL=http://triton.x.svc:8000",
     )  # fmt: skip
     env = container_env(one(docs, "Deployment"))
-    fields = {f"EDGEOPT_{name.upper()}" for name in OperatorSettings.__dataclass_fields__}
+    fields = {f"EDGEOPT_{name.upper()}" for name in OperatorSettings.__dataclass_fields__} | set(Limits().as_env())
     unknown = {k for k in env if k.startswith("EDGEOPT_")} - fields
     assert not unknown, f"the chart sets variables the operator does not read: {unknown}"
     settings = OperatorSettings.from_env(env)  # raises SettingsError on anything malformed
@@ -184,6 +185,36 @@ def test_operator_env_is_what_the_settings_parser_accepts() -> None:
     assert settings.peering_name == "edgeopt" and settings.priority == 100
     assert settings.max_concurrent_conversions == 1
     assert settings.converter_run_as_user == 10001
+
+
+def test_admin_policy_settings_reach_every_conversion_job() -> None:
+    """converter.allowedOps and converter.limits: chart → operator env → settings → the Job's env, and nothing else."""
+    from edgeopt.operator import resources
+    from edgeopt.spec import parse_manifest
+
+    docs = chart.render(
+        "--set", "converter.allowedOps={ReadFile,MatchingFiles}",
+        "--set", "converter.limits.graphBytes=1000",
+        "--set", "converter.limits.validationSamples=16",
+    )  # fmt: skip
+    env = container_env(one(docs, "Deployment"))
+    assert env["EDGEOPT_CONVERTER_ALLOWED_OPS"] == "ReadFile,MatchingFiles"
+    assert env["EDGEOPT_LIMIT_GRAPH_BYTES"] == "1000" and env["EDGEOPT_LIMIT_VALIDATION_SAMPLES"] == "16"
+    settings = OperatorSettings.from_env(env)
+    assert settings.converter_allowed_ops == ("ReadFile", "MatchingFiles")
+    assert settings.limits.graph_bytes == 1000 and settings.limits.validation_samples == 16
+    model = parse_manifest(yaml.safe_load((ROOT / "examples" / "add-checkpoint-cpu.yaml").read_text()))
+    job = resources.conversion_job(model, settings, name="add-g1-abcdef", generation=1, uid="u", configmap="c")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    job_env = {e["name"]: e.get("value") for e in container["env"]}
+    assert job_env["EDGEOPT_CONVERTER_ALLOWED_OPS"] == "ReadFile,MatchingFiles"
+    assert job_env["EDGEOPT_LIMIT_GRAPH_BYTES"] == "1000" and job_env["EDGEOPT_LIMIT_FOLD_BYTES"] == str(64 << 20)
+    default_env = {e["name"] for e in resources.conversion_job(
+        model, OperatorSettings(), name="add-g1-abcdef", generation=1, uid="u", configmap="c"
+    )["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "EDGEOPT_CONVERTER_ALLOWED_OPS" not in default_env, "nothing is allowed unless an admin says so"
+    with pytest.raises(AssertionError, match="limits"):
+        chart.render("--set", "converter.limits.everything=1")
 
 
 def test_operator_pod_is_locked_down() -> None:

@@ -154,3 +154,28 @@ def test_a_name_published_in_the_same_repository_or_triton_is_taken_before_any_j
     assert tenancy.name_taken([published("ml", "older", "u1", "resnet")], body, me, None) is None
     assert tenancy.name_taken([published("ml", "older", "u1", "add", repo="pvc://other")], body, me, None) is None
     assert tenancy.name_taken([published("ml", "add", "me", "add")], body, me, None) is None
+
+
+def test_file_uris_and_sample_counts_over_the_caps_are_not_allowed_in_a_cluster() -> None:
+    """Issue 10: a Job mounts claims only; file:// would read the converter container. Caps are the admin's."""
+    from edgeopt.limits import Limits
+    from edgeopt.operator.settings import OperatorSettings
+    from edgeopt.operator.tenancy import violations
+    from edgeopt.spec import parse_manifest
+
+    doc = {
+        "apiVersion": "edgeopt.io/v1alpha1", "kind": "OptimizedModel", "metadata": {"name": "m", "namespace": "t"},
+        "spec": {
+            "source": {"uri": "file:///var/run/secrets", "format": "SavedModel"},
+            "target": {"repository": "pvc://triton-models"},
+            "tensorrt": {"enabled": False},
+            "validation": {"samples": 50},
+        },
+    }
+    found = violations(parse_manifest(doc), OperatorSettings(limits=Limits(validation_samples=10)))
+    assert any("spec.source.uri 'file:///var/run/secrets'" in f and "pvc://CLAIM/PATH" in f for f in found)
+    assert any("EDGEOPT_LIMIT_VALIDATION_SAMPLES" in f for f in found)
+    assert not any("target.repository" in f for f in found)
+    doc["spec"]["source"]["uri"] = "pvc://models/m"
+    doc["spec"]["validation"]["samples"] = 10
+    assert violations(parse_manifest(doc), OperatorSettings(limits=Limits(validation_samples=10))) == []
