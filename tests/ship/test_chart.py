@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from edgeopt.operator.permissions import RULES
 from edgeopt.limits import Limits
+from edgeopt.operator.permissions import RULES
 from edgeopt.operator.settings import OperatorSettings
 from tests.ship import chart
 
