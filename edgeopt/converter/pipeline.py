@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.artifact import Artifact
+from edgeopt.converter.feeds import batch_size as feeds_batch
+from edgeopt.converter.feeds import first_sample
 from edgeopt.converter.stages import ProgressCallback, StageLog
 from edgeopt.errors import ConversionError, EdgeoptError
 from edgeopt.spec import OptimizedModel
@@ -106,7 +108,7 @@ def _run(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
             latency = {
                 "before": validate.latency_ms(loaded.reference, feeds),
                 "after": validate.latency_ms(result, feeds),
-                "batch": int(len(next(iter(feeds.values())))) if feeds else 0,
+                "batch": feeds_batch(feeds) if feeds else 0,
                 "runs": 10,
             }
             rec.details.update(maxAbsError=errors["maxAbsError"], maxRelError=errors["maxRelError"])
@@ -162,5 +164,5 @@ def _run(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
         precision=trt.precision if trt_details["applied"] else None,
         gpu=bool(full["environment"].get("gpu")),
         report=full,
-        warmup_inputs={k: v[:1] for k, v in feeds.items()},
+        warmup_inputs=first_sample(feeds),
     )
