@@ -26,6 +26,7 @@ import numpy as np
 
 from edgeopt.converter.dtypes import spec_dtype_matches, triton_dtype
 from edgeopt.converter.graph_model import Endpoint, ModelFn, sanitize_key, tensor_name
+from edgeopt.converter.placeholders import bind_placeholders, check_fed
 from edgeopt.errors import InputError
 from edgeopt.spec import OptimizedModel, Source, TensorSpec, resolve_uri
 
@@ -65,6 +66,7 @@ class LoadedModel:
     session: Any = None  # graph formats: the session holding the restored graph
     function: Any = None  # SavedModel/Keras: the signature ConcreteFunction
     keep_alive: list[Any] = field(default_factory=list)
+    constants: list[dict[str, Any]] = field(default_factory=list)  # placeholders bound to values
 
     def close(self) -> None:
         if self.session is not None:
@@ -299,16 +301,19 @@ def _load_graph_format(model: OptimizedModel) -> LoadedModel:
             )
     graph = tf.Graph()
     saver = None
+    input_nodes = [tensor_name(t.name).rsplit(":", 1)[0] for t in src.inputs]
     with graph.as_default():
         try:
             if graph_path.suffix == ".meta":
                 meta = parse_meta_graph(graph_path)
                 graph_def = meta.graph_def
+                bound = bind_placeholders(graph_def, input_nodes, src.constants)
                 saver = tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
             else:
                 graph_def = parse_graph_def(graph_path)
                 for node in graph_def.node:
                     node.device = ""
+                bound = bind_placeholders(graph_def, input_nodes, src.constants)
                 tf.graph_util.import_graph_def(graph_def, name="")
         except InputError:
             raise
@@ -321,6 +326,7 @@ def _load_graph_format(model: OptimizedModel) -> LoadedModel:
             "use format: Checkpoint with its checkpoint prefix"
         )
     inputs, outputs = _graph_endpoints(graph, graph_def, src)
+    check_fed(graph_def, [e.node for e in inputs], [o.node for o in outputs])
     sess = tf.compat.v1.Session(graph=graph)
     try:
         if prefix is not None:
@@ -339,7 +345,7 @@ def _load_graph_format(model: OptimizedModel) -> LoadedModel:
     except BaseException:
         sess.close()
         raise
-    return LoadedModel(src.format, graph_def, inputs, outputs, reference, session=sess)
+    return LoadedModel(src.format, graph_def, inputs, outputs, reference, session=sess, constants=bound)
 
 
 def _signature_endpoints(func: Any, src: Source, where: str) -> tuple[list[Endpoint], list[Endpoint]]:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeopt.artifact import Artifact
+from edgeopt.artifact import OPTIMIZED_GRAPH_FILE, Artifact
 from edgeopt.converter.feeds import batch_size as feeds_batch
 from edgeopt.converter.feeds import first_sample
 from edgeopt.converter.stages import ProgressCallback, StageLog
@@ -69,6 +69,8 @@ def _run(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
         ops_loaded = op_counts(loaded.graph_def)
         loaded.graph_def = None  # only needed for the count; big models hold their weights in it
         rec.details["ops"] = ops_loaded["total"]
+        if loaded.constants:
+            rec.details["constants"] = loaded.constants
     try:
         with log.stage("freeze") as rec:
             frozen = freeze.freeze(loaded)
@@ -80,6 +82,7 @@ def _run(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
             gc.collect()
             ops_after = op_counts(optimized.graph_def)
             rec.details["ops"] = ops_after["total"]
+            (stage_dir / OPTIMIZED_GRAPH_FILE).write_bytes(optimized.graph_def.SerializeToString())
         exported = stage_dir / ("optimized.savedmodel" if trt.enabled else SAVEDMODEL_DIR)
         with log.stage("export"):
             export.export_saved_model(optimized, exported)

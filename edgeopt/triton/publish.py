@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgeopt.artifact import SERVING_VERSIONS_ENV, Artifact
+from edgeopt.artifact import OPTIMIZED_GRAPH_FILE, SERVING_VERSIONS_ENV, Artifact
 from edgeopt.errors import PublishError
 from edgeopt.spec import OptimizedModel, resolve_uri
 from edgeopt.triton.config import SAVEDMODEL_DIRNAME, build_model_config
@@ -206,6 +206,9 @@ def _stage_version(staging: Path, artifact: Artifact, backend: str, config_text:
     if not (src / "saved_model.pb").is_file() and not (src / "saved_model.pbtxt").is_file():
         raise PublishError(f"{src}: not a SavedModel (no saved_model.pb); nothing to publish")
     copy_tree_durably(src, staging / SAVEDMODEL_DIRNAME)
+    graph = src.parent / OPTIMIZED_GRAPH_FILE
+    if graph.is_file():  # the frozen GraphDef the SavedModel wraps, for import_graph_def users (guide 5.2)
+        _copy_durably(str(graph), str(staging / OPTIMIZED_GRAPH_FILE))
     if backend == "python":
         write_model_py(staging)
     report = dict(artifact.report)
