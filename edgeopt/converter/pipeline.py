@@ -85,7 +85,7 @@ def _run(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
             (stage_dir / OPTIMIZED_GRAPH_FILE).write_bytes(optimized.graph_def.SerializeToString())
         exported = stage_dir / ("optimized.savedmodel" if trt.enabled else SAVEDMODEL_DIR)
         with log.stage("export"):
-            export.export_saved_model(optimized, exported)
+            export.export_saved_model(optimized, exported, jit_compile=spec.xla.jit)
             gc.collect()
         # The exported signature is built from these endpoints (validate re-reads the real one).
         inputs = [e.info() for e in optimized.inputs]
@@ -104,6 +104,10 @@ def _run(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
             obj, inputs, outputs = export.read_signature(final)
             result = export.saved_model_runner(obj)
             feeds, origin = validate.validation_inputs(spec, inputs)
+            if spec.xla.jit:
+                from edgeopt.converter.xla import check_compiles
+
+                check_compiles(result, feeds)
             errors = validate.compare(
                 loaded.reference(feeds), result(feeds), rtol=spec.validation.rtol, atol=spec.validation.atol
             )
@@ -115,6 +119,10 @@ def _run(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
                 "runs": 10,
             }
             rec.details.update(maxAbsError=errors["maxAbsError"], maxRelError=errors["maxRelError"])
+            if spec.xla.jit:
+                from edgeopt.converter.xla import xla_report
+
+                latency["xla"] = xla_report(optimized, final, result, feeds)
     finally:
         loaded.close()
     with log.stage("report"):

@@ -6,6 +6,12 @@ MirrorPad + Conv2D alone becomes FusedPadConv2D.  Only what the fused ops
 can express is fused: NHWC, no dilation, float32, and the legacy
 resize coordinates (``half_pixel_centers: false``) the fused kernel uses.
 The Conv2D node keeps its name, so consumers and outputs are untouched.
+
+Only batch 1 is fused: measured on TensorFlow 2.17 (CPU), both
+FusedResizeAndPadConv2D and FusedPadConv2D give the right answer for the
+first image of a batch and wrong numbers for every later one (off by ~20 on
+unit-scale data).  So a graph whose batch is not statically 1 is left as it
+is, and the step reports how many patterns it skipped and why.
 """
 
 from __future__ import annotations
@@ -43,8 +49,25 @@ def _fused_node(conv: Any, resize: Any | None, pad: Any | None, source: str, pad
     return fused
 
 
+BATCH_REASON = "TensorFlow 2.17's fused resize/pad conv kernels are wrong for batch > 1; fused only at batch 1"
+
+
+def _static_batch(graph_def: Any) -> dict[str, int | None]:
+    """Each node's static leading dimension of output 0 (None when unknown)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    batch: dict[str, int | None] = {}
+    for op in graph.get_operations():
+        shape = op.outputs[0].shape if op.outputs else None
+        batch[op.name] = shape[0] if shape is not None and shape.rank else None
+    return batch
+
+
 def fuse_resize_and_conv(graph_def: Any, protected: set[str]) -> StepResult:
     by_name = {n.name: n for n in graph_def.node}
+    batch = _static_batch(graph_def)
+    skipped = 0
     users = consumers(graph_def)
     replaced: dict[str, Any] = {}
     extra: list[Any] = []
@@ -62,6 +85,9 @@ def fuse_resize_and_conv(graph_def: Any, protected: set[str]) -> StepResult:
         if pad is None and resize is None:
             continue
         source = pad.input[0] if resize is None else resize.input[0]  # type: ignore[union-attr]
+        if batch.get(node_of(source)) != 1:
+            skipped += 1
+            continue
         if pad is not None:
             paddings = pad.input[1]
         else:
@@ -70,7 +96,8 @@ def fuse_resize_and_conv(graph_def: Any, protected: set[str]) -> StepResult:
             paddings = zeros.name
         replaced[conv.name] = _fused_node(conv, resize, pad, source, paddings)
         absorbed.update(n.name for n in (pad, resize) if n is not None)
+    details = {"skipped": skipped, "reason": BATCH_REASON} if skipped else {}
     if not replaced:
-        return StepResult(graph_def, 0)
+        return StepResult(graph_def, 0, details)
     fused = rebuild(graph_def, [replaced.get(n.name, n) for n in graph_def.node] + extra)
-    return StepResult(drop_orphans(fused, absorbed, protected), len(replaced))
+    return StepResult(drop_orphans(fused, absorbed, protected), len(replaced), details)
