@@ -81,6 +81,8 @@ def bind_placeholders(graph_def: Any, inputs: Iterable[str], constants: dict[str
     for node in graph_def.node:
         if node.name in inputs or node.op not in ("Placeholder", "PlaceholderWithDefault"):
             continue
+        if node.name.startswith("save/") and node.name not in constants:
+            continue  # the Saver's filename placeholders: bookkeeping restore needs as it is
         entry = {"name": node.name, "dtype": tf.dtypes.as_dtype(node.attr["dtype"].type).name}
         if node.name in constants:
             _to_const(node, _const_value(node, constants[node.name]))

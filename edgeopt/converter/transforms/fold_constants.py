@@ -92,6 +92,18 @@ def _fetches(graph_def: Any, foldable: set[str], protected: set[str]) -> list[tu
 
 
 def fold_constants(graph_def: Any, protected: set[str]) -> StepResult:
+    """Fold constant subgraphs, then let Selects on a now-constant condition take their branch."""
+    from edgeopt.converter.transforms.select import take_constant_selects
+
+    folded = _fold(graph_def, protected)
+    taken = take_constant_selects(folded.graph_def, protected)
+    if not taken.changed:
+        return folded
+    # The branch not taken (and what only it needed) is stripped by strip_unused_nodes.
+    return StepResult(taken.graph_def, folded.changed + taken.changed, {"selectsTaken": taken.changed})
+
+
+def _fold(graph_def: Any, protected: set[str]) -> StepResult:
     graph = tf.Graph()
     with graph.as_default():
         tf.graph_util.import_graph_def(graph_def, name="")
