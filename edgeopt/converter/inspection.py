@@ -119,7 +119,9 @@ def _checkpoint_in(directory: Path) -> tuple[Path, str | None]:
     metas = [g for g in graphs if g.suffix == ".meta"]
     pick = next((g for g in graphs if g.suffix != ".meta"), None) or (metas[0] if metas else None)
     if pick is None:
-        raise InputError(f"{directory}: no .pb, .pbtxt or .meta graph in the directory (it holds checkpoint data only?)")
+        raise InputError(
+            f"{directory}: no .pb, .pbtxt or .meta graph in the directory (it holds checkpoint data only?)"
+        )
     return pick, prefixes[-1] if prefixes else None
 
 
@@ -151,7 +153,10 @@ def _signature(func: Any) -> dict[str, Any]:
     def row(k: str, s: Any) -> dict[str, Any]:
         return {"name": k, "dtype": triton_dtype(s.dtype.name), "shape": _shape(s)}
 
-    return {"inputs": [row(k, s) for k, s in sorted(ins.items())], "outputs": [row(k, s) for k, s in sorted(outs.items())]}
+    return {
+        "inputs": [row(k, s) for k, s in sorted(ins.items())],
+        "outputs": [row(k, s) for k, s in sorted(outs.items())],
+    }
 
 
 def _inspect_saved_model(path: Path) -> dict[str, Any]:

@@ -60,7 +60,9 @@ def _graph_source(info: dict[str, Any]) -> dict[str, Any]:
             constants[p["name"]] = value
         elif p["name"] in needed and p.get("op") != "PlaceholderWithDefault":
             shape = p.get("shape")
-            inputs.append({"name": p["name"], "dtype": p.get("dtype") or "FP32", "shape": [] if shape is None else shape})
+            inputs.append(
+                {"name": p["name"], "dtype": p.get("dtype") or "FP32", "shape": [] if shape is None else shape}
+            )
     source["inputs"] = inputs
     source["outputs"] = [_Quoted(o["name"]) for o in outputs]
     if constants:
@@ -73,7 +75,8 @@ def starter(info: dict[str, Any]) -> dict[str, Any]:
     if info["format"] in ("Checkpoint", "FrozenGraph"):
         source = _graph_source(info)
     elif info["format"] == "SavedModel":
-        sig = "serving_default" if "serving_default" in info["signatures"] else next(iter(info["signatures"]), None)
+        sigs: list[str] = list(info["signatures"])
+        sig = "serving_default" if "serving_default" in sigs else (sigs[0] if sigs else None)
         source = {"uri": f"file://{info['path']}", "format": "SavedModel"}
         if sig:
             source["signature"] = sig
@@ -93,5 +96,7 @@ def starter(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def render(manifest: dict[str, Any]) -> str:
-    header = "# Starter manifest from `edgeopt inspect`: check inputs/outputs, then `edgeopt convert -f` or kubectl apply.\n"
+    header = (
+        "# Starter manifest from `edgeopt inspect`: check inputs/outputs, then `edgeopt convert -f` or kubectl apply.\n"
+    )
     return header + yaml.safe_dump(manifest, sort_keys=False, default_flow_style=None)

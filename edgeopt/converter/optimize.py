@@ -32,9 +32,7 @@ def _check_names(transforms: list[str]) -> None:
         if name == "quantize_nodes":
             raise SpecError(f"spec.optimize.transforms[{i}]: {QUANTIZE_NODES_MESSAGE}")
         if name not in REGISTRY:
-            raise SpecError(
-                f"spec.optimize.transforms[{i}]: unknown transform {name!r}; known: {', '.join(REGISTRY)}"
-            )
+            raise SpecError(f"spec.optimize.transforms[{i}]: unknown transform {name!r}; known: {', '.join(REGISTRY)}")
 
 
 def _check_result(graph_def: Any, frozen: FrozenModel) -> None:

@@ -112,7 +112,7 @@ def _run(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
                 loaded.reference(feeds), result(feeds), rtol=spec.validation.rtol, atol=spec.validation.atol
             )
             errors.update(inputs=origin, rtol=spec.validation.rtol, atol=spec.validation.atol)
-            latency = {
+            latency: dict[str, Any] = {
                 "before": validate.latency_ms(loaded.reference, feeds),
                 "after": validate.latency_ms(result, feeds),
                 "batch": feeds_batch(feeds) if feeds else 0,

@@ -70,7 +70,9 @@ def bind_placeholders(graph_def: Any, inputs: Iterable[str], constants: dict[str
     inputs = set(inputs)
     constants = dict(constants or {})
     by_name = {n.name: n for n in graph_def.node}
-    unknown = [k for k in constants if k not in by_name or by_name[k].op not in ("Placeholder", "PlaceholderWithDefault")]
+    unknown = [
+        k for k in constants if k not in by_name or by_name[k].op not in ("Placeholder", "PlaceholderWithDefault")
+    ]
     if unknown:
         candidates = [n.name for n in graph_def.node if n.op in ("Placeholder", "PlaceholderWithDefault")]
         raise InputError(

@@ -25,7 +25,9 @@ def _apply(built: G.Built, transforms: list[str]) -> tuple[Any, list[dict[str, A
     from edgeopt.converter.optimize import optimize
 
     graph_def, inp, shape, out = built
-    model = FrozenModel(graph_def, [Endpoint(inp, f"{inp}:0", "FP32", shape)], [Endpoint(out, f"{out}:0", "FP32", None)])
+    model = FrozenModel(
+        graph_def, [Endpoint(inp, f"{inp}:0", "FP32", shape)], [Endpoint(out, f"{out}:0", "FP32", None)]
+    )
     result, steps = optimize(model, transforms)
     return result.graph_def, steps
 
@@ -115,7 +117,11 @@ def test_quantize_weights_stores_8_bits_and_reports_the_error() -> None:
 
     built = G.big_dense()
     graph_def = built[0]
-    big = [n for n in graph_def.node if n.op == "Const" and np.prod([d.size for d in n.attr["value"].tensor.tensor_shape.dim]) >= MIN_ELEMENTS]
+    big = [
+        n
+        for n in graph_def.node
+        if n.op == "Const" and np.prod([d.size for d in n.attr["value"].tensor.tensor_shape.dim]) >= MIN_ELEMENTS
+    ]
     optimized, steps = _apply(built, ["quantize_weights"])
     after = Counter(n.op for n in optimized.node)
     assert steps[0]["changed"] == len(big) == 2 and after["Dequantize"] == 2
@@ -131,9 +137,11 @@ def test_quantize_weights_stores_8_bits_and_reports_the_error() -> None:
     x = _feed(built[2])
     got, want = G.run(optimized, "x", "y", x), G.run(graph_def, "x", "y", x)
     np.testing.assert_allclose(got, want, rtol=0.05, atol=0.05 * float(np.abs(want).max()))
-    print(f"\n[quantize_weights] GraphDef {graph_def.ByteSize()} -> {optimized.ByteSize()} bytes "
-          f"({size_ratio:.3f}x), max weight error {steps[0]['maxWeightError']:.2e}, "
-          f"max output error {float(np.abs(got - want).max()):.2e}")
+    print(
+        f"\n[quantize_weights] GraphDef {graph_def.ByteSize()} -> {optimized.ByteSize()} bytes "
+        f"({size_ratio:.3f}x), max weight error {steps[0]['maxWeightError']:.2e}, "
+        f"max output error {float(np.abs(got - want).max()):.2e}"
+    )
 
 
 def test_fold_constants_after_quantize_weights_keeps_them_quantized() -> None:

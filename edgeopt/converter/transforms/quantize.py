@@ -41,8 +41,8 @@ def _quantized_nodes(node: Any, w: np.ndarray) -> tuple[list[Any], float]:
     codes.attr["dtype"].type = tf.quint8.as_datatype_enum
     codes.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(q, dtype=tf.quint8))
     f32 = tf.float32.as_datatype_enum
-    lo_node = const_node(f"{node.name}/min", np.float32(lo), f32)
-    hi_node = const_node(f"{node.name}/max", np.float32(hi), f32)
+    lo_node = const_node(f"{node.name}/min", np.asarray(lo, np.float32), f32)
+    hi_node = const_node(f"{node.name}/max", np.asarray(hi, np.float32), f32)
     deq = tf.compat.v1.NodeDef(name=node.name, op="Dequantize")
     deq.input.extend([codes.name, lo_node.name, hi_node.name])
     deq.attr["T"].type = tf.quint8.as_datatype_enum

@@ -79,7 +79,9 @@ def fuse_resize_and_conv(graph_def: Any, protected: set[str]) -> StepResult:
         pad = hop if hop is not None and hop.op == "MirrorPad" and _private(hop.name, users, protected) else None
         if pad is not None:
             hop = by_name.get(node_of(pad.input[0]))
-        resize = hop if hop is not None and hop.op == "ResizeBilinear" and _private(hop.name, users, protected) else None
+        resize = (
+            hop if hop is not None and hop.op == "ResizeBilinear" and _private(hop.name, users, protected) else None
+        )
         if resize is not None and "half_pixel_centers" in resize.attr and resize.attr["half_pixel_centers"].b:
             resize = None
         if pad is None and resize is None:

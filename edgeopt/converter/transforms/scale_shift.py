@@ -136,7 +136,9 @@ def fold_scale_shift(graph_def: Any, protected: set[str]) -> StepResult:
             continue
         last, shift = _trailing_add(chain, mul, channels)
         dtype = weight.attr["dtype"].type
-        w_node = const_node(f"{producer.name}/scaled_weights", scaled_weights(producer, w, scale).astype(w.dtype), dtype)
+        w_node = const_node(
+            f"{producer.name}/scaled_weights", scaled_weights(producer, w, scale).astype(w.dtype), dtype
+        )
         b_node = const_node(f"{last.name}/folded_bias", (bias * scale + shift).astype(w.dtype), dtype)
         new_producer = copy_node(producer)
         new_producer.input[1] = w_node.name

@@ -45,7 +45,9 @@ def take_constant_selects(graph_def: Any, protected: set[str]) -> StepResult:
         ident = copy_node(n)
         ident.op = "Identity"
         del ident.input[:]
-        ident.input.extend([then_inp if bool(cond.reshape(())) else else_inp] + [i for i in n.input if i.startswith("^")])
+        ident.input.extend(
+            [then_inp if bool(cond.reshape(())) else else_inp] + [i for i in n.input if i.startswith("^")]
+        )
         dtype = n.attr["T"].type
         ident.ClearField("attr")
         ident.attr["T"].type = dtype
