@@ -106,3 +106,16 @@ def test_starter_manifest_quotes_outputs_for_kubectl() -> None:
     assert src["outputs"] == ["y"] and src["constants"] == {"keep_prob": 1.0}
     assert src["inputs"] == [{"name": "x", "dtype": "FP32", "shape": []}]
     assert parse_manifest(doc).spec.source.checkpoint == "test_model"
+
+
+def test_scalars_need_the_python_backend() -> None:
+    from edgeopt.errors import PublishError
+    from edgeopt.triton.config import build_model_config
+    from tests.unit.test_triton_config import artifact
+    from tests.unit.test_triton_config import manifest as config_manifest
+
+    scalar = artifact(inputs=[TensorInfo("x", "FP32", [])], outputs=[TensorInfo("y", "FP32", [])])
+    cfg = build_model_config(scalar, parse_manifest(config_manifest(maxBatchSize=0)))
+    assert [t.dims for t in (*cfg.inputs, *cfg.outputs)] == [(1,), (1,)]
+    with pytest.raises(PublishError, match="scalars .*backend: python"):
+        build_model_config(scalar, parse_manifest(config_manifest(maxBatchSize=0, backend="tensorflow")))
