@@ -1,4 +1,4 @@
-"""``python -m bench [--only converter,serving,operator,publish] [--quick]`` (``make bench``).
+"""``python -m bench [--only converter,serving,operator,publish,seed] [--quick]`` (``make bench``).
 
 Runs the chosen areas one after the other (they share two cores with nothing
 of ours), prints the markdown table and writes the day's results file.  An
@@ -29,6 +29,7 @@ AREAS = {
     "serving": "bench.serving",
     "operator": "bench.operator_scale",
     "publish": "bench.publish",
+    "seed": "bench.seed",
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -135,6 +135,19 @@ def big_dense(units: int = 256) -> Built:
     return g.as_graph_def(), "x", [-1, 64], "y"
 
 
+def big_dense_frozen_style() -> Built:
+    """big_dense as freezing leaves it: a NoOp waits on every weight and the output waits on the NoOp."""
+    tf = _tf()
+    gd, inp, shape, out = big_dense()
+    noop = tf.compat.v1.NodeDef(name="StatefulPartitionedCall/NoOp", op="NoOp")
+    noop.input.extend(["^d1/kernel", "^d2/kernel"])
+    ident = tf.compat.v1.NodeDef(name="out", op="Identity")
+    ident.input.extend([out, "^" + noop.name])
+    ident.attr["T"].type = tf.float32.as_datatype_enum
+    gd.node.extend([noop, ident])
+    return gd, inp, shape, "out"
+
+
 def missing_default_attrs() -> Built:
     """A graph whose nodes lost their defaulted attrs, as older writers produced them."""
     gd, inp, shape, out = depthwise_bn_v3()

@@ -144,6 +144,14 @@ def test_quantize_weights_stores_8_bits_and_reports_the_error() -> None:
     )
 
 
+def test_quantized_weights_do_not_keep_a_frozen_noop_alive() -> None:
+    """A NoOp waiting on Dequantize(Const) guards nothing: strip_unused drops it, so the file really shrinks."""
+    built = G.big_dense_frozen_style()
+    optimized, _ = _apply(built, ["quantize_weights", "strip_unused_nodes"])
+    assert "NoOp" not in {n.op for n in optimized.node}
+    assert optimized.ByteSize() / built[0].ByteSize() < 0.3
+
+
 def test_fold_constants_after_quantize_weights_keeps_them_quantized() -> None:
     optimized, _ = _apply(G.big_dense(), ["quantize_weights", "fold_constants"])
     assert Counter(n.op for n in optimized.node)["Dequantize"] == 2

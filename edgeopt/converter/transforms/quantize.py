@@ -53,12 +53,19 @@ def _quantized_nodes(node: Any, w: np.ndarray) -> tuple[list[Any], float]:
 
 
 def quantize_weights(graph_def: Any, protected: set[str]) -> StepResult:
+    # A Const only a control edge keeps alive (a frozen variable's dead NoOp) is not a weight: skip it.
+    read = {i.split(":")[0] for n in graph_def.node for i in n.input if not i.startswith("^")}
     nodes: list[Any] = []
     changed = 0
     max_error = 0.0
     bytes_before = bytes_after = 0
     for n in graph_def.node:
-        if n.op != "Const" or n.name in protected or n.attr["dtype"].type != tf.float32.as_datatype_enum:
+        if (
+            n.op != "Const"
+            or n.name in protected
+            or n.name not in read
+            or n.attr["dtype"].type != tf.float32.as_datatype_enum
+        ):
             nodes.append(n)
             continue
         w = tf.make_ndarray(n.attr["value"].tensor)

@@ -9,9 +9,24 @@ from typing import Any
 from edgeopt.converter.transforms.graph import StepResult, copy_node, node_of, reachable, rebuild
 
 
+def _constant_like(graph_def: Any) -> set[str]:
+    """Consts, and Identity/Dequantize of them (quantize_weights turns a weight into Dequantize(Const))."""
+    const = {n.name for n in graph_def.node if n.op == "Const"}
+    changed = True
+    while changed:
+        changed = False
+        for n in graph_def.node:
+            if n.name not in const and n.op in ("Identity", "Dequantize") and n.input:
+                if all(node_of(i) in const for i in n.input):
+                    const.add(n.name)
+                    changed = True
+    return const
+
+
 def _dead_noops(graph_def: Any, protected: set[str]) -> set[str]:
     """NoOps that only wait on constants (frozen variable reads) guard nothing any more."""
     by_name = {n.name: n for n in graph_def.node}
+    const = _constant_like(graph_def)
     dead: set[str] = set()
     changed = True
     while changed:
@@ -22,7 +37,7 @@ def _dead_noops(graph_def: Any, protected: set[str]) -> set[str]:
                 and n.name not in dead
                 and n.name not in protected
                 and all(
-                    by_name.get(node_of(i)) is None or by_name[node_of(i)].op == "Const" or node_of(i) in dead
+                    by_name.get(node_of(i)) is None or node_of(i) in const or node_of(i) in dead
                     for i in n.input
                 )
             ):
