@@ -181,3 +181,26 @@ def test_the_guides_whole_list_in_order() -> None:
     assert [s["transform"] for s in steps] == names
     for s in steps:
         print(f"[step] {s['transform']}: changed {s['changed']}, ops {s['opsBefore']} -> {s['opsAfter']}")
+
+
+def _fill_graph(side: int) -> G.Built:
+    import tensorflow as tf
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 2], name="x")
+        big = tf.fill([side, side], 1.0, name="big")
+        noise = tf.random.uniform([2], name="noise")
+        tf.add(x * tf.reduce_sum(big, name="total"), noise * 0.0, name="y")
+    return g.as_graph_def(), "x", [-1, 2], "y"
+
+
+def test_fold_constants_sizes_values_before_evaluating_and_never_runs_stateful_ops() -> None:
+    """A 1.6 GB Fill is left to run time (not materialized here); a random op is never evaluated."""
+    optimized, steps = _apply(_fill_graph(20000), ["fold_constants"])
+    ops = Counter(n.op for n in optimized.node)
+    assert ops["Fill"] == 1 and ops["Sum"] == 1, dict(ops)
+    assert ops["RandomUniform"] == 1
+    small, _ = _apply(_fill_graph(4), ["fold_constants"])
+    small_ops = Counter(n.op for n in small.node)
+    assert "Fill" not in small_ops and "Sum" not in small_ops and small_ops["RandomUniform"] == 1
