@@ -16,10 +16,10 @@ def _constant_like(graph_def: Any) -> set[str]:
     while changed:
         changed = False
         for n in graph_def.node:
-            if n.name not in const and n.op in ("Identity", "Dequantize") and n.input:
-                if all(node_of(i) in const for i in n.input):
-                    const.add(n.name)
-                    changed = True
+            fed_by_consts = bool(n.input) and all(node_of(i) in const for i in n.input)
+            if n.name not in const and n.op in ("Identity", "Dequantize") and fed_by_consts:
+                const.add(n.name)
+                changed = True
     return const
 
 
@@ -36,10 +36,7 @@ def _dead_noops(graph_def: Any, protected: set[str]) -> set[str]:
                 n.op == "NoOp"
                 and n.name not in dead
                 and n.name not in protected
-                and all(
-                    by_name.get(node_of(i)) is None or node_of(i) in const or node_of(i) in dead
-                    for i in n.input
-                )
+                and all(by_name.get(node_of(i)) is None or node_of(i) in const or node_of(i) in dead for i in n.input)
             ):
                 dead.add(n.name)
                 changed = True
