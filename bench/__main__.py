@@ -1,4 +1,4 @@
-"""``python -m bench [--only converter,serving,operator,publish] [--quick]`` (``make bench``).
+"""``python -m bench [--only converter,serving,operator,publish,seed] [--quick]`` (``make bench``).
 
 Runs the chosen areas one after the other (they share two cores with nothing
 of ours), prints the markdown table and writes the day's results file.  An
@@ -30,6 +30,7 @@ AREAS = {
     "operator": "bench.operator_scale",
     "publish": "bench.publish",
     "onnx": "bench.onnx_paths",  # issue 12: ORT FP32/INT8 vs TF, digits INT8 accuracy
+    "seed": "bench.seed",  # issue 11: quantize_weights size/error, XLA latency
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

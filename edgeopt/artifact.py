@@ -22,6 +22,8 @@ TERMINATION_LOG_ENV = "EDGEOPT_TERMINATION_LOG"
 #: the publisher never prunes them.
 SERVING_VERSIONS_ENV = "EDGEOPT_SERVING_VERSIONS"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+#: The optimized frozen GraphDef, beside the SavedModel in every version and ``--output`` (guide step 5.2).
+OPTIMIZED_GRAPH_FILE = "optimized_graph.pb"
 
 
 @dataclass

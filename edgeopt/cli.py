@@ -17,6 +17,7 @@ from edgeopt.errors import EdgeoptError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("edgeopt.converter.command", "load, freeze, optimize, TF-TRT, validate and publish a model"),
+    "inspect": ("edgeopt.converter.inspection", "list a model's ops, placeholders, likely outputs and signatures"),
     "triton": ("edgeopt.triton.command", "run the real Triton server locally"),
     "dev": ("edgeopt.dev.command", "local control plane: build binaries, up, down"),
     "operator": ("edgeopt.operator.command", "run the OptimizedModel operator"),

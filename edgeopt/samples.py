@@ -74,6 +74,85 @@ def write_add_checkpoint(directory: str | Path, *, resource_variable: bool = Tru
     }
 
 
+def write_guide_checkpoint(directory: str | Path) -> dict[str, Any]:
+    """The seed guide's step 1, verbatim in TF1 terms: a *scalar* ``x``, ``a = tf.Variable(5.0)``, ``y = a + x``.
+
+    Unlike :func:`write_add_checkpoint` nothing is batched: ``x`` has shape
+    ``()`` and so has ``y`` (6.0 for x = 1.0).  Writes ``my_graph.pb`` and the
+    checkpoint ``test_model`` exactly as the guide's snippet does.
+    """
+    tf = _quiet_tf()
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(dtype=tf.float32, shape=(), name="x")
+        a = tf.Variable(5.0, name="a")
+        y = tf.add(a, x, name="y")
+        saver = tf.compat.v1.train.Saver()
+    with tf.compat.v1.Session(graph=graph) as sess:
+        sess.run(tf.compat.v1.global_variables_initializer())
+        assert sess.run(y, {x: 1.0}) == 6.0
+        tf.io.write_graph(sess.graph_def, str(out), ADD_GRAPH, as_text=False)
+        saver.save(sess=sess, save_path=str(out / ADD_CHECKPOINT))
+    return {
+        "dir": str(out),
+        "format": "Checkpoint",
+        "graph": ADD_GRAPH,
+        "checkpoint": ADD_CHECKPOINT,
+        "inputs": [{"name": "x", "dtype": "FP32", "shape": []}],
+        "outputs": ["y"],
+    }
+
+
+SEGMENTATION_GRAPH = "segmentation.pb"
+SEGMENTATION_CHECKPOINT = "segmentation_model"
+
+
+def write_segmentation_checkpoint(directory: str | Path, *, classes: int = 2, size: int = 8) -> dict[str, Any]:
+    """A graph shaped like the guide's semantic-segmentation model: ``image_input``, ``keep_prob``, ``Reshape_3``.
+
+    conv → relu → dropout(keep_prob) → 1x1 conv to ``classes`` → ``Reshape_3``
+    (logits per pixel, [-1, classes]), plus a training-only branch:
+    a ``correct_label`` placeholder and ``cross_entropy_loss``.  Inference
+    feeds ``keep_prob: 1.0``; ``Reshape_3`` never needs the labels.
+    """
+    tf = _quiet_tf()
+    import numpy as np
+
+    rng = np.random.default_rng(9)
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        image = tf.compat.v1.placeholder(tf.float32, [None, size, size, 3], name="image_input")
+        keep_prob = tf.compat.v1.placeholder(tf.float32, name="keep_prob")
+        labels = tf.compat.v1.placeholder(tf.float32, [None, size, size, classes], name="correct_label")
+        w1 = tf.Variable(rng.normal(0, 0.3, (3, 3, 3, 8)).astype("float32"), name="conv1/kernel")
+        w2 = tf.Variable(rng.normal(0, 0.3, (1, 1, 8, classes)).astype("float32"), name="logits/kernel")
+        h = tf.nn.relu(tf.nn.conv2d(image, w1, 1, "SAME"), name="relu1")
+        h = tf.compat.v1.nn.dropout(h, keep_prob=keep_prob, name="dropout")
+        logits = tf.reshape(tf.nn.conv2d(h, w2, 1, "SAME"), (-1, classes), name="Reshape_3")
+        flat_labels = tf.reshape(labels, (-1, classes))
+        tf.reduce_mean(
+            tf.nn.softmax_cross_entropy_with_logits(labels=flat_labels, logits=logits), name="cross_entropy_loss"
+        )
+        saver = tf.compat.v1.train.Saver()
+    with tf.compat.v1.Session(graph=graph) as sess:
+        sess.run(tf.compat.v1.global_variables_initializer())
+        tf.io.write_graph(sess.graph_def, str(out), SEGMENTATION_GRAPH, as_text=False)
+        saver.save(sess, str(out / SEGMENTATION_CHECKPOINT))
+    return {
+        "dir": str(out),
+        "format": "Checkpoint",
+        "graph": SEGMENTATION_GRAPH,
+        "checkpoint": SEGMENTATION_CHECKPOINT,
+        "inputs": [{"name": "image_input", "dtype": "FP32", "shape": [-1, size, size, 3]}],
+        "outputs": ["Reshape_3"],
+        "constants": {"keep_prob": 1.0},
+    }
+
+
 def _convbn_graph(tf: Any, np: Any, *, as_variables: bool) -> Any:
     """Build conv + batch norm + relu blocks with the usual training-time noise.
 
@@ -256,7 +335,7 @@ def write_keras_model(
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = "Write a small real TensorFlow model (built here, no downloads)."
-    parser.add_argument("kind", choices=["add", "convbn", "keras"], help="which model")
+    parser.add_argument("kind", choices=["add", "guide", "segmentation", "convbn", "keras"], help="which model")
     parser.add_argument("--dir", required=True, help="directory to write into (created if missing)")
     parser.add_argument("--format", default="savedmodel", choices=["savedmodel", "keras", "h5"], help="keras only")
     parser.add_argument(
@@ -271,6 +350,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.kind == "add":
         info = write_add_checkpoint(args.dir)
+    elif args.kind == "guide":
+        info = write_guide_checkpoint(args.dir)
+    elif args.kind == "segmentation":
+        info = write_segmentation_checkpoint(args.dir)
     elif args.kind == "convbn":
         info = write_conv_bn_graph(args.dir)
     else:

@@ -39,15 +39,39 @@ CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
 DEFAULT_OPSET = 17
 DTYPES = ("FP32", "FP16", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "BOOL", "STRING")
 DELETION_POLICIES = ("Retain", "Delete")
-TRANSFORMS = (
+#: The default transform list (the classic optimize_for_inference set).
+DEFAULT_TRANSFORMS = [
     "remove_identity",
     "remove_check_numerics",
     "fold_constants",
     "fold_batch_norms",
     "strip_unused_nodes",
     "sort_by_execution_order",
+]
+#: Every name spec.optimize.transforms accepts: the defaults, the rest of TF's transform_graph list
+#: (``remove_nodes`` removes Identity and CheckNumerics: remove_identity/remove_check_numerics are
+#: its halves), and ``quantize_nodes``, accepted by the schema only so it can be refused with a reason.
+TRANSFORMS = (
+    *DEFAULT_TRANSFORMS,
+    "add_default_attributes",
+    "remove_nodes",
+    "fold_old_batch_norms",
+    "fuse_resize_and_conv",
+    "quantize_weights",
+    "quantize_nodes",
 )
-DEFAULT_TRANSFORMS = list(TRANSFORMS)
+QUANTIZE_NODES_MESSAGE = (
+    "quantize_nodes (TF1's 8-bit op rewrite to QuantizedConv2D etc.) is obsolete: those ops run only on "
+    "CPU kernels TensorFlow no longer optimizes, and TensorRT ignores them; for 8-bit inference set "
+    "spec.tensorrt.precision: INT8 with calibration data (or use quantize_weights to shrink the file)"
+)
+XLA_WITH_TRT_MESSAGE = (
+    "xla.jit and tensorrt.enabled are alternatives, not a combination: XLA compiles the whole serving "
+    "function for any device, TF-TRT replaces subgraphs with TensorRT engines for NVIDIA GPUs; "
+    "set tensorrt.enabled: false to use XLA, or xla.jit: false to use TF-TRT"
+)
+#: Largest literal spec.source.constants accepts per placeholder (it lands in the CRD and in the graph).
+MAX_CONSTANT_ELEMENTS = 1024
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 #: A path segment: no slash, no whitespace or control characters ('.' and '..' are refused apart).
@@ -110,6 +134,10 @@ class Source:
     )
     inputs: list[TensorSpec] = spec_field(factory=list, doc="Graph formats: input placeholders.")
     outputs: list[str] = spec_field(factory=list, doc="Graph formats: output node names.")
+    constants: dict[str, Any] | None = spec_field(
+        None,
+        doc="Graph formats: placeholder name -> value (scalar or small list) frozen in, e.g. keep_prob: 1.0.",
+    )
 
 
 @dataclass
@@ -136,6 +164,11 @@ class TensorRT:
     maximum_cached_engines: int = spec_field(1, key="maximumCachedEngines", minimum=1, doc="Engines per segment.")
     build_engines: bool = spec_field(True, key="buildEngines", doc="Build engines in the Job, not at first request.")
     calibration: Calibration | None = spec_field(None, doc="INT8 calibration data.")
+
+
+@dataclass
+class XLA:
+    jit: bool = spec_field(False, doc="Compile the serving function with XLA (jit_compile); not with TF-TRT.")
 
 
 @dataclass
@@ -228,6 +261,7 @@ class ModelSpec:
     optimize: Optimize = spec_field(factory=Optimize, doc="Graph optimization.")
     tensorrt: TensorRT = spec_field(factory=TensorRT, doc="TF-TRT conversion.")
     onnx: Onnx = spec_field(factory=Onnx, doc="The TF -> ONNX path (target.backend onnxruntime / tensorrt).")
+    xla: XLA = spec_field(factory=XLA, doc="XLA JIT compilation of the serving function.")
     validation: Validation = spec_field(factory=Validation, doc="Output comparison.")
     serving: Serving = spec_field(factory=Serving, doc="Triton to load the model into.")
     converter: Converter = spec_field(factory=Converter, doc="Converter Job settings.")
@@ -363,8 +397,18 @@ def _validate(spec: ModelSpec) -> None:
             raise SpecError(
                 f"spec.optimize.transforms[{i}]: unknown transform {name!r}; known: {', '.join(TRANSFORMS)}"
             )
+        if name == "quantize_nodes":
+            raise SpecError(f"spec.optimize.transforms[{i}]: {QUANTIZE_NODES_MESSAGE}")
+    _check_constants(src)
     trt = spec.tensorrt
     _validate_onnx(spec)
+    if spec.xla.jit and trt.enabled:
+        raise SpecError(f"spec.xla.jit: {XLA_WITH_TRT_MESSAGE}")
+    if spec.xla.jit and uses_onnx(spec):
+        raise SpecError(
+            "spec.xla.jit: XLA compiles the TensorFlow SavedModel's serving function, but target.backend "
+            f"{spec.target.backend!r} serves the ONNX export; use backend python or tensorflow for XLA"
+        )
     if (trt.enabled or uses_onnx(spec)) and trt.precision == "INT8":
         cal = trt.calibration
         if cal is None or (not cal.uri and not cal.synthetic):
@@ -421,6 +465,34 @@ def _validate_onnx(spec: ModelSpec) -> None:
             "spec.tensorrt.enabled: the ONNX flavour of the python backend runs ONNX Runtime without TensorRT; "
             "set tensorrt.enabled: false, or use target.backend onnxruntime for the TensorRT accelerator"
         )
+
+
+def _literal_size(value: Any, path: str) -> int:
+    """Elements in a scalar or (nested, rectangular-or-not) list literal; anything else is a SpecError."""
+    if isinstance(value, (bool, int, float, str)):
+        return 1
+    if isinstance(value, list) and value:
+        return sum(_literal_size(v, f"{path}[{i}]") for i, v in enumerate(value))
+    raise SpecError(f"{path}: must be a number, true/false, a string or a non-empty list of them, got {value!r}")
+
+
+def _check_constants(src: Source) -> None:
+    if not src.constants:
+        return
+    if src.format not in ("Checkpoint", "FrozenGraph"):
+        raise SpecError(
+            "spec.source.constants: binds graph placeholders, so it needs format Checkpoint or FrozenGraph "
+            f"(a {src.format} signature has no training-only placeholders to bind)"
+        )
+    inputs = {t.name.split(":")[0] for t in src.inputs}
+    for name, value in src.constants.items():
+        path = f"spec.source.constants.{name}"
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_.][A-Za-z0-9_./-]*$", name):
+            raise SpecError(f"spec.source.constants: {name!r} is not a TensorFlow node name")
+        if name in inputs:
+            raise SpecError(f"{path}: {name!r} is also in spec.source.inputs; a placeholder is one or the other")
+        if _literal_size(value, path) > MAX_CONSTANT_ELEMENTS:
+            raise SpecError(f"{path}: at most {MAX_CONSTANT_ELEMENTS} elements (a small literal, not a tensor)")
 
 
 def parse_spec(data: Any) -> ModelSpec:

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from edgeopt.artifact import Artifact, Summary, termination_log_path, write_summary
+from edgeopt.artifact import OPTIMIZED_GRAPH_FILE, Artifact, Summary, termination_log_path, write_summary
 from edgeopt.converter.progress import Progress
 from edgeopt.errors import ConversionError, EdgeoptError
 from edgeopt.spec import OptimizedModel, load_manifest
@@ -31,7 +31,11 @@ WORKDIR_ENV = "EDGEOPT_WORKDIR"
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = "Load, freeze, optimize, TF-TRT-convert, validate and publish the model a manifest describes."
     parser.add_argument("-f", "--filename", required=True, help="OptimizedModel manifest (the YAML you would apply)")
-    parser.add_argument("--output", help="also write the artefact (model.savedmodel/, report.json) to this directory")
+    parser.add_argument(
+        "-o",
+        "--output",
+        help=f"also write the artefact (model.savedmodel/, {OPTIMIZED_GRAPH_FILE}, report.json) to this directory",
+    )
     parser.add_argument("--no-publish", action="store_true", help="do not publish to the Triton model repository")
     parser.add_argument("--repository", help="publish to this local path instead of spec.target.repository")
     parser.add_argument(
@@ -55,7 +59,7 @@ def write_output(artifact: Artifact, output: Path) -> Path:
         else:  # model.onnx / model.plan
             staging.mkdir()
             shutil.copy2(artifact.savedmodel_dir, staging / artifact.savedmodel_dir.name)
-        for extra in ("report.json", "signature.json"):
+        for extra in ("report.json", "signature.json", OPTIMIZED_GRAPH_FILE):
             src = artifact.work_dir / extra
             if src.exists():
                 shutil.copy2(src, staging / extra)

@@ -27,7 +27,8 @@ import tensorflow as tf
 SIGNATURE_KEY = "serving_default"
 
 
-def export_saved_model(model: FrozenModel, directory: Path) -> None:
+def export_saved_model(model: FrozenModel, directory: Path, *, jit_compile: bool = False) -> None:
+    """Save ``model`` as a SavedModel; ``jit_compile`` makes its serving function XLA-compiled (must-compile)."""
     graph_def = model.graph_def
 
     def _import() -> None:
@@ -51,7 +52,7 @@ def export_saved_model(model: FrozenModel, directory: Path) -> None:
     ]
     keys = [e.key for e in model.outputs]
 
-    @tf.function(input_signature=specs, autograph=False)
+    @tf.function(input_signature=specs, autograph=False, jit_compile=jit_compile or None)
     def serve(*args: Any) -> dict[str, Any]:
         results = pruned(*args)
         return {k: tf.identity(v, name=k) for k, v in zip(keys, results, strict=False)}

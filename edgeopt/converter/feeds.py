@@ -43,7 +43,7 @@ def random_inputs(
         shape = concrete_shape(t.shape, batch, fill)
         np_dtype = numpy_dtype(t.dtype)
         if np_dtype.startswith("float"):
-            out[t.name] = rng.standard_normal(shape).astype(np_dtype)
+            out[t.name] = np.asarray(rng.standard_normal(shape).astype(np_dtype))
         elif np_dtype == "bool":
             out[t.name] = rng.integers(0, 2, shape).astype(bool)
         elif np_dtype == "object":
@@ -123,7 +123,10 @@ def check_arrays(arrays: dict[str, np.ndarray], inputs: Sequence[TensorInfo], *,
                 raise InputError(f"{what}: array {t.name!r} is {arr.dtype} but input {t.name} is {t.dtype}")
             arr = arr.astype(target)
         if arr.ndim == 0:
-            raise InputError(f"{what}: array {t.name!r} is a scalar; samples need a batch dimension")
+            if t.shape != []:
+                raise InputError(f"{what}: array {t.name!r} is a scalar; samples need a batch dimension")
+            out[t.name] = arr  # a rank-0 input takes exactly one sample: it has no batch dimension
+            continue
         if batch is not None and arr.shape[0] != batch:
             raise InputError(f"{what}: arrays disagree on the number of samples ({batch} vs {arr.shape[0]})")
         batch = arr.shape[0]
@@ -131,9 +134,19 @@ def check_arrays(arrays: dict[str, np.ndarray], inputs: Sequence[TensorInfo], *,
     return out
 
 
+def batch_size(arrays: dict[str, np.ndarray]) -> int:
+    """Rows in a feed: the leading dimension, or 1 when every array is rank 0 (a scalar model)."""
+    return next((int(v.shape[0]) for v in arrays.values() if np.ndim(v) >= 1), 1)
+
+
+def first_sample(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The first row of every array; rank-0 arrays are one sample already and stay as they are."""
+    return {k: np.asarray(v) if np.ndim(v) == 0 else v[:1] for k, v in arrays.items()}
+
+
 def take_samples(arrays: dict[str, np.ndarray], samples: int) -> dict[str, np.ndarray]:
     """The first ``samples`` rows of every array (fewer if the file holds fewer)."""
-    return {k: v[:samples] for k, v in arrays.items()}
+    return {k: v if np.ndim(v) == 0 else v[:samples] for k, v in arrays.items()}
 
 
 def split_batches(arrays: dict[str, np.ndarray], batch_size: int) -> list[dict[str, np.ndarray]]:

@@ -27,6 +27,7 @@ import numpy as np
 from edgeopt.converter import policy
 from edgeopt.converter.dtypes import spec_dtype_matches, triton_dtype
 from edgeopt.converter.graph_model import Endpoint, ModelFn, sanitize_key, tensor_name
+from edgeopt.converter.placeholders import bind_placeholders, check_fed
 from edgeopt.errors import InputError
 from edgeopt.limits import Limits
 from edgeopt.spec import OptimizedModel, Source, TensorSpec, contained, resolve_uri
@@ -69,6 +70,7 @@ class LoadedModel:
     session: Any = None  # graph formats: the session holding the restored graph
     function: Any = None  # SavedModel/Keras: the signature ConcreteFunction
     keep_alive: list[Any] = field(default_factory=list)
+    constants: list[dict[str, Any]] = field(default_factory=list)  # placeholders bound to values
 
     def close(self) -> None:
         if self.session is not None:
@@ -338,6 +340,8 @@ def _load_graph_format(model: OptimizedModel) -> LoadedModel:
         _checkpoint_files(prefix, root, Limits.from_env())
     # Policy first: nothing of the model is imported, let alone run, before it passes.
     graph_def = _checked_graph_def(graph_path)
+    input_nodes = [tensor_name(t.name).rsplit(":", 1)[0] for t in src.inputs]
+    bound = bind_placeholders(graph_def, input_nodes, src.constants)
     graph = tf.Graph()
     with graph.as_default():
         try:
@@ -351,6 +355,7 @@ def _load_graph_format(model: OptimizedModel) -> LoadedModel:
             "use format: Checkpoint with its checkpoint prefix"
         )
     inputs, outputs = _graph_endpoints(graph, graph_def, src)
+    check_fed(graph_def, [e.node for e in inputs], [o.node for o in outputs])
     sess = tf.compat.v1.Session(graph=graph)
     try:
         if prefix is not None:
@@ -360,7 +365,7 @@ def _load_graph_format(model: OptimizedModel) -> LoadedModel:
     except BaseException:
         sess.close()
         raise
-    return LoadedModel(src.format, graph_def, inputs, outputs, reference, session=sess)
+    return LoadedModel(src.format, graph_def, inputs, outputs, reference, session=sess, constants=bound)
 
 
 def _signature_endpoints(func: Any, src: Source, where: str) -> tuple[list[Endpoint], list[Endpoint]]:

@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeopt.artifact import Artifact
+from edgeopt.artifact import OPTIMIZED_GRAPH_FILE, Artifact
+from edgeopt.converter.feeds import batch_size as feeds_batch
+from edgeopt.converter.feeds import first_sample
 from edgeopt.converter.stages import ProgressCallback, StageLog
 from edgeopt.errors import ConversionError, EdgeoptError
 from edgeopt.limits import Limits, check_sample_counts
@@ -75,6 +77,8 @@ def _run(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
         ops_loaded = op_counts(loaded.graph_def)
         loaded.graph_def = None  # only needed for the count; big models hold their weights in it
         rec.details["ops"] = ops_loaded["total"]
+        if loaded.constants:
+            rec.details["constants"] = loaded.constants
     try:
         with log.stage("freeze") as rec:
             frozen = freeze.freeze(loaded)
@@ -86,9 +90,10 @@ def _run(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
             gc.collect()
             ops_after = op_counts(optimized.graph_def)
             rec.details["ops"] = ops_after["total"]
+            (stage_dir / OPTIMIZED_GRAPH_FILE).write_bytes(optimized.graph_def.SerializeToString())
         exported = stage_dir / ("optimized.savedmodel" if trt.enabled else SAVEDMODEL_DIR)
         with log.stage("export"):
-            export.export_saved_model(optimized, exported)
+            export.export_saved_model(optimized, exported, jit_compile=spec.xla.jit)
             gc.collect()
         # The exported signature is built from these endpoints (validate re-reads the real one).
         inputs = [e.info() for e in optimized.inputs]
@@ -107,17 +112,25 @@ def _run(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
             obj, inputs, outputs = export.read_signature(final)
             result = export.saved_model_runner(obj)
             feeds, origin = validate.validation_inputs(spec, inputs)
+            if spec.xla.jit:
+                from edgeopt.converter.xla import check_compiles
+
+                check_compiles(result, feeds)
             errors = validate.compare(
                 loaded.reference(feeds), result(feeds), rtol=spec.validation.rtol, atol=spec.validation.atol
             )
             errors.update(inputs=origin, rtol=spec.validation.rtol, atol=spec.validation.atol)
-            latency = {
+            latency: dict[str, Any] = {
                 "before": validate.latency_ms(loaded.reference, feeds),
                 "after": validate.latency_ms(result, feeds),
-                "batch": int(len(next(iter(feeds.values())))) if feeds else 0,
+                "batch": feeds_batch(feeds) if feeds else 0,
                 "runs": 10,
             }
             rec.details.update(maxAbsError=errors["maxAbsError"], maxRelError=errors["maxRelError"])
+            if spec.xla.jit:
+                from edgeopt.converter.xla import xla_report
+
+                latency["xla"] = xla_report(optimized, final, result, feeds)
     finally:
         loaded.close()
     with log.stage("report"):
@@ -170,5 +183,5 @@ def _run(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
         precision=trt.precision if trt_details["applied"] else None,
         gpu=bool(full["environment"].get("gpu")),
         report=full,
-        warmup_inputs={k: v[:1] for k, v in feeds.items()},
+        warmup_inputs=first_sample(feeds),
     )

@@ -59,9 +59,10 @@ def compare(
             raise ValidationError(
                 f"output {key!r} holds {int(bad.sum())} NaN/Inf value(s) where the original is finite"
             )
-        diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+        # np.asarray: for rank-0 outputs (a scalar graph) numpy arithmetic yields scalars, not arrays.
+        diff = np.asarray(np.abs(got.astype(np.float64) - ref.astype(np.float64)))
         diff[~np.isfinite(diff)] = 0.0
-        scale = np.abs(ref.astype(np.float64))
+        scale = np.asarray(np.abs(ref.astype(np.float64)))
         rel = np.where(scale > atol, diff / np.maximum(scale, 1e-30), 0.0)
         abs_err = float(diff.max()) if diff.size else 0.0
         rel_err = float(rel.max()) if rel.size else 0.0

@@ -117,6 +117,23 @@ def _tensor_config(t: TensorInfo, batched: bool) -> TensorConfig:
     return TensorConfig(t.name, triton_type(t.dtype), tuple(shape))
 
 
+def _check_scalars(artifact: Artifact, backend: str) -> None:
+    """Rank-0 tensors travel as dims [1]; only the python backend's model.py restores the rank.
+
+    Triton 2.51 refuses the other layout one might try, ``dims: [1]`` with
+    ``reshape: { shape: [] }`` at max_batch_size 0 ("scalar tensors are not
+    supported", tests/triton/test_seed_scalar.py), and the tensorflow backend
+    would feed [1] to a rank-0 placeholder.
+    """
+    scalars = [t.name for t in (*artifact.inputs, *artifact.outputs) if t.shape == []]
+    if scalars and backend == "tensorflow":
+        raise PublishError(
+            f"tensor(s) {', '.join(scalars)} are scalars (rank 0): Triton has no rank-0 tensors, so they travel "
+            "as dims [1], which the tensorflow backend cannot feed to a rank-0 signature; use "
+            "spec.target.backend: python (its model.py restores the rank), or give the model a batch dimension"
+        )
+
+
 def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig:
     """Derive the Triton config from what the converter really produced plus ``spec.target``.
 
@@ -133,6 +150,7 @@ def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise PublishError(f"tensor names must be unique across inputs and outputs; repeated: {', '.join(dupes)}")
+    _check_scalars(artifact, target.backend)
     batched = target.max_batch_size > 0 and _batchable([*artifact.inputs, *artifact.outputs])
     max_batch = target.max_batch_size if batched else 0
     inputs = tuple(_tensor_config(t, batched) for t in artifact.inputs)

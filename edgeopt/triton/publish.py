@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgeopt.artifact import SERVING_VERSIONS_ENV, Artifact
+from edgeopt.artifact import OPTIMIZED_GRAPH_FILE, SERVING_VERSIONS_ENV, Artifact
 from edgeopt.errors import PublishError
 from edgeopt.spec import OptimizedModel, resolve_uri
 from edgeopt.triton import ownership
@@ -221,6 +221,9 @@ def _stage_version(staging: Path, artifact: Artifact, backend: str, config_text:
         raise PublishError(f"{src}: not a SavedModel (no saved_model.pb); nothing to publish")
     else:
         copy_tree_durably(src, staging / SAVEDMODEL_DIRNAME)
+    graph = artifact.work_dir / OPTIMIZED_GRAPH_FILE
+    if graph.is_file():  # the frozen GraphDef the model was made from, for import_graph_def users (guide 5.2)
+        _copy_durably(str(graph), str(staging / OPTIMIZED_GRAPH_FILE))
     if backend == "python":
         write_model_py(staging, flavour=artifact.model_format)
     report = dict(artifact.report)
