@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeopt.artifact import Summary
+from edgeopt.operator.diagnosis import DEADLINE_EXCEEDED, HINTS, Diagnosis
 
 PENDING, CONVERTING, PUBLISHING, READY, FAILED = "Pending", "Converting", "Publishing", "Ready", "Failed"
 PHASES = (PENDING, CONVERTING, PUBLISHING, READY, FAILED)
@@ -115,7 +116,13 @@ def job_failure(job: Mapping[str, Any] | None) -> tuple[str, str]:
     """The Job's own reason and message for failing (deadline, backoff limit)."""
     for c in ((job or {}).get("status") or {}).get("conditions") or []:
         if c.get("type") == "Failed" and c.get("status") == "True":
-            return c.get("reason") or "JobFailed", c.get("message") or "the conversion Job failed"
+            reason = c.get("reason") or "JobFailed"
+            message = c.get("message") or "the conversion Job failed"
+            if reason == DEADLINE_EXCEEDED:
+                deadline = ((job or {}).get("spec") or {}).get("activeDeadlineSeconds")
+                took = f" (activeDeadlineSeconds={deadline})" if deadline else ""
+                message = f"{message.rstrip('. ')}{took}. {HINTS[DEADLINE_EXCEEDED].capitalize()}."
+            return reason, message
     return "JobFailed", "the conversion Job failed"
 
 
@@ -219,8 +226,97 @@ def job_running(status: Mapping[str, Any] | None, generation: int, job: str) -> 
     )
 
 
+def pod_diagnosed(status: Mapping[str, Any] | None, generation: int, diagnosis: Diagnosis) -> dict[str, Any]:
+    """The Pod's own reason on Converted and Ready; the phase stays where it is (Pending or Converting)."""
+    phase = (status or {}).get("phase")
+    phase = phase if phase in (PENDING, CONVERTING) else PENDING
+    message = diagnosis.message
+    if diagnosis.ended:
+        message = f"{message} The Job retries with a new Pod while its backoffLimit allows."
+    return _patch(
+        status,
+        generation,
+        phase,
+        [
+            Condition(CONVERTED, "Unknown", diagnosis.reason, message),
+            Condition(READY_CONDITION, "False", diagnosis.reason, message),
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class PodDecision:
+    """What to do about one Pod observation: a status patch, and an Event when the reason is new."""
+
+    patch: dict[str, Any]
+    event: bool
+
+
+def decide_pod(
+    status: Mapping[str, Any] | None, generation: int, job: str, diagnosis: Diagnosis | None
+) -> PodDecision | None:
+    """None when there is nothing to say: the Pod is fine, or the status already says exactly this.
+
+    Only the current generation's Job, and only while it converts: a Job's own
+    end (Published, Failed) is reported by ``job_succeeded``/``job_failed``.
+    One Event per distinct reason, however often the Pod is seen.
+    """
+    st = status or {}
+    if diagnosis is None or st.get("observedGeneration") != generation or st.get("jobName") != job:
+        return None
+    if st.get("phase") not in (PENDING, CONVERTING):
+        return None
+    ready = condition(st, READY_CONDITION) or {}
+    patch = pod_diagnosed(st, generation, diagnosis)
+    if not changed(st, patch):
+        return None
+    return PodDecision(patch, event=ready.get("reason") != diagnosis.reason)
+
+
+#: Report keys that a history entry keeps: enough to compare versions at a glance.
+HISTORY_SUMMARY_KEYS = (
+    "opsBefore",
+    "opsAfter",
+    "precision",
+    "trtEngines",
+    "maxAbsError",
+    "latencyMsBefore",
+    "latencyMsAfter",
+    "backend",
+)
+
+
+def history_entry(summary: Summary, generation: int, job: str | None, time: str | None = None) -> dict[str, Any]:
+    report = summary.report or {}
+    entry: dict[str, Any] = {
+        "version": summary.version,
+        "generation": generation,
+        "time": time or now(),
+        "summary": {k: report[k] for k in HISTORY_SUMMARY_KEYS if report.get(k) is not None},
+    }
+    if job:
+        entry["job"] = job
+    return entry
+
+
+def add_history(history: Iterable[Mapping[str, Any]] | None, entry: Mapping[str, Any], keep: int) -> list[dict[str, Any]]:
+    """Newest first, one entry per version, at most ``keep`` (the repository's versionsToKeep)."""
+    rest = [dict(h) for h in history or [] if h.get("version") != entry.get("version")]
+    return [dict(entry), *rest][: max(keep, 1)]
+
+
+def history_versions(status: Mapping[str, Any] | None) -> list[int]:
+    return [int(h["version"]) for h in (status or {}).get("history") or [] if h.get("version") is not None]
+
+
 def job_succeeded(
-    status: Mapping[str, Any] | None, generation: int, summary: Summary, *, serving: bool
+    status: Mapping[str, Any] | None,
+    generation: int,
+    summary: Summary,
+    *,
+    serving: bool,
+    job: str | None = None,
+    keep: int = 3,
 ) -> dict[str, Any]:
     """Converted and published; Ready now when there is no Triton to load into."""
     version = summary.version
@@ -231,6 +327,9 @@ def job_succeeded(
         Condition(PUBLISHED, "True", "Published", published),
     ]
     extra: dict[str, Any] = {"modelVersion": version, "report": report, "completionTime": now()}
+    if version is not None:
+        entry = history_entry(summary, generation, job or (status or {}).get("jobName"))
+        extra["history"] = add_history((status or {}).get("history"), entry, keep)
     if report.get("precision"):
         extra["precision"] = report["precision"]
     if serving:

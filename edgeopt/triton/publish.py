@@ -31,14 +31,14 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgeopt.artifact import SERVING_VERSIONS_ENV, Artifact
+from edgeopt.artifact import KEPT_VERSIONS_ENV, SERVING_VERSIONS_ENV, Artifact
 from edgeopt.errors import PublishError
 from edgeopt.spec import OptimizedModel, resolve_uri
-from edgeopt.triton.config import SAVEDMODEL_DIRNAME, build_model_config
+from edgeopt.triton.config import SAVEDMODEL_DIRNAME, build_model_config, same_interface
 from edgeopt.triton.python_model import write_model_py
 
 log = logging.getLogger(__name__)
@@ -261,8 +261,10 @@ def publish_version(
     name = validate_model_name(model.model_name)
     target = model.spec.target
     repo = Path(repository) if repository is not None else resolve_uri(target.repository)
-    config_text = build_model_config(artifact, model).render()  # fails before any file is touched
+    model_config = build_model_config(artifact, model)
+    config_text = model_config.render()  # fails before any file is touched
     served = _serving_versions(serving_versions)
+    kept = _env_versions(KEPT_VERSIONS_ENV) or set()  # parsed before any file is touched
     repo_existed = repo.is_dir()
     model_dir = repo / name
     model_dir_existed = model_dir.is_dir()
@@ -279,8 +281,12 @@ def publish_version(
         with model_lock(model_dir):
             version_dir: Path | None = None
             try:
+                sweep_stale(model_dir)
                 versions_before = existing_versions(model_dir)
                 version = _choose_version(model_dir, name, target.version, repo)
+                known = served if served is not None else ({max(versions_before)} if versions_before else set())
+                alongside = compatible_versions(model_dir, known, config_text)
+                config_text = replace(model_config, versions=(*alongside, version)).render()
                 staging.mkdir()
                 _stage_version(staging, artifact, target.backend, config_text, name, version)
                 version_dir = model_dir / str(version)
@@ -304,7 +310,7 @@ def publish_version(
                 raise
             if served is None:  # unknown: keep the previous newest, the one most likely being served
                 served = {max(versions_before)} if versions_before else set()
-            protect = {version, *served}
+            protect = {version, *served, *kept}
             pruned = prune_versions(model_dir, target.versions_to_keep, protect)
     except OSError as exc:
         if not repo_existed:
@@ -321,17 +327,57 @@ def publish_version(
     return PublishResult(name, version, version_dir, config_path, seconds, pruned)
 
 
+def compatible_versions(model_dir: Path, versions: Iterable[int], config_text: str) -> tuple[int, ...]:
+    """The served versions that were published with this very config (up to version_policy).
+
+    Those stay loaded next to the new version until the operator switches
+    (zero downtime); a version built for other inputs, dtypes or another
+    backend is left out, so the new config never applies to it. A version
+    without its stored config is treated as different (the safe side).
+    """
+    out = []
+    for v in sorted(set(versions)):
+        try:
+            old = (model_dir / str(v) / f".{CONFIG_NAME}").read_text()
+        except OSError:
+            continue
+        if same_interface(old, config_text):
+            out.append(v)
+    return tuple(out)
+
+
+def sweep_stale(model_dir: Path) -> list[str]:
+    """Remove staging and deleting dirs left by a publisher that died (SIGKILL, node loss).
+
+    Called with the model lock held: every live publisher makes and removes
+    its staging dir under that lock, so whatever is there now is nobody's.
+    """
+    swept = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(model_dir):
+            if entry.startswith((STAGING_PREFIX, DELETING_PREFIX)):
+                _remove_tree(model_dir / entry)
+                swept.append(entry)
+    if swept:
+        log.info("removed stale %s from %s", ", ".join(sorted(swept)), model_dir)
+    return swept
+
+
 def _serving_versions(serving: Iterable[int] | None) -> set[int] | None:
     """The caller's served versions, else ``$EDGEOPT_SERVING_VERSIONS``, else None (unknown)."""
     if serving is not None:
         return set(serving)
-    env = os.environ.get(SERVING_VERSIONS_ENV, "").strip()
+    return _env_versions(SERVING_VERSIONS_ENV)
+
+
+def _env_versions(variable: str) -> set[int] | None:
+    env = os.environ.get(variable, "").strip()
     if not env:
         return None
     try:
         return {int(v) for v in env.split(",") if v.strip()}
     except ValueError:
-        raise PublishError(f"${SERVING_VERSIONS_ENV}={env!r} is not a comma-separated list of versions") from None
+        raise PublishError(f"${variable}={env!r} is not a comma-separated list of versions") from None
 
 
 def _withdraw(version_dir: Path) -> None:
