@@ -27,7 +27,7 @@ import kopf
 
 from edgeopt.artifact import Summary
 from edgeopt.errors import SpecError
-from edgeopt.operator import metrics, resources, status
+from edgeopt.operator import diagnosis, metrics, resources, status
 from edgeopt.operator.kube import Kube, KubeError
 from edgeopt.operator.settings import OperatorSettings
 from edgeopt.spec import API_VERSION, KIND, OptimizedModel, parse_manifest
@@ -196,6 +196,8 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
             post_event(owner, warning=True, reason="InvalidSpec", message=str(exc))
         return
 
+    if _rolled_back(rt, body, model, st, gen):
+        return
     job = resources.job_name(name, gen, uid)
     if st.get("observedGeneration") == gen and st.get("jobName") == job:
         return  # this generation's Job was made and is tracked; it may be finished and TTL-deleted
@@ -261,10 +263,42 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
     track_job(rt, existing)
 
 
+def _rolled_back(rt: Runtime, body: Mapping[str, Any], model: OptimizedModel, st: dict[str, Any], gen: int) -> bool:
+    """``spec.target.version`` names a version in status.history: serve it again, no Job.
+
+    The load itself is the serving timer's (Publishing → Ready), as after a conversion.
+    """
+    meta = body["metadata"]
+    rollback = status.rollback_target(st, gen, model.spec.target.version)
+    if rollback is None:
+        return (status.condition(st, status.PUBLISHED) or {}).get("reason") == status.ROLLED_BACK and st.get(
+            "observedGeneration"
+        ) == gen
+    for old in rt.kube.list_jobs(f"{resources.UID_LABEL}={meta['uid']}", namespace=meta["namespace"]):
+        if status.job_state(old) in status.JOB_UNFINISHED:  # a conversion of an older spec: not wanted now
+            rt.kube.delete_job(meta["namespace"], old["metadata"]["name"])
+    serving = bool(triton_url(rt, model))
+    rt.kube.patch_model_status(meta["namespace"], meta["name"], status.rolling_back(st, gen, rollback, serving=serving))
+    post_event(
+        dict(body),
+        reason=status.ROLLED_BACK,
+        message=f"spec.target.version {rollback} is a kept version: serving it again without a conversion",
+    )
+    return True
+
+
+def serving_versions(st: Mapping[str, Any]) -> list[int]:
+    """What Triton serves, as the status last saw it: never pruned by the next publish."""
+    served = st.get("servingVersions")
+    if served:
+        return [int(v) for v in served]
+    return [int(st["modelVersion"])] if st.get("modelVersion") else []
+
+
 def _create_job(rt: Runtime, body: Mapping[str, Any], model: OptimizedModel, job: str, gen: int, uid: str) -> None:
     owner: Any = dict(body)
     cm = resources.manifest_configmap(model, dict(body.get("spec") or {}), name=job, generation=gen, uid=uid)
-    served = (body.get("status") or {}).get("modelVersion")
+    st = body.get("status") or {}
     job_body = resources.conversion_job(
         model,
         rt.settings,
@@ -272,7 +306,8 @@ def _create_job(rt: Runtime, body: Mapping[str, Any], model: OptimizedModel, job
         generation=gen,
         uid=uid,
         configmap=job,
-        serving_versions=[int(served)] if served else None,
+        serving_versions=serving_versions(st) or None,
+        kept_versions=status.history_versions(st) or None,
     )
     kopf.adopt([cm, job_body], owner=owner)
     rt.kube.create_configmap(cm)
@@ -291,7 +326,7 @@ def track_job(rt: Runtime, job: Mapping[str, Any]) -> None:
     meta = job.get("metadata") or {}
     labels = meta.get("labels") or {}
     ns, job_name = meta.get("namespace"), meta.get("name")
-    model_name, uid = labels.get(resources.MODEL_LABEL), labels.get(resources.UID_LABEL)
+    model_name, uid = resource_name(job), labels.get(resources.UID_LABEL)
     if not (ns and job_name and model_name and uid) or is_cleanup(job):
         return
     gen = int(labels.get(resources.GENERATION_LABEL, "0"))
@@ -325,6 +360,58 @@ def track_job(rt: Runtime, job: Mapping[str, Any]) -> None:
     rt.seen[key] = state
 
 
+def resource_name(obj: Mapping[str, Any]) -> str | None:
+    """The OptimizedModel a Job or Pod belongs to, by its full name.
+
+    The model label is cut at 63 characters (a label's limit; a name may be
+    253), so it is the last resort: the annotation first, then the owner
+    reference the Job carries.
+    """
+    meta = obj.get("metadata") or {}
+    name = (meta.get("annotations") or {}).get(resources.RESOURCE_ANNOTATION)
+    if name:
+        return str(name)
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith("edgeopt.io/"):
+            return str(ref.get("name"))
+    label = (meta.get("labels") or {}).get(resources.MODEL_LABEL)
+    return str(label) if label else None
+
+
+def track_pod(rt: Runtime, pod: Mapping[str, Any]) -> None:
+    """A converter Pod changed: show its own reason (Unschedulable, ImagePullBackOff, OOMKilled...) on the model.
+
+    Reads the OptimizedModel only when the diagnosis changed since this Pod
+    was last seen, and writes only what ``status.decide_pod`` says.
+    """
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    ns, job_name, uid = meta.get("namespace"), labels.get(resources.JOB_LABEL), labels.get(resources.UID_LABEL)
+    model_name = resource_name(pod)
+    if not (ns and job_name and uid and model_name) or labels.get(resources.PURPOSE_LABEL) == "cleanup":
+        return
+    found = diagnosis.diagnose_pod(pod, resources.CONTAINER_NAME)
+    key = (ns, f"pod/{meta.get('name')}")
+    seen = (found.reason, found.message) if found else ""
+    if rt.seen.get(key) == str(seen):
+        return
+    rt.seen[key] = str(seen)
+    if found is None:
+        return
+    body = rt.kube.read_model(ns, model_name)
+    if body is None or body["metadata"].get("uid") != uid or body["metadata"].get("deletionTimestamp"):
+        return
+    gen = int(labels.get(resources.GENERATION_LABEL, "0"))
+    if gen != int(body["metadata"].get("generation") or 0):
+        return
+    decision = status.decide_pod(body.get("status"), gen, job_name, found)
+    if decision is None:
+        return
+    rt.kube.patch_model_status(ns, model_name, decision.patch)
+    if decision.event:
+        post_event(body, warning=True, reason=found.reason, message=found.message)
+
+
 def job_lost(rt: Runtime, job: Mapping[str, Any]) -> None:
     """A Job of the current generation vanished before finishing (``kubectl delete job``, say).
 
@@ -337,7 +424,7 @@ def job_lost(rt: Runtime, job: Mapping[str, Any]) -> None:
     meta = job.get("metadata") or {}
     labels = meta.get("labels") or {}
     ns, job_name = meta.get("namespace"), meta.get("name")
-    model_name, uid = labels.get(resources.MODEL_LABEL), labels.get(resources.UID_LABEL)
+    model_name, uid = resource_name(job), labels.get(resources.UID_LABEL)
     if not (ns and job_name and model_name and uid):
         return
     body = rt.kube.read_model(ns, model_name)
@@ -352,6 +439,17 @@ def job_lost(rt: Runtime, job: Mapping[str, Any]) -> None:
     )
     rt.kube.patch_model_status(ns, model_name, status.job_failed(st, gen, Summary(False, "JobDeleted", message)))
     post_event(body, warning=True, reason="JobDeleted", message=message)
+
+
+def cleanup_needed(rt: Runtime, body: Mapping[str, Any]) -> bool:
+    """Whether deleting this resource has anything to do (see handlers.needs_cleanup)."""
+    try:
+        model = model_from_body(body)
+    except SpecError:
+        return False
+    if model.spec.target.deletion_policy == "Delete":
+        return True
+    return bool(triton_url(rt, model) and (body.get("status") or {}).get("modelVersion"))
 
 
 def delete_published(rt: Runtime, body: Mapping[str, Any]) -> None:
@@ -389,20 +487,23 @@ def _finished(rt: Runtime, body: dict[str, Any], job: Mapping[str, Any], state: 
     pods = rt.kube.list_pods(ns, f"{resources.JOB_LABEL}={job_name}")
     message, code = status.terminated_message(pods, resources.CONTAINER_NAME)
     succeeded = state == status.JOB_SUCCEEDED
-    if message is None and not succeeded:
+    summary = _failure_summary(job, pods) if not succeeded else None
+    if summary is None and message is None and not succeeded:
         reason, msg = status.job_failure(job)
         summary = Summary(ok=False, reason=reason, message=msg)
-    else:
+    elif summary is None:
         summary = status.parse_summary(message, code, succeeded=succeeded)
     seconds = status.job_seconds(job)
     st = body.get("status") or {}
     if succeeded and summary.ok:
+        keep = 3
         try:
             model = model_from_body(body)
             serving = bool(triton_url(rt, model))
+            keep = model.spec.target.versions_to_keep
         except SpecError:
             serving = False
-        patch = status.job_succeeded(st, gen, summary, serving=serving)
+        patch = status.job_succeeded(st, gen, summary, serving=serving, job=job_name, keep=keep)
         rt.kube.patch_model_status(ns, name, patch)
         metrics.record_conversion("succeeded", summary.reason or "Published", seconds)
         took = f" in {seconds:.0f}s" if seconds is not None else ""
@@ -414,3 +515,20 @@ def _finished(rt: Runtime, body: dict[str, Any], job: Mapping[str, Any], state: 
         rt.kube.patch_model_status(ns, name, patch)
         metrics.record_conversion("failed", summary.reason or "Failed", seconds)
         post_event(body, warning=True, reason=summary.reason or "ConversionFailed", message=summary.message)
+
+
+def _failure_summary(job: Mapping[str, Any], pods: list[dict[str, Any]]) -> Summary | None:
+    """A failed Job's reason when the Pod or the Job says more than the converter could.
+
+    An OOM kill or the deadline stops the converter before it can write its
+    Summary (the termination message is then a log tail), so their reason
+    comes from kubelet (the container's ``OOMKilled``) and the job controller
+    (``DeadlineExceeded``). None: the converter's own Summary says it best.
+    """
+    reason, message = status.job_failure(job)
+    if reason == diagnosis.DEADLINE_EXCEEDED:
+        return Summary(ok=False, reason=reason, message=message)
+    ended = diagnosis.ended_reason(pods, resources.CONTAINER_NAME)
+    if ended is not None:
+        return Summary(ok=False, reason=ended.reason, message=ended.message)
+    return None

@@ -32,7 +32,12 @@ RULES: tuple[Rule, ...] = (
         "one conversion Job per generation; watch drives the phase; delete stops an outdated generation",
     ),
     Rule(("",), ("configmaps",), ("get", "create", "delete"), "the manifest the converter reads"),
-    Rule(("",), ("pods",), ("list",), "the converter's termination message (its Summary)"),
+    Rule(
+        ("",),
+        ("pods",),
+        ("list", "watch"),
+        "the converter's termination message (its Summary); watch (label-selected) explains a waiting Pod",
+    ),
     Rule(("",), ("events",), ("create",), "an Event for every transition (kopf posts core/v1 Events)"),
     # What kopf itself needs.
     Rule(

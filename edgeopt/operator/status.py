@@ -24,6 +24,7 @@ TERMINAL = (READY, FAILED)
 
 CONVERTED, PUBLISHED, SERVING_READY, READY_CONDITION = "Converted", "Published", "ServingReady", "Ready"
 WAITING_FOR_CAPACITY = "WaitingForCapacity"
+ROLLED_BACK = "RolledBack"
 
 # Job states, as the operator sees them.
 JOB_PENDING, JOB_STARTING, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED = (
@@ -299,7 +300,9 @@ def history_entry(summary: Summary, generation: int, job: str | None, time: str 
     return entry
 
 
-def add_history(history: Iterable[Mapping[str, Any]] | None, entry: Mapping[str, Any], keep: int) -> list[dict[str, Any]]:
+def add_history(
+    history: Iterable[Mapping[str, Any]] | None, entry: Mapping[str, Any], keep: int
+) -> list[dict[str, Any]]:
     """Newest first, one entry per version, at most ``keep`` (the repository's versionsToKeep)."""
     rest = [dict(h) for h in history or [] if h.get("version") != entry.get("version")]
     return [dict(entry), *rest][: max(keep, 1)]
@@ -307,6 +310,21 @@ def add_history(history: Iterable[Mapping[str, Any]] | None, entry: Mapping[str,
 
 def history_versions(status: Mapping[str, Any] | None) -> list[int]:
     return [int(h["version"]) for h in (status or {}).get("history") or [] if h.get("version") is not None]
+
+
+def rollback_target(status: Mapping[str, Any] | None, generation: int, spec_version: int | None) -> int | None:
+    """The kept version to serve again, when ``spec.target.version`` names one in the history.
+
+    None when it names no kept version (a normal conversion publishes it), or
+    when this generation's rollback is already recorded.
+    """
+    st = status or {}
+    if spec_version is None or spec_version not in history_versions(st):
+        return None
+    published = condition(st, PUBLISHED) or {}
+    if st.get("observedGeneration") == generation and published.get("reason") == ROLLED_BACK:
+        return None
+    return spec_version
 
 
 def job_succeeded(
@@ -384,12 +402,62 @@ def invalid_spec(status: Mapping[str, Any] | None, generation: int, message: str
     )
 
 
-def serving_ready(status: Mapping[str, Any] | None, generation: int, message: str) -> dict[str, Any]:
+def serving_ready(
+    status: Mapping[str, Any] | None, generation: int, message: str, *, versions: list[int] | None = None
+) -> dict[str, Any]:
+    """Served; ``versions`` are what Triton serves now (the publisher never prunes them)."""
+    extra: dict[str, Any] = {"servingAttempts": None}
+    if versions is not None:
+        extra["servingVersions"] = sorted(versions)
     return _patch(
         status,
         generation,
         READY,
         [Condition(SERVING_READY, "True", "Loaded", message), Condition(READY_CONDITION, "True", "Serving", message)],
+        **extra,
+    )
+
+
+def serving_failed(status: Mapping[str, Any] | None, generation: int, reason: str, message: str) -> dict[str, Any]:
+    """Triton refused the version (or it failed its smoke test) too often: Failed, still published.
+
+    The version Triton served before, if any, is untouched: a failed reload keeps it.
+    """
+    return _patch(
+        status,
+        generation,
+        FAILED,
+        [Condition(SERVING_READY, "False", reason, message), Condition(READY_CONDITION, "False", reason, message)],
+        servingAttempts=None,
+    )
+
+
+def rolling_back(status: Mapping[str, Any] | None, generation: int, version: int, *, serving: bool) -> dict[str, Any]:
+    """spec.target.version names a kept version: serve it again, no conversion."""
+    entry: Mapping[str, Any] = next((h for h in (status or {}).get("history") or [] if h.get("version") == version), {})
+    what = f"version {version} (published by generation {entry.get('generation', '?')}) is kept in the repository"
+    conds = [
+        Condition(CONVERTED, "True", ROLLED_BACK, f"{what}; no conversion needed"),
+        Condition(PUBLISHED, "True", ROLLED_BACK, what),
+    ]
+    if serving:
+        conds += [
+            Condition(SERVING_READY, "Unknown", "RollingBack", f"switching Triton to version {version}"),
+            Condition(READY_CONDITION, "False", "RollingBack", f"rolling back to version {version}"),
+        ]
+        phase = PUBLISHING
+    else:
+        conds += [Condition(READY_CONDITION, "True", ROLLED_BACK, f"{what}; no Triton to load into")]
+        phase = READY
+    return _patch(
+        status,
+        generation,
+        phase,
+        conds,
+        modelVersion=version,
+        jobName=None,
+        report=entry.get("summary") or (status or {}).get("report"),
+        servingAttempts=None,
     )
 
 

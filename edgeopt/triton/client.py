@@ -15,6 +15,7 @@ checks it): the operator image has none.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -96,12 +97,24 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError) or type(exc).__module__.startswith(("aiohttp", "gevent", "geventhttpclient"))
 
 
+class TritonUnavailable(ServingError):
+    """Triton did not answer: down, restarting, overloaded, or too slow. Worth retrying."""
+
+    reason = "TritonUnavailable"
+
+
+class TritonRefused(ServingError):
+    """Triton answered and said no (a load that fails, a bad request); the message is Triton's own."""
+
+    reason = "LoadFailed"
+
+
 def _error(url: str, what: str, exc: BaseException, attempts: int, timeout: float) -> ServingError:
     if isinstance(exc, InferenceServerException) and not _is_transient(exc):
-        return ServingError(f"Triton at {url}: {what} failed: {_message(exc)}")
+        return TritonRefused(f"Triton at {url}: {what} failed: {_message(exc)}")
     if _is_timeout(exc):
-        return ServingError(f"Triton at {url} did not answer within {timeout:.0f}s ({what})")
-    return ServingError(
+        return TritonUnavailable(f"Triton at {url} did not answer within {timeout:.0f}s ({what})")
+    return TritonUnavailable(
         f"Triton at {url} is unreachable or not answering ({what}, {attempts} attempts): {_message(exc)}"
     )
 
@@ -225,9 +238,14 @@ class TritonClient(_Endpoint):
 
     # ------------------------------------------------------------------ models
 
-    def load(self, model: str) -> None:
-        """Explicit-mode (re)load; Triton picks the versions from the config's version_policy."""
-        self._call(f"loading model {model!r}", lambda c: c.load_model(model), self.load_timeout)
+    def load(self, model: str, config: dict[str, Any] | None = None) -> None:
+        """Explicit-mode (re)load; Triton picks the versions from the config's version_policy.
+
+        ``config`` (the JSON form of a model config) replaces config.pbtxt for
+        this load; Triton keeps serving what it has until the reload is done.
+        """
+        cfg = json.dumps(config) if config is not None else None
+        self._call(f"loading model {model!r}", lambda c: c.load_model(model, config=cfg), self.load_timeout)
 
     def unload(self, model: str) -> None:
         self._call(f"unloading model {model!r}", lambda c: c.unload_model(model))
@@ -301,8 +319,9 @@ class AsyncTritonClient(_Endpoint):
     async def repository_index(self) -> list[dict[str, Any]]:
         return list(await self._call("repository index", lambda c: c.get_model_repository_index()))
 
-    async def load(self, model: str) -> None:
-        await self._call(f"loading model {model!r}", lambda c: c.load_model(model), self.load_timeout)
+    async def load(self, model: str, config: dict[str, Any] | None = None) -> None:
+        cfg = json.dumps(config) if config is not None else None
+        await self._call(f"loading model {model!r}", lambda c: c.load_model(model, config=cfg), self.load_timeout)
 
     async def unload(self, model: str) -> None:
         await self._call(f"unloading model {model!r}", lambda c: c.unload_model(model))
