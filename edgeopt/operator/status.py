@@ -122,7 +122,7 @@ def job_failure(job: Mapping[str, Any] | None) -> tuple[str, str]:
             if reason == DEADLINE_EXCEEDED:
                 deadline = ((job or {}).get("spec") or {}).get("activeDeadlineSeconds")
                 took = f" (activeDeadlineSeconds={deadline})" if deadline else ""
-                message = f"{message.rstrip('. ')}{took}. {HINTS[DEADLINE_EXCEEDED].capitalize()}."
+                message = f"{message.rstrip('. ')}{took}. {HINTS[DEADLINE_EXCEEDED][0].upper()}{HINTS[DEADLINE_EXCEEDED][1:]}."
             return reason, message
     return "JobFailed", "the conversion Job failed"
 

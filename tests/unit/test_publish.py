@@ -214,3 +214,58 @@ def test_bad_signature_fails_before_touching_files(tmp_path: Path) -> None:
     with pytest.raises(PublishError, match="no inputs"):
         publish_version(art, optimized_model("m", repo))
     assert not repo.exists()
+
+
+def policy(repo: Path, name: str = "m") -> str:
+    (line,) = [ln for ln in (repo / name / "config.pbtxt").read_text().splitlines() if ln.startswith("version_policy")]
+    return line
+
+
+def test_config_loads_the_new_version_beside_served_ones_of_the_same_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Triton's config is per model: a served version stays listed only while the new config fits it."""
+    monkeypatch.delenv("EDGEOPT_SERVING_VERSIONS", raising=False)
+    repo = tmp_path / "repo"
+    art = file_artifact(tmp_path / "sm")
+    publish_version(art, optimized_model("m", repo))
+    assert policy(repo) == "version_policy: { specific: { versions: [ 1 ] } }"
+    publish_version(art, optimized_model("m", repo), serving_versions=[1])
+    assert policy(repo) == "version_policy: { specific: { versions: [ 1, 2 ] } }"  # switch without a gap
+    # Other inputs: version 2's config would break version 1, so only the new one is listed.
+    other = dataclasses.replace(art, inputs=[dataclasses.replace(art.inputs[0], name="pixels")])
+    publish_version(other, optimized_model("m", repo), serving_versions=[2])
+    assert policy(repo) == "version_policy: { specific: { versions: [ 3 ] } }"
+    # Each version keeps the config it was published with (the comparison reads it).
+    assert '"pixels"' in (repo / "m" / "3" / ".config.pbtxt").read_text()
+    assert '"pixels"' not in (repo / "m" / "2" / ".config.pbtxt").read_text()
+    # A served version that is gone, or not a version at all, is simply not listed.
+    publish_version(other, optimized_model("m", repo), serving_versions=[3, 9])
+    assert policy(repo) == "version_policy: { specific: { versions: [ 3, 4 ] } }"
+
+
+def test_history_versions_are_never_pruned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    art = file_artifact(tmp_path / "sm")
+    for _ in range(3):
+        publish_version(art, optimized_model("m", repo, versionsToKeep=3))
+    monkeypatch.setenv("EDGEOPT_KEPT_VERSIONS", "1")
+    result = publish_version(art, optimized_model("m", repo, versionsToKeep=1), serving_versions=[3])
+    assert sorted(result.pruned) == [2] and existing_versions(repo / "m") == [1, 3, 4]
+    monkeypatch.setenv("EDGEOPT_KEPT_VERSIONS", "one")
+    before = tree_digest(repo)
+    with pytest.raises(PublishError, match="EDGEOPT_KEPT_VERSIONS"):
+        publish_version(art, optimized_model("m", repo))
+    assert tree_digest(repo) == before
+
+
+def test_stale_staging_and_deleting_dirs_are_swept_under_the_lock(tmp_path: Path) -> None:
+    """A publisher SIGKILLed mid-copy leaves .staging-*; the next publish (holding the lock) removes it."""
+    repo = tmp_path / "repo"
+    art = file_artifact(tmp_path / "sm")
+    publish_version(art, optimized_model("m", repo))
+    (repo / "m" / ".staging-dead").mkdir()
+    (repo / "m" / ".staging-dead" / "half.bin").write_bytes(b"x" * 10)
+    (repo / "m" / ".deleting-1-abcd").mkdir()
+    publish_version(art, optimized_model("m", repo))
+    assert entries(repo / "m") == [".lock", "1", "2", "config.pbtxt"]
