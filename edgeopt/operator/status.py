@@ -122,7 +122,8 @@ def job_failure(job: Mapping[str, Any] | None) -> tuple[str, str]:
             if reason == DEADLINE_EXCEEDED:
                 deadline = ((job or {}).get("spec") or {}).get("activeDeadlineSeconds")
                 took = f" (activeDeadlineSeconds={deadline})" if deadline else ""
-                message = f"{message.rstrip('. ')}{took}. {HINTS[DEADLINE_EXCEEDED][0].upper()}{HINTS[DEADLINE_EXCEEDED][1:]}."
+                hint = HINTS[DEADLINE_EXCEEDED]
+                message = f"{message.rstrip('. ')}{took}. {hint[0].upper()}{hint[1:]}."
             return reason, message
     return "JobFailed", "the conversion Job failed"
 
