@@ -102,7 +102,8 @@ async def switch_to(
     of the model loaded at all.
     """
     started = time.monotonic()
-    if from_repository or not await triton.ready_versions(name):
+    before = await triton.ready_versions(name)
+    if from_repository or not before:
         await triton.load(name)
     if version is not None and not await triton.is_model_ready(name, version):
         await triton.load(name, config=only_version(await triton.model_config(name), version))
@@ -113,12 +114,12 @@ async def switch_to(
         raise
     except ServingError as exc:
         raise SmokeTestFailed(f"{name} version {version} loaded but failed its smoke inference: {exc}") from exc
-    dropped: tuple[int, ...] = ()
+    others: tuple[int, ...] = ()
     if version is not None:
         others = tuple(v for v in await triton.ready_versions(name) if v != int(version))
         if others:
             await triton.load(name, config=only_version(await triton.model_config(name), int(version)))
-            dropped = others
+    dropped = tuple(sorted({*before, *others} - {version}))
     return Switch(version, time.monotonic() - started, dropped, smoke.latency_ms)
 
 

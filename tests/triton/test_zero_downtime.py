@@ -1,0 +1,163 @@
+"""Version switches under load with the real Triton: a client that never pauses sees no failed request.
+
+The operator's own switch (``serving.switch_to``) and the real publisher run
+against the session's tritonserver while a client thread sends requests
+back to back, without a version (what applications do). Each test prints the
+switch time and the request count (``[measure]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeopt.operator import serving
+from edgeopt.triton.client import AsyncTritonClient, TritonClient, TritonRefused
+from edgeopt.triton.publish import publish_version
+from tests.fixtures.triton import file_artifact, optimized_model
+from tests.triton.tf_models import artifact_from_savedmodel, write_add_savedmodel, write_multi_io_savedmodel
+
+pytestmark = [pytest.mark.triton, pytest.mark.tf]
+
+X = np.array([[1.0]], dtype=np.float32)
+
+
+@dataclass
+class RequestLoop:
+    """Requests back to back from one thread, bounded in time and count; records every answer."""
+
+    url: str
+    model: str
+    max_seconds: float = 180.0
+    max_requests: int = 200_000
+    answers: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    #: monotonic start time of each failed request, and of each answer
+    failed_at: list[float] = field(default_factory=list)
+    answered_at: list[float] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> RequestLoop:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        client = TritonClient(self.url, timeout=30)
+        ends = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < ends and self.count < self.max_requests:
+            sent = time.monotonic()
+            try:
+                self.answers.append(float(client.infer(self.model, {"x": X})["y"].reshape(-1)[0]))
+                self.answered_at.append(sent)
+            except Exception as exc:
+                self.failures.append(str(exc)[:300])
+                self.failed_at.append(sent)
+
+    @property
+    def count(self) -> int:
+        return len(self.answers) + len(self.failures)
+
+    def wait_for(self, n: int, timeout: float = 30) -> None:
+        ends = time.monotonic() + timeout
+        while self.count < n and time.monotonic() < ends:
+            time.sleep(0.01)
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(timeout=60)
+
+
+def switch(url: str, name: str, version: int, *, from_repository: bool = True) -> serving.Switch:
+    triton = AsyncTritonClient(url, timeout=60, load_timeout=120)
+    return asyncio.run(serving.switch_to(triton, name, version, timeout=60, from_repository=from_repository))
+
+
+def test_update_and_rollback_drop_no_request(
+    triton_repository: Path, triton_client: TritonClient, triton_server: object, tmp_path: Path
+) -> None:
+    name = "zero-downtime"
+    url = triton_client.url
+    model = optimized_model(name, triton_repository, versionsToKeep=3)
+    publish_version(artifact_from_savedmodel(write_add_savedmodel(tmp_path / "a5", 5.0)), model)
+    first = switch(url, name, 1)
+    assert triton_client.ready_versions(name) == [1] and first.dropped == ()
+
+    with RequestLoop(url, name) as loop:
+        loop.wait_for(50)
+        assert not loop.failures, loop.failures[:3]
+        # Update: the converter publishes version 2 (the operator passes the served version) ...
+        published = publish_version(
+            artifact_from_savedmodel(write_add_savedmodel(tmp_path / "a7", 7.0)), model, serving_versions=[1]
+        )
+        assert published.version == 2
+        before = loop.count
+        update = switch(url, name, 2)
+        during = loop.count - before
+        loop.wait_for(loop.count + 50)
+        # ... and a rollback to version 1, kept on disk: no conversion, no file touched.
+        rollback = switch(url, name, 1, from_repository=False)
+        loop.wait_for(loop.count + 50)
+    assert not loop.failures, f"{len(loop.failures)} of {loop.count} requests failed: {loop.failures[:3]}"
+    assert during > 0, "the client sent nothing while the switch ran; the test proved nothing"
+    assert update.dropped == (1,) and rollback.dropped == (2,)
+    assert triton_client.ready_versions(name) == [1]
+    # Old answers, then new ones, then old ones again: the switch happened while requests flowed.
+    assert loop.answers[0] == 6.0 and 8.0 in loop.answers and loop.answers[-1] == 6.0
+    print(
+        f"\n[measure] zero-downtime update: {loop.count} requests, {len(loop.failures)} failed; "
+        f"switch 1 -> 2 took {update.seconds:.2f}s ({during} requests during it), "
+        f"rollback 2 -> 1 took {rollback.seconds:.2f}s"
+    )
+    triton_client.unload(name)
+
+
+def test_incompatible_or_broken_new_version_never_breaks_the_served_one(
+    triton_repository: Path, triton_client: TritonClient, triton_server: object, tmp_path: Path
+) -> None:
+    name = "incompatible"
+    url = triton_client.url
+    model = optimized_model(name, triton_repository, versionsToKeep=3)
+    publish_version(artifact_from_savedmodel(write_add_savedmodel(tmp_path / "a5", 5.0)), model)
+    switch(url, name, 1)
+
+    with RequestLoop(url, name) as loop:
+        loop.wait_for(50)
+        # A broken version 2 (not a SavedModel Triton can load): Triton refuses, version 1 serves on.
+        publish_version(file_artifact(tmp_path / "garbage", payload=b"not a SavedModel"), model, serving_versions=[1])
+        with pytest.raises(TritonRefused):
+            switch(url, name, 2)
+        loop.wait_for(loop.count + 50)
+        assert not loop.failures, loop.failures[:3]
+        assert triton_client.ready_versions(name) == [1]
+        # Version 3 with other inputs: its config lists only version 3, so it never applies to version 1,
+        # which answers the old client until Triton has the new model ready.
+        other = publish_version(
+            artifact_from_savedmodel(write_multi_io_savedmodel(tmp_path / "multi")), model, serving_versions=[1]
+        )
+        assert "versions: [ 3 ]" in other.config_path.read_text()
+        started = time.monotonic()
+        update = switch(url, name, 3)
+        loop.wait_for(loop.count + 20)
+    # While Triton loaded version 3, version 1 kept answering the old client; only once the model was
+    # swapped did the old client's requests stop matching (expected: its interface changed).
+    during = [t for t, a in zip(loop.answered_at, loop.answers, strict=True) if t >= started and a == 6.0]
+    assert len(during) > 0, "no request was answered while version 3 loaded; the test proved nothing"
+    assert loop.failed_at, "after the swap the old interface must be refused, else version 1 still serves"
+    assert min(loop.failed_at) >= max(during), "a request failed while version 1 should still have served it"
+    assert all("expected 2 inputs" in f for f in loop.failures), loop.failures[:3]
+    assert triton_client.ready_versions(name) == [3]
+    print(
+        f"\n[measure] incompatible update: version 1 answered {len(during)} requests during the "
+        f"{update.seconds:.2f}s switch, none failed before the swap; a broken version 2 was refused "
+        "(LoadFailed) with version 1 still serving"
+    )
+    triton_client.unload(name)
