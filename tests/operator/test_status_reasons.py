@@ -9,7 +9,6 @@ Pod Pending with the scheduler's message, exactly as a real cluster does.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -18,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from edgeopt.demo import token_kubeconfig
 from tests.fixtures.common import wait_for
 from tests.operator.support import (
     Kubectl,
@@ -31,31 +29,10 @@ from tests.operator.support import (
     om,
     wait_phase,
 )
-from tests.ship.chart import render
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e]
 
-RBAC_NAMESPACE = "edgeopt-rbac"
 LONG_NAME = "a-model-whose-name-is-much-longer-than-a-label-value-may-be-seventy-ch"
-
-
-@pytest.fixture(scope="module")
-def chart_kubeconfig(control_plane: Any, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A kubeconfig holding a token of the chart's ServiceAccount, bound by the chart's own RBAC templates."""
-    docs = render(
-        "--show-only",
-        "templates/serviceaccount.yaml",
-        "--show-only",
-        "templates/rbac.yaml",
-        namespace=RBAC_NAMESPACE,
-    )
-    kubectl("create", "namespace", RBAC_NAMESPACE, check=False)
-    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
-    (sa,) = [d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"]
-    token = kubectl("create", "token", sa, "-n", RBAC_NAMESPACE, "--duration=2h").stdout.strip()
-    path = tmp_path_factory.mktemp("rbac") / "kubeconfig"
-    token_kubeconfig(path, control_plane.server, control_plane.ca_file, token, f"system:serviceaccount:{sa}")
-    return path
 
 
 @pytest.fixture(scope="module")
