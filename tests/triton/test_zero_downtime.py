@@ -63,7 +63,7 @@ def test_update_and_rollback_drop_no_request(
     print(
         f"\n[measure] zero-downtime update: {loop.count} requests, {len(loop.failures)} failed; "
         f"switch 1 -> 2 took {update.seconds:.2f}s ({during} requests during it), "
-        f"rollback 2 -> 1 took {rollback.seconds:.2f}s"
+        f"rollback 2 -> 1 took {rollback.seconds:.2f}s; slowest request {loop.slowest[0]:.2f}s"
     )
     triton_client.unload(name)
 
