@@ -62,6 +62,25 @@ class PublishResult:
     pruned: list[int] = field(default_factory=list)
 
 
+class RepositoryFullError(PublishError):
+    """The repository volume is full (or over quota): retryable, unlike the other publish errors.
+
+    Its exit code is outside the converter Job's podFailurePolicy FailJob list,
+    so the Job retries once space may have been freed.
+    """
+
+    exit_code = 9
+    reason = "RepositoryFull"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT, also inside shutil.Error (copytree collects errors as text)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "Disk quota exceeded" in text
+
+
 def validate_model_name(name: object) -> str:
     """Reject anything that is not a plain Triton model name, before it touches a path."""
     if not isinstance(name, str) or not MODEL_NAME_RE.fullmatch(name):
@@ -316,6 +335,11 @@ def publish_version(
         if not repo_existed:
             with contextlib.suppress(OSError):
                 repo.rmdir()
+        if is_disk_full(exc):
+            raise RepositoryFullError(
+                f"publishing {name} to {repo} failed: the volume is full ({exc}); nothing was published. "
+                "Free space (or lower spec.target.versionsToKeep); the Job retries"
+            ) from exc
         raise PublishError(f"publishing {name} to {repo} failed: {exc}") from exc
     except BaseException:
         if not repo_existed:

@@ -269,3 +269,55 @@ def test_stale_staging_and_deleting_dirs_are_swept_under_the_lock(tmp_path: Path
     (repo / "m" / ".deleting-1-abcd").mkdir()
     publish_version(art, optimized_model("m", repo))
     assert entries(repo / "m") == [".lock", "1", "2", "config.pbtxt"]
+
+
+def test_a_full_disk_is_its_own_retryable_reason(tmp_path: Path) -> None:
+    import errno
+
+    from edgeopt.operator.resources import PERMANENT_EXIT_CODES
+    from edgeopt.triton.publish import RepositoryFullError, is_disk_full
+
+    assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert is_disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    # shutil.copytree collects its errors as text in a shutil.Error (an OSError without errno)
+    assert is_disk_full(OSError([("a", "b", "[Errno 28] No space left on device: 'b'")]))
+    assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert RepositoryFullError.reason == "RepositoryFull"
+    assert RepositoryFullError.exit_code not in PERMANENT_EXIT_CODES, "the Job must retry it"
+
+
+FULL_CHILD = """
+import sys
+from pathlib import Path
+from edgeopt.triton.publish import RepositoryFullError, publish_version
+from tests.fixtures.triton import file_artifact, optimized_model
+try:
+    publish_version(file_artifact(Path(sys.argv[1]), payload=b"x" * (4 << 20)), optimized_model("m", Path(sys.argv[2])))
+except RepositoryFullError as exc:
+    print(exc.reason, exc)
+    sys.exit(exc.exit_code)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs in a private mount namespace needs root")
+def test_publishing_onto_a_really_full_volume(tmp_path: Path) -> None:
+    """A 2 MiB tmpfs as the repository, in a private mount namespace (nothing is mounted on the host)."""
+    import shutil
+    import subprocess
+    import sys
+
+    if not shutil.which("unshare"):
+        pytest.fail("unshare (util-linux) is missing")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    script = f'mount -t tmpfs -o size=2m tmpfs "{repo}" && exec "{sys.executable}" -c "$0" "$1" "$2"'
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, FULL_CHILD, str(tmp_path / "sm"),
+         str(repo)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    assert proc.stdout.startswith("RepositoryFull") and "the volume is full" in proc.stdout
+    assert "nothing was published" in proc.stdout
+    assert os.listdir(repo) == [], "the tmpfs was private to the child: the host folder stays empty"
