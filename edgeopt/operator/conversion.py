@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +97,39 @@ def post_event(obj: Mapping[str, Any], reason: str, message: str, *, warning: bo
     target: Any = dict(obj)
     # kopf.event, not kopf.info: posting.level (WARNING) keeps kopf's own chatter out, not ours.
     kopf.event(target, type="Warning" if warning else "Normal", reason=reason, message=message)
+
+
+#: Re-reads after a resourceVersion conflict before giving up (kopf or the next event retries).
+CONFLICT_RETRIES = 4
+
+
+def patch_status_checked(
+    rt: Runtime, body: Mapping[str, Any], decide: Callable[[Mapping[str, Any]], dict[str, Any] | None]
+) -> Mapping[str, Any] | None:
+    """Write ``decide(body)`` onto exactly the status it was decided from; on a conflict, re-read and decide again.
+
+    Two writers (Job events, Pod events, the serving timer) may act on the
+    same resource at once; a patch conditional on resourceVersion means one
+    never overwrites what the other just wrote from a stale read. Returns the
+    body the patch was decided from (None: nothing to do, or the resource is gone).
+    """
+    meta = body["metadata"]
+    ns, name, uid = meta["namespace"], meta["name"], meta.get("uid")
+    for _ in range(CONFLICT_RETRIES):
+        patch = decide(body)
+        if patch is None:
+            return None
+        try:
+            rt.kube.patch_model_status(ns, name, patch, resource_version=body["metadata"].get("resourceVersion"))
+            return body
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+        fresh = rt.kube.read_model(ns, name)
+        if fresh is None or fresh["metadata"].get("uid") != uid:
+            return None
+        body = fresh
+    raise KubeError(f"the status of {ns}/{name} kept changing under us; retrying later", status=409, temporary=True)
 
 
 def model_from_body(body: Mapping[str, Any]) -> OptimizedModel:
@@ -350,9 +383,15 @@ def track_job(rt: Runtime, job: Mapping[str, Any]) -> None:
     phase = st.get("phase")
 
     if state == status.JOB_RUNNING and phase in (None, status.PENDING):
-        patch = status.job_running(st, gen, job_name)
-        rt.kube.patch_model_status(ns, model_name, patch)
-        post_event(body, reason="Converting", message=f"Job {job_name} started converting")
+
+        def running(b: Mapping[str, Any]) -> dict[str, Any] | None:
+            fresh = b.get("status") or {}
+            if fresh.get("phase") not in (None, status.PENDING) or fresh.get("jobName") not in (None, job_name):
+                return None
+            return status.job_running(fresh, gen, job_name)
+
+        if patch_status_checked(rt, body, running):
+            post_event(body, reason="Converting", message=f"Job {job_name} started converting")
     elif state in (status.JOB_SUCCEEDED, status.JOB_FAILED) and not (
         st.get("observedGeneration") == gen and phase in (status.PUBLISHING, status.READY, status.FAILED)
     ):
@@ -404,11 +443,14 @@ def track_pod(rt: Runtime, pod: Mapping[str, Any]) -> None:
     gen = int(labels.get(resources.GENERATION_LABEL, "0"))
     if gen != int(body["metadata"].get("generation") or 0):
         return
-    decision = status.decide_pod(body.get("status"), gen, job_name, found)
-    if decision is None:
-        return
-    rt.kube.patch_model_status(ns, model_name, decision.patch)
-    if decision.event:
+    decisions: list[status.PodDecision] = []
+
+    def decide(b: Mapping[str, Any]) -> dict[str, Any] | None:
+        decision = status.decide_pod(b.get("status"), gen, job_name, found)
+        decisions[:] = [decision] if decision else []
+        return decision.patch if decision else None
+
+    if patch_status_checked(rt, body, decide) and decisions and decisions[0].event:
         post_event(body, warning=True, reason=found.reason, message=found.message)
 
 
@@ -481,8 +523,7 @@ def delete_published(rt: Runtime, body: Mapping[str, Any]) -> None:
 
 
 def _finished(rt: Runtime, body: dict[str, Any], job: Mapping[str, Any], state: str, gen: int) -> None:
-    meta = body["metadata"]
-    ns, name = meta["namespace"], meta["name"]
+    ns = body["metadata"]["namespace"]
     job_name = job["metadata"]["name"]
     pods = rt.kube.list_pods(ns, f"{resources.JOB_LABEL}={job_name}")
     message, code = status.terminated_message(pods, resources.CONTAINER_NAME)
@@ -494,7 +535,6 @@ def _finished(rt: Runtime, body: dict[str, Any], job: Mapping[str, Any], state: 
     elif summary is None:
         summary = status.parse_summary(message, code, succeeded=succeeded)
     seconds = status.job_seconds(job)
-    st = body.get("status") or {}
     if succeeded and summary.ok:
         keep = 3
         try:
@@ -503,18 +543,40 @@ def _finished(rt: Runtime, body: dict[str, Any], job: Mapping[str, Any], state: 
             keep = model.spec.target.versions_to_keep
         except SpecError:
             serving = False
-        patch = status.job_succeeded(st, gen, summary, serving=serving, job=job_name, keep=keep)
-        rt.kube.patch_model_status(ns, name, patch)
+        done = summary
+
+        def succeeded_patch(b: Mapping[str, Any]) -> dict[str, Any] | None:
+            if _already_finished(b, gen):
+                return None
+            return status.job_succeeded(b.get("status"), gen, done, serving=serving, job=job_name, keep=keep)
+
+        if patch_status_checked(rt, body, succeeded_patch) is None:
+            return
         metrics.record_conversion("succeeded", summary.reason or "Published", seconds)
         took = f" in {seconds:.0f}s" if seconds is not None else ""
         post_event(body, reason="Published", message=f"converted and published version {summary.version}{took}")
         if not serving:
             post_event(body, reason="Ready", message=f"version {summary.version} is published")
     else:
-        patch = status.job_failed(st, gen, summary)
-        rt.kube.patch_model_status(ns, name, patch)
+        failed = summary
+
+        def failed_patch(b: Mapping[str, Any]) -> dict[str, Any] | None:
+            return None if _already_finished(b, gen) else status.job_failed(b.get("status"), gen, failed)
+
+        if patch_status_checked(rt, body, failed_patch) is None:
+            return
         metrics.record_conversion("failed", summary.reason or "Failed", seconds)
         post_event(body, warning=True, reason=summary.reason or "ConversionFailed", message=summary.message)
+
+
+def _already_finished(body: Mapping[str, Any], gen: int) -> bool:
+    """This generation's result is recorded already (by another worker, or before a restart)."""
+    st = body.get("status") or {}
+    if int((body.get("metadata") or {}).get("generation") or 0) != gen:
+        return True  # a newer spec: this Job's result no longer describes it
+    return bool(
+        st.get("observedGeneration") == gen and st.get("phase") in (status.PUBLISHING, status.READY, status.FAILED)
+    )
 
 
 def _failure_summary(job: Mapping[str, Any], pods: list[dict[str, Any]]) -> Summary | None:

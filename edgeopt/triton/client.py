@@ -296,8 +296,10 @@ class AsyncTritonClient(_Endpoint):
         self, what: str, fn: Callable[[aioclient.InferenceServerClient], Awaitable[T]], timeout: float | None = None
     ) -> T:
         delays = self.retry.delays()
+        budget = timeout or self.timeout
         for attempt in range(len(delays) + 1):
-            client = aioclient.InferenceServerClient(self._hostport, conn_timeout=self.timeout, ssl=self._ssl)
+            # conn_timeout is aiohttp's total budget per request: a load may take load_timeout, not timeout.
+            client = aioclient.InferenceServerClient(self._hostport, conn_timeout=budget, ssl=self._ssl)
             try:
                 return await asyncio.wait_for(fn(client), timeout or self.timeout)
             except ServingError:

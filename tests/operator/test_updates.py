@@ -108,7 +108,9 @@ def test_update_then_rollback_drop_no_request(
     assert set(loop.answers) == {6.0}  # the same model (y = 5 + x) in each version
     print(
         f"\n[measure] operator update loop: {loop.count} requests, {len(loop.failures)} failed; "
-        f"switch to version 2 took {switch_seconds(updated):.2f}s, rollback to 1 took {switch_seconds(rolled):.2f}s; "
+        f"Publishing -> Ready (version 2) took {marks['switched'] - marks['published']:.1f}s "
+        f"(the last switch in Triton {switch_seconds(updated):.2f}s), rollback apply -> Ready "
+        f"{marks['rolled back'] - marks['rollback']:.1f}s (in Triton {switch_seconds(rolled):.2f}s); "
         f"slowest request {loop.slowest[0]:.2f}s, sent {loop.slowest[1] - marks['update']:.1f}s into {timeline}"
     )
 
