@@ -15,7 +15,9 @@ new one is ready, and a failed reload leaves the old one serving):
    the new version (an API-side override; no file is touched).
 
 A rollback (``spec.target.version`` set to a version in ``status.history``)
-is the same narrowed load on a version already on disk: no Job.
+loads that version (already on disk) beside the served one with the loaded
+config, then narrows the same way: no Job. A version that fails its smoke
+test is never left serving: what served before is loaded back.
 
 Failures are classified: ``TritonUnavailable`` (no answer: retried with
 backoff for as long as it takes, which is normal at the edge), ``LoadFailed``
@@ -62,11 +64,16 @@ class Switch:
     smoke_ms: float
 
 
+def with_versions(config: Mapping[str, Any], versions: list[int]) -> dict[str, Any]:
+    """A loaded config (Triton's JSON form) with version_policy set to exactly ``versions``."""
+    changed = dict(config)
+    changed["version_policy"] = {"specific": {"versions": sorted({int(v) for v in versions})}}
+    return changed
+
+
 def only_version(config: Mapping[str, Any], version: int) -> dict[str, Any]:
-    """The loaded config (Triton's JSON form) with version_policy narrowed to one version."""
-    narrowed = dict(config)
-    narrowed["version_policy"] = {"specific": {"versions": [int(version)]}}
-    return narrowed
+    """The loaded config narrowed to one version: the last step of a switch."""
+    return with_versions(config, [version])
 
 
 def failure_reason(exc: ServingError) -> tuple[str, bool]:
@@ -98,21 +105,26 @@ async def switch_to(
     """Serve ``version`` of ``name``, then only it; Triton answers throughout.
 
     ``from_repository``: (re)read config.pbtxt first (a new publish); a
-    rollback narrows the loaded config instead, unless Triton has no version
-    of the model loaded at all.
+    rollback loads the kept version beside the served one with the loaded
+    config instead. If the new version fails its smoke test, what Triton
+    served before is loaded back (its own config, as Triton reported it).
     """
     started = time.monotonic()
     before = await triton.ready_versions(name)
+    previous = await triton.model_config(name) if before else None
     if from_repository or not before:
         await triton.load(name)
     if version is not None and not await triton.is_model_ready(name, version):
-        await triton.load(name, config=only_version(await triton.model_config(name), version))
+        loaded = await triton.model_config(name)
+        await triton.load(name, config=with_versions(loaded, [*before, int(version)]))
     await _wait_ready(triton, name, version, timeout)
     try:
         smoke = await triton.smoke_infer(name, version)
     except TritonUnavailable:
         raise
     except ServingError as exc:
+        if previous is not None:  # put back what served before; the new version is not served
+            await triton.load(name, config=with_versions(previous, before))
         raise SmokeTestFailed(f"{name} version {version} loaded but failed its smoke inference: {exc}") from exc
     others: tuple[int, ...] = ()
     if version is not None:

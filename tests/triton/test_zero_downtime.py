@@ -109,3 +109,44 @@ def test_incompatible_or_broken_new_version_never_breaks_the_served_one(
         "(LoadFailed) with version 1 still serving"
     )
     triton_client.unload(name)
+
+
+def write_log_savedmodel(path: Path) -> Path:
+    """y = log(x): same interface as the add model, but -inf for the smoke test's zeros."""
+    from tests.triton.tf_models import tf
+
+    t = tf()
+
+    class Log(t.Module):
+        @t.function(input_signature=[t.TensorSpec([None, 1], t.float32, name="x")])
+        def serve(self, x: object) -> dict[str, object]:
+            return {"y": t.math.log(x)}
+
+    module = Log()
+    t.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
+
+
+def test_a_version_failing_its_smoke_test_is_taken_back(
+    triton_repository: Path, triton_client: TritonClient, triton_server: object, tmp_path: Path
+) -> None:
+    name = "smoke-fails"
+    url = triton_client.url
+    model = optimized_model(name, triton_repository, versionsToKeep=3)
+    publish_version(artifact_from_savedmodel(write_add_savedmodel(tmp_path / "a5", 5.0)), model)
+    switch(url, name, 1)
+    with RequestLoop(url, name) as loop:
+        loop.wait_for(50)
+        publish_version(artifact_from_savedmodel(write_log_savedmodel(tmp_path / "log")), model, serving_versions=[1])
+        with pytest.raises(serving.SmokeTestFailed, match="NaN or Inf"):
+            switch(url, name, 2)
+        after = loop.count
+        loop.wait_for(after + 50)
+    assert not loop.failures, loop.failures[:3]
+    assert triton_client.ready_versions(name) == [1], "what served before is served again"
+    assert set(loop.answers[after:]) == {6.0}
+    # Triton routes requests without a version to the newest ready one, so while the smoke test ran the
+    # bad version may have answered (log(1) = 0): measured, not hidden.
+    bad = loop.answers.count(0.0)
+    print(f"\n[measure] smoke test failed: version 2 answered {bad} requests before it was taken back")
+    triton_client.unload(name)
