@@ -110,3 +110,30 @@ def test_delete_without_the_operator_does_not_hang(
     started = time.monotonic()
     kubectl("delete", "om", "orphaned", "-n", ns, "--timeout=20s", timeout=30)
     assert time.monotonic() - started < 20
+
+
+def test_status_patches_are_conditional_on_resource_version(
+    kubectl: Kubectl, model_namespace: str, operator: OperatorProcess, k8s_client: Any
+) -> None:
+    """A decision made on a stale read is refused (409) and made again on the fresh status (operator stopped)."""
+    from edgeopt.operator.conversion import Runtime, patch_status_checked
+    from edgeopt.operator.kube import Kube
+    from edgeopt.operator.settings import OperatorSettings
+
+    ns = model_namespace
+    assert operator.proc is not None and operator.proc.poll() is not None, "the operator must be stopped here"
+    apply(kubectl, ns, example(name="racy"))
+    kube = Kube(k8s_client)
+    rt = Runtime(settings=OperatorSettings(), kube=kube)
+    stale = kube.read_model(ns, "racy")
+    assert stale is not None
+    kube.patch_model_status(ns, "racy", {"phase": "Converting"})  # another writer got there first
+    seen: list[Any] = []
+
+    def decide(body: Any) -> dict[str, Any]:
+        seen.append((body.get("status") or {}).get("phase"))
+        return {"jobName": f"decided-on-read-{len(seen)}"}
+
+    assert patch_status_checked(rt, stale, decide) is not None
+    assert seen == [None, "Converting"], "the stale decision must not be written"
+    assert om(kubectl, ns, "racy")["status"] == {"phase": "Converting", "jobName": "decided-on-read-2"}
