@@ -21,6 +21,8 @@ TERMINATION_LOG_ENV = "EDGEOPT_TERMINATION_LOG"
 #: Versions Triton is serving, set by the operator on the converter Job (comma list);
 #: the publisher never prunes them.
 SERVING_VERSIONS_ENV = "EDGEOPT_SERVING_VERSIONS"
+#: Versions in the resource's status.history (rollback targets), set by the operator; never pruned.
+KEPT_VERSIONS_ENV = "EDGEOPT_KEPT_VERSIONS"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 #: The optimized frozen GraphDef, beside the SavedModel in every version and ``--output`` (guide step 5.2).
 OPTIMIZED_GRAPH_FILE = "optimized_graph.pb"

@@ -227,7 +227,12 @@ class Target:
     max_batch_size: int = spec_field(8, key="maxBatchSize", minimum=0, doc="Triton max_batch_size; 0 = no batching.")
     dynamic_batching: DynamicBatching | None = spec_field(None, key="dynamicBatching", doc="Omitted = off.")
     versions_to_keep: int = spec_field(3, key="versionsToKeep", minimum=1, doc="Newest versions kept on publish.")
-    version: int | None = spec_field(None, minimum=1, doc="Explicit version; default highest + 1.")
+    version: int | None = spec_field(
+        None,
+        minimum=1,
+        doc="Explicit version to publish (default highest + 1); a version in status.history is served again "
+        "(rollback, no Job).",
+    )
     deletion_policy: str = spec_field(
         "Retain", key="deletionPolicy", enum=DELETION_POLICIES, doc="What deleting the resource does to files."
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import uuid
@@ -26,6 +27,33 @@ from edgeopt.errors import ConversionError, EdgeoptError
 from edgeopt.spec import OptimizedModel, load_manifest
 
 WORKDIR_ENV = "EDGEOPT_WORKDIR"
+
+
+class TerminatedError(EdgeoptError):
+    """SIGTERM (Job deleted, node drained, deadline): stop cleanly, never leave half a version.
+
+    Raised from the signal handler in the main thread, so it unwinds through
+    the publisher, whose clean-up puts the repository back as it was (a
+    version already complete and listed stays: rename and config replace are
+    atomic). Exit 143 (128 + SIGTERM) is not in the Job's FailJob list: the
+    Job may retry.
+    """
+
+    exit_code = 143
+    reason = "Terminated"
+
+
+def _on_sigterm(signum: int, _frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one unwinding is enough; SIGKILL follows the grace period
+    raise TerminatedError(f"stopped by signal {signum} (the Job was deleted, the node drained, or the deadline hit)")
+
+
+def _handle_sigterm() -> Any:
+    """Install the SIGTERM handler; the previous one, or None off the main thread (tests calling run())."""
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:
+        return None
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     term_path = termination_log_path(args.termination_log)
     model: OptimizedModel | None = None
     scratch: Path | None = None
+    previous = _handle_sigterm()
     try:
         model = load_manifest(args.filename)
         progress.event("convert", "start", {"model": model.model_name, "format": model.spec.source.format})
@@ -134,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
         _fail(progress, term_path, model, "InternalError", f"{type(exc).__name__}: {exc}")
         raise
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 

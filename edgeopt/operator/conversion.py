@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ import kopf
 
 from edgeopt.artifact import Summary
 from edgeopt.errors import SpecError
-from edgeopt.operator import metrics, resources, status, tenancy
+from edgeopt.operator import diagnosis, metrics, resources, status, tenancy
 from edgeopt.operator.kube import Kube, KubeError
 from edgeopt.operator.settings import OperatorSettings
 from edgeopt.spec import API_VERSION, KIND, OptimizedModel, parse_manifest
@@ -97,6 +97,39 @@ def post_event(obj: Mapping[str, Any], reason: str, message: str, *, warning: bo
     target: Any = dict(obj)
     # kopf.event, not kopf.info: posting.level (WARNING) keeps kopf's own chatter out, not ours.
     kopf.event(target, type="Warning" if warning else "Normal", reason=reason, message=message)
+
+
+#: Re-reads after a resourceVersion conflict before giving up (kopf or the next event retries).
+CONFLICT_RETRIES = 4
+
+
+def patch_status_checked(
+    rt: Runtime, body: Mapping[str, Any], decide: Callable[[Mapping[str, Any]], dict[str, Any] | None]
+) -> Mapping[str, Any] | None:
+    """Write ``decide(body)`` onto exactly the status it was decided from; on a conflict, re-read and decide again.
+
+    Two writers (Job events, Pod events, the serving timer) may act on the
+    same resource at once; a patch conditional on resourceVersion means one
+    never overwrites what the other just wrote from a stale read. Returns the
+    body the patch was decided from (None: nothing to do, or the resource is gone).
+    """
+    meta = body["metadata"]
+    ns, name, uid = meta["namespace"], meta["name"], meta.get("uid")
+    for _ in range(CONFLICT_RETRIES):
+        patch = decide(body)
+        if patch is None:
+            return None
+        try:
+            rt.kube.patch_model_status(ns, name, patch, resource_version=body["metadata"].get("resourceVersion"))
+            return body
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+        fresh = rt.kube.read_model(ns, name)
+        if fresh is None or fresh["metadata"].get("uid") != uid:
+            return None
+        body = fresh
+    raise KubeError(f"the status of {ns}/{name} kept changing under us; retrying later", status=409, temporary=True)
 
 
 def model_from_body(body: Mapping[str, Any]) -> OptimizedModel:
@@ -200,6 +233,8 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
             post_event(owner, warning=True, reason="InvalidSpec", message=str(exc))
         return
 
+    if _rolled_back(rt, body, model, st, gen):
+        return
     job = resources.job_name(name, gen, uid)
     if st.get("observedGeneration") == gen and st.get("jobName") == job:
         return  # this generation's Job was made and is tracked; it may be finished and TTL-deleted
@@ -284,13 +319,45 @@ def _refuse(rt: Runtime, body: Mapping[str, Any], summary: Summary) -> None:
         post_event(dict(body), warning=True, reason=summary.reason, message=summary.message)
 
 
+def _rolled_back(rt: Runtime, body: Mapping[str, Any], model: OptimizedModel, st: dict[str, Any], gen: int) -> bool:
+    """``spec.target.version`` names a version in status.history: serve it again, no Job.
+
+    The load itself is the serving timer's (Publishing → Ready), as after a conversion.
+    """
+    meta = body["metadata"]
+    rollback = status.rollback_target(st, gen, model.spec.target.version)
+    if rollback is None:
+        return (status.condition(st, status.PUBLISHED) or {}).get("reason") == status.ROLLED_BACK and st.get(
+            "observedGeneration"
+        ) == gen
+    for old in rt.kube.list_jobs(f"{resources.UID_LABEL}={meta['uid']}", namespace=meta["namespace"]):
+        if status.job_state(old) in status.JOB_UNFINISHED:  # a conversion of an older spec: not wanted now
+            rt.kube.delete_job(meta["namespace"], old["metadata"]["name"])
+    serving = bool(triton_url(rt, model))
+    rt.kube.patch_model_status(meta["namespace"], meta["name"], status.rolling_back(st, gen, rollback, serving=serving))
+    post_event(
+        dict(body),
+        reason=status.ROLLED_BACK,
+        message=f"spec.target.version {rollback} is a kept version: serving it again without a conversion",
+    )
+    return True
+
+
+def serving_versions(st: Mapping[str, Any]) -> list[int]:
+    """What Triton serves, as the status last saw it: never pruned by the next publish."""
+    served = st.get("servingVersions")
+    if served:
+        return [int(v) for v in served]
+    return [int(st["modelVersion"])] if st.get("modelVersion") else []
+
+
 def _create_job(rt: Runtime, body: Mapping[str, Any], model: OptimizedModel, job: str, gen: int, uid: str) -> None:
     owner: Any = dict(body)
     # Once admitted (one list, not one per capacity retry): a name another resource has published
     # here is refused before a Job could mount that resource's directory read-write.
     tenancy.check_name(rt.kube.list_models(), body, model, rt.settings.triton_url)
     cm = resources.manifest_configmap(model, dict(body.get("spec") or {}), name=job, generation=gen, uid=uid)
-    served = (body.get("status") or {}).get("modelVersion")
+    st = body.get("status") or {}
     job_body = resources.conversion_job(
         model,
         rt.settings,
@@ -298,7 +365,8 @@ def _create_job(rt: Runtime, body: Mapping[str, Any], model: OptimizedModel, job
         generation=gen,
         uid=uid,
         configmap=job,
-        serving_versions=[int(served)] if served else None,
+        serving_versions=serving_versions(st) or None,
+        kept_versions=status.history_versions(st) or None,
     )
     kopf.adopt([cm, job_body], owner=owner)
     rt.kube.create_configmap(cm)
@@ -317,7 +385,7 @@ def track_job(rt: Runtime, job: Mapping[str, Any]) -> None:
     meta = job.get("metadata") or {}
     labels = meta.get("labels") or {}
     ns, job_name = meta.get("namespace"), meta.get("name")
-    model_name, uid = labels.get(resources.MODEL_LABEL), labels.get(resources.UID_LABEL)
+    model_name, uid = resource_name(job), labels.get(resources.UID_LABEL)
     if not (ns and job_name and model_name and uid) or is_cleanup(job):
         return
     gen = int(labels.get(resources.GENERATION_LABEL, "0"))
@@ -341,14 +409,75 @@ def track_job(rt: Runtime, job: Mapping[str, Any]) -> None:
     phase = st.get("phase")
 
     if state == status.JOB_RUNNING and phase in (None, status.PENDING):
-        patch = status.job_running(st, gen, job_name)
-        rt.kube.patch_model_status(ns, model_name, patch)
-        post_event(body, reason="Converting", message=f"Job {job_name} started converting")
+
+        def running(b: Mapping[str, Any]) -> dict[str, Any] | None:
+            fresh = b.get("status") or {}
+            if fresh.get("phase") not in (None, status.PENDING) or fresh.get("jobName") not in (None, job_name):
+                return None
+            return status.job_running(fresh, gen, job_name)
+
+        if patch_status_checked(rt, body, running):
+            post_event(body, reason="Converting", message=f"Job {job_name} started converting")
     elif state in (status.JOB_SUCCEEDED, status.JOB_FAILED) and not (
         st.get("observedGeneration") == gen and phase in (status.PUBLISHING, status.READY, status.FAILED)
     ):
         _finished(rt, body, job, state, gen)
     rt.seen[key] = state
+
+
+def resource_name(obj: Mapping[str, Any]) -> str | None:
+    """The OptimizedModel a Job or Pod belongs to, by its full name.
+
+    The model label is cut at 63 characters (a label's limit; a name may be
+    253), so it is the last resort: the annotation first, then the owner
+    reference the Job carries.
+    """
+    meta = obj.get("metadata") or {}
+    name = (meta.get("annotations") or {}).get(resources.RESOURCE_ANNOTATION)
+    if name:
+        return str(name)
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith("edgeopt.io/"):
+            return str(ref.get("name"))
+    label = (meta.get("labels") or {}).get(resources.MODEL_LABEL)
+    return str(label) if label else None
+
+
+def track_pod(rt: Runtime, pod: Mapping[str, Any]) -> None:
+    """A converter Pod changed: show its own reason (Unschedulable, ImagePullBackOff, OOMKilled...) on the model.
+
+    Reads the OptimizedModel only when the diagnosis changed since this Pod
+    was last seen, and writes only what ``status.decide_pod`` says.
+    """
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    ns, job_name, uid = meta.get("namespace"), labels.get(resources.JOB_LABEL), labels.get(resources.UID_LABEL)
+    model_name = resource_name(pod)
+    if not (ns and job_name and uid and model_name) or labels.get(resources.PURPOSE_LABEL) == "cleanup":
+        return
+    found = diagnosis.diagnose_pod(pod, resources.CONTAINER_NAME)
+    key = (ns, f"pod/{meta.get('name')}")
+    seen = (found.reason, found.message) if found else ""
+    if rt.seen.get(key) == str(seen):
+        return
+    rt.seen[key] = str(seen)
+    if found is None:
+        return
+    body = rt.kube.read_model(ns, model_name)
+    if body is None or body["metadata"].get("uid") != uid or body["metadata"].get("deletionTimestamp"):
+        return
+    gen = int(labels.get(resources.GENERATION_LABEL, "0"))
+    if gen != int(body["metadata"].get("generation") or 0):
+        return
+    decisions: list[status.PodDecision] = []
+
+    def decide(b: Mapping[str, Any]) -> dict[str, Any] | None:
+        decision = status.decide_pod(b.get("status"), gen, job_name, found)
+        decisions[:] = [decision] if decision else []
+        return decision.patch if decision else None
+
+    if patch_status_checked(rt, body, decide) and decisions and decisions[0].event:
+        post_event(body, warning=True, reason=found.reason, message=found.message)
 
 
 def job_lost(rt: Runtime, job: Mapping[str, Any]) -> None:
@@ -363,7 +492,7 @@ def job_lost(rt: Runtime, job: Mapping[str, Any]) -> None:
     meta = job.get("metadata") or {}
     labels = meta.get("labels") or {}
     ns, job_name = meta.get("namespace"), meta.get("name")
-    model_name, uid = labels.get(resources.MODEL_LABEL), labels.get(resources.UID_LABEL)
+    model_name, uid = resource_name(job), labels.get(resources.UID_LABEL)
     if not (ns and job_name and model_name and uid):
         return
     body = rt.kube.read_model(ns, model_name)
@@ -378,6 +507,17 @@ def job_lost(rt: Runtime, job: Mapping[str, Any]) -> None:
     )
     rt.kube.patch_model_status(ns, model_name, status.job_failed(st, gen, Summary(False, "JobDeleted", message)))
     post_event(body, warning=True, reason="JobDeleted", message=message)
+
+
+def cleanup_needed(rt: Runtime, body: Mapping[str, Any]) -> bool:
+    """Whether deleting this resource has anything to do (see handlers.needs_cleanup)."""
+    try:
+        model = model_from_body(body)
+    except SpecError:
+        return False
+    if model.spec.target.deletion_policy == "Delete":
+        return True
+    return bool(triton_url(rt, model) and (body.get("status") or {}).get("modelVersion"))
 
 
 def delete_published(rt: Runtime, body: Mapping[str, Any]) -> None:
@@ -409,34 +549,74 @@ def delete_published(rt: Runtime, body: Mapping[str, Any]) -> None:
 
 
 def _finished(rt: Runtime, body: dict[str, Any], job: Mapping[str, Any], state: str, gen: int) -> None:
-    meta = body["metadata"]
-    ns, name = meta["namespace"], meta["name"]
+    ns = body["metadata"]["namespace"]
     job_name = job["metadata"]["name"]
     pods = rt.kube.list_pods(ns, f"{resources.JOB_LABEL}={job_name}")
     message, code = status.terminated_message(pods, resources.CONTAINER_NAME)
     succeeded = state == status.JOB_SUCCEEDED
-    if message is None and not succeeded:
+    summary = _failure_summary(job, pods) if not succeeded else None
+    if summary is None and message is None and not succeeded:
         reason, msg = status.job_failure(job)
         summary = Summary(ok=False, reason=reason, message=msg)
-    else:
+    elif summary is None:
         summary = status.parse_summary(message, code, succeeded=succeeded)
     seconds = status.job_seconds(job)
-    st = body.get("status") or {}
     if succeeded and summary.ok:
+        keep = 3
         try:
             model = model_from_body(body)
             serving = bool(triton_url(rt, model))
+            keep = model.spec.target.versions_to_keep
         except SpecError:
             serving = False
-        patch = status.job_succeeded(st, gen, summary, serving=serving)
-        rt.kube.patch_model_status(ns, name, patch)
+        done = summary
+
+        def succeeded_patch(b: Mapping[str, Any]) -> dict[str, Any] | None:
+            if _already_finished(b, gen):
+                return None
+            return status.job_succeeded(b.get("status"), gen, done, serving=serving, job=job_name, keep=keep)
+
+        if patch_status_checked(rt, body, succeeded_patch) is None:
+            return
         metrics.record_conversion("succeeded", summary.reason or "Published", seconds)
         took = f" in {seconds:.0f}s" if seconds is not None else ""
         post_event(body, reason="Published", message=f"converted and published version {summary.version}{took}")
         if not serving:
             post_event(body, reason="Ready", message=f"version {summary.version} is published")
     else:
-        patch = status.job_failed(st, gen, summary)
-        rt.kube.patch_model_status(ns, name, patch)
+        failed = summary
+
+        def failed_patch(b: Mapping[str, Any]) -> dict[str, Any] | None:
+            return None if _already_finished(b, gen) else status.job_failed(b.get("status"), gen, failed)
+
+        if patch_status_checked(rt, body, failed_patch) is None:
+            return
         metrics.record_conversion("failed", summary.reason or "Failed", seconds)
         post_event(body, warning=True, reason=summary.reason or "ConversionFailed", message=summary.message)
+
+
+def _already_finished(body: Mapping[str, Any], gen: int) -> bool:
+    """This generation's result is recorded already (by another worker, or before a restart)."""
+    st = body.get("status") or {}
+    if int((body.get("metadata") or {}).get("generation") or 0) != gen:
+        return True  # a newer spec: this Job's result no longer describes it
+    return bool(
+        st.get("observedGeneration") == gen and st.get("phase") in (status.PUBLISHING, status.READY, status.FAILED)
+    )
+
+
+def _failure_summary(job: Mapping[str, Any], pods: list[dict[str, Any]]) -> Summary | None:
+    """A failed Job's reason when the Pod or the Job says more than the converter could.
+
+    An OOM kill or the deadline stops the converter before it can write its
+    Summary (the termination message is then a log tail), so their reason
+    comes from kubelet (the container's ``OOMKilled``) and the job controller
+    (``DeadlineExceeded``). None: the converter's own Summary says it best.
+    """
+    reason, message = status.job_failure(job)
+    if reason == diagnosis.DEADLINE_EXCEEDED:
+        return Summary(ok=False, reason=reason, message=message)
+    ended = diagnosis.ended_reason(pods, resources.CONTAINER_NAME)
+    if ended is not None:
+        return Summary(ok=False, reason=ended.reason, message=ended.message)
+    return None

@@ -54,6 +54,9 @@ def configure(settings: Any, memo: Any, logger: Any, **_: Any) -> None:
     settings.execution.max_workers = 16  # sync handlers: API calls of many resources overlap
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # Server-side filtering: the operator is sent its own Jobs and Pods only, never the cluster's.
+    settings.watching.label_selectors["batch", "v1", "jobs"] = resources.managed_selector()
+    settings.watching.label_selectors["v1", "pods"] = resources.managed_selector()
     kube = Kube(load_api_client(), namespaces=config.namespaces)
     kube.on_call = metrics.record_api_call
     memo.runtime = Runtime(settings=config, kube=kube)
@@ -95,6 +98,19 @@ def job_event(type: Any, body: Any, memo: Any, logger: Any, **_: Any) -> None:
         logger.warning("could not reflect Job %s on its OptimizedModel: %s", body.metadata.name, exc)
 
 
+@kopf.on.event("v1", "pods", labels={resources.MANAGED_BY: resources.MANAGED_BY_VALUE})
+def pod_event(type: Any, body: Any, memo: Any, logger: Any, **_: Any) -> None:
+    """A converter Pod changed: its scheduler/kubelet reason (Unschedulable, ImagePullBackOff...) goes on the model."""
+    if type == "DELETED":
+        runtime(memo).seen.pop((body.metadata.namespace or "", f"pod/{body.metadata.name}"), None)
+        return
+    try:
+        conversion.track_pod(runtime(memo), body)
+    except KubeError as exc:  # the next Pod event retries
+        runtime(memo).seen.pop((body.metadata.namespace or "", f"pod/{body.metadata.name}"), None)
+        logger.warning("could not reflect Pod %s on its OptimizedModel: %s", body.metadata.name, exc)
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def model_event(type: Any, body: Any, **_: Any) -> None:
     """Keep the models-ready gauge exact, including after a restart (initial listing)."""
@@ -118,7 +134,19 @@ async def load_into_triton(body: Any, memo: Any, patch: Any, **kwargs: Any) -> N
     await serving.load_published(runtime(memo), body, patch, retry=int(kwargs.get("retry") or 0))
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL)
+def needs_cleanup(body: Any, memo: Any = None, **_: Any) -> bool:
+    """The finalizer only where a delete has work: a Triton that may serve it, or files to remove.
+
+    Elsewhere a delete is immediate, even with no operator running (after
+    ``helm uninstall``, say).
+    """
+    rt = getattr(memo, "runtime", None) if memo is not None else None
+    if rt is None:
+        return True  # not configured yet: the safe side
+    return conversion.cleanup_needed(rt, body)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, when=needs_cleanup)
 async def unload_from_triton(body: Any, memo: Any, logger: Any, **_: Any) -> None:
     """Unload (best effort, bounded), then remove files if deletionPolicy is Delete. Jobs go by GC."""
     await serving.unload(runtime(memo), body, logger)

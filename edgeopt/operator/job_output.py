@@ -38,6 +38,8 @@ FAILURE_REASONS = frozenset(
         "ServingFailed",
         "OwnedByAnotherModel",
         "InvalidSettings",
+        "RepositoryFull",
+        "Terminated",
     }
 )
 REASONS = OK_REASONS | FAILURE_REASONS

@@ -126,7 +126,13 @@ class Kube:
             items.extend(resp.get("items") or [])
         return items
 
-    def patch_model_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def patch_model_status(
+        self, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None = None
+    ) -> None:
+        """Merge-patch the status; with ``resource_version``, only onto that very version (else a 409)."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         self._maybe(
             lambda: self._call(
                 "patch",
@@ -138,7 +144,7 @@ class Kube:
                 namespace,
                 PLURAL,
                 name,
-                {"status": status},
+                body,
             )
         )
 

@@ -40,7 +40,12 @@ RULES: tuple[Rule, ...] = (
         ("get", "create"),
         "the manifest the converter reads; get adopts one a previous run made (garbage collection deletes it)",
     ),
-    Rule(("",), ("pods",), ("list",), "the converter's termination message (its Summary)"),
+    Rule(
+        ("",),
+        ("pods",),
+        ("list", "watch"),
+        "the converter's termination message (its Summary); watch (label-selected) explains a waiting Pod",
+    ),
     Rule(("",), ("events",), ("create",), "an Event for every transition (kopf posts core/v1 Events)"),
     # What kopf itself needs.
     Rule(

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from edgeopt.artifact import SERVING_VERSIONS_ENV
+from edgeopt.artifact import KEPT_VERSIONS_ENV, SERVING_VERSIONS_ENV
 from edgeopt.limits import ALLOWED_OPS_ENV
 from edgeopt.operator.settings import OperatorSettings
 from edgeopt.spec import API_VERSION, DEFAULT_PVC_ROOT, KIND, PVC_ROOT_ENV, OptimizedModel, pvc_claim
@@ -29,6 +29,8 @@ UID_LABEL = "edgeopt.io/uid"
 #: ``cleanup`` marks the Job that removes published files (deletionPolicy: Delete).
 PURPOSE_LABEL = "edgeopt.io/purpose"
 MODEL_NAME_ANNOTATION = "edgeopt.io/model-name"
+#: The OptimizedModel's full metadata.name: labels are cut at 63 characters, names may be 253.
+RESOURCE_ANNOTATION = "edgeopt.io/resource-name"
 
 CONTAINER_NAME = "convert"
 MANIFEST_DIR = "/etc/edgeopt"
@@ -92,6 +94,10 @@ def manifest_configmap(
         },
         "data": {MANIFEST_FILE: converter_manifest(model, spec)},
     }
+
+
+def _versions_env(name: str, versions: list[int] | None) -> list[dict[str, str]]:
+    return [{"name": name, "value": ",".join(str(v) for v in sorted(set(versions)))}] if versions else []
 
 
 def _volume_name(index: int, claim: str) -> str:
@@ -237,6 +243,7 @@ def conversion_job(
     uid: str,
     configmap: str,
     serving_versions: list[int] | None = None,
+    kept_versions: list[int] | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job that runs ``edgeopt convert`` once for one (uid, generation).
 
@@ -286,11 +293,8 @@ def conversion_job(
             *([{"name": ALLOWED_OPS_ENV, "value": ",".join(settings.converter_allowed_ops)}]
               if settings.converter_allowed_ops else []),
             *({"name": k, "value": v} for k, v in settings.limits.as_env().items()),
-            *(
-                [{"name": SERVING_VERSIONS_ENV, "value": ",".join(str(v) for v in sorted(serving_versions))}]
-                if serving_versions
-                else []
-            ),
+            *_versions_env(SERVING_VERSIONS_ENV, serving_versions),
+            *_versions_env(KEPT_VERSIONS_ENV, kept_versions),
         ],
         "resources": resources,
         "volumeMounts": mounts,
@@ -316,7 +320,7 @@ def conversion_job(
             "name": name,
             "namespace": model.namespace,
             "labels": labels,
-            "annotations": {MODEL_NAME_ANNOTATION: model.model_name},
+            "annotations": {MODEL_NAME_ANNOTATION: model.model_name, RESOURCE_ANNOTATION: model.name},
         },
         "spec": {
             "backoffLimit": backoff,
@@ -324,6 +328,8 @@ def conversion_job(
             "ttlSecondsAfterFinished": ttl if ttl is not None else settings.job_ttl_seconds,
             "podFailurePolicy": {
                 "rules": [
+                    # An evicted or preempted Pod (node drain, node pressure) is retried, not counted.
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
                     {
                         "action": "FailJob",
                         "onExitCodes": {
@@ -331,9 +337,12 @@ def conversion_job(
                             "operator": "In",
                             "values": list(PERMANENT_EXIT_CODES),
                         },
-                    }
+                    },
                 ]
             },
-            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": {RESOURCE_ANNOTATION: model.name}},
+                "spec": pod_spec,
+            },
         },
     }

@@ -71,6 +71,9 @@ class OperatorSettings:
     triton_timeout_seconds: float = 30.0
     #: Delay before retrying an unreachable Triton, in seconds (doubles up to 10x).
     serving_backoff_seconds: float = 5.0
+    #: Loads Triton refuses (LoadFailed) or that fail the smoke inference (SmokeTestFailed) before
+    #: the resource is Failed. An unreachable Triton (TritonUnavailable) is retried without limit.
+    serving_max_attempts: int = 5
     #: kopf peering object for active/standby replicas; empty = standalone.
     peering_name: str | None = None
     #: kopf peering priority: the highest-priority replica reconciles, the others stand by.
@@ -108,7 +111,7 @@ class OperatorSettings:
                 raise SettingsError(f"{PREFIX}NAMESPACES: {ns!r} is not a valid namespace name")
         if not self.converter_image:
             raise SettingsError(f"{PREFIX}CONVERTER_IMAGE: must not be empty")
-        for key in ("max_concurrent_conversions", "job_active_deadline_seconds"):
+        for key in ("max_concurrent_conversions", "job_active_deadline_seconds", "serving_max_attempts"):
             if getattr(self, key) < 1:
                 raise SettingsError(f"{PREFIX}{key.upper()}: must be >= 1, got {getattr(self, key)}")
         if self.peering_lifetime_seconds < 5:

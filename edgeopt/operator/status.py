@@ -17,6 +17,7 @@ from typing import Any
 
 from edgeopt.artifact import Summary
 from edgeopt.operator import job_output
+from edgeopt.operator.diagnosis import DEADLINE_EXCEEDED, HINTS, Diagnosis
 
 PENDING, CONVERTING, PUBLISHING, READY, FAILED = "Pending", "Converting", "Publishing", "Ready", "Failed"
 PHASES = (PENDING, CONVERTING, PUBLISHING, READY, FAILED)
@@ -24,6 +25,7 @@ TERMINAL = (READY, FAILED)
 
 CONVERTED, PUBLISHED, SERVING_READY, READY_CONDITION = "Converted", "Published", "ServingReady", "Ready"
 WAITING_FOR_CAPACITY = "WaitingForCapacity"
+ROLLED_BACK = "RolledBack"
 
 # Job states, as the operator sees them.
 JOB_PENDING, JOB_STARTING, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED = (
@@ -116,7 +118,14 @@ def job_failure(job: Mapping[str, Any] | None) -> tuple[str, str]:
     """The Job's own reason and message for failing (deadline, backoff limit)."""
     for c in ((job or {}).get("status") or {}).get("conditions") or []:
         if c.get("type") == "Failed" and c.get("status") == "True":
-            return c.get("reason") or "JobFailed", c.get("message") or "the conversion Job failed"
+            reason = c.get("reason") or "JobFailed"
+            message = c.get("message") or "the conversion Job failed"
+            if reason == DEADLINE_EXCEEDED:
+                deadline = ((job or {}).get("spec") or {}).get("activeDeadlineSeconds")
+                took = f" (activeDeadlineSeconds={deadline})" if deadline else ""
+                hint = HINTS[DEADLINE_EXCEEDED]
+                message = f"{message.rstrip('. ')}{took}. {hint[0].upper()}{hint[1:]}."
+            return reason, message
     return "JobFailed", "the conversion Job failed"
 
 
@@ -215,8 +224,114 @@ def job_running(status: Mapping[str, Any] | None, generation: int, job: str) -> 
     )
 
 
+def pod_diagnosed(status: Mapping[str, Any] | None, generation: int, diagnosis: Diagnosis) -> dict[str, Any]:
+    """The Pod's own reason on Converted and Ready; the phase stays where it is (Pending or Converting)."""
+    phase = (status or {}).get("phase")
+    phase = phase if phase in (PENDING, CONVERTING) else PENDING
+    message = diagnosis.message
+    if diagnosis.ended:
+        message = f"{message} The Job retries with a new Pod while its backoffLimit allows."
+    return _patch(
+        status,
+        generation,
+        phase,
+        [
+            Condition(CONVERTED, "Unknown", diagnosis.reason, message),
+            Condition(READY_CONDITION, "False", diagnosis.reason, message),
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class PodDecision:
+    """What to do about one Pod observation: a status patch, and an Event when the reason is new."""
+
+    patch: dict[str, Any]
+    event: bool
+
+
+def decide_pod(
+    status: Mapping[str, Any] | None, generation: int, job: str, diagnosis: Diagnosis | None
+) -> PodDecision | None:
+    """None when there is nothing to say: the Pod is fine, or the status already says exactly this.
+
+    Only the current generation's Job, and only while it converts: a Job's own
+    end (Published, Failed) is reported by ``job_succeeded``/``job_failed``.
+    One Event per distinct reason, however often the Pod is seen.
+    """
+    st = status or {}
+    if diagnosis is None or st.get("observedGeneration") != generation or st.get("jobName") != job:
+        return None
+    if st.get("phase") not in (PENDING, CONVERTING):
+        return None
+    ready = condition(st, READY_CONDITION) or {}
+    patch = pod_diagnosed(st, generation, diagnosis)
+    if not changed(st, patch):
+        return None
+    return PodDecision(patch, event=ready.get("reason") != diagnosis.reason)
+
+
+#: Report keys that a history entry keeps: enough to compare versions at a glance.
+HISTORY_SUMMARY_KEYS = (
+    "opsBefore",
+    "opsAfter",
+    "precision",
+    "trtEngines",
+    "maxAbsError",
+    "latencyMsBefore",
+    "latencyMsAfter",
+    "backend",
+)
+
+
+def history_entry(summary: Summary, generation: int, job: str | None, time: str | None = None) -> dict[str, Any]:
+    report = summary.report or {}
+    entry: dict[str, Any] = {
+        "version": summary.version,
+        "generation": generation,
+        "time": time or now(),
+        "summary": {k: report[k] for k in HISTORY_SUMMARY_KEYS if report.get(k) is not None},
+    }
+    if job:
+        entry["job"] = job
+    return entry
+
+
+def add_history(
+    history: Iterable[Mapping[str, Any]] | None, entry: Mapping[str, Any], keep: int
+) -> list[dict[str, Any]]:
+    """Newest first, one entry per version, at most ``keep`` (the repository's versionsToKeep)."""
+    rest = [dict(h) for h in history or [] if h.get("version") != entry.get("version")]
+    return [dict(entry), *rest][: max(keep, 1)]
+
+
+def history_versions(status: Mapping[str, Any] | None) -> list[int]:
+    return [int(h["version"]) for h in (status or {}).get("history") or [] if h.get("version") is not None]
+
+
+def rollback_target(status: Mapping[str, Any] | None, generation: int, spec_version: int | None) -> int | None:
+    """The kept version to serve again, when ``spec.target.version`` names one in the history.
+
+    None when it names no kept version (a normal conversion publishes it), or
+    when this generation's rollback is already recorded.
+    """
+    st = status or {}
+    if spec_version is None or spec_version not in history_versions(st):
+        return None
+    published = condition(st, PUBLISHED) or {}
+    if st.get("observedGeneration") == generation and published.get("reason") == ROLLED_BACK:
+        return None
+    return spec_version
+
+
 def job_succeeded(
-    status: Mapping[str, Any] | None, generation: int, summary: Summary, *, serving: bool
+    status: Mapping[str, Any] | None,
+    generation: int,
+    summary: Summary,
+    *,
+    serving: bool,
+    job: str | None = None,
+    keep: int = 3,
 ) -> dict[str, Any]:
     """Converted and published; Ready now when there is no Triton to load into."""
     version = summary.version
@@ -227,6 +342,9 @@ def job_succeeded(
         Condition(PUBLISHED, "True", "Published", published),
     ]
     extra: dict[str, Any] = {"modelVersion": version, "report": report, "completionTime": now()}
+    if version is not None:
+        entry = history_entry(summary, generation, job or (status or {}).get("jobName"))
+        extra["history"] = add_history((status or {}).get("history"), entry, keep)
     if report.get("precision"):
         extra["precision"] = report["precision"]
     if serving:
@@ -281,12 +399,62 @@ def invalid_spec(status: Mapping[str, Any] | None, generation: int, message: str
     )
 
 
-def serving_ready(status: Mapping[str, Any] | None, generation: int, message: str) -> dict[str, Any]:
+def serving_ready(
+    status: Mapping[str, Any] | None, generation: int, message: str, *, versions: list[int] | None = None
+) -> dict[str, Any]:
+    """Served; ``versions`` are what Triton serves now (the publisher never prunes them)."""
+    extra: dict[str, Any] = {"servingAttempts": None}
+    if versions is not None:
+        extra["servingVersions"] = sorted(versions)
     return _patch(
         status,
         generation,
         READY,
         [Condition(SERVING_READY, "True", "Loaded", message), Condition(READY_CONDITION, "True", "Serving", message)],
+        **extra,
+    )
+
+
+def serving_failed(status: Mapping[str, Any] | None, generation: int, reason: str, message: str) -> dict[str, Any]:
+    """Triton refused the version (or it failed its smoke test) too often: Failed, still published.
+
+    The version Triton served before, if any, is untouched: a failed reload keeps it.
+    """
+    return _patch(
+        status,
+        generation,
+        FAILED,
+        [Condition(SERVING_READY, "False", reason, message), Condition(READY_CONDITION, "False", reason, message)],
+        servingAttempts=None,
+    )
+
+
+def rolling_back(status: Mapping[str, Any] | None, generation: int, version: int, *, serving: bool) -> dict[str, Any]:
+    """spec.target.version names a kept version: serve it again, no conversion."""
+    entry: Mapping[str, Any] = next((h for h in (status or {}).get("history") or [] if h.get("version") == version), {})
+    what = f"version {version} (published by generation {entry.get('generation', '?')}) is kept in the repository"
+    conds = [
+        Condition(CONVERTED, "True", ROLLED_BACK, f"{what}; no conversion needed"),
+        Condition(PUBLISHED, "True", ROLLED_BACK, what),
+    ]
+    if serving:
+        conds += [
+            Condition(SERVING_READY, "Unknown", "RollingBack", f"switching Triton to version {version}"),
+            Condition(READY_CONDITION, "False", "RollingBack", f"rolling back to version {version}"),
+        ]
+        phase = PUBLISHING
+    else:
+        conds += [Condition(READY_CONDITION, "True", ROLLED_BACK, f"{what}; no Triton to load into")]
+        phase = READY
+    return _patch(
+        status,
+        generation,
+        phase,
+        conds,
+        modelVersion=version,
+        jobName=None,
+        report=entry.get("summary") or (status or {}).get("report"),
+        servingAttempts=None,
     )
 
 

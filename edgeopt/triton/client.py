@@ -15,6 +15,7 @@ checks it): the operator image has none.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -97,12 +98,24 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError) or type(exc).__module__.startswith(("aiohttp", "gevent", "geventhttpclient"))
 
 
+class TritonUnavailable(ServingError):
+    """Triton did not answer: down, restarting, overloaded, or too slow. Worth retrying."""
+
+    reason = "TritonUnavailable"
+
+
+class TritonRefused(ServingError):
+    """Triton answered and said no (a load that fails, a bad request); the message is Triton's own."""
+
+    reason = "LoadFailed"
+
+
 def _error(url: str, what: str, exc: BaseException, attempts: int, timeout: float) -> ServingError:
     if isinstance(exc, InferenceServerException) and not _is_transient(exc):
-        return ServingError(f"Triton at {url}: {what} failed: {_message(exc)}")
+        return TritonRefused(f"Triton at {url}: {what} failed: {_message(exc)}")
     if _is_timeout(exc):
-        return ServingError(f"Triton at {url} did not answer within {timeout:.0f}s ({what})")
-    return ServingError(
+        return TritonUnavailable(f"Triton at {url} did not answer within {timeout:.0f}s ({what})")
+    return TritonUnavailable(
         f"Triton at {url} is unreachable or not answering ({what}, {attempts} attempts): {_message(exc)}"
     )
 
@@ -255,9 +268,14 @@ class TritonClient(_Endpoint):
 
     # ------------------------------------------------------------------ models
 
-    def load(self, model: str) -> None:
-        """Explicit-mode (re)load; Triton picks the versions from the config's version_policy."""
-        self._call(f"loading model {model!r}", lambda c: c.load_model(model), self.load_timeout)
+    def load(self, model: str, config: dict[str, Any] | None = None) -> None:
+        """Explicit-mode (re)load; Triton picks the versions from the config's version_policy.
+
+        ``config`` (the JSON form of a model config) replaces config.pbtxt for
+        this load; Triton keeps serving what it has until the reload is done.
+        """
+        cfg = json.dumps(config) if config is not None else None
+        self._call(f"loading model {model!r}", lambda c: c.load_model(model, config=cfg), self.load_timeout)
 
     def unload(self, model: str) -> None:
         self._call(f"unloading model {model!r}", lambda c: c.unload_model(model))
@@ -310,8 +328,10 @@ class AsyncTritonClient(_Endpoint):
         self, what: str, fn: Callable[[aioclient.InferenceServerClient], Awaitable[T]], timeout: float | None = None
     ) -> T:
         delays = self.retry.delays()
+        budget = timeout or self.timeout
         for attempt in range(len(delays) + 1):
-            client = aioclient.InferenceServerClient(self._hostport, conn_timeout=self.timeout, ssl=self._ssl)
+            # conn_timeout is aiohttp's total budget per request: a load may take load_timeout, not timeout.
+            client = aioclient.InferenceServerClient(self._hostport, conn_timeout=budget, ssl=self._ssl)
             try:
                 return await asyncio.wait_for(fn(client), timeout or self.timeout)
             except ServingError:
@@ -333,8 +353,9 @@ class AsyncTritonClient(_Endpoint):
     async def repository_index(self) -> list[dict[str, Any]]:
         return list(await self._call("repository index", lambda c: c.get_model_repository_index()))
 
-    async def load(self, model: str) -> None:
-        await self._call(f"loading model {model!r}", lambda c: c.load_model(model), self.load_timeout)
+    async def load(self, model: str, config: dict[str, Any] | None = None) -> None:
+        cfg = json.dumps(config) if config is not None else None
+        await self._call(f"loading model {model!r}", lambda c: c.load_model(model, config=cfg), self.load_timeout)
 
     async def unload(self, model: str) -> None:
         await self._call(f"unloading model {model!r}", lambda c: c.unload_model(model))

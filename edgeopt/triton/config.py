@@ -79,6 +79,10 @@ class ModelConfig:
     instance_kind: str  # KIND_GPU | KIND_CPU
     instance_count: int = 1
     versions_to_keep: int = 3
+    #: The versions Triton loads (``version_policy: specific``); None = the newest ``versions_to_keep``.
+    #: The publisher sets it to the new version plus the served ones that share this config, so a
+    #: config change (inputs, dtypes, backend) never applies to a version built for another config.
+    versions: tuple[int, ...] | None = None
     preferred_batch_sizes: tuple[int, ...] | None = None  # None = no dynamic batching
     max_queue_delay_microseconds: int = 0
     warmup: bool = True
@@ -325,7 +329,7 @@ def render_config(cfg: ModelConfig) -> str:
         "instance_group [",
         f"  {{ count: {cfg.instance_count} kind: {cfg.instance_kind} }}",
         "]",
-        f"version_policy: {{ latest: {{ num_versions: {cfg.versions_to_keep} }} }}",
+        version_policy_line(cfg),
     ]
     if cfg.warmup:
         lines += _warmup_lines(cfg)
@@ -355,6 +359,29 @@ def render_config(cfg: ModelConfig) -> str:
     for key, value in cfg.parameters:
         lines.append(f"parameters {{ key: {_quote(key)} value: {{ string_value: {_quote(value)} }} }}")
     return "\n".join(lines) + "\n"
+
+
+VERSION_POLICY_PREFIX = "version_policy:"
+
+
+def version_policy_line(cfg: ModelConfig) -> str:
+    if cfg.versions is not None:
+        return f"{VERSION_POLICY_PREFIX} {{ specific: {{ versions: {_dims(sorted(set(cfg.versions)))} }} }}"
+    return f"{VERSION_POLICY_PREFIX} {{ latest: {{ num_versions: {cfg.versions_to_keep} }} }}"
+
+
+def same_interface(config_a: str, config_b: str) -> bool:
+    """Whether two rendered configs differ only in which versions they load.
+
+    Everything else (tensors, dtypes, backend, batching, parameters) is per
+    model in Triton, so a version can only be served with a config equal to
+    the one it was published with, up to the version_policy line.
+    """
+
+    def strip(text: str) -> list[str]:
+        return [ln for ln in text.strip().splitlines() if not ln.startswith(VERSION_POLICY_PREFIX)]
+
+    return strip(config_a) == strip(config_b)
 
 
 def _warmup_lines(cfg: ModelConfig) -> list[str]:

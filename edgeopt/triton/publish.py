@@ -37,15 +37,21 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgeopt.artifact import OPTIMIZED_GRAPH_FILE, SERVING_VERSIONS_ENV, Artifact
+from edgeopt.artifact import KEPT_VERSIONS_ENV, OPTIMIZED_GRAPH_FILE, SERVING_VERSIONS_ENV, Artifact
 from edgeopt.errors import PublishError
 from edgeopt.spec import OptimizedModel, resolve_uri
 from edgeopt.triton import ownership
-from edgeopt.triton.config import ONNX_FILENAME, PLAN_FILENAME, SAVEDMODEL_DIRNAME, build_model_config
+from edgeopt.triton.config import (
+    ONNX_FILENAME,
+    PLAN_FILENAME,
+    SAVEDMODEL_DIRNAME,
+    build_model_config,
+    same_interface,
+)
 from edgeopt.triton.python_model import write_model_py
 
 log = logging.getLogger(__name__)
@@ -69,6 +75,25 @@ class PublishResult:
     config_path: Path
     seconds: float
     pruned: list[int] = field(default_factory=list)
+
+
+class RepositoryFullError(PublishError):
+    """The repository volume is full (or over quota): retryable, unlike the other publish errors.
+
+    Its exit code is outside the converter Job's podFailurePolicy FailJob list,
+    so the Job retries once space may have been freed.
+    """
+
+    exit_code = 9
+    reason = "RepositoryFull"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT, also inside shutil.Error (copytree collects errors as text)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "Disk quota exceeded" in text
 
 
 def validate_model_name(name: object) -> str:
@@ -279,9 +304,11 @@ def publish_version(
     name = validate_model_name(model.model_name)
     target = model.spec.target
     repo = Path(repository) if repository is not None else resolve_uri(target.repository)
-    config_text = build_model_config(artifact, model).render()  # fails before any file is touched
+    model_config = build_model_config(artifact, model)
+    config_text = model_config.render()  # fails before any file is touched
     served = _serving_versions(serving_versions)
     owner = ownership.owner_of(model.name, model.namespace)
+    kept = _env_versions(KEPT_VERSIONS_ENV) or set()  # parsed before any file is touched
     repo_existed = repo.is_dir()
     model_dir = repo / name
     model_dir_existed = model_dir.is_dir()
@@ -300,8 +327,12 @@ def publish_version(
             wrote_owner = False
             try:
                 recorded = ownership.refuse_unless_owner(model_dir, owner, "publish to")
+                sweep_stale(model_dir)
                 versions_before = existing_versions(model_dir)
                 version = _choose_version(model_dir, name, target.version, repo)
+                known = served if served is not None else ({max(versions_before)} if versions_before else set())
+                alongside = compatible_versions(model_dir, known, config_text)
+                config_text = replace(model_config, versions=(*alongside, version)).render()
                 staging.mkdir()
                 _stage_version(staging, artifact, target.backend, config_text, name, version)
                 version_dir = model_dir / str(version)
@@ -330,12 +361,17 @@ def publish_version(
                 raise
             if served is None:  # unknown: keep the previous newest, the one most likely being served
                 served = {max(versions_before)} if versions_before else set()
-            protect = {version, *served}
+            protect = {version, *served, *kept}
             pruned = prune_versions(model_dir, target.versions_to_keep, protect)
     except OSError as exc:
         if not repo_existed:
             with contextlib.suppress(OSError):
                 repo.rmdir()
+        if is_disk_full(exc):
+            raise RepositoryFullError(
+                f"publishing {name} to {repo} failed: the volume is full ({exc}); nothing was published. "
+                "Free space (or lower spec.target.versionsToKeep); the Job retries"
+            ) from exc
         raise PublishError(f"publishing {name} to {repo} failed: {exc}") from exc
     except BaseException:
         if not repo_existed:
@@ -356,17 +392,57 @@ def _restore_owner(model_dir: Path, recorded: ownership.Owner | None) -> None:
             ownership.write_owner(model_dir, recorded)
 
 
+def compatible_versions(model_dir: Path, versions: Iterable[int], config_text: str) -> tuple[int, ...]:
+    """The served versions that were published with this very config (up to version_policy).
+
+    Those stay loaded next to the new version until the operator switches
+    (zero downtime); a version built for other inputs, dtypes or another
+    backend is left out, so the new config never applies to it. A version
+    without its stored config is treated as different (the safe side).
+    """
+    out = []
+    for v in sorted(set(versions)):
+        try:
+            old = (model_dir / str(v) / f".{CONFIG_NAME}").read_text()
+        except OSError:
+            continue
+        if same_interface(old, config_text):
+            out.append(v)
+    return tuple(out)
+
+
+def sweep_stale(model_dir: Path) -> list[str]:
+    """Remove staging and deleting dirs left by a publisher that died (SIGKILL, node loss).
+
+    Called with the model lock held: every live publisher makes and removes
+    its staging dir under that lock, so whatever is there now is nobody's.
+    """
+    swept = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(model_dir):
+            if entry.startswith((STAGING_PREFIX, DELETING_PREFIX)):
+                _remove_tree(model_dir / entry)
+                swept.append(entry)
+    if swept:
+        log.info("removed stale %s from %s", ", ".join(sorted(swept)), model_dir)
+    return swept
+
+
 def _serving_versions(serving: Iterable[int] | None) -> set[int] | None:
     """The caller's served versions, else ``$EDGEOPT_SERVING_VERSIONS``, else None (unknown)."""
     if serving is not None:
         return set(serving)
-    env = os.environ.get(SERVING_VERSIONS_ENV, "").strip()
+    return _env_versions(SERVING_VERSIONS_ENV)
+
+
+def _env_versions(variable: str) -> set[int] | None:
+    env = os.environ.get(variable, "").strip()
     if not env:
         return None
     try:
         return {int(v) for v in env.split(",") if v.strip()}
     except ValueError:
-        raise PublishError(f"${SERVING_VERSIONS_ENV}={env!r} is not a comma-separated list of versions") from None
+        raise PublishError(f"${variable}={env!r} is not a comma-separated list of versions") from None
 
 
 def _withdraw(version_dir: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 
 from tests.operator.support import CRD, Kubectl, OperatorProcess, create_claims
+
+RBAC_NAMESPACE = "edgeopt-rbac"
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +55,25 @@ def operator_factory(
     yield start
     for op in started:
         op.stop()
+
+
+@pytest.fixture(scope="session")
+def chart_kubeconfig(control_plane: Any, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig holding a token of the chart's ServiceAccount, bound by the chart's own RBAC templates."""
+    from edgeopt.demo import token_kubeconfig
+    from tests.ship.chart import render
+
+    docs = render(
+        "--show-only",
+        "templates/serviceaccount.yaml",
+        "--show-only",
+        "templates/rbac.yaml",
+        namespace=RBAC_NAMESPACE,
+    )
+    kubectl("create", "namespace", RBAC_NAMESPACE, check=False)
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+    (sa,) = [d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"]
+    token = kubectl("create", "token", sa, "-n", RBAC_NAMESPACE, "--duration=2h").stdout.strip()
+    path = tmp_path_factory.mktemp("rbac") / "kubeconfig"
+    token_kubeconfig(path, control_plane.server, control_plane.ca_file, token, f"system:serviceaccount:{sa}")
+    return path

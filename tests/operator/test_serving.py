@@ -63,7 +63,7 @@ def test_loaded_into_triton_after_it_comes_up(
         out = client.infer("served", {"x": np.array([[1.0], [2.0]], dtype=np.float32)}, version=1)
         np.testing.assert_allclose(out["y"].reshape(-1), [6.0, 7.0])
         reasons = [e["reason"] for e in events_of(kubectl, ns, "served")]
-        assert "ServingNotReady" in reasons and "Ready" in reasons
+        assert "TritonUnavailable" in reasons and "Ready" in reasons  # the Event carries the reason
 
         # Delete unloads it (the finalizer), then lets go.
         kubectl("delete", "om", "served", "-n", ns, "--timeout=60s", timeout=70)

@@ -1,4 +1,4 @@
-"""New versions reach Triton after a load; versionsToKeep prunes disk and the served set."""
+"""New versions reach Triton after a load beside the served ones; versionsToKeep prunes the disk, never them."""
 
 from __future__ import annotations
 
@@ -32,20 +32,26 @@ def test_second_publish_is_version_2_and_served_after_load(
     # Explicit mode: nothing changes in Triton until the operator asks for a load.
     assert triton_client.ready_versions(name) == [1]
     triton_client.load(name)
-    assert triton_client.ready_versions(name) == [1, 2]  # version_policy latest 2
+    # Without the operator's hint the previous newest counts as served: same config, so it stays
+    # loaded beside the new one (version_policy specific [1, 2]) until the switch narrows it.
+    assert triton_client.ready_versions(name) == [1, 2]
     np.testing.assert_allclose(triton_client.infer(name, {"x": X})["y"], X + 7.0)  # newest by default
     np.testing.assert_allclose(triton_client.infer(name, {"x": X}, version=1)["y"], X + 5.0)
 
-    # A third publish with versionsToKeep 2 removes version 1 from disk but not the one being served.
+    # A third publish with versionsToKeep 2 removes version 1 from disk but not the ones being served.
     served = triton_client.ready_versions(name)
     v3 = publish_version(
         artifact_from_savedmodel(write_add_savedmodel(tmp_path / "a9", 9.0)), model, serving_versions=served
     )
     assert v3.version == 3 and v3.pruned == []
     assert existing_versions(triton_repository / name) == [1, 2, 3]
-    # Next publish, with only version 3 served: the old ones go.
     triton_client.load(name)
-    assert triton_client.ready_versions(name) == [2, 3]
+    assert triton_client.ready_versions(name) == [1, 2, 3]
+    # The operator's switch narrows Triton to the new version (an API-side config override).
+    narrowed = {**triton_client.model_config(name), "version_policy": {"specific": {"versions": [3]}}}
+    triton_client.load(name, config=narrowed)
+    assert triton_client.ready_versions(name) == [3]
+    # Next publish, with only version 3 served: the old ones go.
     v4 = publish_version(
         artifact_from_savedmodel(write_add_savedmodel(tmp_path / "a11", 11.0)),
         model,
@@ -110,7 +116,7 @@ def test_triton_loading_during_a_publish_never_sees_a_partial_version(
     assert not failures, failures
     assert loads_while_staging >= 1, "the publish was too quick to race; the test proved nothing"
     triton_client.load(name)
-    assert triton_client.ready_versions(name) == [1, 2]
+    assert triton_client.ready_versions(name) == [1, 2]  # version 1 counted as served: same config
     np.testing.assert_allclose(triton_client.infer(name, {"x": X})["y"], X + 7.0)
     print(f"\n[measure] atomic: {loads_while_staging} loads while the 64 MiB version was staging, none failed")
     triton_client.unload(name)

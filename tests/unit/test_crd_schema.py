@@ -87,10 +87,15 @@ def test_names_and_scope(crd: dict[str, Any], version: dict[str, Any]) -> None:
 
 def test_printer_columns(version: dict[str, Any]) -> None:
     cols = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
-    assert list(cols) == ["Phase", "Precision", "Version", "Ready", "Age"]
+    assert list(cols) == ["Phase", "Precision", "Version", "Ready", "Reason", "Age", "Message"]
     assert cols["Phase"] == ".status.phase"
     assert cols["Version"] == ".status.modelVersion"
     assert cols["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
+    # Why it waits or fails, at a glance (`kubectl get om`); the full sentence with -o wide.
+    assert cols["Reason"] == '.status.conditions[?(@.type=="Ready")].reason'
+    assert cols["Message"] == '.status.conditions[?(@.type=="Ready")].message'
+    priority = {c["name"]: c.get("priority", 0) for c in version["additionalPrinterColumns"]}
+    assert priority["Message"] == 1 and priority["Reason"] == 0
     assert cols["Age"] == ".metadata.creationTimestamp"
 
 

@@ -110,7 +110,7 @@ def test_the_closed_set_covers_every_reason_the_converter_can_report() -> None:
     """A new error class with a new reason must be added to job_output.REASONS, or its Jobs would read as invalid."""
     found = every_error_reason()
     assert {"InvalidInput", "PublishFailed", "OwnedByAnotherModel", "NotAllowed"} <= found, found
-    operator_only = {"KubernetesAPIError", "NotAllowed", "DemoFailed", "SmokeInputTooLarge"}
+    operator_only = {"KubernetesAPIError", "NotAllowed", "DemoFailed", "SmokeInputTooLarge", "TritonUnavailable", "LoadFailed"}
     missing = found - job_output.REASONS - operator_only
     assert not missing, f"add to edgeopt/operator/job_output.py FAILURE_REASONS: {sorted(missing)}"
 
@@ -121,3 +121,4 @@ def test_report_keys_the_converter_writes_are_known() -> None:
     numbers = {"opsBefore", "opsAfter", "trtEngines", "maxAbsError", "maxRelError", "latencyMsBefore",
                "latencyMsAfter", "conversionSeconds"}  # fmt: skip
     assert numbers <= set(COMPACT_KEYS)
+

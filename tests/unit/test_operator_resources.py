@@ -104,8 +104,14 @@ def test_defaults_come_from_settings() -> None:
     assert job["spec"]["backoffLimit"] == 2
     assert job["spec"]["activeDeadlineSeconds"] == 3600
     assert job["spec"]["ttlSecondsAfterFinished"] == 3600
-    rule = job["spec"]["podFailurePolicy"]["rules"][0]
+    disruption, rule = job["spec"]["podFailurePolicy"]["rules"]
     assert rule["action"] == "FailJob" and 3 in rule["onExitCodes"]["values"]
+    # An evicted Pod (drain, node pressure) is retried without counting towards backoffLimit; first, as
+    # the job controller applies the first matching rule and an evicted converter exits 137, not 2-7.
+    assert disruption == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    # The full resource name travels as an annotation: the label is cut at 63 characters.
+    assert job["metadata"]["annotations"]["edgeopt.io/resource-name"] == job["metadata"]["labels"]["edgeopt.io/model"]
+    assert job["spec"]["template"]["metadata"]["annotations"]["edgeopt.io/resource-name"] == "add"
 
     s = OperatorSettings(
         converter_resources={},
@@ -209,6 +215,11 @@ def test_served_version_travels_to_the_publisher_so_pruning_spares_it() -> None:
         model, OperatorSettings(), name=name, generation=3, uid=UID, configmap=name, serving_versions=[4, 2]
     )
     assert env_of(later)["EDGEOPT_SERVING_VERSIONS"] == "2,4"
+    assert "EDGEOPT_KEPT_VERSIONS" not in env_of(later)
+    kept = resources.conversion_job(
+        model, OperatorSettings(), name=name, generation=3, uid=UID, configmap=name, kept_versions=[3, 1, 3]
+    )
+    assert env_of(kept)["EDGEOPT_KEPT_VERSIONS"] == "1,3"
 
 
 def test_repository_mount_is_the_models_subpath_nested_under_a_read_only_source_on_the_same_claim() -> None:

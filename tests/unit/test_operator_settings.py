@@ -34,8 +34,10 @@ def test_every_variable_from_the_brief_is_read() -> None:
         "EDGEOPT_PRIORITY": "100",
         "EDGEOPT_LIVENESS_PORT": "0",
         "EDGEOPT_METRICS_PORT": "9191",
+        "EDGEOPT_SERVING_MAX_ATTEMPTS": "2",
     }
     s = OperatorSettings.from_env(env)
+    assert s.serving_max_attempts == 2
     assert s.namespaces == ("a", "b", "c")
     assert s.converter_image == "registry.local/conv:1"
     assert dict(s.converter_resources) == {}
@@ -53,6 +55,7 @@ def test_every_variable_from_the_brief_is_read() -> None:
     [
         ("EDGEOPT_MAX_CONCURRENT_CONVERSIONS", "0", "must be >= 1"),
         ("EDGEOPT_MAX_CONCURRENT_CONVERSIONS", "two", "not valid"),
+        ("EDGEOPT_SERVING_MAX_ATTEMPTS", "0", "must be >= 1"),
         ("EDGEOPT_CONVERTER_RESOURCES", "[1]", "JSON object"),
         ("EDGEOPT_CONVERTER_RESOURCES", "{limits", "not valid"),
         ("EDGEOPT_CONVERTER_TOLERATIONS", '{"a": 1}', "JSON list"),

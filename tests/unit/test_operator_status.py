@@ -128,3 +128,60 @@ def test_waiting_for_capacity_and_change_detection() -> None:
     assert S.changed({}, st)
     assert not S.changed(st, S.waiting_for_capacity(st, 1, 1, 1))
     assert S.changed(st, S.waiting_for_capacity(st, 2, 1, 1))
+
+
+# --------------------------------------------------------------------------- history and rollback
+
+
+def published(version: int, gen: int, st: dict[str, Any] | None = None, keep: int = 3) -> dict[str, Any]:
+    summary = Summary(
+        True,
+        "Published",
+        "ok",
+        model="add",
+        version=version,
+        report={"opsBefore": 9, "opsAfter": 4, "precision": "FP32", "signature": {"big": 1}},
+    )
+    return {**(st or {}), **S.job_succeeded(st, gen, summary, serving=True, job=f"add-g{gen}-abc", keep=keep)}
+
+
+def test_history_keeps_the_last_versions_to_keep_newest_first() -> None:
+    st: dict[str, Any] = {}
+    for gen, version in enumerate((1, 2, 3, 4), start=1):
+        st = published(version, gen, st, keep=3)
+    assert [h["version"] for h in st["history"]] == [4, 3, 2]
+    newest = st["history"][0]
+    assert newest["generation"] == 4 and newest["job"] == "add-g4-abc" and newest["time"]
+    # The summary is the comparison at a glance, not the whole report.
+    assert newest["summary"] == {"opsBefore": 9, "opsAfter": 4, "precision": "FP32"}
+    assert S.history_versions(st) == [4, 3, 2]
+
+
+def test_a_kept_version_in_spec_target_version_is_a_rollback_once() -> None:
+    st: dict[str, Any] = {}
+    for gen, version in enumerate((1, 2), start=1):
+        st = published(version, gen, st)
+    st = {**st, **S.serving_ready(st, 2, "served", versions=[2])}
+    assert S.rollback_target(st, 3, None) is None  # no version asked: convert
+    assert S.rollback_target(st, 3, 7) is None  # not kept: a conversion publishes it as 7
+    assert S.rollback_target(st, 3, 1) == 1
+    patch = S.rolling_back(st, 3, 1, serving=True)
+    assert patch["phase"] == "Publishing" and patch["modelVersion"] == 1 and patch["observedGeneration"] == 3
+    assert patch["jobName"] is None and patch["report"] == st["history"][1]["summary"]
+    assert S.condition(patch, "Published")["reason"] == "RolledBack"  # type: ignore[index]
+    assert S.condition(patch, "Ready")["reason"] == "RollingBack"  # type: ignore[index]
+    assert "generation 1" in S.condition(patch, "Published")["message"]  # type: ignore[index]
+    st = {**st, **patch}
+    assert S.rollback_target(st, 3, 1) is None, "recorded: not started again on resume"
+    # Without Triton, the rollback is immediate.
+    assert S.rolling_back(st, 3, 2, serving=False)["phase"] == "Ready"
+
+
+def test_serving_outcomes() -> None:
+    st = published(2, 1)
+    ready = S.serving_ready({**st, "servingAttempts": 2}, 1, "served", versions=[2])
+    assert ready["servingVersions"] == [2] and ready["servingAttempts"] is None and ready["phase"] == "Ready"
+    failed = S.serving_failed(st, 1, "LoadFailed", "Triton said no (gave up after 5 attempts)")
+    assert failed["phase"] == "Failed"
+    assert S.condition(failed, "ServingReady")["reason"] == "LoadFailed"  # type: ignore[index]
+    assert S.condition(failed, "Published")["status"] == "True", "the version stays published"  # type: ignore[index]

@@ -214,3 +214,110 @@ def test_bad_signature_fails_before_touching_files(tmp_path: Path) -> None:
     with pytest.raises(PublishError, match="no inputs"):
         publish_version(art, optimized_model("m", repo))
     assert not repo.exists()
+
+
+def policy(repo: Path, name: str = "m") -> str:
+    (line,) = [ln for ln in (repo / name / "config.pbtxt").read_text().splitlines() if ln.startswith("version_policy")]
+    return line
+
+
+def test_config_loads_the_new_version_beside_served_ones_of_the_same_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Triton's config is per model: a served version stays listed only while the new config fits it."""
+    monkeypatch.delenv("EDGEOPT_SERVING_VERSIONS", raising=False)
+    repo = tmp_path / "repo"
+    art = file_artifact(tmp_path / "sm")
+    publish_version(art, optimized_model("m", repo))
+    assert policy(repo) == "version_policy: { specific: { versions: [ 1 ] } }"
+    publish_version(art, optimized_model("m", repo), serving_versions=[1])
+    assert policy(repo) == "version_policy: { specific: { versions: [ 1, 2 ] } }"  # switch without a gap
+    # Other inputs: version 2's config would break version 1, so only the new one is listed.
+    other = dataclasses.replace(art, inputs=[dataclasses.replace(art.inputs[0], name="pixels")])
+    publish_version(other, optimized_model("m", repo), serving_versions=[2])
+    assert policy(repo) == "version_policy: { specific: { versions: [ 3 ] } }"
+    # Each version keeps the config it was published with (the comparison reads it).
+    assert '"pixels"' in (repo / "m" / "3" / ".config.pbtxt").read_text()
+    assert '"pixels"' not in (repo / "m" / "2" / ".config.pbtxt").read_text()
+    # A served version that is gone, or not a version at all, is simply not listed.
+    publish_version(other, optimized_model("m", repo), serving_versions=[3, 9])
+    assert policy(repo) == "version_policy: { specific: { versions: [ 3, 4 ] } }"
+
+
+def test_history_versions_are_never_pruned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    art = file_artifact(tmp_path / "sm")
+    for _ in range(3):
+        publish_version(art, optimized_model("m", repo, versionsToKeep=3))
+    monkeypatch.setenv("EDGEOPT_KEPT_VERSIONS", "1")
+    result = publish_version(art, optimized_model("m", repo, versionsToKeep=1), serving_versions=[3])
+    assert sorted(result.pruned) == [2] and existing_versions(repo / "m") == [1, 3, 4]
+    monkeypatch.setenv("EDGEOPT_KEPT_VERSIONS", "one")
+    before = tree_digest(repo)
+    with pytest.raises(PublishError, match="EDGEOPT_KEPT_VERSIONS"):
+        publish_version(art, optimized_model("m", repo))
+    assert tree_digest(repo) == before
+
+
+def test_stale_staging_and_deleting_dirs_are_swept_under_the_lock(tmp_path: Path) -> None:
+    """A publisher SIGKILLed mid-copy leaves .staging-*; the next publish (holding the lock) removes it."""
+    repo = tmp_path / "repo"
+    art = file_artifact(tmp_path / "sm")
+    publish_version(art, optimized_model("m", repo))
+    (repo / "m" / ".staging-dead").mkdir()
+    (repo / "m" / ".staging-dead" / "half.bin").write_bytes(b"x" * 10)
+    (repo / "m" / ".deleting-1-abcd").mkdir()
+    publish_version(art, optimized_model("m", repo))
+    assert entries(repo / "m") == [".lock", ".owner.json", "1", "2", "config.pbtxt"]
+
+
+def test_a_full_disk_is_its_own_retryable_reason(tmp_path: Path) -> None:
+    import errno
+
+    from edgeopt.operator.resources import PERMANENT_EXIT_CODES
+    from edgeopt.triton.publish import RepositoryFullError, is_disk_full
+
+    assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert is_disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    # shutil.copytree collects its errors as text in a shutil.Error (an OSError without errno)
+    assert is_disk_full(OSError([("a", "b", "[Errno 28] No space left on device: 'b'")]))
+    assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert RepositoryFullError.reason == "RepositoryFull"
+    assert RepositoryFullError.exit_code not in PERMANENT_EXIT_CODES, "the Job must retry it"
+
+
+FULL_CHILD = """
+import sys
+from pathlib import Path
+from edgeopt.triton.publish import RepositoryFullError, publish_version
+from tests.fixtures.triton import file_artifact, optimized_model
+try:
+    publish_version(file_artifact(Path(sys.argv[1]), payload=b"x" * (4 << 20)), optimized_model("m", Path(sys.argv[2])))
+except RepositoryFullError as exc:
+    print(exc.reason, exc)
+    sys.exit(exc.exit_code)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs in a private mount namespace needs root")
+def test_publishing_onto_a_really_full_volume(tmp_path: Path) -> None:
+    """A 2 MiB tmpfs as the repository, in a private mount namespace (nothing is mounted on the host)."""
+    import shutil
+    import subprocess
+    import sys
+
+    if not shutil.which("unshare"):
+        pytest.fail("unshare (util-linux) is missing")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    script = f'mount -t tmpfs -o size=2m tmpfs "{repo}" && exec "{sys.executable}" -c "$0" "$1" "$2"'
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, FULL_CHILD, str(tmp_path / "sm"),
+         str(repo)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    assert proc.stdout.startswith("RepositoryFull") and "the volume is full" in proc.stdout
+    assert "nothing was published" in proc.stdout
+    assert os.listdir(repo) == [], "the tmpfs was private to the child: the host folder stays empty"

@@ -140,3 +140,21 @@ def test_dtypes_and_names_are_quoted() -> None:
 def test_bad_signatures_are_publish_errors(kw: dict, message: str) -> None:
     with pytest.raises(PublishError, match=message):
         build_model_config(artifact(**kw), parse_manifest(manifest()))
+
+
+def test_specific_versions_and_interface_comparison() -> None:
+    import dataclasses
+
+    from edgeopt.triton.config import same_interface
+
+    cfg = build_model_config(artifact(), parse_manifest(manifest(maxBatchSize=4)))
+    both = dataclasses.replace(cfg, versions=(3, 1, 3)).render()
+    assert "version_policy: { specific: { versions: [ 1, 3 ] } }" in both and "latest" not in both
+    one = dataclasses.replace(cfg, versions=(4,)).render()
+    assert same_interface(both, one), "only the versions differ"
+    for changed in (
+        build_model_config(artifact(inputs=[TensorInfo("images", "FP16", [-1, 8, 8, 3])]), parse_manifest(manifest())),
+        build_model_config(artifact(), parse_manifest(manifest(maxBatchSize=4, backend="tensorflow"))),
+        build_model_config(artifact(), parse_manifest(manifest(maxBatchSize=2))),
+    ):
+        assert not same_interface(both, changed.render())
