@@ -32,7 +32,9 @@
 # read-only root filesystem (the chart mounts an emptyDir at /tmp).
 # Dependencies are installed before the source is copied, and pip's cache is a
 # build cache mount: a source change re-runs one small layer, and TensorFlow is
-# downloaded once per machine, not once per build.
+# downloaded once per machine, not once per build. Behind a TLS-intercepting
+# proxy, mount its CA bundle and pass `--build-arg PIP_CERT=PATH` (the harness
+# does: PIP_CERT is an ARG, so the path never lands in an image's environment).
 # tests/ship/test_dockerfile.py checks targets, users, pins and entrypoints;
 # tests/containers/ builds them with podman and runs them.
 
@@ -72,6 +74,7 @@ FROM python AS operator
 
 # Only the operator extra. The last command fails the build if anything pulled
 # TensorFlow in: the operator image must stay small and TF-free.
+ARG PIP_CERT
 RUN --mount=type=cache,id=edgeopt-pip,target=/root/.cache/pip \
     python /usr/local/bin/edgeopt-requirements.py operator > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
@@ -96,6 +99,7 @@ ENV TF_CPP_MIN_LOG_LEVEL=1 \
     EDGEOPT_PVC_ROOT=/mnt/edgeopt/pvc
 
 # tensorflow-cpu and the rest of the converter extra, exactly as pinned there.
+ARG PIP_CERT
 RUN --mount=type=cache,id=edgeopt-pip,target=/root/.cache/pip \
     python /usr/local/bin/edgeopt-requirements.py converter > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
@@ -161,6 +165,7 @@ FROM python AS triton-cpu
 ENV TF_CPP_MIN_LOG_LEVEL=2
 # The pip set of Triton's Python environment: TensorFlow, onnxruntime and numpy
 # exactly as the converter extra pins them (the models it publishes import them).
+ARG PIP_CERT
 RUN --mount=type=cache,id=edgeopt-pip,target=/root/.cache/pip \
     python /usr/local/bin/edgeopt-requirements.py converter \
     | grep -E '^(tensorflow-cpu|onnxruntime|numpy)[=<>; ]' > /tmp/requirements.txt \
@@ -202,6 +207,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_BREAK_SYSTEM_PACKAGES=1 \
     TF_CPP_MIN_LOG_LEVEL=2
 
+ARG PIP_CERT
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY edgeopt ./edgeopt

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -171,11 +172,30 @@ class Built:
     seconds: float
 
 
-def build_command(target: str, base: str, context: Path = ROOT) -> list[str]:
-    """``podman build`` of one Dockerfile target from the stand-in base (pure: unit-tested)."""
+#: Where a build sees the host's CA bundle (a TLS-intercepting proxy's CA is in it, if any).
+BUILD_CA_PATH = "/run/edgeopt/ca-certificates.crt"
+
+
+def host_ca_bundle(env: dict[str, str] | None = None) -> Path | None:
+    """The CA bundle this machine's pip trusts: PIP_CERT, REQUESTS_CA_BUNDLE, SSL_CERT_FILE or the system's."""
+    env = dict(os.environ if env is None else env)
+    for candidate in (env.get("PIP_CERT"), env.get("REQUESTS_CA_BUNDLE"), env.get("SSL_CERT_FILE"),
+                      "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate).resolve()
+    return None
+
+
+def build_command(target: str, base: str, context: Path = ROOT, ca_bundle: Path | None = None) -> list[str]:
+    """``podman build`` of one Dockerfile target from the stand-in base (pure: unit-tested).
+
+    The host's CA bundle is mounted read-only and named by the PIP_CERT build
+    argument: pip in the build then trusts what pip on the host trusts.
+    """
+    ca = ["--volume", f"{ca_bundle}:{BUILD_CA_PATH}:ro", "--build-arg", f"PIP_CERT={BUILD_CA_PATH}"] if ca_bundle else []
     return [
         "podman", "build", "--layers", "--target", target, "--tag", image_name(target),
-        "--build-arg", f"PYTHON_BASE={base}",
+        "--build-arg", f"PYTHON_BASE={base}", *ca,
         "--label", f"io.edgeopt.version={__version__}",
         "--file", str(context / "Dockerfile"), str(context),
     ]
@@ -188,7 +208,7 @@ def build_target(target: str, base: str | None = None) -> Built:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     with open(log_path, "w") as log:
-        proc = subprocess.run(build_command(target, base), stdout=log, stderr=subprocess.STDOUT, env=podman_env(),
+        proc = subprocess.run(build_command(target, base, ca_bundle=host_ca_bundle()), stdout=log, stderr=subprocess.STDOUT, env=podman_env(),
                               check=False)
     seconds = time.monotonic() - t0
     if proc.returncode != 0:
