@@ -18,6 +18,7 @@ Standard library only, like binaries.py.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -33,10 +34,10 @@ from edgeopt import __version__
 from edgeopt.dev.containers import (
     ContainerToolError,
     cache_dir,
+    containers_conf,
     ensure_tools,
-    image_exists,
     image_label,
-    podman,
+    image_size,
     podman_env,
 )
 
@@ -192,7 +193,9 @@ def build_command(target: str, base: str, context: Path = ROOT, ca_bundle: Path 
     The host's CA bundle is mounted read-only and named by the PIP_CERT build
     argument: pip in the build then trusts what pip on the host trusts.
     """
-    ca = ["--volume", f"{ca_bundle}:{BUILD_CA_PATH}:ro", "--build-arg", f"PIP_CERT={BUILD_CA_PATH}"] if ca_bundle else []
+    ca = []
+    if ca_bundle is not None:
+        ca = ["--volume", f"{ca_bundle}:{BUILD_CA_PATH}:ro", "--build-arg", f"PIP_CERT={BUILD_CA_PATH}"]
     return [
         "podman", "build", "--layers", "--target", target, "--tag", image_name(target),
         "--build-arg", f"PYTHON_BASE={base}", *ca,
@@ -208,8 +211,8 @@ def build_target(target: str, base: str | None = None) -> Built:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     with open(log_path, "w") as log:
-        proc = subprocess.run(build_command(target, base, ca_bundle=host_ca_bundle()), stdout=log, stderr=subprocess.STDOUT, env=podman_env(),
-                              check=False)
+        cmd = build_command(target, base, ca_bundle=host_ca_bundle())
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=podman_env(), check=False)
     seconds = time.monotonic() - t0
     if proc.returncode != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
@@ -221,3 +224,27 @@ def build_target(target: str, base: str | None = None) -> Built:
 def build_images(targets: list[str] | None = None) -> list[Built]:
     base = build_base()
     return [build_target(t, base) for t in (targets or list(LOCAL_TARGETS))]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """``edgeopt dev images [TARGET...]`` (wired in by command.py)."""
+    parser.add_argument("targets", nargs="*", metavar="TARGET",
+                        help=f"Dockerfile targets to build (default: {' '.join(LOCAL_TARGETS)})")
+    parser.add_argument("--base-only", action="store_true", help="only install the tools and build the base")
+    parser.add_argument("--rebuild-base", action="store_true", help="debootstrap the base again even if current")
+
+
+def run(args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    try:
+        base = build_base(force=args.rebuild_base)
+        built = [] if args.base_only else [build_target(t, base) for t in (args.targets or list(LOCAL_TARGETS))]
+    except ContainerToolError as exc:
+        print(f"edgeopt dev images: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{'base':<16} {base}")
+    for b in built:
+        size = image_size(b.image) / 1e6
+        print(f"{b.target:<16} {b.image:<40} {size:7.0f} MB  {b.seconds:6.1f}s")
+    print(f"total {time.monotonic() - t0:.0f}s; run them with CONTAINERS_CONF={containers_conf()} podman run ...")
+    return 0

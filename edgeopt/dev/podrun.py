@@ -284,7 +284,9 @@ def resolve(pod: dict[str, Any], container: dict[str, Any], pod_dir: Path, ctx: 
     for name in ("PATH", "HOME"):  # the process runner's host values; an image brings its own
         if name not in declared:
             env.pop(name, None)
-    volumes = {v["name"]: materialize_volume(pod, v, pod_dir / "volumes", ctx) for v in pod["spec"].get("volumes") or []}
+    volumes = {
+        v["name"]: materialize_volume(pod, v, pod_dir / "volumes", ctx) for v in pod["spec"].get("volumes") or []
+    }
     for vm in container.get("volumeMounts") or []:
         sub = vm.get("subPath")
         if sub and vm["name"] in volumes:
@@ -302,7 +304,9 @@ class ContainerResult:
     message: str  # the termination message (4096 bytes at most), or podman's error for StartError
 
 
-def run_container(plan: ContainerPlan, pod_dir: Path, log_path: Path, *, timeout: float | None = None) -> ContainerResult:
+def run_container(
+    plan: ContainerPlan, pod_dir: Path, log_path: Path, *, timeout: float | None = None
+) -> ContainerResult:
     """Run the planned container to its end; output to ``log_path``; the kubelet's terminated state back."""
     env_path = pod_dir / f"env-{plan.name}"
     text, inherited = env_file_text(plan.env)
