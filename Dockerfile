@@ -30,9 +30,10 @@
 # Every image runs as the fixed numeric non-root UID 10001, so that the
 # chart's `runAsNonRoot: true` can be checked by the kubelet, and works with a
 # read-only root filesystem (the chart mounts an emptyDir at /tmp).
-# Dependencies are installed before the source is copied, and pip's cache is a
-# build cache mount: a source change re-runs one small layer, and TensorFlow is
-# downloaded once per machine, not once per build. Behind a TLS-intercepting
+# Dependencies are installed before the source is copied, and downloaded wheels
+# are kept in a build cache mount: a source change re-runs one small layer, and
+# TensorFlow is downloaded once per machine, not once per build. (pip's own HTTP
+# cache is not enough: proxies that answer `no-store` leave it empty.) Behind a TLS-intercepting
 # proxy, mount its CA bundle and pass `--build-arg PIP_CERT=PATH` (the harness
 # does: PIP_CERT is an ARG, so the path never lands in an image's environment).
 # tests/ship/test_dockerfile.py checks targets, users, pins and entrypoints;
@@ -67,7 +68,14 @@ RUN printf '%s\n' \
   'project = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]' \
   'reqs = list(project["dependencies"])' \
   'for extra in sys.argv[1:]: reqs += project["optional-dependencies"][extra]' \
-  'print("\n".join(reqs))' > /usr/local/bin/edgeopt-requirements.py
+  'print("\n".join(reqs))' > /usr/local/bin/edgeopt-requirements.py \
+# edgeopt-pip-install REQUIREMENTS [PIP-OPTIONS]: download into the wheel cache
+# mount (files already there are not fetched again), then install from it alone.
+ && printf '%s\n' '#!/bin/sh' 'set -e' 'req=$1; shift' \
+  'pip download --quiet --dest /var/cache/edgeopt/wheels "$@" -r "$req"' \
+  'pip install --no-cache-dir --no-index --find-links /var/cache/edgeopt/wheels "$@" -r "$req"' \
+  > /usr/local/bin/edgeopt-pip-install \
+ && chmod 755 /usr/local/bin/edgeopt-pip-install
 
 # ---------------------------------------------------------------- operator
 FROM python AS operator
@@ -75,13 +83,13 @@ FROM python AS operator
 # Only the operator extra. The last command fails the build if anything pulled
 # TensorFlow in: the operator image must stay small and TF-free.
 ARG PIP_CERT
-RUN --mount=type=cache,id=edgeopt-pip,target=/root/.cache/pip \
+RUN --mount=type=cache,id=edgeopt-wheels,target=/var/cache/edgeopt/wheels \
     python /usr/local/bin/edgeopt-requirements.py operator > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt
+ && edgeopt-pip-install /tmp/requirements.txt
 COPY README.md ./
 COPY edgeopt ./edgeopt
 RUN pip install --no-cache-dir --no-deps ".[operator]" \
- && rm -rf /src /tmp/requirements.txt /usr/local/bin/edgeopt-requirements.py \
+ && rm -rf /src /tmp/*.txt /usr/local/bin/edgeopt-requirements.py /usr/local/bin/edgeopt-pip-install \
  && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('tensorflow') is not None)" \
  && edgeopt --version
 
@@ -100,13 +108,13 @@ ENV TF_CPP_MIN_LOG_LEVEL=1 \
 
 # tensorflow-cpu and the rest of the converter extra, exactly as pinned there.
 ARG PIP_CERT
-RUN --mount=type=cache,id=edgeopt-pip,target=/root/.cache/pip \
+RUN --mount=type=cache,id=edgeopt-wheels,target=/var/cache/edgeopt/wheels \
     python /usr/local/bin/edgeopt-requirements.py converter > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt
+ && edgeopt-pip-install /tmp/requirements.txt
 COPY README.md ./
 COPY edgeopt ./edgeopt
 RUN pip install --no-cache-dir --no-deps ".[converter]" \
- && rm -rf /src /tmp/requirements.txt /usr/local/bin/edgeopt-requirements.py \
+ && rm -rf /src /tmp/*.txt /usr/local/bin/edgeopt-requirements.py /usr/local/bin/edgeopt-pip-install \
  && python -c "import tensorflow as tf; print('TensorFlow', tf.__version__)" \
  && mkdir -p /mnt/edgeopt/pvc \
  && edgeopt --version
@@ -166,11 +174,12 @@ ENV TF_CPP_MIN_LOG_LEVEL=2
 # The pip set of Triton's Python environment: TensorFlow, onnxruntime and numpy
 # exactly as the converter extra pins them (the models it publishes import them).
 ARG PIP_CERT
-RUN --mount=type=cache,id=edgeopt-pip,target=/root/.cache/pip \
+RUN --mount=type=cache,id=edgeopt-wheels,target=/var/cache/edgeopt/wheels \
     python /usr/local/bin/edgeopt-requirements.py converter \
     | grep -E '^(tensorflow-cpu|onnxruntime|numpy)[=<>; ]' > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt \
- && pip install --no-deps "nvidia-pytriton==0.7.0" \
+ && echo "nvidia-pytriton==0.7.0" > /tmp/pytriton.txt \
+ && edgeopt-pip-install /tmp/requirements.txt \
+ && edgeopt-pip-install /tmp/pytriton.txt --no-deps \
  && python -c "import tensorflow, onnxruntime; print('TensorFlow', tensorflow.__version__, 'onnxruntime', onnxruntime.__version__)"
 RUN site=$(python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") \
  && py=$(python -c "import sys; print('%d.%d' % sys.version_info[:2])") \
@@ -183,7 +192,7 @@ RUN site=$(python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"
 COPY README.md ./
 COPY edgeopt ./edgeopt
 RUN pip install --no-cache-dir --no-deps . \
- && rm -rf /src /tmp/requirements.txt /usr/local/bin/edgeopt-requirements.py \
+ && rm -rf /src /tmp/*.txt /usr/local/bin/edgeopt-requirements.py /usr/local/bin/edgeopt-pip-install \
  && edgeopt --version
 
 ENV PATH=/opt/tritonserver/bin:$PATH \
