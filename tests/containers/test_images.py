@@ -47,9 +47,10 @@ def test_operator_image_contains_no_tensorflow(images: dict[str, str]) -> None:
 
 
 def test_converter_cpu_and_triton_cpu_have_tensorflow_and_onnxruntime(images: dict[str, str]) -> None:
+    """With a read-only root and /tmp as the chart gives it (an emptyDir): TensorFlow needs a temp dir."""
     code = "import tensorflow, onnxruntime; print(tensorflow.__version__, onnxruntime.__version__)"
     for target in ("converter-cpu", "triton-cpu"):
-        proc = podman("run", *LOCKED_DOWN, "-e", "TF_CPP_MIN_LOG_LEVEL=3", "--entrypoint", "python",
+        proc = podman("run", *LOCKED_DOWN, "--tmpfs", "/tmp", "-e", "TF_CPP_MIN_LOG_LEVEL=3", "--entrypoint", "python",
                       images[target], "-c", code, check=False)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert proc.stdout.split() == ["2.17.1", "1.32.0"], proc.stdout
@@ -57,12 +58,12 @@ def test_converter_cpu_and_triton_cpu_have_tensorflow_and_onnxruntime(images: di
 
 def test_a_container_writing_to_its_read_only_root_fails(images: dict[str, str]) -> None:
     proc = podman("run", *LOCKED_DOWN, "--entrypoint", "sh", images["converter-cpu"], "-c",
-                  "echo x > /opt/python/hello && echo wrote", check=False)
+                  "echo x > /tmp/hello && echo wrote", check=False)
     assert proc.returncode != 0 and "wrote" not in proc.stdout
     assert "Read-only file system" in proc.stderr
     # the same write works when the root is writable: it is the flag that refuses, not a permission
     rw = podman("run", "--rm", "--network", "host", "--entrypoint", "sh", images["converter-cpu"], "-c",
-                "echo x > /opt/python/hello && echo wrote", check=False)
+                "echo x > /tmp/hello && echo wrote", check=False)
     assert rw.returncode == 0 and "wrote" in rw.stdout, rw.stderr
 
 
