@@ -223,7 +223,15 @@ def build_target(target: str, base: str | None = None) -> Built:
 
 def build_images(targets: list[str] | None = None) -> list[Built]:
     base = build_base()
-    return [build_target(t, base) for t in (targets or list(LOCAL_TARGETS))]
+    built = [build_target(t, base) for t in (targets or list(LOCAL_TARGETS))]
+    prune_superseded()
+    return built
+
+
+def prune_superseded() -> None:
+    """Remove our own images that a rebuild left untagged (never anyone else's: filtered by our label)."""
+    subprocess.run(["podman", "image", "prune", "--force", "--filter", "label=io.edgeopt.version"],
+                   env=podman_env(), capture_output=True, check=False)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -238,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     try:
         base = build_base(force=args.rebuild_base)
-        built = [] if args.base_only else [build_target(t, base) for t in (args.targets or list(LOCAL_TARGETS))]
+        built = [] if args.base_only else build_images(args.targets or None)
     except ContainerToolError as exc:
         print(f"edgeopt dev images: error: {exc}", file=sys.stderr)
         return 2

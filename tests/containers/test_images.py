@@ -8,6 +8,8 @@ kubelet refuses it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edgeopt import __version__
@@ -81,3 +83,21 @@ def test_run_as_non_root_with_a_root_image_is_refused_as_the_kubelet_does(
     )
     container["image"] = images["operator"]  # type: ignore[index]
     assert verify_run_as_non_root(pod, container, image_user(images["operator"])) is None
+
+
+def test_converter_target_refuses_a_base_without_tf_trt(images: dict[str, str], tmp_path: Path) -> None:
+    """The GPU converter cannot be built here (no NGC), but its guard can run: given a base whose
+    TensorFlow is a CPU build, the build stops and says why instead of shipping a converter without TF-TRT."""
+    from edgeopt.dev.images import ROOT
+
+    standin = "localhost/edgeopt/tensorflow-cpu-standin:test"
+    containerfile = tmp_path / "Containerfile"
+    containerfile.write_text(f"FROM {images['converter-cpu']}\nUSER 0\nENTRYPOINT []\n")
+    podman("build", "--tag", standin, "--file", str(containerfile), str(tmp_path))
+    try:
+        proc = podman("build", "--force-rm", "--target", "converter", "--build-arg", f"TENSORFLOW_BASE={standin}",
+                      "--file", str(ROOT / "Dockerfile"), str(ROOT), check=False, timeout=600)
+    finally:
+        podman("rmi", "--force", standin, check=False)
+    assert proc.returncode != 0, "a converter image was built on a TensorFlow without TensorRT"
+    assert "base image must ship TF 2.17 built with TensorRT, got 2.17.1" in proc.stdout + proc.stderr
