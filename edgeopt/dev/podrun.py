@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from edgeopt.dev.podspec import (
 )
 
 MAX_MESSAGE = 4096
+#: An image reference (name[:tag][@digest]); never an option: it lands on podman's command line.
+_IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
 #: Env names podman itself reads; a value for the container must not reach podman through them.
 _UNSAFE_FOR_INHERIT = {"PATH", "HOME", "TMPDIR", "CONTAINERS_CONF", "CONTAINER_HOST", "CONTAINER_CONNECTION"}
 
@@ -185,6 +188,9 @@ def plan_container(
     gid = effective(pod, container, "runAsGroup")
     if uid is None and gid is not None:
         raise CannotEmulate("runAsGroup without runAsUser: the podman runner needs both, or neither")
+    if not _IMAGE_REF.fullmatch(str(container.get("image") or "")):
+        image = container.get("image")
+        raise CannotEmulate(f"container {container['name']}: image {image!r} is not an image reference")
     psc = spec.get("securityContext") or {}
     groups = [int(g) for g in psc.get("supplementalGroups") or []]
     if psc.get("fsGroup") is not None:
@@ -318,8 +324,12 @@ def run_container(
     subprocess.run(["podman", "rm", "--force", "--ignore", plan.name], env=penv, capture_output=True, check=False)
     try:
         with open(log_path, "ab") as log:
-            subprocess.run(["podman", *podman_run_args(plan, env_path, inherited)], env=penv, stdin=subprocess.DEVNULL,
-                           stdout=log, stderr=log, check=False, timeout=timeout)
+            try:
+                subprocess.run(["podman", *podman_run_args(plan, env_path, inherited)], env=penv,
+                               stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=False, timeout=timeout)
+            except subprocess.TimeoutExpired:  # SIGTERM, then SIGKILL after the grace period, as a kubelet
+                subprocess.run(["podman", "stop", "--time", str(plan.stop_timeout), plan.name], env=penv,
+                               capture_output=True, check=False)
         state = subprocess.run(["podman", "inspect", "--format", "{{.State.ExitCode}} {{.State.Error}}", plan.name],
                                env=penv, capture_output=True, text=True, check=False)
     finally:

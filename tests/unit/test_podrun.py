@@ -192,3 +192,9 @@ def test_limits_grace_and_working_dir() -> None:
     assert flag_values(args, "--memory") == [str(256 * 2**20)] and flag_values(args, "--cpus") == ["0.5"]
     assert flag_values(args, "--stop-timeout") == ["5"] and flag_values(args, "--workdir") == ["/tmp"]
     assert flag_values(args, "--name") == ["edgeopt_models_conv-1_main"]
+
+
+@pytest.mark.parametrize("image", ["--privileged", "-v/:/host", "", "img name", "a\nb"])
+def test_an_image_that_is_not_a_reference_never_reaches_the_command_line(image: str) -> None:
+    with pytest.raises(CannotEmulate, match="not an image reference"):
+        plan_of(pod({"image": image}))
