@@ -128,7 +128,10 @@ ENTRYPOINT ["edgeopt", "convert"]
 # ---------------------------------------------------------------- converter
 # TF 2.17 is the last TensorFlow with TF-TRT, and NVIDIA's TensorFlow
 # containers are the maintained way to get it. The RUN below refuses to build
-# if a future tag drops either fact.
+# if a future tag drops either fact, or TensorRT's Python bindings
+# (`import tensorrt`), which build the ONNX path's model.plan.
+# tf2onnx/onnx/onnxruntime go in with --no-deps: onnx 1.17 is pinned because
+# onnx >= 1.18 needs ml_dtypes >= 0.5, which TF 2.17 forbids.
 FROM ${TENSORFLOW_BASE} AS converter
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -148,8 +151,12 @@ COPY edgeopt ./edgeopt
 RUN python -c "import tensorflow as tf, sys; info = tf.sysconfig.get_build_info(); \
 sys.exit(0 if tf.__version__.startswith('2.17') and info.get('is_tensorrt_build') else \
 'base image must ship TF 2.17 built with TensorRT, got ' + tf.__version__ + ' ' + repr(dict(info)))" \
+ && python -c "import tensorrt, sys; print('TensorRT', tensorrt.__version__); \
+sys.exit(0 if int(tensorrt.__version__.split('.')[0]) >= 8 else 'TensorRT Python bindings too old for ONNX plans')" \
  && pip install --no-deps . \
  && pip install "pyyaml>=6.0" "psutil>=5.9" \
+ && pip install --no-deps "tf2onnx==1.17.0" "onnx==1.17.0" "onnxruntime==1.32.0" \
+ && python -c "import tf2onnx, onnx, onnxruntime" \
  && rm -rf /src \
  && edgeopt --version
 
