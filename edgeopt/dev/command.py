@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="dev_command", metavar="{build,up,down,images}")
     sub.required = True
     build = sub.add_parser("build", help="build (or find cached) etcd, kube-apiserver, kube-controller-manager, "
-                                         "kubectl and helm from their Go modules")
+                                         "kubectl, helm and kube-score from their Go modules")
     build.add_argument("names", nargs="*", help="only these binaries")
     up = sub.add_parser("up", help="start etcd, kube-apiserver, kube-controller-manager and the job runner")
     up.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
