@@ -218,25 +218,30 @@ FROM ${TRITON_BASE} AS triton
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_BREAK_SYSTEM_PACKAGES=1 \
     TF_CPP_MIN_LOG_LEVEL=2
 
 ARG PIP_CERT
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY edgeopt ./edgeopt
-RUN python3 -c "import sys, tomllib; \
+COPY pyproject.toml ./
+# The pip set first (its own cached layer, wheels in the build cache mount),
+# then edgeopt itself.
+RUN --mount=type=cache,id=edgeopt-wheels,target=/var/cache/edgeopt/wheels \
+    python3 -c "import sys, tomllib; \
 reqs = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['converter']; \
 print('\n'.join(r.replace('tensorflow-cpu', 'tensorflow', 1) for r in reqs \
 if r.split(';')[0].split('=')[0].split('<')[0].split('>')[0].strip() in ('tensorflow-cpu', 'onnxruntime', 'numpy')))" \
     > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt \
- && pip install --no-deps . \
- && pip install "pyyaml>=6.0" \
+ && echo "pyyaml>=6.0" >> /tmp/requirements.txt \
+ && pip download --quiet --dest /var/cache/edgeopt/wheels -r /tmp/requirements.txt \
+ && pip install --no-cache-dir --no-index --find-links /var/cache/edgeopt/wheels -r /tmp/requirements.txt \
  && python3 -c "import tensorflow, onnxruntime; print('TensorFlow', tensorflow.__version__, 'onnxruntime', onnxruntime.__version__)" \
- && rm -rf /src /tmp/requirements.txt \
+ && rm /tmp/requirements.txt
+COPY README.md ./
+COPY edgeopt ./edgeopt
+RUN pip install --no-cache-dir --no-deps . \
+ && rm -rf /src \
  && edgeopt --version
 
 RUN groupadd --system --gid 10001 edgeopt \
