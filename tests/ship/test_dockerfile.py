@@ -205,7 +205,7 @@ def test_dependencies_install_before_the_source_is_copied(stages: dict[str, Stag
     """So a source change rebuilds one small layer, and TensorFlow stays in the cached one."""
     for target in ("operator", "converter-cpu", "triton-cpu", "triton"):
         keys = [(k, v) for k, v in stages[target].instructions if k in ("RUN", "COPY")]
-        first_dep = next(i for i, (k, v) in enumerate(keys) if k == "RUN" and "-r /tmp/requirements.txt" in v)
+        first_dep = next(i for i, (k, v) in enumerate(keys) if k == "RUN" and "/tmp/requirements.txt" in v)
         copy_src = next(i for i, (k, v) in enumerate(keys) if k == "COPY" and v.startswith("edgeopt "))
         assert first_dep < copy_src, f"{target}: dependencies must be installed before COPY edgeopt"
         assert "--mount=type=cache" in keys[first_dep][1], f"{target}: wheels belong in a build cache mount"
