@@ -101,3 +101,15 @@ def test_converter_target_refuses_a_base_without_tf_trt(images: dict[str, str], 
         podman("rmi", "--force", standin, check=False)
     assert proc.returncode != 0, "a converter image was built on a TensorFlow without TensorRT"
     assert "base image must ship TF 2.17 built with TensorRT, got 2.17.1" in proc.stdout + proc.stderr
+
+
+def test_a_second_build_reuses_every_layer(images: dict[str, str]) -> None:
+    """Cached builds: nothing changed since the fixture built it, so no step runs again (no pip at all)."""
+    from edgeopt.dev.containers import cache_dir
+    from edgeopt.dev.images import build_target
+
+    result = build_target("converter-cpu")
+    log = (cache_dir() / "images" / "build-converter-cpu.log").read_text()
+    assert result.image == images["converter-cpu"]
+    assert "Using cache" in log
+    assert "Collecting" not in log and "Installing collected packages" not in log, "a step re-ran:\n" + log[-3000:]
