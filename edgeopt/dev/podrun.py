@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -287,20 +288,45 @@ def resolve(pod: dict[str, Any], container: dict[str, Any], pod_dir: Path, ctx: 
         raise NotYet("CreateContainerConfigError", refusal)
     env = build_env(pod, container, ctx)
     declared = {e["name"] for e in container.get("env") or []}
-    for name in ("PATH", "HOME"):  # the process runner's host values; an image brings its own
+    for name in ("PATH", "HOME", "PYTHONPATH"):  # the process runner's host values; an image brings its own
         if name not in declared:
             env.pop(name, None)
     volumes = {
         v["name"]: materialize_volume(pod, v, pod_dir / "volumes", ctx) for v in pod["spec"].get("volumes") or []
     }
     for vm in container.get("volumeMounts") or []:
-        sub = vm.get("subPath")
+        sub = vm.get("subPath") or (expand(vm["subPathExpr"], env) if vm.get("subPathExpr") else "")
         if sub and vm["name"] in volumes:
-            (volumes[vm["name"]][0] / sub).mkdir(parents=True, exist_ok=True)  # as the kubelet makes a subPath
+            safe_subpath(volumes[vm["name"]][0], sub)
     termination = pod_dir / f"termination-{container['name']}"
     termination.write_bytes(b"")
     termination.chmod(0o666)
-    return plan_container(pod, container, env, volumes, termination)
+    plan = plan_container(pod, container, env, volumes, termination)
+    # Bind what the paths resolve to now, checked above: a symlink swapped in later is not followed.
+    plan.mounts = [Mount(os.path.realpath(m.source), m.target, m.read_only) for m in plan.mounts]
+    return plan
+
+
+def safe_subpath(volume: Path, sub: str) -> Path:
+    """The kubelet's SafeMakeDir for a ``subPath``: made if missing (with the volume root's mode),
+    and refused when it resolves outside the volume, e.g. through a symlink a Pod left in a claim.
+
+    (podspec.subpath_source on main does the same for the process runner; use one after the merge.)
+    """
+    if os.path.isabs(sub) or ".." in Path(sub).parts or not sub:
+        raise CannotEmulate(f"subPath {sub!r} must be relative without '..'")
+    root = volume.resolve()
+    mode = stat.S_IMODE(os.stat(root).st_mode)
+    current = root
+    for part in Path(sub).parts:
+        current = current / part
+        if not current.exists() and not current.is_symlink():
+            current.mkdir()
+            os.chmod(current, mode)
+        real = current.resolve()
+        if real != root and root not in real.parents:
+            raise NotYet("CreateContainerConfigError", f"subPath {sub!r} resolves outside its volume ({real})")
+    return current.resolve()
 
 
 @dataclass

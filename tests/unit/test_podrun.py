@@ -14,9 +14,10 @@ from edgeopt.dev.podrun import (
     image_uid,
     plan_container,
     podman_run_args,
+    safe_subpath,
     verify_run_as_non_root,
 )
-from edgeopt.dev.podspec import DEFAULT_CAPS, CannotEmulate
+from edgeopt.dev.podspec import DEFAULT_CAPS, CannotEmulate, NotYet
 
 
 def pod(container: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
@@ -198,3 +199,17 @@ def test_limits_grace_and_working_dir() -> None:
 def test_an_image_that_is_not_a_reference_never_reaches_the_command_line(image: str) -> None:
     with pytest.raises(CannotEmulate, match="not an image reference"):
         plan_of(pod({"image": image}))
+
+
+def test_sub_path_is_made_with_the_volume_mode_and_never_follows_a_symlink_out(tmp_path: Path) -> None:
+    claim = tmp_path / "claim"
+    claim.mkdir()
+    claim.chmod(0o2775)
+    made = safe_subpath(claim, "models/add")
+    assert made == (claim / "models" / "add").resolve() and made.is_dir()
+    assert (made.stat().st_mode & 0o7777) == 0o2775
+    (claim / "escape").symlink_to("/etc")
+    with pytest.raises(NotYet, match="resolves outside its volume"):
+        safe_subpath(claim, "escape")
+    (claim / "inside").symlink_to(claim / "models")
+    assert safe_subpath(claim, "inside/add") == made  # a link that stays inside is fine
