@@ -353,9 +353,8 @@ def run_container(
             try:
                 subprocess.run(["podman", *podman_run_args(plan, env_path, inherited)], env=penv,
                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=False, timeout=timeout)
-            except subprocess.TimeoutExpired:  # SIGTERM, then SIGKILL after the grace period, as a kubelet
-                subprocess.run(["podman", "stop", "--time", str(plan.stop_timeout), plan.name], env=penv,
-                               capture_output=True, check=False)
+            except subprocess.TimeoutExpired:
+                stop_container(plan)
         state = subprocess.run(["podman", "inspect", "--format", "{{.State.ExitCode}} {{.State.Error}}", plan.name],
                                env=penv, capture_output=True, text=True, check=False)
     finally:
@@ -379,3 +378,9 @@ def _tail(path: Path, limit: int = MAX_MESSAGE) -> str:
     except OSError:
         return ""
     return data[-limit:].decode(errors="replace")
+
+
+def stop_container(plan: ContainerPlan) -> None:
+    """Stop a running container as a kubelet does on deletion or a deadline: SIGTERM, SIGKILL after the grace."""
+    subprocess.run(["podman", "stop", "--time", str(plan.stop_timeout), plan.name], env=podman_env(),
+                   capture_output=True, check=False)

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from edgeopt.dev.containers import podman
-from edgeopt.dev.podrun import ContainerPlan, ContainerResult, plan_container, run_container
+from edgeopt.dev.podrun import ContainerPlan, ContainerResult, plan_container, run_container, stop_container
 from tests.fixtures.common import wait_for
 
 pytestmark = pytest.mark.containers
@@ -127,7 +126,7 @@ def _serve_and_infer(image: str, dirs: dict[str, Path]) -> None:
         assert y is not None and y.tolist() == [[6.0]]
     finally:
         if plan_box:
-            podman("stop", "--time", "10", plan_box[0].name, check=False)
+            stop_container(plan_box[0])
         thread.join(60)
 
 
