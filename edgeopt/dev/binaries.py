@@ -25,6 +25,8 @@ from pathlib import Path
 KUBERNETES_VERSION = "v1.32.4"
 ETCD_VERSION = "v3.5.17"
 HELM_VERSION = "v3.16.4"
+#: The third-party chart check the ship tests run (tests/ship/test_kube_score.py).
+KUBE_SCORE_VERSION = "v1.19.0"
 
 
 class BuildError(RuntimeError):
@@ -50,6 +52,7 @@ BINARIES: tuple[Binary, ...] = (
     ),
     Binary("kubectl", KUBERNETES_VERSION, "k8s.io/kubernetes", "k8s.io/kubernetes/cmd/kubectl"),
     Binary("helm", HELM_VERSION, "helm.sh/helm/v3", "helm.sh/helm/v3/cmd/helm"),
+    Binary("kube-score", KUBE_SCORE_VERSION, "github.com/zegl/kube-score", "github.com/zegl/kube-score/cmd/kube-score"),
 )
 
 
@@ -158,6 +161,8 @@ def _build_group(binaries: list[Binary]) -> None:
             )
         elif b.name == "helm":
             ldflags = f"-X helm.sh/helm/v3/internal/version.version={b.version}"
+        elif b.name == "kube-score":
+            ldflags = f"-X main.version={b.version.lstrip('v')} -X main.commit={b.version}"
         tmp = out.with_suffix(".tmp")
         _run([go, "build", "-v", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), b.package], work, env, label=b.name)
         os.replace(tmp, out)

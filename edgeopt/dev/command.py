@@ -17,19 +17,28 @@ DEFAULT_DIR = Path(".local/dev")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="dev_command", metavar="{build,up,down}")
+    sub = parser.add_subparsers(dest="dev_command", metavar="{build,up,down,images}")
     sub.required = True
     build = sub.add_parser("build", help="build (or find cached) etcd, kube-apiserver, kube-controller-manager, "
-                                         "kubectl and helm from their Go modules")
+                                         "kubectl, helm and kube-score from their Go modules")
     build.add_argument("names", nargs="*", help="only these binaries")
     up = sub.add_parser("up", help="start etcd, kube-apiserver, kube-controller-manager and the node agent")
     up.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
     up.add_argument("--detach", action="store_true", help="return once ready; stop later with `dev down`")
     down = sub.add_parser("down", help="stop everything `dev up` started in DIR")
     down.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
+    images = sub.add_parser("images", help="install podman & co, build the Debian stand-in base and the "
+                                           "Dockerfile's images with podman (cached)")
+    from edgeopt.dev import images as images_module
+
+    images_module.configure(images)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dev_command == "images":
+        from edgeopt.dev import images
+
+        return images.run(args)
     return int({"build": _build, "up": _up, "down": _down}[args.dev_command](args))
 
 

@@ -1,8 +1,11 @@
-"""The Dockerfile, checked without a Docker engine (none runs on our machines).
+"""The Dockerfile, checked without a Docker engine.
 
 A plain parser reads the stages and checks what a broken image would get
-wrong first: a missing target, a root user, an entrypoint that names a console
-script or subcommand that does not exist, TensorFlow leaking into the operator.
+wrong first: a missing target, a base that is not pinned, a root user, an
+entrypoint that names a console script or subcommand that does not exist,
+TensorFlow leaking into the operator. tests/containers/ builds the images
+with podman and runs them; this file also covers the GPU targets, which
+cannot be built where NGC is out of reach.
 """
 
 from __future__ import annotations
@@ -35,8 +38,14 @@ class Stage:
         return [v for k, v in self.instructions if k == keyword]
 
 
-def parse_dockerfile(text: str) -> dict[str, Stage]:
-    """Stages by name, with line continuations joined and comments dropped."""
+TARGETS = ("operator", "converter", "converter-cpu", "triton", "triton-cpu")
+
+
+def parse_dockerfile(text: str, global_args: dict[str, str] | None = None) -> dict[str, Stage]:
+    """Stages by name, with line continuations joined and comments dropped.
+
+    ``global_args`` (if given) receives the ARGs declared before the first FROM with their defaults.
+    """
     logical: list[str] = []
     buf = ""
     for raw in text.splitlines():
@@ -63,7 +72,37 @@ def parse_dockerfile(text: str) -> dict[str, Stage]:
             stages[current.name] = current
         elif current is not None:
             current.instructions.append((keyword, rest.strip()))
+        elif keyword == "ARG" and global_args is not None:
+            name, _, default = rest.strip().partition("=")
+            global_args[name] = default
     return stages
+
+
+def lineage(stages: dict[str, Stage], target: str) -> list[Stage]:
+    """The stage and the stages it is built FROM, nearest first."""
+    chain = [stages[target]]
+    while chain[-1].base in stages:
+        chain.append(stages[chain[-1].base])
+    return chain
+
+
+def external_base(stages: dict[str, Stage], args: dict[str, str], target: str) -> str:
+    """The image a target finally starts from, with ``${ARG}`` replaced by its default."""
+    base = lineage(stages, target)[-1].base
+    m = re.fullmatch(r"\$\{?(\w+)\}?", base)
+    return args[m.group(1)] if m else base
+
+
+def runs(stages: dict[str, Stage], target: str) -> str:
+    """Every RUN of a target and of the stages it grows from."""
+    return " ".join(" ".join(st.all("RUN")) for st in lineage(stages, target))
+
+
+@pytest.fixture(scope="module")
+def build_args() -> dict[str, str]:
+    found: dict[str, str] = {}
+    parse_dockerfile((ROOT / "Dockerfile").read_text(), found)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -83,25 +122,32 @@ def exec_form(value: str | None) -> list[str]:
     return parsed
 
 
-def test_both_targets_exist(stages: dict[str, Stage]) -> None:
-    assert {"operator", "converter"} <= set(stages)
+def test_every_target_exists(stages: dict[str, Stage]) -> None:
+    assert set(TARGETS) <= set(stages)
 
 
-@pytest.mark.parametrize("target", ["operator", "converter"])
-def test_base_images_are_pinned(stages: dict[str, Stage], target: str) -> None:
-    base = stages[target].base
-    assert "$" not in base, "pin the base image in the FROM line itself"
-    image, _, tag = base.rpartition(":")
-    assert image and tag and tag != "latest" and re.search(r"\d+\.\d+", tag), f"{base} is not pinned to a version"
+def test_base_images_are_build_args_defaulting_to_pins(stages: dict[str, Stage], build_args: dict[str, str]) -> None:
+    """A registry-less machine passes a stand-in base; everyone else gets the pinned tag."""
+    assert set(build_args) >= {"PYTHON_BASE", "TENSORFLOW_BASE", "TRITON_BASE"}
+    for target in TARGETS:
+        base = lineage(stages, target)[-1].base
+        assert re.fullmatch(r"\$\{\w+\}", base), f"{target}: base {base} should be a build ARG"
+        image, _, tag = external_base(stages, build_args, target).rpartition(":")
+        assert image and tag and tag != "latest" and re.search(r"\d+\.\d+", tag), f"{target}: {image}:{tag} unpinned"
+    assert build_args["PYTHON_BASE"] == "python:3.11.11-slim-bookworm"
+    assert build_args["TENSORFLOW_BASE"] == "nvcr.io/nvidia/tensorflow:24.12-tf2-py3"
+    assert re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3", build_args["TRITON_BASE"])
 
 
-def test_operator_base_is_slim_python(stages: dict[str, Stage]) -> None:
-    assert re.fullmatch(r"python:3\.(10|11|12)\.\d+-slim(-\w+)?", stages["operator"].base)
+def test_python_targets_share_the_slim_python_base(stages: dict[str, Stage], build_args: dict[str, str]) -> None:
+    for target in ("operator", "converter-cpu", "triton-cpu"):
+        assert re.fullmatch(r"python:3\.(10|11|12)\.\d+-slim(-\w+)?", external_base(stages, build_args, target))
 
 
-def test_converter_base_is_ngc_tensorflow_with_tftrt(stages: dict[str, Stage]) -> None:
-    m = re.fullmatch(r"nvcr\.io/nvidia/tensorflow:(\d\d)\.(\d\d)-tf2-py3", stages["converter"].base)
-    assert m, stages["converter"].base
+def test_converter_base_is_ngc_tensorflow_with_tftrt(stages: dict[str, Stage], build_args: dict[str, str]) -> None:
+    base = external_base(stages, build_args, "converter")
+    m = re.fullmatch(r"nvcr\.io/nvidia/tensorflow:(\d\d)\.(\d\d)-tf2-py3", base)
+    assert m, base
     # TF 2.17 (the last with TF-TRT) is what NGC shipped from 24.xx to 25.02.
     assert (24, 1) <= (int(m.group(1)), int(m.group(2))) <= (25, 2)
     run = " ".join(stages["converter"].all("RUN"))
@@ -118,18 +164,18 @@ def test_converter_has_tensorrt_python_bindings_and_the_onnx_stack(stages: dict[
         assert pin in pyproject, f"pyproject's converter extra must pin {pin}"
 
 
-@pytest.mark.parametrize("target", ["operator", "converter"])
+@pytest.mark.parametrize("target", TARGETS)
 def test_runs_as_numeric_non_root_user(stages: dict[str, Stage], target: str) -> None:
     user = stages[target].last("USER")
     assert user, f"{target}: no USER, the image would run as root"
     uid = user.split(":")[0]
     # numeric, so the kubelet can enforce the chart's runAsNonRoot
-    assert uid.isdigit() and int(uid) != 0, f"{target}: USER {user} must be a numeric non-root uid"
-    run = " ".join(stages[target].all("RUN"))
-    assert f"--uid {uid}" in run, f"{target}: uid {uid} is never created"
+    assert uid.isdigit() and int(uid) >= 10000, f"{target}: USER {user} must be a numeric uid >= 10000"
+    assert f"--uid {uid}" in runs(stages, target), f"{target}: uid {uid} is never created"
 
 
-@pytest.mark.parametrize(("target", "subcommand"), [("operator", "operator"), ("converter", "convert")])
+@pytest.mark.parametrize(("target", "subcommand"),
+                         [("operator", "operator"), ("converter", "convert"), ("converter-cpu", "convert")])
 def test_entrypoint_is_a_console_script_subcommand(
     stages: dict[str, Stage], scripts: dict[str, str], target: str, subcommand: str
 ) -> None:
@@ -159,7 +205,52 @@ def test_operator_installs_only_the_operator_extra(stages: dict[str, Stage]) -> 
     assert installs, "operator stage installs nothing"
     targets = [w for cmd in installs for w in cmd if w.startswith(".")]
     assert targets == [".[operator]"], targets
-    assert not any("tensorflow" in w for cmd in installs for w in cmd)
+    assert all("--no-deps" in cmd for cmd in installs), "dependencies come from the requirements layer"
+    run = " ".join(stages["operator"].all("RUN"))
+    assert "edgeopt-requirements.py operator >" in run, "the operator's dependencies must be its extra's pins"
+    assert "tensorflow" not in run.replace("find_spec('tensorflow')", "")
+
+
+def test_dependencies_install_before_the_source_is_copied(stages: dict[str, Stage]) -> None:
+    """So a source change rebuilds one small layer, and TensorFlow stays in the cached one."""
+    for target in ("operator", "converter-cpu", "triton-cpu", "triton"):
+        keys = [(k, v) for k, v in stages[target].instructions if k in ("RUN", "COPY")]
+        first_dep = next(i for i, (k, v) in enumerate(keys) if k == "RUN" and "/tmp/requirements.txt" in v)
+        copy_src = next(i for i, (k, v) in enumerate(keys) if k == "COPY" and v.startswith("edgeopt "))
+        assert first_dep < copy_src, f"{target}: dependencies must be installed before COPY edgeopt"
+        assert "--mount=type=cache" in keys[first_dep][1], f"{target}: wheels belong in a build cache mount"
+        assert "--no-index" in keys[first_dep][1] or "edgeopt-pip-install" in keys[first_dep][1]
+
+
+def test_converter_cpu_takes_tensorflow_from_the_converter_extra(stages: dict[str, Stage]) -> None:
+    run = " ".join(stages["converter-cpu"].all("RUN"))
+    assert "edgeopt-requirements.py converter >" in run
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["converter"]
+    assert any(r.startswith("tensorflow-cpu==") for r in extra)
+
+
+def test_triton_images_get_tensorflow_and_onnxruntime_as_the_converter_pins_them(stages: dict[str, Stage]) -> None:
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["converter"]
+    names = {re.split(r"[=<>;! ]", r, maxsplit=1)[0] for r in extra}
+    assert {"tensorflow-cpu", "onnxruntime", "numpy"} <= names, "the pip set is read from the converter extra"
+    gpu, cpu = " ".join(stages["triton"].all("RUN")), " ".join(stages["triton-cpu"].all("RUN"))
+    for run in (gpu, cpu):
+        assert "tensorflow-cpu" in run and "onnxruntime" in run and "numpy" in run
+        assert "import tensorflow, onnxruntime" in run, "the build must check both import"
+    assert "replace('tensorflow-cpu', 'tensorflow', 1)" in gpu, "NGC Triton gets the GPU build at the same version"
+    assert "'optional-dependencies']['converter']" in gpu
+
+
+def test_triton_cpu_uses_the_pytriton_server_the_harness_uses(stages: dict[str, Stage]) -> None:
+    pin = re.search(r"^PYTRITON := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert pin, "Makefile pins nvidia-pytriton"
+    run = " ".join(stages["triton-cpu"].all("RUN"))
+    assert pin.group(1) in run
+    assert "python_backend_stubs/$py/triton_python_backend_stub" in run and "/opt/tritonserver/backends" in run
+    env = " ".join(stages["triton-cpu"].all("ENV"))
+    assert "LD_LIBRARY_PATH=/opt/tritonserver/lib" in env
+    for target in ("triton", "triton-cpu"):
+        assert exec_form(stages[target].last("ENTRYPOINT")) == ["tritonserver"]
 
 
 def test_converter_keeps_the_base_tensorflow(stages: dict[str, Stage]) -> None:

@@ -45,7 +45,7 @@ def test_version_facts_are_stated() -> None:
     assert "TensorFlow ≤ 2.17" in README
     assert "25.02" in README and "backend: python" in README
     dockerfile = (ROOT / "Dockerfile").read_text()
-    base = re.search(r"^FROM (nvcr\.io/nvidia/tensorflow:\S+) AS converter", dockerfile, re.M)
+    base = re.search(r"^ARG TENSORFLOW_BASE=(nvcr\.io/nvidia/tensorflow:\S+)$", dockerfile, re.M)
     assert base and base.group(1) in README, "README must name the converter base image the Dockerfile pins"
 
 

@@ -110,7 +110,9 @@ def test_the_closed_set_covers_every_reason_the_converter_can_report() -> None:
     """A new error class with a new reason must be added to job_output.REASONS, or its Jobs would read as invalid."""
     found = every_error_reason()
     assert {"InvalidInput", "PublishFailed", "OwnedByAnotherModel", "NotAllowed"} <= found, found
-    operator_only = {"KubernetesAPIError", "NotAllowed", "DemoFailed", "SmokeInputTooLarge", "TritonUnavailable", "LoadFailed"}
+    operator_only = {
+        "KubernetesAPIError", "NotAllowed", "DemoFailed", "SmokeInputTooLarge", "TritonUnavailable", "LoadFailed",
+    }
     missing = found - job_output.REASONS - operator_only
     assert not missing, f"add to edgeopt/operator/job_output.py FAILURE_REASONS: {sorted(missing)}"
 

@@ -1,0 +1,386 @@
+"""Run a bound Pod's container as an OCI container with podman: the node agent's runtime.
+
+Three layers, so the part that decides is tested without podman:
+
+* :func:`verify_run_as_non_root` and :func:`image_uid` - what the kubelet
+  decides about ``runAsNonRoot`` against the image's USER (pure);
+* :func:`plan_container` - a Pod dict, its resolved env and volume folders in,
+  a :class:`ContainerPlan` out; :func:`podman_run_args` turns that into the
+  ``podman run`` command line (pure);
+* :func:`resolve` and :func:`run_container` - the API look-ups (env from
+  ConfigMaps/Secrets, volume files, the projected token; podspec.py does
+  those today for the process runner) and the run itself, with the exit code
+  and the termination message read back as a kubelet reads them.
+
+Env values go through a 0600 env file, never the command line: a Secret's
+value must not show up in ``ps``.  Every container gets host networking (the
+dev cluster's Pods live on loopback), the image's own filesystem, and the
+securityContext enforced by the runtime: user and groups, ``--read-only``,
+capabilities (containerd's default set, then drop/add), no_new_privs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeopt.dev.containers import image_user, podman_env
+from edgeopt.dev.podspec import (
+    DEFAULT_CAPS,
+    DEFAULT_TERMINATION_PATH,
+    CannotEmulate,
+    NotYet,
+    RuntimeContext,
+    build_env,
+    expand,
+    materialize_volume,
+)
+
+MAX_MESSAGE = 4096
+#: An image reference (name[:tag][@digest]); never an option: it lands on podman's command line.
+_IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
+#: Env names podman itself reads; a value for the container must not reach podman through them.
+_UNSAFE_FOR_INHERIT = {"PATH", "HOME", "TMPDIR", "CONTAINERS_CONF", "CONTAINER_HOST", "CONTAINER_CONNECTION"}
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str
+    target: str
+    read_only: bool
+
+
+@dataclass
+class ContainerPlan:
+    """Everything ``podman run`` needs for one container of a Pod."""
+
+    name: str
+    image: str
+    command: list[str] | None  # Kubernetes `command`: replaces the image's ENTRYPOINT (and its CMD)
+    args: list[str] | None  # Kubernetes `args`: replaces the image's CMD
+    env: dict[str, str]
+    mounts: list[Mount]
+    hostname: str
+    user: str | None = None  # "uid[:gid]"; None = the image's USER
+    groups: list[int] = field(default_factory=list)
+    read_only_root: bool = False
+    cap_add: list[str] = field(default_factory=list)  # after --cap-drop=all
+    privileged: bool = False
+    no_new_privileges: bool = False
+    seccomp_unconfined: bool = False
+    working_dir: str = ""
+    stop_timeout: int = 30
+    memory_limit_bytes: int | None = None
+    cpu_limit: float | None = None
+    termination_path: str = DEFAULT_TERMINATION_PATH
+    termination_file: str = ""  # the host file bound at termination_path
+    fallback_to_logs: bool = False
+
+
+def pod_format(pod: dict[str, Any]) -> str:
+    """The kubelet's ``format.Pod``: name_namespace(uid)."""
+    meta = pod["metadata"]
+    return f"{meta.get('name', '')}_{meta.get('namespace', '')}({meta.get('uid', '')})"
+
+
+def effective(pod: dict[str, Any], container: dict[str, Any], key: str) -> Any:
+    """A securityContext field as the kubelet sees it: the container's, else the Pod's."""
+    csc = container.get("securityContext") or {}
+    psc = pod["spec"].get("securityContext") or {}
+    return csc.get(key, psc.get(key))
+
+
+def image_uid(user: str) -> tuple[int | None, str]:
+    """The CRI's reading of an image's USER: (uid, "") when numeric, (None, name) by name, (0, "") when empty."""
+    name = user.split(":", 1)[0].strip()
+    if not name:
+        return 0, ""
+    if name.isdigit():
+        return int(name), ""
+    return None, name
+
+
+def verify_run_as_non_root(pod: dict[str, Any], container: dict[str, Any], image_user_value: str) -> str | None:
+    """Why the kubelet refuses to start this container under runAsNonRoot, or None when it may run.
+
+    The kubelet's verifyRunAsNonRoot: an explicit runAsUser decides alone (0
+    is refused); otherwise the image's USER must be numeric and non-zero (an
+    empty USER is root; a user name cannot be verified and is refused).
+    """
+    if not effective(pod, container, "runAsNonRoot"):
+        return None
+    where = f'(pod: "{pod_format(pod)}", container: {container["name"]})'
+    run_as_user = effective(pod, container, "runAsUser")
+    if run_as_user is not None:
+        return f"container's runAsUser breaks non-root policy {where}" if int(run_as_user) == 0 else None
+    uid, name = image_uid(image_user_value)
+    if uid == 0:
+        return f"container has runAsNonRoot and image will run as root {where}"
+    if uid is None:
+        return f"container has runAsNonRoot and image has non-numeric user ({name}), cannot verify user is non-root {where}"  # noqa: E501
+    return None
+
+
+def _capabilities(container: dict[str, Any]) -> tuple[list[str], bool]:
+    """(capabilities to add after dropping all, privileged): containerd's default set, minus drop, plus add."""
+    csc = container.get("securityContext") or {}
+    if csc.get("privileged"):
+        return [], True
+    caps = csc.get("capabilities") or {}
+    drop = {c.lower().removeprefix("cap_") for c in caps.get("drop") or []}
+    add = {c.lower().removeprefix("cap_") for c in caps.get("add") or []}
+    keep = (set() if "all" in drop else set(DEFAULT_CAPS) - drop) | add
+    return sorted(keep), False
+
+
+def _seccomp_unconfined(pod: dict[str, Any], container: dict[str, Any]) -> bool:
+    profile = (effective(pod, container, "seccompProfile") or {}).get("type", "RuntimeDefault")
+    if profile not in ("RuntimeDefault", "Unconfined"):
+        raise CannotEmulate(f"seccompProfile {profile} is not supported by the podman runner")
+    return bool(profile == "Unconfined")
+
+
+def _limits(container: dict[str, Any]) -> tuple[int | None, float | None]:
+    from edgeopt.dev.podspec import quantity
+
+    limits = (container.get("resources") or {}).get("limits") or {}
+    memory = int(quantity(limits["memory"])) if "memory" in limits else None
+    cpu = quantity(limits["cpu"]) if "cpu" in limits else None
+    return memory, cpu
+
+
+def _mounts(container: dict[str, Any], volumes: dict[str, tuple[Path, bool]], env: dict[str, str]) -> list[Mount]:
+    mounts = []
+    for vm in container.get("volumeMounts") or []:
+        if vm["name"] not in volumes:
+            raise CannotEmulate(f"volumeMount {vm['name']} names no volume of the Pod")
+        source, read_only = volumes[vm["name"]]
+        sub = vm.get("subPath") or (expand(vm["subPathExpr"], env) if vm.get("subPathExpr") else "")
+        if sub:
+            parts = Path(sub).parts
+            if os.path.isabs(sub) or ".." in parts:
+                raise CannotEmulate(f"volumeMount {vm['name']}: subPath {sub!r} must be relative without '..'")
+            source = source / sub
+        for path in (str(source), vm["mountPath"]):
+            if "," in path or not path.startswith("/"):
+                raise CannotEmulate(f"mount path {path!r}: must be absolute and without ','")
+        mounts.append(Mount(str(source), vm["mountPath"], bool(vm.get("readOnly") or read_only)))
+    return mounts
+
+
+def plan_container(
+    pod: dict[str, Any],
+    container: dict[str, Any],
+    env: dict[str, str],
+    volumes: dict[str, tuple[Path, bool]],
+    termination_file: Path,
+) -> ContainerPlan:
+    """A Pod container, with its env and volume folders already resolved, as a ContainerPlan (pure)."""
+    spec = pod["spec"]
+    meta = pod["metadata"]
+    uid = effective(pod, container, "runAsUser")
+    gid = effective(pod, container, "runAsGroup")
+    if uid is None and gid is not None:
+        raise CannotEmulate("runAsGroup without runAsUser: the podman runner needs both, or neither")
+    if not _IMAGE_REF.fullmatch(str(container.get("image") or "")):
+        image = container.get("image")
+        raise CannotEmulate(f"container {container['name']}: image {image!r} is not an image reference")
+    psc = spec.get("securityContext") or {}
+    groups = [int(g) for g in psc.get("supplementalGroups") or []]
+    if psc.get("fsGroup") is not None:
+        groups.append(int(psc["fsGroup"]))
+    caps, privileged = _capabilities(container)
+    memory, cpu = _limits(container)
+    mounts = _mounts(container, volumes, env)
+    termination = container.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH
+    mounts.append(Mount(str(termination_file), termination, False))
+    return ContainerPlan(
+        name=f"edgeopt_{meta['namespace']}_{meta['name']}_{container['name']}",
+        image=container["image"],
+        command=[expand(a, env) for a in container["command"]] if container.get("command") else None,
+        args=[expand(a, env) for a in container["args"]] if container.get("args") else None,
+        env=env,
+        mounts=mounts,
+        hostname=meta["name"][:63],
+        user=None if uid is None else (f"{int(uid)}:{int(gid)}" if gid is not None else str(int(uid))),
+        groups=groups,
+        read_only_root=bool((container.get("securityContext") or {}).get("readOnlyRootFilesystem")),
+        cap_add=caps,
+        privileged=privileged,
+        no_new_privileges=(container.get("securityContext") or {}).get("allowPrivilegeEscalation") is False,
+        seccomp_unconfined=_seccomp_unconfined(pod, container),
+        working_dir=container.get("workingDir") or "",
+        stop_timeout=int(spec.get("terminationGracePeriodSeconds", 30)),
+        memory_limit_bytes=memory,
+        cpu_limit=cpu,
+        termination_path=termination,
+        termination_file=str(termination_file),
+        fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError",
+    )
+
+
+def env_file_text(env: dict[str, str]) -> tuple[str, list[str]]:
+    """(env-file text, names passed by inheritance instead): podman's env file cannot hold a newline."""
+    lines, inherited = [], []
+    for name, value in env.items():
+        if "=" in name or not name:
+            raise CannotEmulate(f"env name {name!r} is not valid")
+        if "\n" in value or "\r" in value:
+            if name in _UNSAFE_FOR_INHERIT:
+                raise CannotEmulate(f"env {name}: a multi-line value is not supported for this name")
+            inherited.append(name)
+        else:
+            lines.append(f"{name}={value}")
+    return "".join(line + "\n" for line in lines), inherited
+
+
+def podman_run_args(plan: ContainerPlan, env_file: Path, inherited: Sequence[str] = ()) -> list[str]:
+    """The ``podman run`` arguments for a plan (pure; the env values live in ``env_file``)."""
+    args = [
+        "run", "--name", plan.name, "--pull", "never", "--network", "host", "--hostname", plan.hostname,
+        "--http-proxy=false", "--env-file", str(env_file), *[a for n in inherited for a in ("--env", n)],
+        "--stop-timeout", str(plan.stop_timeout),
+    ]
+    if plan.user is not None:
+        args += ["--user", plan.user]
+    for gid in plan.groups:
+        args += ["--group-add", str(gid)]
+    if plan.read_only_root:
+        args += ["--read-only", "--read-only-tmpfs=false"]  # like the kubelet: no tmpfs appears on its own
+    if plan.privileged:
+        args.append("--privileged")
+    else:
+        args += ["--cap-drop", "all", *[a for c in plan.cap_add for a in ("--cap-add", c)]]
+    if plan.no_new_privileges:
+        args += ["--security-opt", "no-new-privileges"]
+    if plan.seccomp_unconfined:
+        args += ["--security-opt", "seccomp=unconfined"]
+    if plan.memory_limit_bytes is not None:
+        args += ["--memory", str(plan.memory_limit_bytes)]
+    if plan.cpu_limit is not None:
+        args += ["--cpus", f"{plan.cpu_limit:g}"]
+    if plan.working_dir:
+        args += ["--workdir", plan.working_dir]
+    for m in plan.mounts:
+        args += ["--mount", f"type=bind,source={m.source},destination={m.target}" + (",ro=true" if m.read_only else "")]
+    if plan.command is not None:
+        args += ["--entrypoint", json.dumps(plan.command)]
+    args.append(plan.image)
+    args += plan.args or []
+    return args
+
+
+def resolve(pod: dict[str, Any], container: dict[str, Any], pod_dir: Path, ctx: RuntimeContext) -> ContainerPlan:
+    """Resolve env and volumes through the API (as the process runner does) and plan the container.
+
+    Raises NotYet (what keeps a kubelet's container Waiting: a missing
+    ConfigMap, runAsNonRoot against a root image) or CannotEmulate.
+    """
+    refusal = verify_run_as_non_root(pod, container, image_user(container["image"]))
+    if refusal:
+        raise NotYet("CreateContainerConfigError", refusal)
+    env = build_env(pod, container, ctx)
+    declared = {e["name"] for e in container.get("env") or []}
+    for name in ("PATH", "HOME", "PYTHONPATH"):  # the process runner's host values; an image brings its own
+        if name not in declared:
+            env.pop(name, None)
+    volumes = {
+        v["name"]: materialize_volume(pod, v, pod_dir / "volumes", ctx) for v in pod["spec"].get("volumes") or []
+    }
+    for vm in container.get("volumeMounts") or []:
+        sub = vm.get("subPath") or (expand(vm["subPathExpr"], env) if vm.get("subPathExpr") else "")
+        if sub and vm["name"] in volumes:
+            safe_subpath(volumes[vm["name"]][0], sub)
+    termination = pod_dir / f"termination-{container['name']}"
+    termination.write_bytes(b"")
+    termination.chmod(0o666)
+    plan = plan_container(pod, container, env, volumes, termination)
+    # Bind what the paths resolve to now, checked above: a symlink swapped in later is not followed.
+    plan.mounts = [Mount(os.path.realpath(m.source), m.target, m.read_only) for m in plan.mounts]
+    return plan
+
+
+def safe_subpath(volume: Path, sub: str) -> Path:
+    """The kubelet's SafeMakeDir for a ``subPath``: made if missing (with the volume root's mode),
+    and refused when it resolves outside the volume, e.g. through a symlink a Pod left in a claim.
+
+    (podspec.subpath_source on main does the same for the process runner; use one after the merge.)
+    """
+    if os.path.isabs(sub) or ".." in Path(sub).parts or not sub:
+        raise CannotEmulate(f"subPath {sub!r} must be relative without '..'")
+    root = volume.resolve()
+    mode = stat.S_IMODE(os.stat(root).st_mode)
+    current = root
+    for part in Path(sub).parts:
+        current = current / part
+        if not current.exists() and not current.is_symlink():
+            current.mkdir()
+            os.chmod(current, mode)
+        real = current.resolve()
+        if real != root and root not in real.parents:
+            raise NotYet("CreateContainerConfigError", f"subPath {sub!r} resolves outside its volume ({real})")
+    return current.resolve()
+
+
+@dataclass
+class ContainerResult:
+    exit_code: int
+    reason: str  # Completed | Error | StartError, as containerStatuses[].state.terminated.reason
+    message: str  # the termination message (4096 bytes at most), or podman's error for StartError
+
+
+def run_container(
+    plan: ContainerPlan, pod_dir: Path, log_path: Path, *, timeout: float | None = None
+) -> ContainerResult:
+    """Run the planned container to its end; output to ``log_path``; the kubelet's terminated state back."""
+    env_path = pod_dir / f"env-{plan.name}"
+    text, inherited = env_file_text(plan.env)
+    fd = os.open(env_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    penv = podman_env()
+    penv.update({n: plan.env[n] for n in inherited})
+    subprocess.run(["podman", "rm", "--force", "--ignore", plan.name], env=penv, capture_output=True, check=False)
+    try:
+        with open(log_path, "ab") as log:
+            try:
+                subprocess.run(["podman", *podman_run_args(plan, env_path, inherited)], env=penv,
+                               stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=False, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                stop_container(plan)
+        state = subprocess.run(["podman", "inspect", "--format", "{{.State.ExitCode}} {{.State.Error}}", plan.name],
+                               env=penv, capture_output=True, text=True, check=False)
+    finally:
+        env_path.unlink(missing_ok=True)
+    if state.returncode != 0:
+        return ContainerResult(128, "StartError", _tail(log_path))
+    code_text, _, error = state.stdout.strip().partition(" ")
+    subprocess.run(["podman", "rm", "--force", "--ignore", plan.name], env=penv, capture_output=True, check=False)
+    if error.strip():
+        return ContainerResult(128, "StartError", error.strip()[:MAX_MESSAGE])
+    code = int(code_text)
+    message = Path(plan.termination_file).read_bytes()[:MAX_MESSAGE].decode(errors="replace")
+    if not message and code != 0 and plan.fallback_to_logs:
+        message = _tail(log_path)
+    return ContainerResult(code, "Completed" if code == 0 else "Error", message)
+
+
+def _tail(path: Path, limit: int = MAX_MESSAGE) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    return data[-limit:].decode(errors="replace")
+
+
+def stop_container(plan: ContainerPlan) -> None:
+    """Stop a running container as a kubelet does on deletion or a deadline: SIGTERM, SIGKILL after the grace."""
+    subprocess.run(["podman", "stop", "--time", str(plan.stop_timeout), plan.name], env=podman_env(),
+                   capture_output=True, check=False)
