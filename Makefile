@@ -17,11 +17,12 @@ PYTRITON := nvidia-pytriton==0.7.0
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml harness/pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.10-3.12 is needed (python3.11 preferred)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[converter,operator,test]'
+	$(BIN)/pip install --quiet --no-deps -e ./harness
 	$(BIN)/pip install --quiet --no-deps $(PYTRITON)
 	touch $(STAMP)
 
@@ -35,7 +36,7 @@ images: setup
 	$(BIN)/edgeopt dev images
 
 lint: setup
-	$(BIN)/ruff check edgeopt tests bench
+	$(BIN)/ruff check edgeopt harness tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

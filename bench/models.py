@@ -1,4 +1,4 @@
-"""The benchmark models, built here (edgeopt.samples, no downloads) and converted by the real CLI.
+"""The benchmark models, built here (edgeopt_dev.samples, no downloads) and converted by the real CLI.
 
 Conversions run ``edgeopt convert -f`` in a subprocess, exactly as the Job
 does, so the per-stage peak RSS in its report is the converter's own and not

@@ -80,7 +80,7 @@ def _ort_run(path: Path, feeds: dict[str, np.ndarray]) -> Any:
 def _prepare(ctx: Context, arch: str, size: int) -> dict[str, Any]:
     """Original, optimized TF, ORT FP32 and the INT8 layouts of one architecture."""
     from edgeopt.converter import onnx_quantize
-    from edgeopt.samples import write_keras_model
+    from edgeopt_dev.samples import write_keras_model
 
     label = f"{arch}@{size}"
     info = write_keras_model(ctx.dir("src", label), "savedmodel", architecture=arch, input_size=size)

@@ -67,7 +67,7 @@ class Bench:
     def __init__(self, ctx: Context) -> None:
         from kubernetes import client, config
 
-        from edgeopt.dev import controlplane
+        from edgeopt_dev import controlplane
 
         self.ctx = ctx
         self.root = ctx.dir("cluster")
@@ -85,7 +85,7 @@ class Bench:
         self.metrics_url = ""
 
     def _down(self) -> None:
-        from edgeopt.dev import controlplane
+        from edgeopt_dev import controlplane
 
         controlplane.down(self.root)
 
@@ -96,7 +96,7 @@ class Bench:
     # ------------------------------------------------------------------ setup
 
     def install_crd(self) -> None:
-        from edgeopt.dev.binaries import ensure_binaries
+        from edgeopt_dev.binaries import ensure_binaries
 
         kubectl = str(ensure_binaries(["kubectl"])["kubectl"])
         env = {**os.environ, "KUBECONFIG": str(self.cp.kubeconfig)}
@@ -111,7 +111,7 @@ class Bench:
         """Stop the node agent ``up`` started, remembering its exact command line to start it again later."""
         import psutil
 
-        from edgeopt.dev import processes
+        from edgeopt_dev import processes
 
         pidfile = self.root / "run" / "nodeagent.pid"
         entry = processes.read_pidfile(pidfile)
@@ -122,7 +122,7 @@ class Bench:
         (self.root / "run" / "nodeagent.ready").unlink(missing_ok=True)
 
     def start_job_runner(self) -> None:
-        from edgeopt.dev import processes
+        from edgeopt_dev import processes
 
         processes.spawn(
             self.job_runner_cmd, log=self.root / "logs" / "nodeagent.log", pidfile=self.root / "run" / "nodeagent.pid",
@@ -131,8 +131,8 @@ class Bench:
         cluster.poll("the node agent", lambda: (self.root / "run" / "nodeagent.ready").exists(), 60)
 
     def start_operator(self) -> None:
-        from edgeopt.demo import free_port
-        from edgeopt.dev import processes
+        from edgeopt_dev import processes
+        from edgeopt_dev.demo import free_port
 
         liveness, metrics = free_port(), free_port()
         env = {
@@ -155,7 +155,7 @@ class Bench:
         def live() -> bool:
             if self.operator.poll() is not None:
                 raise cluster.Abort(f"the operator exited with {self.operator.returncode}; see {self.root}/logs")
-            from edgeopt.demo import http_ok
+            from edgeopt_dev.demo import http_ok
 
             return http_ok(f"http://127.0.0.1:{liveness}/healthz")
 
@@ -339,7 +339,7 @@ def ready_rows(ctx: Context, bench: Bench, result: AreaResult) -> None:
     """apply → Ready of examples/add-checkpoint-cpu.yaml vs the same conversion + load done directly."""
     from bench.models import cli
     from edgeopt.triton.client import TritonClient
-    from edgeopt.triton.server import TritonServer
+    from edgeopt_dev.triton_server import TritonServer
 
     bench.start_job_runner()
     ns = bench.namespace("toy")

@@ -169,7 +169,7 @@ def serving_cases(quick: bool) -> list[tuple[models.ModelCase, int, int]]:
 
 def run(ctx: Context) -> AreaResult:
     from edgeopt.triton.client import TritonClient
-    from edgeopt.triton.server import TritonServer
+    from edgeopt_dev.triton_server import TritonServer
 
     result = AreaResult(AREA)
     repo = ctx.dir("serving-repo")

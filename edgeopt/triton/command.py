@@ -72,7 +72,16 @@ def control(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from edgeopt.triton.server import TritonServer
+    try:  # the launcher for the pytriton wheel's server is the dev harness's, not the product's
+        from edgeopt_dev.triton_server import TritonServer
+    except ModuleNotFoundError as exc:
+        if exc.name != "edgeopt_dev":
+            raise
+        raise SystemExit(
+            "edgeopt triton serve: error: the local Triton launcher belongs to the development harness "
+            "(edgeopt_dev), which is not installed here; run it from a source checkout after `make setup`, or "
+            "run your own tritonserver (`edgeopt triton load` works against any Triton)"
+        ) from None
 
     repo = args.repository.resolve()
     repo.mkdir(parents=True, exist_ok=True)

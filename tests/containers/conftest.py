@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from edgeopt.dev.containers import ContainerToolError, ensure_tools, probe
+from edgeopt_dev.containers import ContainerToolError, ensure_tools, probe
 
 
 @pytest.fixture(scope="session")
 def podman_base() -> str:
     """The Debian stand-in base, once podman is known to run containers here."""
-    from edgeopt.dev.images import build_base
+    from edgeopt_dev.images import build_base
 
     try:
         ensure_tools()
@@ -31,7 +31,7 @@ def podman_base() -> str:
 @pytest.fixture(scope="session")
 def images(podman_base: str) -> dict[str, str]:
     """target -> local image name, for every target built here (cached: seconds when nothing changed)."""
-    from edgeopt.dev.images import LOCAL_TARGETS, build_target
+    from edgeopt_dev.images import LOCAL_TARGETS, build_target
 
     built = {}
     for target in LOCAL_TARGETS:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from edgeopt import __version__
-from edgeopt.dev.containers import image_user, podman
-from edgeopt.dev.podrun import verify_run_as_non_root
+from edgeopt_dev.containers import image_user, podman
+from edgeopt_dev.podrun import verify_run_as_non_root
 
 pytestmark = pytest.mark.containers
 
@@ -88,7 +88,7 @@ def test_run_as_non_root_with_a_root_image_is_refused_as_the_kubelet_does(
 def test_converter_target_refuses_a_base_without_tf_trt(images: dict[str, str], tmp_path: Path) -> None:
     """The GPU converter cannot be built here (no NGC), but its guard can run: given a base whose
     TensorFlow is a CPU build, the build stops and says why instead of shipping a converter without TF-TRT."""
-    from edgeopt.dev.images import ROOT
+    from edgeopt_dev.images import ROOT
 
     standin = "localhost/edgeopt/tensorflow-cpu-standin:test"
     containerfile = tmp_path / "Containerfile"
@@ -105,8 +105,8 @@ def test_converter_target_refuses_a_base_without_tf_trt(images: dict[str, str], 
 
 def test_a_second_build_reuses_every_layer(images: dict[str, str]) -> None:
     """Cached builds: nothing changed since the fixture built it, so no step runs again (no pip at all)."""
-    from edgeopt.dev.containers import cache_dir
-    from edgeopt.dev.images import build_target
+    from edgeopt_dev.containers import cache_dir
+    from edgeopt_dev.images import build_target
 
     result = build_target("converter-cpu")
     log = (cache_dir() / "images" / "build-converter-cpu.log").read_text()

@@ -1,4 +1,4 @@
-"""Pods run as OCI containers by the podman runner (edgeopt/dev/podrun.py), end to end.
+"""Pods run as OCI containers by the podman runner (harness/edgeopt_dev/podrun.py), end to end.
 
 A Pod dict goes in, as the node agent will hand it over once bound; the
 claim folders stand in for PVCs (what the dev cluster binds), /tmp is an
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from edgeopt.dev.podrun import ContainerPlan, ContainerResult, plan_container, run_container, stop_container
+from edgeopt_dev.podrun import ContainerPlan, ContainerResult, plan_container, run_container, stop_container
 from tests.fixtures.common import wait_for
 
 pytestmark = pytest.mark.containers
@@ -104,7 +104,7 @@ def _serve_and_infer(image: str, dirs: dict[str, Path]) -> None:
     import numpy as np
     import tritonclient.http as httpclient
 
-    from edgeopt.triton.server import free_port
+    from edgeopt_dev.triton_server import free_port
 
     http, grpc, metrics = free_port(), free_port(), free_port()
     p = pod("triton", image, args=["--model-repository=/models", "--model-control-mode=explicit", "--load-model=add",

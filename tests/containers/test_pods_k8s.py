@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from edgeopt.dev.podrun import podman_run_args, resolve, run_container
-from edgeopt.dev.podspec import NotYet, RuntimeContext
+from edgeopt_dev.podrun import podman_run_args, resolve, run_container
+from edgeopt_dev.podspec import NotYet, RuntimeContext
 
 pytestmark = [pytest.mark.containers, pytest.mark.k8s]
 

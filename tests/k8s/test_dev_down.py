@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeopt.dev import processes
-from edgeopt.dev.controlplane import COMPONENTS
+from edgeopt_dev import processes
+from edgeopt_dev.controlplane import COMPONENTS
 from tests.fixtures.common import wait_for
 from tests.fixtures.k8s import make_kubectl
 from tests.k8s.jobs import job_manifest, pid_alive

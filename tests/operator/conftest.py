@@ -60,7 +60,7 @@ def operator_factory(
 @pytest.fixture(scope="session")
 def chart_kubeconfig(control_plane: Any, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A kubeconfig holding a token of the chart's ServiceAccount, bound by the chart's own RBAC templates."""
-    from edgeopt.demo import token_kubeconfig
+    from edgeopt_dev.demo import token_kubeconfig
     from tests.ship.chart import render
 
     docs = render(

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from edgeopt.triton.client import TritonClient
-from edgeopt.triton.server import TritonServer
+from edgeopt_dev.triton_server import TritonServer
 from tests.operator.support import Kubectl, OperatorProcess, condition, free_port, om, wait_phase
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e, pytest.mark.triton, pytest.mark.tf]
@@ -51,7 +51,7 @@ def test_scalar_guide_graph_reaches_ready_and_answers_six(
     control_plane: Any,
     tmp_path: Path,
 ) -> None:
-    from edgeopt.samples import write_guide_checkpoint
+    from edgeopt_dev.samples import write_guide_checkpoint
 
     write_guide_checkpoint(control_plane.pvc_dir("models") / "guide")
     repo = control_plane.pvc_dir("triton-models")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgeopt.triton.client import TritonClient
-from edgeopt.triton.server import TritonServer
+from edgeopt_dev.triton_server import TritonServer
 from tests.fixtures.common import wait_for
 from tests.operator.support import (
     Kubectl,

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from edgeopt.demo import token_kubeconfig
 from edgeopt.triton.ownership import OWNER_FILE, read_owner
+from edgeopt_dev.demo import token_kubeconfig
 from tests.fixtures.common import wait_for
 from tests.operator.support import (
     Kubectl,

@@ -37,7 +37,7 @@ DEPLOY_HEADER = """\
 
 
 def helm() -> str:
-    from edgeopt.dev.binaries import ensure_binaries
+    from edgeopt_dev.binaries import ensure_binaries
 
     return str(ensure_binaries(["helm"])["helm"])
 

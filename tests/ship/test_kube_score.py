@@ -39,7 +39,7 @@ def allowed_exceptions(values: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def kube_score() -> str:
-    from edgeopt.dev.binaries import ensure_binaries
+    from edgeopt_dev.binaries import ensure_binaries
 
     return str(ensure_binaries(["kube-score"])["kube-score"])
 

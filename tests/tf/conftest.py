@@ -35,7 +35,7 @@ def write_manifest(path: Path, doc: dict[str, Any]) -> Path:
 
 @pytest.fixture(scope="session")
 def add_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgeopt.samples import write_add_checkpoint
+    from edgeopt_dev.samples import write_add_checkpoint
 
     d = tmp_path_factory.mktemp("add")
     write_add_checkpoint(d)
@@ -44,7 +44,7 @@ def add_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def convbn_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgeopt.samples import write_conv_bn_graph
+    from edgeopt_dev.samples import write_conv_bn_graph
 
     d = tmp_path_factory.mktemp("convbn")
     write_conv_bn_graph(d)
@@ -54,7 +54,7 @@ def convbn_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def keras_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small Keras model (Conv+BN+Dropout+Dense+BN) as a SavedModel, .keras and .h5."""
-    from edgeopt.samples import write_keras_model
+    from edgeopt_dev.samples import write_keras_model
 
     d = tmp_path_factory.mktemp("keras")
     write_keras_model(d, "savedmodel")

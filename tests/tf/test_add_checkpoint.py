@@ -74,7 +74,7 @@ def test_ref_variables_freeze_too(tmp_path: Path, graph: str) -> None:
     import tensorflow as tf
 
     from edgeopt.converter.load import parse_graph_def
-    from edgeopt.samples import write_add_checkpoint
+    from edgeopt_dev.samples import write_add_checkpoint
 
     write_add_checkpoint(tmp_path / "model", resource_variable=False)
     ops = {n.op for n in parse_graph_def(tmp_path / "model" / "my_graph.pb").node}

@@ -64,7 +64,7 @@ def test_example_converts_writes_output_and_publishes(tmp_path: Path) -> None:
 
 def test_no_publish_json_log(tmp_path: Path) -> None:
     pvc, work = tmp_path / "pvc", tmp_path / "work"
-    from edgeopt.samples import write_add_checkpoint
+    from edgeopt_dev.samples import write_add_checkpoint
 
     write_add_checkpoint(pvc / "models" / "add")
     proc = _edgeopt("convert", "-f", str(EXAMPLE), "--no-publish", "--log-format", "json", pvc=pvc, work=work)

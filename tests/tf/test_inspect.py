@@ -17,7 +17,7 @@ pytestmark = pytest.mark.tf
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from edgeopt import samples
+    from edgeopt_dev import samples
 
     root = tmp_path_factory.mktemp("inspect")
     return {

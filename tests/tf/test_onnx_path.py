@@ -104,7 +104,7 @@ def test_keras_bn_dropout_model(keras_dir: Path, tmp_path: Path, precision: str)
 
 @pytest.fixture(scope="module")
 def mobilenet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgeopt.samples import write_keras_model
+    from edgeopt_dev.samples import write_keras_model
 
     d = tmp_path_factory.mktemp("mnv2")
     write_keras_model(d, "savedmodel", architecture="mobilenetv2", input_size=96)

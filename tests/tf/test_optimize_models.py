@@ -148,7 +148,7 @@ def test_scale_shift_after_matmul_folds_into_weights(transpose_b: bool) -> None:
 
 
 def test_validation_uses_the_calibration_samples_when_given(keras_dir: Path, tmp_path: Path) -> None:
-    from edgeopt.samples import write_calibration
+    from edgeopt_dev.samples import write_calibration
 
     cal = write_calibration(tmp_path, [{"name": "image", "shape": [-1, 32, 32, 3]}], samples=5)
     model = make_model(

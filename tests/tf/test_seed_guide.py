@@ -22,7 +22,7 @@ pytestmark = pytest.mark.tf
 
 @pytest.fixture(scope="module")
 def guide_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgeopt.samples import write_guide_checkpoint
+    from edgeopt_dev.samples import write_guide_checkpoint
 
     d = tmp_path_factory.mktemp("guide")
     write_guide_checkpoint(d)
@@ -31,7 +31,7 @@ def guide_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def seg(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from edgeopt.samples import write_segmentation_checkpoint
+    from edgeopt_dev.samples import write_segmentation_checkpoint
 
     return write_segmentation_checkpoint(tmp_path_factory.mktemp("seg"))
 
@@ -59,7 +59,7 @@ def _guide_snippet(graph_file: Path) -> tuple[list[str], float]:
 
 def test_scalar_guide_graph_converts_publishes_and_its_graph_is_reusable(guide_dir: Path, tmp_path: Path) -> None:
     from edgeopt.cli import main
-    from edgeopt.samples import write_guide_checkpoint
+    from edgeopt_dev.samples import write_guide_checkpoint
 
     info = write_guide_checkpoint(tmp_path / "model")
     repo = tmp_path / "repo"

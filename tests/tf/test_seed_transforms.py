@@ -89,7 +89,7 @@ def test_fuse_resize_and_conv_leaves_a_variable_batch_alone() -> None:
 
 
 def test_remove_nodes_takes_identity_and_check_numerics() -> None:
-    from edgeopt.samples import _convbn_graph
+    from edgeopt_dev.samples import _convbn_graph
 
     def convbn() -> G.Built:
         import tensorflow as tf

@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """The three real sample models (y = a + x checkpoint, conv+BN graph, Keras SavedModel)."""
-    from edgeopt import samples as s
+    from edgeopt_dev import samples as s
 
     root = tmp_path_factory.mktemp("samples")
     return {

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.triton, pytest.mark.tf]
 
 
 def _publish_guide(repository: Path, tmp_path: Path, name: str) -> None:
-    from edgeopt.samples import write_guide_checkpoint
+    from edgeopt_dev.samples import write_guide_checkpoint
 
     info = write_guide_checkpoint(tmp_path / "model")
     source = {k: info[k] for k in ("format", "graph", "checkpoint", "inputs", "outputs")}

@@ -96,7 +96,7 @@ def test_planning_and_validation_modules_do_not_load_tensorflow() -> None:
 
     code = (
         "import sys, edgeopt.converter.trt_plan, edgeopt.converter.feeds, edgeopt.converter.validate, "
-        "edgeopt.converter.command, edgeopt.samples; print('tensorflow' in sys.modules)"
+        "edgeopt.converter.command, edgeopt_dev.samples; print('tensorflow' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"

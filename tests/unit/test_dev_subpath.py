@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeopt.dev.podspec import CannotEmulate, NotYet, subpath_source
+from edgeopt_dev.podspec import CannotEmulate, NotYet, subpath_source
 
 
 def test_missing_folders_are_made_with_the_volume_roots_mode(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeopt.dev import containers, images
+from edgeopt_dev import containers, images
 
 
 def test_containers_conf_sets_runc_and_ulimits_within_the_hard_limits() -> None:

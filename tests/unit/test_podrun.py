@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from edgeopt.dev.podrun import (
+from edgeopt_dev.podrun import (
     ContainerPlan,
     env_file_text,
     image_uid,
@@ -17,7 +17,7 @@ from edgeopt.dev.podrun import (
     safe_subpath,
     verify_run_as_non_root,
 )
-from edgeopt.dev.podspec import DEFAULT_CAPS, CannotEmulate, NotYet
+from edgeopt_dev.podspec import DEFAULT_CAPS, CannotEmulate, NotYet
 
 
 def pod(container: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from edgeopt.triton.server import build_command, find_distribution, prepare_backend_dir, server_env
+from edgeopt_dev.triton_server import build_command, find_distribution, prepare_backend_dir, server_env
 
 
 def test_distribution_and_private_backend_dir(tmp_path: Path) -> None:

@@ -85,7 +85,7 @@ class Steps:
 
 def source_root() -> Path:
     """The checkout the demo runs from: it needs the chart and the example, not just the package."""
-    for candidate in (Path.cwd(), Path(__file__).resolve().parents[1]):
+    for candidate in (Path.cwd(), Path(__file__).resolve().parents[2]):
         if (candidate / "charts" / "edgeopt" / "Chart.yaml").exists() and (candidate / EXAMPLE).exists():
             return candidate
     raise DemoError(
@@ -161,7 +161,7 @@ class Process:
     """A background process of the demo (Triton, the operator), tied to this one's lifetime."""
 
     def __init__(self, name: str, cmd: list[str], root: Path, env: dict[str, str]) -> None:
-        from edgeopt.dev import processes
+        from edgeopt_dev import processes
 
         self.name = name
         self.log = root / "logs" / f"{name}.log"
@@ -174,7 +174,7 @@ class Process:
             raise RuntimeError(f"{self.name} exited with code {code}; its log ({self.log}) ends:\n{tail(self.log)}")
 
     def stop(self) -> None:
-        from edgeopt.dev import processes
+        from edgeopt_dev import processes
 
         processes.stop_pidfile(self.pidfile, grace=10.0)
 
@@ -215,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
         for proc in reversed(started):
             proc.stop()
         if cluster_dir.exists():  # safe on a half-started or dead control plane
-            from edgeopt.dev import controlplane
+            from edgeopt_dev import controlplane
 
             controlplane.down(cluster_dir)
         steps.say(f"torn down in {time.monotonic() - t:.1f}s")
@@ -228,8 +228,8 @@ def run(args: argparse.Namespace) -> int:
 def _demo(
     steps: Steps, root: Path, example: Path, cluster_dir: Path, started: list[Process], timeout: float
 ) -> dict[str, Any]:
-    from edgeopt.dev import controlplane
-    from edgeopt.dev.binaries import ensure_binaries
+    from edgeopt_dev import controlplane
+    from edgeopt_dev.binaries import ensure_binaries
 
     with steps.step("start the dev control plane (etcd, kube-apiserver with RBAC, controllers, node agent)"):
         tools = ensure_binaries(["kubectl", "helm"])

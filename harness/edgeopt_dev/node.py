@@ -25,8 +25,8 @@ from urllib.parse import parse_qs, urlparse
 from kubernetes.client import CoreV1Api
 from kubernetes.client.rest import ApiException
 
-from edgeopt.dev.binaries import KUBERNETES_VERSION
-from edgeopt.dev.podspec import NODE_LABELS, NODE_NAME, node_capacity
+from edgeopt_dev.binaries import KUBERNETES_VERSION
+from edgeopt_dev.podspec import NODE_LABELS, NODE_NAME, node_capacity
 
 log = logging.getLogger("edgeopt.nodeagent")
 NODE_IP = "127.0.0.1"

@@ -1,6 +1,6 @@
 """The first moments of a Pod's process: a private mount namespace, then exec.
 
-The node agent starts ``python -m edgeopt.dev.sandbox PLAN.json``; this
+The node agent starts ``python -m edgeopt_dev.sandbox PLAN.json``; this
 process unshares its mount (and UTS) namespace, bind-mounts every volume at
 exactly the path the Pod spec names (``/etc/edgeopt``,
 ``/mnt/edgeopt/pvc/<claim>``, ``/dev/termination-log`` ...), sets the

@@ -34,10 +34,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeopt.dev import processes
-from edgeopt.dev.binaries import KUBERNETES_VERSION, ensure_binaries
-from edgeopt.dev.pki import ClusterPKI, create_cluster_pki
 from edgeopt.errors import EdgeoptError
+from edgeopt_dev import processes
+from edgeopt_dev.binaries import KUBERNETES_VERSION, ensure_binaries
+from edgeopt_dev.pki import ClusterPKI, create_cluster_pki
 
 SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service, first address of the range
@@ -281,7 +281,7 @@ def _start(root: Path, bins: dict[str, Path], timeout: float, die_with_parent: b
             "--profiling=false",
         ])
         start("nodeagent", [
-            sys.executable, "-m", "edgeopt.dev.nodeagent", "--kubeconfig", str(root / "kubeconfig"),
+            sys.executable, "-m", "edgeopt_dev.nodeagent", "--kubeconfig", str(root / "kubeconfig"),
             "--dir", str(root),
         ])
         insecure = ssl.create_default_context()

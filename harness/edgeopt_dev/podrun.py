@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeopt.dev.containers import image_user, podman_env
-from edgeopt.dev.podspec import (
+from edgeopt_dev.containers import image_user, podman_env
+from edgeopt_dev.podspec import (
     DEFAULT_CAPS,
     DEFAULT_TERMINATION_PATH,
     CannotEmulate,
@@ -148,7 +148,7 @@ def _seccomp_unconfined(pod: dict[str, Any], container: dict[str, Any]) -> bool:
 
 
 def _limits(container: dict[str, Any]) -> tuple[int | None, float | None]:
-    from edgeopt.dev.podspec import quantity
+    from edgeopt_dev.podspec import quantity
 
     limits = (container.get("resources") or {}).get("limits") or {}
     memory = int(quantity(limits["memory"])) if "memory" in limits else None

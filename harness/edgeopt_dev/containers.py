@@ -64,7 +64,7 @@ def containers_conf_text() -> str:
     """The harness's containers.conf: runc, and ulimits that need no CAP_SYS_RESOURCE."""
     ulimits = ", ".join(f'"{_ulimit(n)}"' for n in WANTED_ULIMITS)
     return (
-        "# Written by edgeopt (edgeopt/dev/containers.py); podman reads it through CONTAINERS_CONF.\n"
+        "# Written by edgeopt (harness/edgeopt_dev/containers.py); podman reads it through CONTAINERS_CONF.\n"
         "# The system's /etc/containers is never edited.\n"
         "[containers]\n"
         "# Raising an rlimit needs CAP_SYS_RESOURCE, which these machines do not have.\n"

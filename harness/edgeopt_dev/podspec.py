@@ -30,7 +30,7 @@ from typing import Any
 from kubernetes.client import CoreV1Api
 from kubernetes.client.rest import ApiException
 
-from edgeopt.dev.controlplane import pvc_dir
+from edgeopt_dev.controlplane import pvc_dir
 
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 # containerd's default capability set: a root process in a container has

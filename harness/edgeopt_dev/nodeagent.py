@@ -19,7 +19,7 @@ Pods bound here that are still Pending or Running when the agent starts lost
 their process with the previous agent: they are marked Failed (reason
 ``Lost``), as a kubelet marks Pods of a node that came back without them.
 
-Run by ``edgeopt dev up``: ``python -m edgeopt.dev.nodeagent --kubeconfig K --dir DIR``.
+Run by ``edgeopt dev up``: ``python -m edgeopt_dev.nodeagent --kubeconfig K --dir DIR``.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ from urllib.parse import urlparse
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from edgeopt.dev import processes
-from edgeopt.dev.kubelet import PodRun, now
-from edgeopt.dev.node import NODE_NAME, KubeletServer, register_node
-from edgeopt.dev.podspec import RuntimeContext
+from edgeopt_dev import processes
+from edgeopt_dev.kubelet import PodRun, now
+from edgeopt_dev.node import NODE_NAME, KubeletServer, register_node
+from edgeopt_dev.podspec import RuntimeContext
 
 log = logging.getLogger("edgeopt.nodeagent")
 #: Pods of Jobs (the job controller's label); ``--selector`` widens or narrows it.
@@ -188,7 +188,7 @@ class NodeAgent:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgeopt.dev.nodeagent", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m edgeopt_dev.nodeagent", description=__doc__.splitlines()[0])
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--dir", required=True, type=Path, help="the control plane folder (PVCs, logs, pid files)")
     parser.add_argument("--selector", default=JOB_PODS, help="label selector of the Pods this node runs")

@@ -29,21 +29,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     down.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
     images = sub.add_parser("images", help="install podman & co, build the Debian stand-in base and the "
                                            "Dockerfile's images with podman (cached)")
-    from edgeopt.dev import images as images_module
+    from edgeopt_dev import images as images_module
 
     images_module.configure(images)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.dev_command == "images":
-        from edgeopt.dev import images
+        from edgeopt_dev import images
 
         return images.run(args)
     return int({"build": _build, "up": _up, "down": _down}[args.dev_command](args))
 
 
 def _build(args: argparse.Namespace) -> int:
-    from edgeopt.dev.binaries import BINARIES, BuildError, ensure_binaries
+    from edgeopt_dev.binaries import BINARIES, BuildError, ensure_binaries
 
     try:
         paths = ensure_binaries(args.names or None)
@@ -72,8 +72,8 @@ def _usage(cp: Any, kubectl: Path, detached: bool) -> str:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from edgeopt.dev.binaries import BuildError, ensure_binaries
-    from edgeopt.dev.controlplane import down, up, wait_foreground
+    from edgeopt_dev.binaries import BuildError, ensure_binaries
+    from edgeopt_dev.controlplane import down, up, wait_foreground
 
     try:
         kubectl = ensure_binaries(["kubectl"])["kubectl"]
@@ -102,7 +102,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    from edgeopt.dev.controlplane import down
+    from edgeopt_dev.controlplane import down
 
     stopped = down(args.dir)
     print(f"stopped: {', '.join(stopped)}" if stopped else f"nothing was running in {args.dir.resolve()}")

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeopt import __version__
-from edgeopt.dev.containers import (
+from edgeopt_dev.containers import (
     ContainerToolError,
     cache_dir,
     containers_conf,

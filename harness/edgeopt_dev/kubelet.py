@@ -1,7 +1,7 @@
 """The kubelet half of the node agent: run one Pod as a local process and report it.
 
 A :class:`PodRun` owns one Pod from Pending to Succeeded/Failed: it builds
-the run plan (podspec.py), starts ``python -m edgeopt.dev.sandbox`` in its own
+the run plan (podspec.py), starts ``python -m edgeopt_dev.sandbox`` in its own
 process group (which enters a private mount namespace and execs the
 container command), and writes Pod status the way kubelet does: phase,
 conditions, ``containerStatuses[].state`` with exitCode, reason, message and
@@ -28,8 +28,8 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
-from edgeopt.dev import processes, sandbox
-from edgeopt.dev.podspec import CannotEmulate, NotYet, Plan, RuntimeContext, build_plan, check_schedulable
+from edgeopt_dev import processes, sandbox
+from edgeopt_dev.podspec import CannotEmulate, NotYet, Plan, RuntimeContext, build_plan, check_schedulable
 
 log = logging.getLogger("edgeopt.nodeagent")
 MAX_MESSAGE = 4096
@@ -277,7 +277,7 @@ class PodRun:
         try:
             with open(self.log_path, "ab") as out:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "edgeopt.dev.sandbox", str(plan_file)],
+                    [sys.executable, "-m", "edgeopt_dev.sandbox", str(plan_file)],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                     env={"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1"},
                     pass_fds=(error_write,),
