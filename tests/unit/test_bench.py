@@ -16,6 +16,11 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import AREAS, discover_areas
+from bench.audit import client_of as audit_client_of
+from bench.audit import counts as audit_counts
+from bench.audit import parse_line, phase_summary
+from bench.audit import read as audit_read
+from bench.audit import timelines as audit_timelines
 from bench.chart import chart_path, draw, latency_panels, latest, runtime_colours, throughput_panels
 from bench.cluster import delta, parse_request_totals
 from bench.perf_analyzer import PerfAnalyzerError, Window, parse_csv
@@ -253,3 +258,32 @@ def test_a_new_area_is_a_file_found_without_importing_it(tmp_path: Path) -> None
 
 def test_the_real_areas_are_discovered() -> None:
     assert {"converter", "serving", "operator", "publish"} <= set(discover_areas())
+
+
+def test_audit_log_counts_by_client_and_times_each_step() -> None:
+    """Real audit lines this API server wrote for one OptimizedModel reconciled by the operator (n=1)."""
+    requests = list(audit_read(DATA / "audit_operator_1_resource.jsonl"))
+    by_client = audit_counts(requests, "operator-1")
+    assert by_client["kopf"] == {"patch optimizedmodels": 3, "create events": 1}  # finalizer, annotations, removal
+    assert by_client["operator"] == {"list jobs": 2, "create configmaps": 1, "create jobs": 1,
+                                     "patch optimizedmodels/status": 1, "get optimizedmodels": 1}  # fmt: skip
+    assert by_client["controller-manager"] == {"get jobs": 1, "get configmaps": 1, "delete jobs": 1,
+                                               "delete configmaps": 1}  # fmt: skip
+    assert by_client["bench"]["create optimizedmodels"] == 1 and by_client["bench"]["delete optimizedmodels"] == 1
+    lines = audit_timelines(requests, "operator-1", ["m000"])
+    steps = lines["m000"]
+    assert set(steps) == {"finalizer", "configmap", "job", "status"}
+    assert 0 < steps["finalizer"] < steps["configmap"] < steps["job"] < steps["status"] < 1000
+    summary = phase_summary(lines)
+    assert list(summary) == ["→finalizer", "→configmap", "→job", "→status"]
+    assert summary["→job"]["p50"] == pytest.approx(steps["job"] - steps["configmap"], abs=0.1)
+
+
+def test_audit_clients_are_told_apart_by_user_agent() -> None:
+    assert audit_client_of("kopf/1.45.2") == "kopf"
+    assert audit_client_of("OpenAPI-Generator/32.0.1/python") == "operator"
+    assert audit_client_of("kube-controller-manager/v1.32.4 (linux/amd64)") == "controller-manager"
+    assert audit_client_of("edgeopt-bench") == "bench"
+    assert audit_client_of("kubectl/v1.32.4") == "other"
+    assert parse_line("not json") is None
+    assert parse_line('{"stage": "ResponseStarted", "objectRef": {}}') is None
