@@ -316,8 +316,15 @@ class Bench:
 P50_TARGET, P99_TARGET, RSS_TARGET_MIB = 3.0, 5.0, 150.0
 
 
+def sizes_for(quick: bool, override: str = "") -> tuple[int, ...]:
+    """Resources applied at once per round; ``BENCH_OPERATOR_SIZES=100,500`` picks others (profiling)."""
+    if override.strip():
+        return tuple(sorted({int(x) for x in override.split(",") if x.strip()}))
+    return (1, 10) if quick else (1, 10, 100, 500)
+
+
 def run(ctx: Context) -> AreaResult:
-    sizes = (1, 10) if ctx.quick else (1, 10, 100, 500)
+    sizes = sizes_for(ctx.quick, os.environ.get("BENCH_OPERATOR_SIZES", ""))
     result = AreaResult(AREA)
     bench = Bench(ctx)
     bench.install_crd()

@@ -287,3 +287,11 @@ def test_audit_clients_are_told_apart_by_user_agent() -> None:
     assert audit_client_of("kubectl/v1.32.4") == "other"
     assert parse_line("not json") is None
     assert parse_line('{"stage": "ResponseStarted", "objectRef": {}}') is None
+
+
+def test_operator_sizes_default_and_override() -> None:
+    from bench.operator_scale import sizes_for
+
+    assert sizes_for(True) == (1, 10)
+    assert sizes_for(False) == (1, 10, 100, 500)
+    assert sizes_for(False, "500, 100,100") == (100, 500)
