@@ -441,7 +441,8 @@ def wait_ready(bench: Bench, ns: str, name: str, t0: float, timeout: float = 600
         obj = bench.custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
         st = obj.get("status") or {}
         if st.get("phase") == "Failed":
-            raise cluster.Abort(f"{name} Failed: {st}")
+            ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
+            raise cluster.Abort(f"{name} Failed ({ready.get('reason')}): {ready.get('message')}")
         for c in st.get("conditions") or []:
             if c.get("type") == "Ready" and c.get("status") == "True":
                 return time.monotonic() - t0
