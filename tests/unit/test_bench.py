@@ -295,3 +295,25 @@ def test_operator_sizes_default_and_override() -> None:
     assert sizes_for(True) == (1, 10)
     assert sizes_for(False) == (1, 10, 100, 500)
     assert sizes_for(False, "500, 100,100") == (100, 500)
+
+
+def test_operator_rows_put_the_targets_at_100_and_500() -> None:
+    from bench.operator_scale import scale_rows
+
+    def round_(p50: float, p99: float, rss: float) -> dict[str, object]:
+        return {"latencyMs": {"p50": p50, "p99": p99}, "requestsPerResource": 15.0, "rssMiBLoaded": rss,
+                "rssMiBPeak": rss + 5, "requestsPerResourceByClient": {"kopf": 4.0, "operator": 5.0},
+                "phasesMs": {"→finalizer": {"p50": 200.0, "p99": 700.0}}}  # fmt: skip
+
+    sizes = (10, 100, 500)
+    direct = {n: round_(100.0, 300.0, 0) for n in sizes}
+    via = {10: round_(250.0, 900.0, 110), 100: round_(290.0, 1400.0, 130), 500: round_(900.0, 9000.0, 151)}
+    result = AreaResult("operator")
+    scale_rows(result, sizes, direct, via, 108.0)  # type: ignore[arg-type]
+    by_name = {r.name: r for r in result.rows}
+    assert by_name["reconcile apply → Job created p50, 100 at once"].status == PASS  # 2.9× the floor
+    assert by_name["reconcile apply → Job created p99, 100 at once"].status == PASS  # 4.67×
+    assert by_name["reconcile apply → Job created p50, 10 at once"].status == ""  # no target off 100
+    assert by_name["operator RSS at 500 resources"].status == MISS  # 151 MiB > 150
+    assert by_name["operator RSS at 100 resources"].target is None
+    assert "→finalizer 200" in by_name["reconcile apply → Job created p50, 100 at once"].note
