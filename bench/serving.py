@@ -59,8 +59,8 @@ def plans(quick: bool) -> list[Plan]:
     by_name = {c.name: c for c in models.cases(quick)}
     if quick:
         return [
-            Plan(by_name["convbn"], (1, 8), (1, 4), pa.Window(50, max_trials=3), 30),
-            Plan(by_name["mobilenetv2"], (1,), (1,), pa.Window(10, max_trials=3), 10),
+            Plan(by_name["convbn"], (1, 8), (1, 4), pa.Window(50), 30),
+            Plan(by_name["mobilenetv2"], (1,), (1,), pa.Window(10), 10),
         ]
     return [
         Plan(by_name["convbn"], (1, 8), (1, 2, 4, 8), pa.Window(200), 200),
