@@ -6,7 +6,8 @@ chart points (``AreaResult.point``) are drawn from the day's results file:
 * one column per model (their latencies differ by 100×, so each gets its
   own linear scale);
 * top row: p50 latency at concurrency 1 as bars grouped by batch size, one
-  colour per runtime, the value written in the bar, a whisker up to p99;
+  colour per runtime, the value written in the bar, a whisker up to p99
+  (the axis stops at 2.5× the tallest bar, so a wild p99 is cut, not squashing the bars);
 * then one row per batch size: inferences/s against concurrency, one line
   per runtime, for the models measured at more than one concurrency.
 
@@ -127,8 +128,11 @@ def _latency_bars(ax: Any, model: str, batches: dict[int, dict[str, Point]], col
                error_kw={"elinewidth": 0.8, "ecolor": "#333333"})  # fmt: skip
         for x, y in zip(xs, ys, strict=True):
             ax.text(x, 0, f" {y:.3g}", ha="center", va="bottom", fontsize=7, color="white", rotation=90)
+    tallest = max((p.p50_ms or 0.0) for by_rt in batches.values() for p in by_rt.values())
+    if tallest > 0:
+        ax.set_ylim(0, tallest * 2.5)  # a p99 far above the bars is cut off rather than squash them
     ax.set_xticks(range(len(batches)), [f"batch {b}" for b in batches])
-    ax.set_ylabel("p50 latency, ms (whisker to p99)")
+    ax.set_ylabel("p50 latency, ms (whisker: p99)")
     ax.set_title(f"{model}: latency at concurrency 1")
     ax.grid(axis="y", alpha=0.3)
 

@@ -32,7 +32,7 @@ from typing import Any
 from bench import models
 from bench import perf_analyzer as pa
 from bench.context import Context
-from bench.report import AreaResult, Target
+from bench.report import AreaResult, Target, fmt
 from bench.stats import Samples, percentile
 
 AREA = "serving"
@@ -273,7 +273,7 @@ def table_rows(result: AreaResult, plan: Plan, details: dict[str, Any]) -> None:
         for runtime in RUNTIME.values():
             s, tf = c1[runtime], c1[TF]
             result.row(f"{label} b{batch} c1 latency p50, {runtime}", s["p50"], tf["p50"], "ms", target=target,
-                       baseline_name=BASELINE, note=f"p99 {s['p99']:.3g} vs {tf['p99']:.3g} ms")  # fmt: skip
+                       baseline_name=BASELINE, note=f"p99 {fmt(s['p99'])} vs {fmt(tf['p99'], 'ms')}")  # fmt: skip
     if top > 1:
         batch = max(plan.batches)
         cell = cells[f"b{batch}c{top}"]
@@ -282,7 +282,7 @@ def table_rows(result: AreaResult, plan: Plan, details: dict[str, Any]) -> None:
             ips = cell[runtime]["inferencesPerSecond"]
             result.row(f"{label} b{batch} c{top} time per inference, {runtime}", 1000 / ips if ips else None,
                        1000 / tf_ips if tf_ips else None, "ms", target=Target(OVERHEAD_TARGET) if batch == 8 else None,
-                       baseline_name=BASELINE, note=f"{ips:.0f} vs {tf_ips:.0f} inf/s")  # fmt: skip
+                       baseline_name=BASELINE, note=f"{fmt(ips)} vs {fmt(tf_ips, 'inf/s')}")  # fmt: skip
     loop = details.get("crosscheckTritonclientHttp")
     if loop:
         result.row(f"{label} b1 c1 p50, tritonclient.http loop (cross-check, n={loop['n']})", loop["p50"],
