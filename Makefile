@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml harness/pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.10-3.12 is needed (python3.11 preferred)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[converter,operator,test]'
+	$(BIN)/pip install --quiet -e '.[converter,operator,test,bench]'
 	$(BIN)/pip install --quiet --no-deps -e ./harness
 	$(BIN)/pip install --quiet --no-deps $(PYTRITON)
 	touch $(STAMP)
@@ -55,7 +55,10 @@ test: setup binaries lint
 demo: setup binaries
 	$(BIN)/edgeopt demo
 
+# perf_analyzer (from the tritonclient wheel) needs libb64.so.0d from Debian's libb64-0d.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 bench: setup binaries
+	@/sbin/ldconfig -p | grep -q 'libb64\.so\.0d' || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libb64-0d; }
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

@@ -129,22 +129,77 @@ def results_path(directory: Path, when: datetime | None = None, *, quick: bool =
 
 
 @dataclass
+class Point:
+    """One measured point for the chart: a model on a runtime at a batch size and concurrency.
+
+    ``runtime`` is what a reader compares ("in-process TF", "Triton gRPC",
+    "onnxruntime"); the chart gives each runtime one colour across panels.
+    ``per_second`` counts inferences (samples), not requests: batch 8 at 100
+    requests/s is 800.
+    """
+
+    model: str
+    runtime: str
+    batch: int = 1
+    concurrency: int = 1
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    per_second: float | None = None
+    area: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Point:
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass
 class AreaResult:
-    """What one benchmark area hands back: table rows plus everything it measured, for the file."""
+    """What one benchmark area hands back: table rows, chart points and everything else it measured.
+
+    The whole API for a new area: ``result.row(...)`` (or ``rows.append(Row(...))``)
+    for the table, ``result.point(...)`` for the chart, ``result.details`` for
+    the JSON only (per-stage times, raw samples, CSV paths).
+    """
 
     area: str
     rows: list[Row] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
+    points: list[Point] = field(default_factory=list)
+
+    def row(self, name: str, value: float | None, baseline: float | None = None, unit: str = "", *,
+            target: Target | None = None, baseline_name: str = "", note: str = "") -> Row:  # fmt: skip
+        """Add a table row of this area and return it."""
+        r = Row(self.area, name, value, baseline, unit, target, baseline_name, note)
+        self.rows.append(r)
+        return r
+
+    def point(self, model: str, runtime: str, *, batch: int = 1, concurrency: int = 1, p50_ms: float | None = None,
+              p90_ms: float | None = None, p99_ms: float | None = None,
+              per_second: float | None = None) -> Point:  # fmt: skip
+        """Add a chart point: latency panels use concurrency 1, throughput curves every concurrency."""
+        p = Point(model, runtime, batch, concurrency, p50_ms, p90_ms, p99_ms, per_second, self.area)
+        self.points.append(p)
+        return p
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "rows": [r.as_dict() for r in self.rows],
+            "points": [p.as_dict() for p in self.points],
             "details": self.details,
             "error": self.error,
             "seconds": round(self.seconds, 1),
         }
+
+
+def points_of(results_file: dict[str, Any]) -> list[Point]:
+    """Every area's chart points in a results file (a day's file may merge several runs)."""
+    return [Point.from_dict(p) for area in (results_file.get("areas") or {}).values() for p in area.get("points") or []]
 
 
 def merge_results(existing: dict[str, Any] | None, run: dict[str, Any]) -> dict[str, Any]:

@@ -1,16 +1,22 @@
-"""Serving: the published model through the real Triton (Python backend) against in-process TensorFlow.
+"""Serving: every published model through the real Triton, measured by perf_analyzer over HTTP and gRPC.
 
-The converted artefact is published with ``publish_version`` (python
-backend, max_batch_size 8), Triton from the nvidia-pytriton wheel loads it,
-and a tritonclient.http loop sends the same numpy inputs that the baseline
-feeds straight to the SavedModel's signature in this process.  Concurrency 1
-gives latency, concurrency 8 (one thread and one persistent connection per
-worker on both sides) gives throughput.  Rounds alternate which side goes
-first, so the load of the other engineers' tests hits both alike.
+Each model the bench builds (conv+BN, MobileNetV2, ResNet50) is published
+with ``publish_version`` (python backend, max_batch_size 8), loaded into the
+real Triton (explicit mode) and measured by Triton's own ``perf_analyzer``
+(:mod:`bench.perf_analyzer`) at batch 1 and 8 and concurrency 1, 2, 4 and 8,
+over HTTP and over gRPC: latency p50/p90/p99 and inferences/s.
 
-The PyPI ``perf-analyzer`` package is not used: ``pip install perf-analyzer``
-resolves here to a 0.1.0 placeholder without the binary (checked 2026-11-21),
-so the loop below is the measurement.  Target: overhead ≤ 1.3× at batch 8.
+The baseline is the same SavedModel called in this process with TensorFlow
+(:mod:`bench.tfrun`) on the same inputs, with the same number of requests
+spread over the same number of threads.  The three contenders of one
+(batch, concurrency) cell run back to back in an order that rotates from
+cell to cell, so the other engineers' load hits all of them alike.  Before
+measuring, Triton's answers over HTTP and gRPC are checked against the
+baseline's.  The old tritonclient.http loop stays as one cross-check row per
+model (its p50 against perf_analyzer's HTTP p50 at batch 1, concurrency 1).
+
+Target: Triton ≤ 1.3× in-process TF at batch 8 (latency at concurrency 1 and
+time per inference at concurrency 8).  Quick mode measures a reduced matrix.
 """
 
 from __future__ import annotations
@@ -19,18 +25,51 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import models
+from bench import perf_analyzer as pa
 from bench.context import Context
-from bench.report import AreaResult, Row, Target
-from bench.stats import Samples
+from bench.report import AreaResult, Target, fmt
+from bench.stats import Samples, percentile
 
 AREA = "serving"
 OVERHEAD_TARGET = 1.3
+TF = "TF optimized (in-process)"  # same name as the converter area's, one colour in the chart
+BASELINE = "in-process TF"
+RUNTIME = {"http": "Triton HTTP", "grpc": "Triton gRPC"}
 
 Call = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to measure for one model: the matrix and how many requests per perf_analyzer window."""
+
+    case: models.ModelCase
+    batches: tuple[int, ...]
+    concurrency: tuple[int, ...]
+    window: pa.Window
+    crosscheck_requests: int
+
+
+def plans(quick: bool) -> list[Plan]:
+    by_name = {c.name: c for c in models.cases(quick)}
+    if quick:
+        return [
+            Plan(by_name["convbn"], (1, 8), (1, 4), pa.Window(50), 30),
+            Plan(by_name["mobilenetv2"], (1,), (1,), pa.Window(10), 10),
+        ]
+    return [
+        Plan(by_name["convbn"], (1, 8), (1, 2, 4, 8), pa.Window(200), 200),
+        Plan(by_name["mobilenetv2"], (1, 8), (1, 2, 4, 8), pa.Window(30), 40),
+        Plan(by_name["resnet50"], (1, 8), (1, 2, 4, 8), pa.Window(10), 20),
+    ]
+
+
+# --------------------------------------------------------------------------- the in-process side
 
 
 def run_block(make_call: Callable[[], Call], requests: int, concurrency: int) -> tuple[list[float], float]:
@@ -73,25 +112,83 @@ def run_block(make_call: Callable[[], Call], requests: int, concurrency: int) ->
     return latencies, wall
 
 
-def compare(
-    sides: dict[str, Callable[[], Call]], *, requests: int, concurrency: int, rounds: int
-) -> dict[str, dict[str, Any]]:
-    """Alternate blocks of each side; latency percentiles and throughput (requests/s) per side."""
-    samples = {name: Samples(name) for name in sides}
-    wall = dict.fromkeys(sides, 0.0)
-    names = list(sides)
-    for name in names:  # warm-up: connections, TF function tracing, Triton's first execute
-        run_block(sides[name], max(concurrency, 4), concurrency)
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else list(reversed(names)):
-            lat, took = run_block(sides[name], requests, concurrency)
-            samples[name].ms.extend(lat)
-            wall[name] += took
-    out: dict[str, dict[str, Any]] = {}
-    for name in names:
-        out[name] = dict(samples[name].summary())
-        out[name]["throughput"] = round(len(samples[name].ms) / wall[name], 3) if wall[name] else None
-    return out
+def block_stats(latencies: list[float], wall: float, batch: int) -> dict[str, Any]:
+    """The same figures perf_analyzer reports: p50/p90/p99 latency (ms) and inferences/s."""
+    s = Samples("block", latencies).summary()
+    s["p90"] = round(percentile(latencies, 90), 4) if latencies else None
+    s["inferencesPerSecond"] = round(len(latencies) * batch / wall, 2) if wall else None
+    return s
+
+
+def tf_call_factory(savedmodel: Path, batch: int) -> tuple[Callable[[], Call], dict[str, Any], Any]:
+    from bench.tfrun import load_runner
+
+    run, inputs, keep = load_runner(savedmodel, batch)
+    return (lambda: run), inputs, keep
+
+
+# --------------------------------------------------------------------------- Triton clients
+
+
+def http_call_factory(url: str, model: str, inputs: dict[str, Any]) -> Callable[[], Call]:
+    """tritonclient.http, one persistent connection per worker (the cross-check loop and the answer check)."""
+    import tritonclient.http as httpclient
+
+    from edgeopt.triton.client import build_request
+
+    def make() -> Call:
+        client = httpclient.InferenceServerClient(url.removeprefix("http://"), network_timeout=300.0)
+        infer_inputs, _ = build_request(httpclient, inputs, None)
+
+        def call() -> Any:
+            result = client.infer(model, infer_inputs)
+            return {o["name"]: result.as_numpy(o["name"]) for o in result.get_response()["outputs"]}
+
+        return call
+
+    return make
+
+
+def grpc_answer(url: str, model: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """One inference through Triton's gRPC endpoint (tritonclient.grpc 2.51 runs on protobuf 4)."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        infer_inputs = []
+        for name, array in inputs.items():
+            item = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            item.set_data_from_numpy(array)
+            infer_inputs.append(item)
+        result = client.infer(model, infer_inputs, client_timeout=300.0)
+        return {o.name: result.as_numpy(o.name) for o in result.get_response().outputs}
+    finally:
+        client.close()
+
+
+def max_abs_diff(got: dict[str, Any], ref: dict[str, Any]) -> float:
+    import numpy as np
+
+    if set(got) != set(ref):
+        raise RuntimeError(f"Triton answered outputs {sorted(got)}, in-process TF {sorted(ref)}")
+    worst = 0.0
+    for key, want in ref.items():
+        have = np.asarray(got[key]).reshape(np.asarray(want).shape)
+        worst = max(worst, float(np.max(np.abs(have.astype("float64") - want.astype("float64")))))
+    return worst
+
+
+def check_answers(answers: dict[str, dict[str, Any]], ref: dict[str, Any], tolerance: float = 1e-3) -> dict[str, float]:
+    """Max abs difference per protocol; a disagreement stops the area (its numbers would mean nothing)."""
+    diffs = {proto: max_abs_diff(got, ref) for proto, got in answers.items()}
+    bad = {k: v for k, v in diffs.items() if v > tolerance}
+    if bad:
+        raise RuntimeError(f"Triton and in-process TF disagree on the same inputs: {bad}")
+    return diffs
+
+
+# --------------------------------------------------------------------------- one model
 
 
 def _artifact(prep: models.Prepared) -> Any:
@@ -116,55 +213,80 @@ def _publish(prep: models.Prepared, repo: Path) -> Path:
     return result.version_dir / "model.savedmodel"
 
 
-def triton_call_factory(url: str, model: str, inputs: dict[str, Any]) -> Callable[[], Call]:
-    import tritonclient.http as httpclient
-
-    from edgeopt.triton.client import build_request
-
-    def make() -> Call:
-        client = httpclient.InferenceServerClient(url.removeprefix("http://"), network_timeout=300.0)
-        infer_inputs, _ = build_request(httpclient, inputs, None)
-
-        def call() -> Any:
-            result = client.infer(model, infer_inputs)
-            return {o["name"]: result.as_numpy(o["name"]) for o in result.get_response()["outputs"]}
-
-        return call
-
-    return make
-
-
-def tf_call_factory(savedmodel: Path, batch: int) -> tuple[Callable[[], Call], dict[str, Any]]:
-    from bench.tfrun import load_runner
-
-    run, inputs, keep = load_runner(savedmodel, batch)
-
-    def make() -> Call:
-        _ = keep  # the loaded object must outlive every call
-        return run
-
-    return make, inputs
+def measure_cell(
+    ctx: Context, plan: Plan, server: Any, tf_make: Callable[[], Call], input_file: Path, batch: int,
+    concurrency: int, turn: int,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """HTTP, gRPC and in-process TF for one (batch, concurrency), in an order rotated by ``turn``."""
+    name = plan.case.name
+    urls = {"http": server.http_url.removeprefix("http://"), "grpc": server.grpc_url}
+    out: dict[str, dict[str, Any]] = {}
+    order = ["http", "grpc", "tf"]
+    shift = turn % len(order)
+    for side in order[shift:] + order[:shift]:
+        if side == "tf":
+            lat, wall = run_block(tf_make, 3 * plan.window.requests, concurrency)
+            out[TF] = block_stats(lat, wall, batch)
+            continue
+        m, csv_path = pa.measure(name, urls[side], side, batch, concurrency, window=plan.window,
+                                 workdir=ctx.dir("perf_analyzer"), input_data=input_file)  # fmt: skip
+        out[RUNTIME[side]] = {**m.latency_ms, "inferencesPerSecond": m.inferences_per_second,
+                              "stagesMs": m.stages_ms, "csv": csv_path.name}  # fmt: skip
+    return out
 
 
-def check_same_answers(triton: Call, tf_run: Call) -> float:
-    import numpy as np
+def measure_model(ctx: Context, plan: Plan, server: Any, savedmodel: Path, result: AreaResult) -> dict[str, Any]:
+    label, name = plan.case.label, plan.case.name
+    details: dict[str, Any] = {"window": plan.window.__dict__, "cells": {}, "maxAbsDiff": {}}
+    turn = 0
+    for batch in plan.batches:
+        tf_make, inputs, keep = tf_call_factory(savedmodel, batch)
+        ref = tf_make()()
+        http_make = http_call_factory(server.http_url, name, inputs)
+        answers = {"http": http_make()(), "grpc": grpc_answer(server.grpc_url, name, inputs)}
+        details["maxAbsDiff"][f"b{batch}"] = check_answers(answers, ref)
+        input_file = pa.write_input_data(ctx.dir("perf_analyzer") / f"{name}-b{batch}-input.json", inputs)
+        run_block(tf_make, max(plan.concurrency) * 2, max(plan.concurrency))  # warm-up: tracing, thread pools
+        for concurrency in plan.concurrency:
+            cell = measure_cell(ctx, plan, server, tf_make, input_file, batch, concurrency, turn)
+            turn += 1
+            details["cells"][f"b{batch}c{concurrency}"] = cell
+            for runtime, s in cell.items():
+                result.point(label, runtime, batch=batch, concurrency=concurrency, p50_ms=s["p50"], p90_ms=s["p90"],
+                             p99_ms=s["p99"], per_second=s["inferencesPerSecond"])  # fmt: skip
+            ctx.log(f"serving: {label} b{batch} c{concurrency}: " + ", ".join(
+                f"{rt} p50 {s['p50']:.2f} ms {s['inferencesPerSecond']:.0f}/s" for rt, s in cell.items()))  # fmt: skip
+        if batch == 1:
+            lat, _ = run_block(http_make, plan.crosscheck_requests, 1)
+            details["crosscheckTritonclientHttp"] = Samples("loop", lat).summary()
+        del tf_make, keep
+    return details
 
-    a, b = triton(), tf_run()
-    worst = 0.0
-    for key, ref in b.items():
-        got = np.asarray(a[key]).reshape(np.asarray(ref).shape)
-        worst = max(worst, float(np.max(np.abs(got.astype("float64") - ref.astype("float64")))))
-    if worst > 1e-3:
-        raise RuntimeError(f"Triton and in-process TF disagree by {worst:g} on the same inputs")
-    return worst
 
-
-def serving_cases(quick: bool) -> list[tuple[models.ModelCase, int, int]]:
-    """(model, requests per block, rounds)."""
-    by_name = {c.name: c for c in models.cases(quick)}
-    if quick:
-        return [(by_name["convbn"], 20, 2)]
-    return [(by_name["convbn"], 100, 4), (by_name["mobilenetv2"], 16, 3)]
+def table_rows(result: AreaResult, plan: Plan, details: dict[str, Any]) -> None:
+    """Latency at concurrency 1 per batch and protocol, time per inference at the top concurrency, cross-check."""
+    label, cells = plan.case.label, details["cells"]
+    top = max(plan.concurrency)
+    for batch in plan.batches:
+        c1 = cells[f"b{batch}c1"]
+        target = Target(OVERHEAD_TARGET) if batch == 8 else None
+        for runtime in RUNTIME.values():
+            s, tf = c1[runtime], c1[TF]
+            result.row(f"{label} b{batch} c1 latency p50, {runtime}", s["p50"], tf["p50"], "ms", target=target,
+                       baseline_name=BASELINE, note=f"p99 {fmt(s['p99'])} vs {fmt(tf['p99'], 'ms')}")  # fmt: skip
+    if top > 1:
+        batch = max(plan.batches)
+        cell = cells[f"b{batch}c{top}"]
+        tf_ips = cell[TF]["inferencesPerSecond"]
+        for runtime in RUNTIME.values():
+            ips = cell[runtime]["inferencesPerSecond"]
+            result.row(f"{label} b{batch} c{top} time per inference, {runtime}", 1000 / ips if ips else None,
+                       1000 / tf_ips if tf_ips else None, "ms", target=Target(OVERHEAD_TARGET) if batch == 8 else None,
+                       baseline_name=BASELINE, note=f"{fmt(ips)} vs {fmt(tf_ips, 'inf/s')}")  # fmt: skip
+    loop = details.get("crosscheckTritonclientHttp")
+    if loop:
+        result.row(f"{label} b1 c1 p50, tritonclient.http loop (cross-check, n={loop['n']})", loop["p50"],
+                   cells["b1c1"][RUNTIME["http"]]["p50"], "ms", baseline_name="perf_analyzer HTTP")  # fmt: skip
 
 
 def run(ctx: Context) -> AreaResult:
@@ -172,49 +294,25 @@ def run(ctx: Context) -> AreaResult:
     from edgeopt_dev.triton_server import TritonServer
 
     result = AreaResult(AREA)
+    result.details["perfAnalyzer"] = pa.check_runs()
     repo = ctx.dir("serving-repo")
-    cases = serving_cases(ctx.quick)
-    published: dict[str, Path] = {}
-    for case, _, _ in cases:
-        prep = models.prepare(ctx, case)
-        published[case.name] = _publish(prep, repo)
+    todo = plans(ctx.quick)
+    published = {p.case.name: _publish(models.prepare(ctx, p.case), repo) for p in todo}
     server = TritonServer(repo, log_path=ctx.dir("logs") / "tritonserver.log")
     server.start()
-    ctx.log(f"serving: tritonserver live in {server.startup_seconds:.1f}s at {server.http_url}")
+    ctx.log(f"serving: tritonserver at {server.http_url}, gRPC {server.grpc_url}; {result.details['perfAnalyzer']}")
     try:
         client = TritonClient(server.http_url, timeout=300.0)
-        for case, requests, rounds in cases:
+        for plan in todo:
             t0 = time.monotonic()
-            client.load(case.name)
-            ctx.log(f"serving: {case.label} loaded in {time.monotonic() - t0:.1f}s")
-            details: dict[str, Any] = {"loadSeconds": round(time.monotonic() - t0, 2)}
-            for batch in (1, 8):
-                tf_make, inputs = tf_call_factory(published[case.name], batch)
-                triton_make = triton_call_factory(server.http_url, case.name, inputs)
-                details[f"maxAbsDiffBatch{batch}"] = check_same_answers(triton_make(), tf_make())
-                for concurrency in (1, 8):
-                    n = requests if concurrency == 1 else requests * 2
-                    stats = compare({"triton": triton_make, "tf": tf_make}, requests=n, concurrency=concurrency,
-                                    rounds=rounds)  # fmt: skip
-                    details[f"b{batch}c{concurrency}"] = stats
-                    ctx.log(f"serving: {case.label} b{batch} c{concurrency}: {stats}")
-                    tri, tf = stats["triton"], stats["tf"]
-                    target = Target(OVERHEAD_TARGET) if batch == 8 else None
-                    where = f"{case.label} batch {batch}, concurrency {concurrency}"
-                    if concurrency == 1:
-                        result.rows.append(Row(AREA, f"{where}: latency p50 (n={tri['n']})", tri["p50"], tf["p50"],
-                                               "ms", target, baseline_name="in-process TF"))  # fmt: skip
-                        result.rows.append(Row(AREA, f"{where}: latency p99", tri["p99"], tf["p99"], "ms",
-                                               baseline_name="in-process TF"))  # fmt: skip
-                    else:
-                        # Overhead as time per request, so ≤ 1.3× reads the same way as for latency.
-                        per_req = {k: (1000 / v["throughput"] if v["throughput"] else None) for k, v in stats.items()}
-                        result.rows.append(Row(AREA, f"{where}: time per request at full load "
-                                               f"({tri['throughput']:.1f} vs {tf['throughput']:.1f} req/s)",
-                                               per_req["triton"], per_req["tf"], "ms", target,
-                                               baseline_name="in-process TF"))  # fmt: skip
-            client.unload(case.name)
-            result.details[case.label] = details
+            client.load(plan.case.name)
+            load_seconds = round(time.monotonic() - t0, 2)
+            ctx.log(f"serving: {plan.case.label} loaded in {load_seconds:.1f}s")
+            details = measure_model(ctx, plan, server, published[plan.case.name], result)
+            details["loadSeconds"] = load_seconds
+            client.unload(plan.case.name)
+            result.details[plan.case.label] = details
+            table_rows(result, plan, details)
     finally:
         server.stop()
     return result

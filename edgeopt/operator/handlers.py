@@ -70,8 +70,13 @@ def configure(settings: Any, memo: Any, logger: Any, **_: Any) -> None:
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def capacity_queue(body: Any, namespace: Any, name: Any, **_: Any) -> dict[tuple[str, str], tuple[str, bool]]:
-    """(namespace, name) -> (creationTimestamp, waiting): the order in which waiting conversions start."""
+async def capacity_queue(body: Any, namespace: Any, name: Any, **_: Any) -> dict[tuple[str, str], tuple[str, bool]]:
+    """(namespace, name) -> (creationTimestamp, waiting): the order in which waiting conversions start.
+
+    async although it does no I/O: a sync one runs in kopf's thread pool, where every event of every
+    resource queued behind the reconcile handlers' API calls (seconds at 100 resources) before kopf
+    could even add its finalizer.
+    """
     return {(namespace or "", name): conversion.queue_entry(body)}
 
 
@@ -112,8 +117,11 @@ def pod_event(type: Any, body: Any, memo: Any, logger: Any, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def model_event(type: Any, body: Any, **_: Any) -> None:
-    """Keep the models-ready gauge exact, including after a restart (initial listing)."""
+async def model_event(type: Any, body: Any, **_: Any) -> None:
+    """Keep the models-ready gauge exact, including after a restart (initial listing).
+
+    async for the same reason as capacity_queue: no I/O, so no trip through the busy thread pool.
+    """
     ns, name = body.metadata.namespace or "", body.metadata.name or ""
     metrics.observe_phase(ns, name, None if type == "DELETED" else (body.get("status") or {}).get("phase"))
 

@@ -177,8 +177,13 @@ def up(
     *,
     timeout: float = 90.0,
     die_with_parent: bool = False,
+    audit: bool = False,
 ) -> ControlPlane:
     """Start etcd, kube-apiserver, kube-controller-manager and the node agent; return when ready.
+
+    ``audit`` writes the API server's audit log (every request at Metadata
+    level: who, verb, object, timestamps; never bodies) to ``logs/audit.log``,
+    which the benchmarks count API requests per client and per resource from.
 
     A DIR left behind by a crashed run is cleaned first: processes still
     recorded there are stopped, etcd data and certificates are made anew.
@@ -200,7 +205,7 @@ def up(
     for attempt in range(1, 4):
         _wipe(root)
         try:
-            return _start(root, bins, timeout, die_with_parent)
+            return _start(root, bins, timeout, die_with_parent, audit)
         except PortTaken as exc:
             # Free ports are picked before the components bind them; on a busy
             # machine someone else can win that race.  New ports, new try.
@@ -218,7 +223,25 @@ def _wipe(root: Path) -> None:
     (root / "pvc").mkdir(exist_ok=True)
 
 
-def _start(root: Path, bins: dict[str, Path], timeout: float, die_with_parent: bool) -> ControlPlane:
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+"""
+
+
+def _audit_args(root: Path) -> list[str]:
+    policy = root / "run" / "audit-policy.yaml"
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    policy.write_text(AUDIT_POLICY)
+    return [f"--audit-policy-file={policy}", f"--audit-log-path={root / 'logs' / 'audit.log'}",
+            "--audit-log-format=json", "--audit-log-mode=batch", "--audit-log-batch-max-wait=1s"]  # fmt: skip
+
+
+def _start(
+    root: Path, bins: dict[str, Path], timeout: float, die_with_parent: bool, audit: bool = False
+) -> ControlPlane:
     t0 = time.monotonic()
     deadline = t0 + timeout
     pki = create_cluster_pki(root / "pki", SERVICE_IP)
@@ -261,6 +284,7 @@ def _start(root: Path, bins: dict[str, Path], timeout: float, die_with_parent: b
             # Endpoints may not hold a loopback address, so the lease reconciler
             # would fail every few seconds; nothing here routes to it anyway.
             "--endpoint-reconciler-type=none",
+            *(_audit_args(root) if audit else []),
         ])
         _write_state(root, server, etcd_port, api_port, kcm_port)
         _kubeconfig(root / "kubeconfig", server, pki, pki.admin.cert, pki.admin.key, "edgeopt-admin")

@@ -8,7 +8,8 @@ Deployment off because no kubelet runs here), runs the operator as a local
 process authenticated with that ServiceAccount's token — so the chart's RBAC
 is exactly what it has — starts the real Triton server, applies
 ``examples/add-checkpoint-cpu.yaml`` with kubectl, waits for ``Ready`` and asks
-Triton for an answer with tritonclient. Each step prints its time; a broken
+Triton for an answer with tritonclient, over HTTP and over gRPC (users reach
+Triton through both). Each step prints its time; a broken
 step stops the demo with its name and a non-zero exit; everything started is
 stopped in ``finally``.
 
@@ -269,17 +270,18 @@ def _demo(
                  timeout=300)  # fmt: skip
 
     with steps.step("start Triton (explicit model control) on the `triton-models` claim"):
-        http_port = free_port()
+        http_port, grpc_port = free_port(), free_port()
         triton = Process(
             "triton",
             [sys.executable, "-m", "edgeopt.cli", "triton", "serve", "--repository", str(cp.pvc_dir("triton-models")),
-             "--http-port", str(http_port)],
+             "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
             cluster_dir, dict(os.environ),
         )  # fmt: skip
         started.append(triton)
-        triton_url = f"http://127.0.0.1:{http_port}"
+        triton_url, grpc_url = f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}"
         wait_until("Triton /v2/health/live", lambda: http_ok(f"{triton_url}/v2/health/live"), 180,
                    alive=triton.check_alive)  # fmt: skip
+        steps.say(f"  Triton HTTP {triton_url}, gRPC {grpc_url}")
 
     with steps.step("start the operator as the chart's ServiceAccount"):
         liveness = free_port()
@@ -310,10 +312,13 @@ def _demo(
         for line in kubectl("get", "-n", NAMESPACE, "optimizedmodels").splitlines():
             steps.say(f"  $ kubectl get om | {line}")
 
-    with steps.step("infer through Triton with tritonclient.http (x = 1 must give 6)"):
+    with steps.step("infer through Triton over HTTP and gRPC with tritonclient (x = 1 must give 6)"):
         answer, latency_ms = _infer(triton_url)
-        steps.say(f"  Triton answered y = {answer:g} (mean {latency_ms:.2f} ms per request)")
-    return {"status": status, "answer": answer, "tritonLatencyMs": latency_ms}
+        steps.say(f"  Triton answered y = {answer:g} over HTTP (mean {latency_ms:.2f} ms per request)")
+        grpc_answer, grpc_ms = _infer_grpc(grpc_url)
+        steps.say(f"  Triton answered y = {grpc_answer:g} over gRPC (mean {grpc_ms:.2f} ms per request)")
+    return {"status": status, "answer": answer, "tritonLatencyMs": latency_ms, "grpcAnswer": grpc_answer,
+            "grpcLatencyMs": grpc_ms, "grpcURL": grpc_url}  # fmt: skip
 
 
 def _wait_ready(steps: Steps, kubectl: Any, timeout: float, operator: Process) -> dict[str, Any]:
@@ -360,6 +365,30 @@ def _infer(triton_url: str) -> tuple[float, float]:
     return answer, (time.perf_counter() - t) * 1000 / n
 
 
+def _infer_grpc(grpc_url: str) -> tuple[float, float]:
+    """The same request through Triton's gRPC endpoint (tritonclient 2.51's grpc client runs on protobuf 4)."""
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url=grpc_url)
+    try:
+        meta = client.get_model_metadata(MODEL, as_json=True)
+        (inp,) = meta["inputs"]
+        out = meta["outputs"][0]["name"]
+        tensor = grpcclient.InferInput(inp["name"], [1, 1], "FP32")
+        tensor.set_data_from_numpy(np.array([[1.0]], dtype=np.float32))
+        answer = float(client.infer(MODEL, [tensor], client_timeout=30.0).as_numpy(out).reshape(-1)[0])
+        if abs(answer - EXPECTED) > 1e-6:
+            raise RuntimeError(f"Triton answered {answer} over gRPC for x = 1; expected {EXPECTED}")
+        n = 20
+        t = time.perf_counter()
+        for _ in range(n):
+            client.infer(MODEL, [tensor], client_timeout=30.0)
+        return answer, (time.perf_counter() - t) * 1000 / n
+    finally:
+        client.close()
+
+
 def _print_report(steps: Steps, result: dict[str, Any]) -> None:
     status = result["status"]
     report = status.get("report") or {}
@@ -378,7 +407,10 @@ def _print_report(steps: Steps, result: dict[str, Any]) -> None:
     print(f"  precision / TRT    {fmt('precision')} / {fmt('trtEngines')} TensorRT engines (TF-TRT off on CPU)")
     print(f"  max abs error      {fmt('maxAbsError')}")
     print(f"  conversion         {fmt('conversionSeconds', ' s')} (TensorFlow {fmt('tensorflow')})")
-    print(f"  Triton answer      y = {result['answer']:g} for x = 1 ({result['tritonLatencyMs']:.2f} ms/request)")
+    print(f"  Triton answer      y = {result['answer']:g} for x = 1 over HTTP "
+          f"({result['tritonLatencyMs']:.2f} ms/request)")
+    print(f"                     y = {result['grpcAnswer']:g} over gRPC at {result['grpcURL']} "
+          f"({result['grpcLatencyMs']:.2f} ms/request)")
     print("  step times         " + ", ".join(f"{i + 1}: {t:.1f}s" for i, (_, t) in enumerate(steps.times)))
     print(f"  total              {time.monotonic() - steps.t0:.1f}s")
     print("=" * 64, flush=True)

@@ -36,7 +36,8 @@ def test_demo_takes_the_example_to_ready_and_triton_answers() -> None:
     assert proc.returncode == 0, out[-6000:]
     for n in range(1, 10):
         assert f"✓ {n}/9 " in proc.stdout, f"step {n} did not report success:\n{proc.stdout[-3000:]}"
-    assert "Triton answered y = 6" in proc.stdout
+    assert "Triton answered y = 6 over HTTP" in proc.stdout
+    assert "Triton answered y = 6 over gRPC" in proc.stdout
     assert "graph ops" in proc.stdout and "TF latency" in proc.stdout
     assert "cannot read Secrets" in proc.stdout
     assert "torn down" in proc.stdout
