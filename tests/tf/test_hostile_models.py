@@ -253,3 +253,39 @@ def test_admin_allow_list_lets_a_refused_op_through(tmp_path: Path, repo: Path, 
     monkeypatch.setenv("EDGEOPT_CONVERTER_ALLOWED_OPS", "ReadFile")
     artifact = convert_model(model, tmp_path / "work")
     assert artifact.savedmodel_dir.exists()
+
+
+def test_folding_never_evaluates_a_policy_op_even_when_an_admin_allowed_it(tmp_path: Path, monkeypatch: Any) -> None:
+    """The admin's allow-list lets a ReadFile into the served model; it never runs at build time."""
+    import tensorflow as tf
+
+    from edgeopt.converter.transforms.fold_constants import fold_constants
+
+    secret = tmp_path / "read-at-serving-time"
+    secret.write_text("abc")
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None], name="x")
+        n = tf.strings.length(tf.io.read_file(str(secret), name="read"))
+        tf.identity(x + tf.cast(n, tf.float32), name="y")
+    monkeypatch.setenv("EDGEOPT_CONVERTER_ALLOWED_OPS", "ReadFile")
+    folded = fold_constants(g.as_graph_def(), {"x", "y"}).graph_def
+    assert "ReadFile" in {node.op for node in folded.node}, "the ReadFile was evaluated and baked in"
+
+
+def test_the_fold_cap_is_the_admins_setting(monkeypatch: Any) -> None:
+    import tensorflow as tf
+
+    from edgeopt.converter.transforms.fold_constants import fold_constants
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 256], name="x")
+        big = tf.fill([256, 256], 2.0, name="big")  # 256 KiB when folded
+        tf.matmul(x, big, name="y")
+    gd = g.as_graph_def()
+    changed = fold_constants(gd, {"x", "y"}).changed
+    assert changed >= 1
+    monkeypatch.setenv("EDGEOPT_LIMIT_FOLD_BYTES", str(64 * 1024))
+    kept, changed = fold_constants(gd, {"x", "y"})[:2]
+    assert changed == 0 and "Fill" in {n.op for n in kept.node}

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import op_def_registry
 
+from edgeopt.converter import policy
 from edgeopt.converter.transforms.graph import (
     StepResult,
     const_node,
@@ -28,9 +29,10 @@ from edgeopt.converter.transforms.graph import (
     rebuild,
 )
 from edgeopt.converter.transforms.remove_nodes import CONTROL_FLOW_OPS
+from edgeopt.limits import Limits
 
 #: No folded value (nor any intermediate computed for it) may be larger than this.
-FOLD_LIMIT_BYTES = 64 * 1024 * 1024
+FOLD_LIMIT_BYTES = Limits().fold_bytes
 #: Dequantize too: folding it would undo quantize_weights when fold_constants runs after it.
 NEVER_FOLD = CONTROL_FLOW_OPS | {"Placeholder", "PlaceholderWithDefault", "Const", "NoOp", "Dequantize"}
 
@@ -55,12 +57,19 @@ def static_bytes(tensor: Any) -> int | None:
 def _safe_to_evaluate(node: Any, op: Any, limit: int) -> bool:
     if node.op in NEVER_FOLD or is_stateful(node.op) or _calls_function(node):
         return False
+    if policy.denial(node.op, node.attr) is not None:  # even an op an admin allowed is never run at build time
+        return False
     sizes = [static_bytes(t) for t in op.outputs]
     return bool(op.outputs) and all(s is not None and s <= limit for s in sizes)
 
 
-def foldable_nodes(graph_def: Any, graph: Any, limit: int = FOLD_LIMIT_BYTES) -> set[str]:
-    """Nodes whose every input is a Const or foldable, and that are safe to evaluate."""
+def foldable_nodes(graph_def: Any, graph: Any, limit: int | None = None) -> set[str]:
+    """Nodes whose every input is a Const or foldable, and that are safe to evaluate.
+
+    ``limit``: the largest value folding may materialize, by default the admin's
+    cap (``EDGEOPT_LIMIT_FOLD_BYTES``), checked from static shapes before anything runs.
+    """
+    limit = Limits.from_env().fold_bytes if limit is None else limit
     by_name = {n.name: n for n in graph_def.node}
     constant = {n.name for n in graph_def.node if n.op == "Const"}
     foldable: set[str] = set()
