@@ -1,6 +1,6 @@
 """Turn a Pod spec into a local run plan, or say exactly why it cannot be emulated.
 
-This is the "container runtime" half of the job runner's kubelet: it resolves
+This is the "container runtime" half of the node agent (kubelet): it resolves
 env (values, ``$(VAR)`` expansion, fieldRef, ConfigMap/Secret refs),
 materializes volumes as local folders (PVC -> ``DIR/pvc/<claim>``,
 ConfigMap/Secret/projected/downwardAPI files, emptyDir, hostPath) and
@@ -197,7 +197,7 @@ def build_env(pod: dict[str, Any], container: dict[str, Any], ctx: RuntimeContex
         elif "secretKeyRef" in vf:
             value = _key_ref("secret", vf["secretKeyRef"], ns, ctx)
         else:
-            raise CannotEmulate(f"env {name}: valueFrom {sorted(vf)} is not emulated by the edgeopt job runner")
+            raise CannotEmulate(f"env {name}: valueFrom {sorted(vf)} is not emulated by the edgeopt node agent")
         if value is not None:
             env[name] = value
     return env
@@ -328,7 +328,7 @@ def materialize_volume(
                 raise CannotEmulate(f"projected volume {name}: source {sorted(source)} is not emulated")
     else:
         kinds = sorted(k for k in volume if k != "name")
-        raise CannotEmulate(f"volume {name}: type {kinds} is not emulated by the edgeopt job runner")
+        raise CannotEmulate(f"volume {name}: type {kinds} is not emulated by the edgeopt node agent")
     _write_files(target, files, modes, int(default))
     return target, True  # kubelet mounts these read-only
 
@@ -346,7 +346,7 @@ def security_prefix(pod: dict[str, Any], container: dict[str, Any]) -> tuple[lis
     meta = pod["metadata"]
     for key in ("seLinuxOptions", "windowsOptions", "sysctls", "seLinuxChangePolicy"):
         if psc.get(key) or csc.get(key):
-            raise CannotEmulate(f"securityContext.{key} is not emulated by the edgeopt job runner")
+            raise CannotEmulate(f"securityContext.{key} is not emulated by the edgeopt node agent")
     if csc.get("procMount", "Default") != "Default":
         raise CannotEmulate("securityContext.procMount is not emulated")
     warnings = []
@@ -427,7 +427,7 @@ def check_scheduling(pod: dict[str, Any]) -> None:
                          f"affinity/selector ({key}={value}).", scheduled=False)
     affinity = spec.get("affinity") or {}
     if (affinity.get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution"):
-        raise CannotEmulate("required node affinity is not emulated by the edgeopt job runner")
+        raise CannotEmulate("required node affinity is not emulated by the edgeopt node agent")
 
 
 def check_schedulable(pod: dict[str, Any], ctx: RuntimeContext) -> None:
@@ -447,22 +447,22 @@ def check_schedulable(pod: dict[str, Any], ctx: RuntimeContext) -> None:
 def build_plan(pod: dict[str, Any], pod_dir: Path, ctx: RuntimeContext) -> Plan:
     spec = pod["spec"]
     if len(spec["containers"]) != 1:
-        raise CannotEmulate(f"{len(spec['containers'])} containers: the edgeopt job runner runs exactly one")
+        raise CannotEmulate(f"{len(spec['containers'])} containers: the edgeopt node agent runs exactly one")
     if spec.get("initContainers") or spec.get("ephemeralContainers"):
-        raise CannotEmulate("init and ephemeral containers are not emulated by the edgeopt job runner")
+        raise CannotEmulate("init and ephemeral containers are not emulated by the edgeopt node agent")
     if spec.get("runtimeClassName"):
         raise CannotEmulate(f"runtimeClassName {spec['runtimeClassName']} is not emulated (no container runtime)")
     if spec.get("restartPolicy", "Always") != "Never":
-        raise CannotEmulate(f"restartPolicy {spec.get('restartPolicy')}: the edgeopt job runner emulates Never only")
+        raise CannotEmulate(f"restartPolicy {spec.get('restartPolicy')}: the edgeopt node agent emulates Never only")
     check_scheduling(pod)
     container = spec["containers"][0]
     for key in ("livenessProbe", "readinessProbe", "startupProbe", "lifecycle"):
         if container.get(key):
-            raise CannotEmulate(f"container {key} is not emulated by the edgeopt job runner")
+            raise CannotEmulate(f"container {key} is not emulated by the edgeopt node agent")
     if not container.get("command"):
         raise CannotEmulate(
             f"container {container['name']} has no command: the entrypoint of image {container.get('image')} "
-            "is unknown to the edgeopt job runner, which runs commands locally"
+            "is unknown to the edgeopt node agent, which runs commands locally"
         )
     prefix, read_only_root, warnings = security_prefix(pod, container)
     env = build_env(pod, container, ctx)

@@ -2,7 +2,7 @@
 
 The operator runs with a token of the chart's ServiceAccount (helm-rendered
 RBAC, not the admin's certificate), so a permission the code needs and the
-chart lacks (watching Pods, say) fails here. The job runner plays scheduler
+chart lacks (watching Pods, say) fails here. The node agent plays scheduler
 and kubelet: a GPU limit on its GPU-less node and a missing claim leave the
 Pod Pending with the scheduler's message, exactly as a real cluster does.
 """

@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.k8s]
 
 
 def content_digest(root: Path) -> str:
-    """Every name and byte under ``root``. Not the modes: like kubelet with fsGroup, the job runner
+    """Every name and byte under ``root``. Not the modes: like kubelet with fsGroup, the node agent
     re-groups the whole claim whenever any Pod mounts it, which is the cluster's doing, not a tenant's."""
     h = hashlib.sha256()
     for path in sorted(root.rglob("*")):

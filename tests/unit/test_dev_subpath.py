@@ -1,4 +1,4 @@
-"""The job runner's subPath mounts behave like kubelet's: made with the volume's mode, never outside it."""
+"""The node agent's subPath mounts behave like kubelet's: made with the volume's mode, never outside it."""
 
 from __future__ import annotations
 

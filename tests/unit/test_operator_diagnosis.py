@@ -1,7 +1,7 @@
 """Pod → reason on the OptimizedModel, on the status shapes kubelet and the scheduler write (no cluster).
 
 The Pod bodies below are what ``kubectl get pod -o json`` shows for each case
-on Kubernetes 1.32 (the dev job runner writes the same shapes for the cases it
+on Kubernetes 1.32 (the dev node agent writes the same shapes for the cases it
 can produce: Unschedulable, a missing claim or ConfigMap, DeadlineExceeded).
 """
 
