@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from edgeopt_dev.podspec import (
     build_env,
     expand,
     materialize_volume,
+    subpath_source,
 )
 
 MAX_MESSAGE = 4096
@@ -308,25 +308,8 @@ def resolve(pod: dict[str, Any], container: dict[str, Any], pod_dir: Path, ctx: 
 
 
 def safe_subpath(volume: Path, sub: str) -> Path:
-    """The kubelet's SafeMakeDir for a ``subPath``: made if missing (with the volume root's mode),
-    and refused when it resolves outside the volume, e.g. through a symlink a Pod left in a claim.
-
-    (podspec.subpath_source on main does the same for the process runner; use one after the merge.)
-    """
-    if os.path.isabs(sub) or ".." in Path(sub).parts or not sub:
-        raise CannotEmulate(f"subPath {sub!r} must be relative without '..'")
-    root = volume.resolve()
-    mode = stat.S_IMODE(os.stat(root).st_mode)
-    current = root
-    for part in Path(sub).parts:
-        current = current / part
-        if not current.exists() and not current.is_symlink():
-            current.mkdir()
-            os.chmod(current, mode)
-        real = current.resolve()
-        if real != root and root not in real.parents:
-            raise NotYet("CreateContainerConfigError", f"subPath {sub!r} resolves outside its volume ({real})")
-    return current.resolve()
+    """The kubelet's SafeMakeDir for a ``subPath``: the process runner's own (podspec.subpath_source)."""
+    return subpath_source(volume, sub)
 
 
 @dataclass
