@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -234,6 +235,26 @@ def cleanup_job(model: OptimizedModel, settings: OperatorSettings, *, uid: str) 
     }
 
 
+#: Extended resources that are GPUs: a CPU-only conversion does not ask for them by default.
+GPU_RESOURCES = ("nvidia.com/gpu",)
+
+
+def default_resources(model: OptimizedModel, settings: OperatorSettings) -> dict[str, Any]:
+    """The operator's default container resources, without a GPU when the model needs none.
+
+    ``target.device: CPU`` with TensorRT off (the CPU-only edge path: ONNX Runtime
+    on CPU, FP32/FP16/INT8) never touches a GPU; asking for one would leave the
+    Job Unschedulable on exactly the GPU-less nodes it is meant for.
+    """
+    res = {k: dict(v) if isinstance(v, Mapping) else v for k, v in settings.converter_resources.items()}
+    if model.spec.target.device == "CPU" and not model.spec.tensorrt.enabled:
+        for section in ("requests", "limits"):
+            if isinstance(res.get(section), dict):
+                for gpu in GPU_RESOURCES:
+                    res[section].pop(gpu, None)
+    return res
+
+
 def conversion_job(
     model: OptimizedModel,
     settings: OperatorSettings,
@@ -259,7 +280,7 @@ def conversion_job(
     conv = model.spec.converter
     labels = model_labels(model.name, generation, uid)
     pod_labels = {**labels, JOB_LABEL: name}
-    resources = conv.resources if conv.resources is not None else dict(settings.converter_resources)
+    resources = conv.resources if conv.resources is not None else default_resources(model, settings)
     node_selector = conv.node_selector if conv.node_selector is not None else dict(settings.converter_node_selector)
     tolerations = (
         conv.tolerations if conv.tolerations is not None else [dict(t) for t in settings.converter_tolerations]

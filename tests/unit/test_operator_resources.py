@@ -249,3 +249,24 @@ def test_a_file_repository_needs_no_claim_mount() -> None:
     (c,) = build(doc)["spec"]["template"]["spec"]["containers"]
     assert not [m for m in c["volumeMounts"] if "triton" in m["mountPath"] or m.get("subPath")]
     assert resources.model_subpath(parse_manifest(doc)) is None
+
+
+def test_a_cpu_only_conversion_asks_for_no_gpu_by_default() -> None:
+    """device CPU with TensorRT off (the CPU edge path) must not sit Unschedulable waiting for a GPU."""
+    settings = OperatorSettings()
+    assert "nvidia.com/gpu" in settings.converter_resources["limits"]
+
+    def gpu_limit(doc: dict[str, Any]) -> Any:
+        (c,) = build(doc, settings)["spec"]["template"]["spec"]["containers"]
+        return c["resources"].get("limits", {}).get("nvidia.com/gpu")
+
+    doc = manifest()
+    doc["spec"]["target"].update(backend="onnxruntime", device="CPU")
+    doc["spec"]["tensorrt"] = {"enabled": False}
+    assert gpu_limit(doc) is None
+    assert settings.converter_resources["limits"]["nvidia.com/gpu"] == 1, "the settings are not changed"
+    doc["spec"]["target"]["device"] = "GPU"
+    assert gpu_limit(doc) == 1
+    doc["spec"]["target"]["device"] = "CPU"
+    doc["spec"]["converter"] = {"resources": {"limits": {"nvidia.com/gpu": 1}}}
+    assert gpu_limit(doc) == 1, "what the spec asks for explicitly stays"
