@@ -99,10 +99,12 @@ def test_example_ready_then_version_2_then_delete(
     print(f"\n[operator] apply-to-Ready {ready_seconds:.1f}s; operator API calls for v1: {sorted(calls.items())}")
     for verb, resource in calls:
         assert permissions.allows(GROUPS.get(resource, ""), resource, verb), (verb, resource)
-    # Measured: 11 (2 get, 2 list Jobs, 1 list OptimizedModels (is the name taken?), 1 list Pods, 2 creates,
-    # 3 status patches). A budget, so a regression to polling shows here; kopf adds 2 patches + 4 Events,
-    # not counted by this metric.
-    assert sum(calls.values()) <= 12, calls
+    # Measured: 11 on a quiet machine (2 get, 2 list Jobs, 1 list OptimizedModels (is the name taken?),
+    # 1 list Pods, 2 creates, 3 status patches). On a loaded one a call can time out and kopf retries the
+    # handler, which repeats the create path (2 lists, 2 creates answered 409 and adopted, a get): 18 was
+    # seen once in CI. A budget, so a regression to polling (a call every few seconds for the whole
+    # conversion) still shows here; kopf adds 2 patches + 4 Events, not counted by this metric.
+    assert sum(calls.values()) <= 20, calls
 
     # A spec change is a new generation: a new Job, version 2.
     started = time.monotonic()
