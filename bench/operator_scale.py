@@ -88,6 +88,8 @@ class Bench:
         self.operator: Any = None
         self.job_runner_cmd: list[str] = []
         self.metrics_url = ""
+        #: The toy model's Triton port, chosen before the operator starts so its allow-list can name it.
+        self.triton_port = 0
 
     def _down(self) -> None:
         from edgeopt_dev import controlplane
@@ -140,6 +142,7 @@ class Bench:
         from edgeopt_dev.demo import free_port
 
         liveness, metrics = free_port(), free_port()
+        self.triton_port = free_port()
         env = {
             **os.environ,
             "KUBECONFIG": str(self.cp.kubeconfig),
@@ -147,6 +150,8 @@ class Bench:
             "EDGEOPT_CONVERTER_RESOURCES": "{}",  # CPU-only: the node agent has no GPU to give the toy model
             "EDGEOPT_LIVENESS_PORT": str(liveness),
             "EDGEOPT_METRICS_PORT": str(metrics),
+            # spec.serving.tritonURL must be on the operator's allow-list (issue 10): the bench's own Triton.
+            "EDGEOPT_ALLOWED_TRITON_URLS": f"http://127.0.0.1:{self.triton_port}",
         }
         pidfile = self.root / "run" / "bench-operator.pid"
         self.operator = processes.spawn(
@@ -398,7 +403,8 @@ def ready_rows(ctx: Context, bench: Bench, result: AreaResult) -> None:
     pvc = bench.root / "pvc"
     cli("samples", "add", "--dir", str(bench.cp.pvc_dir("models") / "add"), log=ctx.dir("logs") / "samples-toy.log")
     repo = bench.cp.pvc_dir("triton-models")
-    server = TritonServer(repo, log_path=ctx.dir("logs") / "tritonserver-operator.log")
+    log = ctx.dir("logs") / "tritonserver-operator.log"
+    server = TritonServer(repo, http_port=bench.triton_port or None, log_path=log)
     server.start()
     try:
         client = TritonClient(server.http_url, timeout=120.0)
