@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.common",
+    "tests.fixtures.containers",
     "tests.fixtures.k8s",
     "tests.fixtures.triton",
 ]

@@ -43,12 +43,14 @@ SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service, first address of the range
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 # The real job controller (Pods, back-off, podFailurePolicy, deadlines and Job
-# conditions come from Kubernetes itself), GC, namespace and service-account
+# conditions come from Kubernetes itself), the deployment and replicaset
+# controllers (the chart's operator and Triton), GC, namespace and service-account
 # controllers, root-ca-cert-publisher (the kube-root-ca.crt ConfigMap every
 # auto-mounted service-account token volume projects) and ttl-after-finished
 # (deletes finished Jobs after ttlSecondsAfterFinished, as the operator expects).
 CONTROLLERS = (
-    "job,garbagecollector,namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher,ttl-after-finished"
+    "job,deployment,replicaset,garbagecollector,namespace,serviceaccount,serviceaccount-token,"
+    "root-ca-cert-publisher,ttl-after-finished"
 )
 # Components in start order; ``down`` stops them in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "nodeagent")
@@ -333,17 +335,16 @@ def _write_state(root: Path, server: str, etcd_port: int, api_port: int, kcm_por
     (root / "state.json").write_text(json.dumps(state, indent=2) + "\n")
 
 
-def pod_pidfiles(root: Path) -> list[Path]:
-    return sorted((root / "run" / "pods").glob("*/pid"))
-
-
 def down(root: Path, grace: float = 10.0) -> list[str]:
     """Stop every process recorded in ``root``; return the names of those that were running.
 
-    The node agent goes first (it stops its Pods' processes itself), then any
-    Pod process it left behind if it died, then the control plane in reverse
-    start order.  Safe to call on a DIR whose processes are long dead.
+    The node agent goes first (it stops its Pods' containers itself), then any
+    container of this cluster it left behind if it died, then the control
+    plane in reverse start order.  Safe to call on a DIR whose processes are
+    long dead.
     """
+    from edgeopt_dev.podrun import remove_cluster_containers  # podrun -> podspec -> this module
+
     root = root.resolve()
     stopped = []
     names = list(reversed(COMPONENTS))
@@ -351,10 +352,8 @@ def down(root: Path, grace: float = 10.0) -> list[str]:
         if processes.live_pid(_pidfile(root, name)):
             stopped.append(name)
         processes.stop_pidfile(_pidfile(root, name), grace=grace)
-    for pidfile in pod_pidfiles(root):
-        if processes.live_pid(pidfile):
-            stopped.append(f"pod {pidfile.parent.name}")
-        processes.stop_pidfile(pidfile, grace=grace)
+    if shutil.which("podman"):
+        stopped += [f"container {name}" for name in remove_cluster_containers(root)]
     for name in names[1:]:
         if processes.live_pid(_pidfile(root, name)):
             stopped.append(name)

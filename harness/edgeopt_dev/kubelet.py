@@ -1,39 +1,49 @@
-"""The kubelet half of the node agent: run one Pod as a local process and report it.
+"""The kubelet half of the node agent: run one Pod as an OCI container (podman, runc) and report it.
 
-A :class:`PodRun` owns one Pod from Pending to Succeeded/Failed: it builds
-the run plan (podspec.py), starts ``python -m edgeopt_dev.sandbox`` in its own
-process group (which enters a private mount namespace and execs the
-container command), and writes Pod status the way kubelet does: phase,
-conditions, ``containerStatuses[].state`` with exitCode, reason, message and
-timestamps.  The termination message file is read after exit (4096 bytes at
-most, like kubelet).  Deleting the Pod, the Pod's own activeDeadlineSeconds,
-or the job controller asking (the Job's deadline) stops the process with
-SIGTERM, then SIGKILL after the grace period.
+A :class:`PodRun` owns one Pod from Pending to Succeeded/Failed: it resolves
+the Pod (podspec.py, podrun.py: image, env, volumes, securityContext),
+starts its container with ``podman run`` and writes Pod status the way a
+kubelet does: phase, conditions, ``containerStatuses[]`` with state,
+lastState, restartCount, exitCode, reason, message and timestamps.  The
+termination message file is read after exit (4096 bytes at most, like
+kubelet).
+
+* ``restartPolicy`` Always and OnFailure restart the container in place,
+  with the kubelet's back-off (10 s doubling to 5 min; ``CrashLoopBackOff``
+  while waiting), so a Deployment's Pod lives as on a node.
+* httpGet, tcpSocket and exec probes run as a kubelet runs them: readiness
+  sets the Pod's Ready condition (what a Deployment's availability and
+  ``kubectl rollout status`` read), a failed liveness probe restarts the
+  container, a startup probe holds the other two back.
+* Deleting the Pod, its activeDeadlineSeconds, or the job controller (the
+  Job's deadline) stops the container: SIGTERM, SIGKILL after the grace.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import signal
-import subprocess
-import sys
+import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from kubernetes.client.rest import ApiException
 
-from edgeopt_dev import processes, sandbox
-from edgeopt_dev.podspec import CannotEmulate, NotYet, Plan, RuntimeContext, build_plan, check_schedulable
+from edgeopt_dev.podrun import ContainerPlan, ContainerResult, Running, exec_in, resolve
+from edgeopt_dev.podspec import CannotEmulate, NotYet, RuntimeContext, check_schedulable
 
 log = logging.getLogger("edgeopt.nodeagent")
 MAX_MESSAGE = 4096
 RETRY_PENDING_SECONDS = 2.0
+#: The kubelet's container restart back-off: 10 s, doubling, at most 5 min; reset after 10 min of running.
+BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET = 10.0, 300.0, 600.0
 
 
 def now() -> str:
@@ -78,6 +88,9 @@ class PodRun:
         self._stop_reason = ""
         self._grace = 30.0
         self.bound = bool(pod["spec"].get("nodeName"))
+        self.restarts = 0
+        self._attempt_started = 0.0
+        self.last_state: dict[str, Any] = {}
         self.thread = threading.Thread(target=self._main, name=f"pod-{self.key}", daemon=True)
 
     # -- control ---------------------------------------------------------------------------
@@ -123,10 +136,13 @@ class PodRun:
             status.update(hostIP="127.0.0.1", hostIPs=[{"ip": "127.0.0.1"}], podIP="127.0.0.1",
                           podIPs=[{"ip": "127.0.0.1"}])
 
-    def _container_status(self, state: dict[str, Any], *, ready: bool = False) -> list[dict[str, Any]]:
+    def _container_status(self, state: dict[str, Any], *, ready: bool = False,
+                          started: bool | None = None) -> list[dict[str, Any]]:
         c = self.pod["spec"]["containers"][0]
-        return [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": ready,
-                 "started": "running" in state, "restartCount": 0, "state": state}]
+        status = {"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": ready,
+                  "started": "running" in state if started is None else started, "restartCount": self.restarts,
+                  "state": state, "lastState": self.last_state}
+        return [status]
 
     def _pending(self, reason: str, message: str, scheduled: bool) -> None:
         def mutate(status: dict[str, Any]) -> None:
@@ -229,15 +245,15 @@ class PodRun:
             if exc.status not in (404, 409):
                 log.warning("pod %s: cannot finish deletion: %s", self.key, exc.reason)
 
-    def _plan(self) -> Plan | None:
-        """Build the plan, waiting (Pending) on what kubelet would wait on; None when stopped first."""
+    def _plan(self) -> ContainerPlan | None:
+        """Resolve the Pod, waiting (Pending) on what kubelet would wait on; None when stopped first."""
         last = ""
         while True:
             try:
                 if not self.bound:
                     check_schedulable(self.pod, self.ctx)
                     self._bind()
-                return build_plan(self.pod, self.pod_dir, self.ctx)
+                return resolve(self.pod, self.pod["spec"]["containers"][0], self.pod_dir, self.ctx)
             except NotYet as exc:
                 if exc.message != last:
                     log.info("pod %s pending: %s", self.key, exc.message)
@@ -252,7 +268,7 @@ class PodRun:
 
     def _run(self) -> None:
         self.pod_dir.mkdir(parents=True, exist_ok=True)
-        self.pod_dir.chmod(0o700)  # tokens, Secret files and the plan's env live here while the Pod runs
+        self.pod_dir.chmod(0o700)  # tokens, Secret files and the env file live here while the Pod runs
         try:
             plan = self._plan()
         except CannotEmulate as exc:
@@ -264,102 +280,178 @@ class PodRun:
         if plan is None:
             self._finish(137, "Error", f"stopped before start ({self._stop_reason})", now())
             return
-        for warning in plan.warnings:
-            log.warning("pod %s: %s", self.key, warning)
-        plan_file = self.pod_dir / "plan.json"
-        scratch = self.pod_dir / "scratch"
-        scratch.mkdir(exist_ok=True)
-        error_read, error_write = os.pipe()
-        plan_file.write_text(json.dumps(plan.to_json(self.name, scratch, error_write)))
-        plan_file.chmod(0o600)
+        spec = self.pod["spec"]
+        policy = spec.get("restartPolicy", "Always")
+        deadline = spec.get("activeDeadlineSeconds")
+        ends_at = time.monotonic() + float(deadline) if deadline else None
+        self._grace = float(spec.get("terminationGracePeriodSeconds", 30))
+        backoff = BACKOFF_START
+        while True:
+            started, result = self._attempt(plan, ends_at)
+            if self._stop_reason == "DeadlineExceeded":
+                self._finish(result.exit_code, result.reason, result.message, started, pod_reason="DeadlineExceeded",
+                             pod_message="Pod was active on the node longer than the specified deadline")
+                return
+            again = not self._stop.is_set() and (policy == "Always" or (policy == "OnFailure" and result.exit_code))
+            if not again:
+                self._finish(result.exit_code, result.reason, result.message, started)
+                return
+            if time.monotonic() - self._attempt_started >= BACKOFF_RESET:
+                backoff = BACKOFF_START
+            self._back_off(result, started, backoff)
+            if self._stop.wait(backoff):
+                self._finish(result.exit_code, result.reason, result.message, started)
+                return
+            backoff = min(backoff * 2, BACKOFF_MAX)
+            self.restarts += 1
+
+    def _attempt(self, plan: ContainerPlan, ends_at: float | None) -> tuple[str, ContainerResult]:
+        """Start the container once and watch it (deadline, stop, probes) to its end."""
         started = now()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with open(self.log_path, "ab") as out:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "edgeopt_dev.sandbox", str(plan_file)],
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                    env={"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1"},
-                    pass_fds=(error_write,),
-                )
-        finally:
-            os.close(error_write)
-        processes.write_pidfile(self.pod_dir / "pid", proc.pid)
+        self._attempt_started = time.monotonic()
+        Path(plan.termination_file).write_bytes(b"")
+        run = Running(plan, self.pod_dir, self.log_path)
         spec = self.pod["spec"]["containers"][0]
         # The command as written, not as expanded: $(VAR) may stand for a Secret.
-        log.info("pod %s: started pid %d: %s", self.key, proc.pid, spec["command"] + spec.get("args", []))
+        log.info("pod %s: started container %s (%s): %s", self.key, plan.name, plan.image,
+                 (spec.get("command") or []) + (spec.get("args") or []))
         self._event("Started", f"Started container {self.container}")
         self.phase = "Running"
+        probes = Probes(spec, plan.name)
+        self._write_running(started, probes)
+        while run.poll() is None:
+            if ends_at is not None and time.monotonic() >= ends_at and not self._stop.is_set():
+                self.stop("DeadlineExceeded")
+            if self._stop.wait(0.2):
+                break
+            changed, unhealthy = probes.tick()
+            if unhealthy:
+                log.info("pod %s: liveness probe failed: %s", self.key, unhealthy)
+                self._event("Unhealthy", f"Liveness probe failed: {unhealthy}", warning=True)
+                self._event("Killing", f"Container {self.container} failed liveness probe, will be restarted")
+                run.stop(self._grace)
+                break
+            if changed:
+                self._write_running(started, probes)
+        if run.poll() is None and self._stop.is_set():
+            log.info("pod %s: stopping (%s)", self.key, self._stop_reason)
+            self._event("Killing", f"Stopping container {self.container} ({self._stop_reason})")
+            run.stop(self._grace)
+        result = run.wait()
+        if result.reason == "StartError":
+            self._event("Failed", f"Error: cannot start container: {result.message[-500:]}", warning=True)
+        return started, result
+
+    def _write_running(self, started: str, probes: Probes) -> None:
+        ready = probes.ready
 
         def running(status: dict[str, Any]) -> None:
             status["phase"] = "Running"
             status["startTime"] = status.get("startTime") or started
+            not_ready = None if ready else "ContainersNotReady"
             status["conditions"] = _conditions(PodReadyToStartContainers=(True, None), Initialized=(True, None),
-                                               Ready=(True, None), ContainersReady=(True, None),
+                                               Ready=(ready, not_ready), ContainersReady=(ready, not_ready),
                                                PodScheduled=(True, None))
-            status["containerStatuses"] = self._container_status({"running": {"startedAt": started}}, ready=True)
+            status["containerStatuses"] = self._container_status({"running": {"startedAt": started}}, ready=ready,
+                                                                 started=probes.started)
             self._ips(status)
 
         self._write_status(running)
-        deadline = self.pod["spec"].get("activeDeadlineSeconds")
-        ends_at = time.monotonic() + float(deadline) if deadline else None
-        self._grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
-        while proc.poll() is None:
-            if ends_at is not None and time.monotonic() >= ends_at and not self._stop.is_set():
-                self.stop("DeadlineExceeded")
-            if self._stop.wait(0.1):
-                break
-        if proc.poll() is None:
-            log.info("pod %s: stopping (%s)", self.key, self._stop_reason)
-            self._event("Killing", f"Stopping container {self.container} ({self._stop_reason})")
-            _terminate(proc, self._grace)
-        code = proc.wait()
-        _kill_group(proc.pid)
-        exit_code = code if code >= 0 else 128 - code
-        with os.fdopen(error_read, "rb") as errors:
-            setup_error = errors.read(MAX_MESSAGE).decode(errors="replace")
-        if code == sandbox.SETUP_FAILED and setup_error:
-            self._finish(128, "StartError", f"cannot start container: {setup_error}", started)
-            self._event("Failed", f"Error: cannot start container: {setup_error}", warning=True)
-            return
-        message = self._termination_message(plan, exit_code)
-        reason = "Completed" if exit_code == 0 else "Error"
-        if self._stop_reason == "DeadlineExceeded":
-            self._finish(exit_code, reason, message, started, pod_reason="DeadlineExceeded",
-                         pod_message="Pod was active on the node longer than the specified deadline")
-        else:
-            self._finish(exit_code, reason, message, started)
 
-    def _termination_message(self, plan: Plan, exit_code: int) -> str:
-        try:
-            with open(self.pod_dir / "termination-log", "rb") as f:
-                message = f.read(MAX_MESSAGE).decode(errors="replace")
-        except OSError:
-            message = ""
-        if not message and plan.fallback_to_logs and exit_code != 0:
+    def _back_off(self, result: ContainerResult, started: str, backoff: float) -> None:
+        """Between restarts: Running, not ready, the container Waiting in CrashLoopBackOff with its last end."""
+        self.last_state = {"terminated": {"exitCode": result.exit_code, "reason": result.reason, "startedAt": started,
+                                          "finishedAt": now(), **({"message": result.message} if result.message
+                                                                  else {})}}
+        message = f"back-off {backoff:.0f}s restarting failed container={self.container} pod={self.name}"
+        self._event("BackOff", f"Back-off restarting failed container {self.container}", warning=True)
+
+        def waiting(status: dict[str, Any]) -> None:
+            status["conditions"] = _conditions(PodReadyToStartContainers=(True, None), Initialized=(True, None),
+                                               Ready=(False, "ContainersNotReady"),
+                                               ContainersReady=(False, "ContainersNotReady"),
+                                               PodScheduled=(True, None))
+            status["containerStatuses"] = self._container_status(
+                {"waiting": {"reason": "CrashLoopBackOff", "message": message}})
+            self._ips(status)
+
+        self._write_status(waiting)
+
+
+class Probes:
+    """A container's startup, readiness and liveness probes, run as a kubelet runs them (host network: 127.0.0.1)."""
+
+    def __init__(self, container: dict[str, Any], name: str) -> None:
+        self.container = container
+        self.name = name
+        self.t0 = time.monotonic()
+        self.specs = {k: container.get(f"{k}Probe") for k in ("startup", "readiness", "liveness")}
+        self.next = {k: self.t0 + float((p or {}).get("initialDelaySeconds", 0)) for k, p in self.specs.items()}
+        self.counts = {k: [0, 0] for k in self.specs}  # consecutive successes, failures
+        self.started = self.specs["startup"] is None
+        self.ready = self.specs["readiness"] is None and self.started
+
+    def tick(self) -> tuple[bool, str]:
+        """Run the probes that are due: (readiness or startup changed, liveness failure message or "")."""
+        before = (self.ready, self.started)
+        unhealthy = ""
+        now_ = time.monotonic()
+        for kind in ("startup", "readiness", "liveness"):
+            spec = self.specs[kind]
+            if spec is None or now_ < self.next[kind] or (kind != "startup" and not self.started):
+                continue
+            if kind == "startup" and self.started:
+                continue
+            self.next[kind] = now_ + float(spec.get("periodSeconds", 10))
+            ok, detail = probe_once(spec, self.container, self.name)
+            succ, fail = self.counts[kind]
+            succ, fail = (succ + 1, 0) if ok else (0, fail + 1)
+            self.counts[kind] = [succ, fail]
+            if kind == "startup":
+                if ok:
+                    self.started = True
+                    self.ready = self.specs["readiness"] is None
+                elif fail >= int(spec.get("failureThreshold", 3)):
+                    unhealthy = f"startup: {detail}"
+            elif kind == "readiness":
+                if ok and succ >= int(spec.get("successThreshold", 1)):
+                    self.ready = True
+                elif not ok and fail >= int(spec.get("failureThreshold", 3)):
+                    self.ready = False
+            elif not ok and fail >= int(spec.get("failureThreshold", 3)):
+                unhealthy = detail
+        return (self.ready, self.started) != before, unhealthy
+
+
+def _port(value: Any, container: dict[str, Any]) -> int:
+    if isinstance(value, int) or str(value).isdigit():
+        return int(value)
+    for port in container.get("ports") or []:
+        if port.get("name") == value:
+            return int(port["containerPort"])
+    raise CannotEmulate(f"probe port {value!r} names no port of container {container['name']}")
+
+
+def probe_once(spec: dict[str, Any], container: dict[str, Any], name: str) -> tuple[bool, str]:
+    """One probe: (success, what failed).  The Pod shares the host network, so its IP is 127.0.0.1."""
+    timeout = float(spec.get("timeoutSeconds", 1))
+    try:
+        if "httpGet" in spec:
+            get = spec["httpGet"]
+            scheme = str(get.get("scheme", "HTTP")).lower()
+            url = f"{scheme}://{get.get('host') or '127.0.0.1'}:{_port(get['port'], container)}{get.get('path', '/')}"
+            request = urllib.request.Request(url, headers={h["name"]: h["value"] for h in get.get("httpHeaders") or []})
             try:
-                lines = self.log_path.read_bytes().decode(errors="replace").splitlines()[-80:]
-                message = "\n".join(lines)[-2048:]
-            except OSError:
-                pass
-        return message
-
-
-def _terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM the group, SIGKILL after ``grace`` - without reaping: Popen must see the exit code."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=max(grace, 0.0))
-    except subprocess.TimeoutExpired:
-        _kill_group(proc.pid)
-
-
-def _kill_group(pgid: int) -> None:
-    """Whatever the container process left in its group goes too (kubelet kills the whole cgroup)."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+                with urllib.request.urlopen(request, timeout=timeout) as rsp:
+                    code = rsp.status
+            except urllib.error.HTTPError as exc:
+                code = exc.code
+            return 200 <= code < 400, f"HTTP probe failed with statuscode: {code}"
+        if "tcpSocket" in spec:
+            port = _port(spec["tcpSocket"]["port"], container)
+            with socket.create_connection((spec["tcpSocket"].get("host") or "127.0.0.1", port), timeout=timeout):
+                return True, ""
+        code = exec_in(name, list(spec["exec"]["command"]), timeout)
+        return code == 0, f"command {spec['exec']['command']} exited with {code}"
+    except (OSError, urllib.error.URLError) as exc:
+        return False, str(exc)

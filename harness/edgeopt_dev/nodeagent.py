@@ -1,23 +1,25 @@
 """The dev cluster's node agent: the scheduler's binding and the kubelet's work, for one local Node.
 
-kube-controller-manager runs the real **job controller**: it creates a Job's
-Pods (with its labels, owner reference and tracking finalizer), retries them
-with its own back-off, applies backoffLimit, podFailurePolicy and
-activeDeadlineSeconds, and writes every Job condition.  No kubelet and no
-scheduler can run here (no CNI), so this process plays both for the Pods
-that match ``--selector`` (default: Pods of a Job):
+kube-controller-manager runs the real **job controller** (a Job's Pods, its
+back-off, backoffLimit, podFailurePolicy, activeDeadlineSeconds and every
+Job condition) and the **deployment and replicaset controllers** (the
+chart's operator and Triton).  No kubelet and no scheduler can run here (no
+CNI), so this process plays both for every Pod (``--selector`` narrows it):
 
 * scheduler: a Pod with no ``nodeName`` that fits the Node (resources,
   nodeSelector, tolerations, claims; podspec.py) is bound to ``edgeopt-local``,
   else it stays Pending with ``PodScheduled=False/Unschedulable`` and a
   ``FailedScheduling`` Event in the scheduler's words;
-* kubelet: a bound Pod runs (kubelet.py), its status is written as kubelet
-  writes it, a Pod being deleted has its process stopped and is then removed,
-  and ``kubectl logs`` reads its output (node.py).
+* kubelet: a bound Pod runs as an OCI container with podman and runc
+  (kubelet.py, podrun.py) from a local image (nothing is pulled: ``edgeopt
+  dev images`` builds the Dockerfile's), its status is written as kubelet
+  writes it, a Pod being deleted has its container stopped and is then
+  removed, and ``kubectl logs`` reads its output (node.py).
 
-Pods bound here that are still Pending or Running when the agent starts lost
-their process with the previous agent: they are marked Failed (reason
-``Lost``), as a kubelet marks Pods of a node that came back without them.
+Pods bound here that are still Running when the agent starts lost their
+container with the previous agent (it is removed): they are marked Failed
+(reason ``Lost``), as a kubelet marks Pods of a node that came back without
+them.
 
 Run by ``edgeopt dev up``: ``python -m edgeopt_dev.nodeagent --kubeconfig K --dir DIR``.
 """
@@ -39,13 +41,13 @@ from urllib.parse import urlparse
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from edgeopt_dev import processes
 from edgeopt_dev.kubelet import PodRun, now
 from edgeopt_dev.node import NODE_NAME, KubeletServer, register_node
+from edgeopt_dev.podrun import remove_cluster_containers
 from edgeopt_dev.podspec import RuntimeContext
 
 log = logging.getLogger("edgeopt.nodeagent")
-#: Pods of Jobs (the job controller's label); ``--selector`` widens or narrows it.
+#: Pods of Jobs (the job controller's label), for ``--selector``; the default is every Pod.
 JOB_PODS = "batch.kubernetes.io/controller-uid"
 TERMINAL = ("Succeeded", "Failed")
 
@@ -60,8 +62,7 @@ class NodeAgent:
         self.selector = selector
         host = urlparse(api.configuration.host)
         self.ctx = RuntimeContext(root=root, core=self.core, api_host=host.hostname or "127.0.0.1",
-                                  api_port=host.port or 443, venv_bin=str(Path(sys.executable).parent),
-                                  node_name=NODE_NAME)
+                                  api_port=host.port or 443, node_name=NODE_NAME)
         self.runs: dict[str, PodRun] = {}
         self.finished: set[str] = set()  # uids run to the end: a stale event never starts them again
         self.lock = threading.Lock()
@@ -161,8 +162,8 @@ class NodeAgent:
             return any(r.key == key and not r.done for r in self.runs.values())
 
     def run(self) -> None:
-        for pidfile in sorted((self.root / "run" / "pods").glob("*/pid")):
-            processes.stop_pidfile(pidfile, grace=5.0)
+        for name in remove_cluster_containers(self.root):
+            log.info("removed container %s, lost with the previous node agent", name)
         # Port 0: the kernel picks a free one, and the Node object tells kube-apiserver.
         server = KubeletServer(self.root, 0, self.root / "pki", self.is_running)
         server.start()
@@ -173,11 +174,12 @@ class NodeAgent:
             if self.stopping.is_set():
                 return
         (self.root / "run" / "nodeagent.ready").write_text(f"{now()}\n")
-        log.info("node agent ready: Pods with %s on node %s", self.selector, NODE_NAME)
+        log.info("node agent ready: %s on node %s", f"Pods with {self.selector}" if self.selector else "every Pod",
+                 NODE_NAME)
         self.stopping.wait()
 
     def shutdown(self) -> None:
-        """Stop every Pod process (the node is going away) and report them Failed."""
+        """Stop every Pod's container (the node is going away) and report them Failed."""
         self.stopping.set()
         with self.lock:
             runs = list(self.runs.values())
@@ -191,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgeopt_dev.nodeagent", description=__doc__.splitlines()[0])
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--dir", required=True, type=Path, help="the control plane folder (PVCs, logs, pid files)")
-    parser.add_argument("--selector", default=JOB_PODS, help="label selector of the Pods this node runs")
+    parser.add_argument("--selector", default="",
+                        help=f"label selector of the Pods this node runs (default: all; {JOB_PODS}: Jobs' only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
     logging.getLogger("kubernetes").setLevel(logging.WARNING)

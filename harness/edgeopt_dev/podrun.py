@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeopt_dev.containers import image_user, podman_env
+from edgeopt_dev.containers import image_exists, image_user, podman_env
 from edgeopt_dev.podspec import (
     DEFAULT_CAPS,
     DEFAULT_TERMINATION_PATH,
@@ -39,11 +39,15 @@ from edgeopt_dev.podspec import (
     RuntimeContext,
     build_env,
     expand,
+    give_group,
     materialize_volume,
     subpath_source,
 )
 
 MAX_MESSAGE = 4096
+#: Labels on every container the node agent starts: its Pod, and the dev cluster (its folder) it runs for.
+POD_UID_LABEL = "io.edgeopt.pod-uid"
+CLUSTER_LABEL = "io.edgeopt.cluster"
 #: An image reference (name[:tag][@digest]); never an option: it lands on podman's command line.
 _IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
 #: Env names podman itself reads; a value for the container must not reach podman through them.
@@ -82,6 +86,9 @@ class ContainerPlan:
     termination_path: str = DEFAULT_TERMINATION_PATH
     termination_file: str = ""  # the host file bound at termination_path
     fallback_to_logs: bool = False
+    hosts: list[tuple[str, str]] = field(default_factory=list)  # /etc/hosts entries (the dev cluster's Service names)
+    labels: dict[str, str] = field(default_factory=dict)  # container labels (which cluster and Pod it belongs to)
+    shm: list[str] = field(default_factory=list)  # mount targets of memory-medium emptyDirs (tmpfs, not a folder)
 
 
 def pod_format(pod: dict[str, Any]) -> str:
@@ -202,7 +209,8 @@ def plan_container(
     termination = container.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH
     mounts.append(Mount(str(termination_file), termination, False))
     return ContainerPlan(
-        name=f"edgeopt_{meta['namespace']}_{meta['name']}_{container['name']}",
+        # Unique per Pod (its uid), so two dev clusters with the same namespace and name never share one.
+        name=f"edgeopt_{meta['namespace']}_{meta['name']}_{container['name']}_{str(meta.get('uid', ''))[:8]}",
         image=container["image"],
         command=[expand(a, env) for a in container["command"]] if container.get("command") else None,
         args=[expand(a, env) for a in container["args"]] if container.get("args") else None,
@@ -223,6 +231,7 @@ def plan_container(
         termination_path=termination,
         termination_file=str(termination_file),
         fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError",
+        labels={POD_UID_LABEL: str(meta.get("uid", ""))},
     )
 
 
@@ -270,6 +279,12 @@ def podman_run_args(plan: ContainerPlan, env_file: Path, inherited: Sequence[str
         args += ["--workdir", plan.working_dir]
     for m in plan.mounts:
         args += ["--mount", f"type=bind,source={m.source},destination={m.target}" + (",ro=true" if m.read_only else "")]
+    for target in plan.shm:
+        args += ["--mount", f"type=tmpfs,destination={target},tmpfs-mode=1777"]
+    for host, ip in plan.hosts:
+        args += ["--add-host", f"{host}:{ip}"]
+    for key, value in sorted(plan.labels.items()):
+        args += ["--label", f"{key}={value}"]
     if plan.command is not None:
         args += ["--entrypoint", json.dumps(plan.command)]
     args.append(plan.image)
@@ -277,23 +292,81 @@ def podman_run_args(plan: ContainerPlan, env_file: Path, inherited: Sequence[str
     return args
 
 
-def resolve(pod: dict[str, Any], container: dict[str, Any], pod_dir: Path, ctx: RuntimeContext) -> ContainerPlan:
-    """Resolve env and volumes through the API (as the process runner does) and plan the container.
+def check_pod(pod: dict[str, Any]) -> None:
+    """What the node agent's runtime does not give a Pod: it fails with a message that says so (CannotEmulate)."""
+    spec = pod["spec"]
+    if len(spec["containers"]) != 1:
+        raise CannotEmulate(f"{len(spec['containers'])} containers: the edgeopt node agent runs exactly one")
+    if spec.get("initContainers") or spec.get("ephemeralContainers"):
+        raise CannotEmulate("init and ephemeral containers are not emulated by the edgeopt node agent")
+    if spec.get("runtimeClassName"):
+        raise CannotEmulate(f"runtimeClassName {spec['runtimeClassName']}: the dev node has only runc")
+    if spec.get("restartPolicy", "Always") not in ("Always", "OnFailure", "Never"):
+        raise CannotEmulate(f"restartPolicy {spec.get('restartPolicy')} is not a restart policy")
+    container = spec["containers"][0]
+    if container.get("lifecycle"):
+        raise CannotEmulate("container lifecycle hooks are not emulated by the edgeopt node agent")
+    for key in ("livenessProbe", "readinessProbe", "startupProbe"):
+        probe = container.get(key)
+        if probe and not any(k in probe for k in ("httpGet", "tcpSocket", "exec")):
+            raise CannotEmulate(f"container {key}: only httpGet, tcpSocket and exec probes are emulated")
+    csc = container.get("securityContext") or {}
+    psc = spec.get("securityContext") or {}
+    for key in ("seLinuxOptions", "windowsOptions", "sysctls", "appArmorProfile"):
+        if psc.get(key) or csc.get(key):
+            raise CannotEmulate(f"securityContext.{key} is not emulated by the edgeopt node agent")
+    if csc.get("procMount", "Default") != "Default":
+        raise CannotEmulate("securityContext.procMount is not emulated")
 
-    Raises NotYet (what keeps a kubelet's container Waiting: a missing
-    ConfigMap, runAsNonRoot against a root image) or CannotEmulate.
+
+def service_hosts(ctx: RuntimeContext, namespace: str) -> list[tuple[str, str]]:
+    """The cluster DNS names of every Service, pointing at loopback: the dev cluster's stand-in for DNS and kube-proxy.
+
+    Pods share the host network here, so a Service whose ``port`` equals its
+    ``targetPort`` (the chart's Triton, for one) is reached at its DNS name as
+    in a cluster.  The Pod's own namespace also gets the short name.
     """
-    refusal = verify_run_as_non_root(pod, container, image_user(container["image"]))
+    hosts: list[tuple[str, str]] = []
+    for svc in ctx.core.list_service_for_all_namespaces().items:
+        name, ns = svc.metadata.name, svc.metadata.namespace
+        names = [f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"]
+        if ns == namespace:
+            names.insert(0, name)
+        hosts += [(n, "127.0.0.1") for n in names]
+    return hosts
+
+
+def resolve(pod: dict[str, Any], container: dict[str, Any], pod_dir: Path, ctx: RuntimeContext) -> ContainerPlan:
+    """Resolve env and volumes through the API and plan the container, as a kubelet does before it starts one.
+
+    Raises NotYet (what keeps a kubelet's container Waiting: an image not in
+    local storage, a missing ConfigMap, runAsNonRoot against a root image) or
+    CannotEmulate.
+    """
+    check_pod(pod)
+    image = str(container.get("image") or "")
+    if not _IMAGE_REF.fullmatch(image):
+        raise CannotEmulate(f"container {container['name']}: image {image!r} is not an image reference")
+    if not image_exists(image):
+        if container.get("imagePullPolicy") == "Never":
+            raise NotYet("ErrImageNeverPull", f'Container image "{image}" is not present with pull policy of Never')
+        raise NotYet("ErrImagePull", f'Container image "{image}" is not in local storage, and the edgeopt dev node '
+                     "pulls no image: build it (`edgeopt dev images`) or name a local one")
+    refusal = verify_run_as_non_root(pod, container, image_user(image))
     if refusal:
         raise NotYet("CreateContainerConfigError", refusal)
     env = build_env(pod, container, ctx)
     declared = {e["name"] for e in container.get("env") or []}
-    for name in ("PATH", "HOME", "PYTHONPATH"):  # the process runner's host values; an image brings its own
+    for name in ("PATH", "HOME", "PYTHONPATH"):  # the host's values; an image brings its own
         if name not in declared:
             env.pop(name, None)
-    volumes = {
-        v["name"]: materialize_volume(pod, v, pod_dir / "volumes", ctx) for v in pod["spec"].get("volumes") or []
-    }
+    specs = {v["name"]: v for v in pod["spec"].get("volumes") or []}
+    volumes = {name: materialize_volume(pod, v, pod_dir / "volumes", ctx) for name, v in specs.items()}
+    fs_group = (pod["spec"].get("securityContext") or {}).get("fsGroup")
+    if fs_group is not None:  # what a kubelet does for volumes that support ownership management
+        for name, (source, _) in volumes.items():
+            if "hostPath" not in specs[name]:
+                give_group(source, int(fs_group))
     for vm in container.get("volumeMounts") or []:
         sub = vm.get("subPath") or (expand(vm["subPathExpr"], env) if vm.get("subPathExpr") else "")
         if sub and vm["name"] in volumes:
@@ -302,13 +375,23 @@ def resolve(pod: dict[str, Any], container: dict[str, Any], pod_dir: Path, ctx: 
     termination.write_bytes(b"")
     termination.chmod(0o666)
     plan = plan_container(pod, container, env, volumes, termination)
+    in_memory = {str(volumes[n][0]) for n, v in specs.items() if (v.get("emptyDir") or {}).get("medium") == "Memory"}
+    plan.shm = [m.target for m in plan.mounts if m.source in in_memory]
     # Bind what the paths resolve to now, checked above: a symlink swapped in later is not followed.
-    plan.mounts = [Mount(os.path.realpath(m.source), m.target, m.read_only) for m in plan.mounts]
+    plan.mounts = [Mount(os.path.realpath(m.source), m.target, m.read_only) for m in plan.mounts
+                   if m.source not in in_memory]
+    plan.hosts = service_hosts(ctx, pod["metadata"]["namespace"])
+    plan.labels[CLUSTER_LABEL] = cluster_label(ctx.root)
     return plan
 
 
+def cluster_label(root: Path) -> str:
+    """The value of CLUSTER_LABEL for the dev cluster in ``root``: its folder, so clusters never touch each other."""
+    return str(root.resolve())
+
+
 def safe_subpath(volume: Path, sub: str) -> Path:
-    """The kubelet's SafeMakeDir for a ``subPath``: the process runner's own (podspec.subpath_source)."""
+    """The kubelet's SafeMakeDir for a ``subPath`` (podspec.subpath_source)."""
     return subpath_source(volume, sub)
 
 
@@ -319,40 +402,90 @@ class ContainerResult:
     message: str  # the termination message (4096 bytes at most), or podman's error for StartError
 
 
+class Running:
+    """A started ``podman run`` (attached: it exits with the container), and what reads its end."""
+
+    def __init__(self, plan: ContainerPlan, pod_dir: Path, log_path: Path) -> None:
+        self.plan = plan
+        self.log_path = log_path
+        self.env_path = pod_dir / f"env-{plan.name}"
+        text, inherited = env_file_text(plan.env)
+        fd = os.open(self.env_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        self.penv = podman_env()
+        self.penv.update({n: plan.env[n] for n in inherited})
+        remove_container(plan.name)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(["podman", *podman_run_args(plan, self.env_path, inherited)], env=self.penv,
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def stop(self, grace: float) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds, as a kubelet stops a container."""
+        subprocess.run(["podman", "stop", "--time", str(max(int(grace), 0)), self.plan.name], env=self.penv,
+                       capture_output=True, check=False)
+
+    def wait(self) -> ContainerResult:
+        """Wait for the container's end; its exit code and termination message, as the kubelet reads them."""
+        try:
+            self.proc.wait()
+            state = subprocess.run(
+                ["podman", "inspect", "--format", "{{.State.ExitCode}} {{.State.Error}}", self.plan.name],
+                env=self.penv, capture_output=True, text=True, check=False)
+        finally:
+            self.env_path.unlink(missing_ok=True)
+        if state.returncode != 0:
+            return ContainerResult(128, "StartError", _tail(self.log_path))
+        code_text, _, error = state.stdout.strip().partition(" ")
+        remove_container(self.plan.name)
+        if error.strip():
+            return ContainerResult(128, "StartError", error.strip()[:MAX_MESSAGE])
+        code = int(code_text)
+        message = Path(self.plan.termination_file).read_bytes()[:MAX_MESSAGE].decode(errors="replace")
+        if not message and code != 0 and self.plan.fallback_to_logs:
+            message = _tail(self.log_path)
+        return ContainerResult(code, "Completed" if code == 0 else "Error", message)
+
+
 def run_container(
     plan: ContainerPlan, pod_dir: Path, log_path: Path, *, timeout: float | None = None
 ) -> ContainerResult:
     """Run the planned container to its end; output to ``log_path``; the kubelet's terminated state back."""
-    env_path = pod_dir / f"env-{plan.name}"
-    text, inherited = env_file_text(plan.env)
-    fd = os.open(env_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    penv = podman_env()
-    penv.update({n: plan.env[n] for n in inherited})
-    subprocess.run(["podman", "rm", "--force", "--ignore", plan.name], env=penv, capture_output=True, check=False)
+    run = Running(plan, pod_dir, log_path)
     try:
-        with open(log_path, "ab") as log:
-            try:
-                subprocess.run(["podman", *podman_run_args(plan, env_path, inherited)], env=penv,
-                               stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=False, timeout=timeout)
-            except subprocess.TimeoutExpired:
-                stop_container(plan)
-        state = subprocess.run(["podman", "inspect", "--format", "{{.State.ExitCode}} {{.State.Error}}", plan.name],
-                               env=penv, capture_output=True, text=True, check=False)
-    finally:
-        env_path.unlink(missing_ok=True)
-    if state.returncode != 0:
-        return ContainerResult(128, "StartError", _tail(log_path))
-    code_text, _, error = state.stdout.strip().partition(" ")
-    subprocess.run(["podman", "rm", "--force", "--ignore", plan.name], env=penv, capture_output=True, check=False)
-    if error.strip():
-        return ContainerResult(128, "StartError", error.strip()[:MAX_MESSAGE])
-    code = int(code_text)
-    message = Path(plan.termination_file).read_bytes()[:MAX_MESSAGE].decode(errors="replace")
-    if not message and code != 0 and plan.fallback_to_logs:
-        message = _tail(log_path)
-    return ContainerResult(code, "Completed" if code == 0 else "Error", message)
+        run.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        run.stop(plan.stop_timeout)
+    return run.wait()
+
+
+def exec_in(name: str, command: list[str], timeout: float) -> int:
+    """``podman exec`` (an exec probe); the exit code, or 1 on a timeout."""
+    try:
+        return subprocess.run(["podman", "exec", name, *command], env=podman_env(), capture_output=True,
+                              check=False, timeout=timeout).returncode
+    except subprocess.TimeoutExpired:
+        return 1
+
+
+def remove_container(name: str) -> None:
+    """Remove a container at once (SIGKILL): a leftover of a lost run, or one that already ended."""
+    subprocess.run(["podman", "rm", "--force", "--ignore", "--time", "0", name], env=podman_env(),
+                   capture_output=True, check=False)
+
+
+def remove_cluster_containers(root: Path) -> list[str]:
+    """Remove every container left by an earlier node agent of this dev cluster (it lost them); their names."""
+    proc = subprocess.run(["podman", "ps", "--all", "--filter", f"label={CLUSTER_LABEL}={cluster_label(root)}",
+                           "--format", "{{.Names}}"], env=podman_env(), capture_output=True, text=True, check=False)
+    names = proc.stdout.split()
+    for name in names:
+        remove_container(name)
+    return names
 
 
 def _tail(path: Path, limit: int = MAX_MESSAGE) -> str:

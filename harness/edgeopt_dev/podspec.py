@@ -1,16 +1,16 @@
-"""Turn a Pod spec into a local run plan, or say exactly why it cannot be emulated.
+"""What a kubelet resolves for a Pod before its runtime starts it, or exactly why it cannot.
 
-This is the "container runtime" half of the node agent (kubelet): it resolves
-env (values, ``$(VAR)`` expansion, fieldRef, ConfigMap/Secret refs),
-materializes volumes as local folders (PVC -> ``DIR/pvc/<claim>``,
-ConfigMap/Secret/projected/downwardAPI files, emptyDir, hostPath) and
-translates the security context into ``setpriv`` flags.  Two outcomes besides
-a plan:
+The node agent's Pod half (podrun.py turns the result into ``podman run``):
+env (values, ``$(VAR)`` expansion, fieldRef, ConfigMap/Secret refs), volumes
+materialized as local folders (PVC -> ``DIR/pvc/<claim>``,
+ConfigMap/Secret/projected/downwardAPI files and the projected
+ServiceAccount token, emptyDir, hostPath), fsGroup ownership, and what the
+scheduler checks against the one Node.  Two outcomes besides a result:
 
 * :class:`NotYet` - what kubelet/scheduler would keep Pending (a PVC or
   ConfigMap that does not exist yet, runAsNonRoot with a root user, a GPU no
   node offers); the runner retries and the Pod shows the reason.
-* :class:`CannotEmulate` - a feature a local process cannot give faithfully;
+* :class:`CannotEmulate` - a feature the dev node cannot give faithfully;
   the Pod fails with a message that says so.  We never pretend.
 """
 
@@ -22,8 +22,7 @@ import platform
 import re
 import shutil
 import stat
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,6 @@ DEFAULT_CAPS = (
     "chown", "dac_override", "fsetid", "fowner", "mknod", "net_raw", "setgid", "setuid", "setfcap",
     "setpcap", "net_bind_service", "sys_chroot", "kill", "audit_write",
 )
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NODE_NAME = "edgeopt-local"
 NODE_LABELS = {
     "kubernetes.io/os": "linux",
@@ -51,7 +49,7 @@ SCHEDULABLE_RESOURCES = {"cpu", "memory", "ephemeral-storage"}
 
 
 class CannotEmulate(Exception):
-    """The Pod asks for something a local process cannot faithfully give."""
+    """The Pod asks for something the dev node cannot faithfully give."""
 
 
 class NotYet(Exception):
@@ -70,32 +68,7 @@ class RuntimeContext:
     core: CoreV1Api
     api_host: str
     api_port: int
-    venv_bin: str
     node_name: str = ""  # Pods are bound to this Node once schedulable ("" = leave unbound)
-
-
-@dataclass
-class Plan:
-    """What sandbox.py needs, plus what the runner needs to report."""
-
-    command: list[str]
-    env: dict[str, str]
-    prefix: list[str]
-    mounts: list[dict[str, Any]]
-    working_dir: str
-    read_only_root: bool
-    termination_path: str
-    fallback_to_logs: bool
-    warnings: list[str] = field(default_factory=list)
-    traversable: list[str] = field(default_factory=list)
-
-    def to_json(self, hostname: str, scratch: Path, error_fd: int) -> dict[str, Any]:
-        return {
-            "errorFd": error_fd,
-            "command": self.command, "env": self.env, "prefix": self.prefix, "mounts": self.mounts,
-            "workingDir": self.working_dir, "readOnlyRootFilesystem": self.read_only_root,
-            "hostname": hostname, "scratch": str(scratch), "traversable": self.traversable,
-        }
 
 
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -157,14 +130,8 @@ def _key_ref(kind: str, ref: dict[str, Any], namespace: str, ctx: RuntimeContext
 
 def build_env(pod: dict[str, Any], container: dict[str, Any], ctx: RuntimeContext) -> dict[str, str]:
     ns = pod["metadata"]["namespace"]
-    uid = _effective(pod, container, "runAsUser")
-    env: dict[str, str] = {
-        "PATH": f"{ctx.venv_bin}:{SYSTEM_PATH}",
-        # The "image" is the checkout this harness runs from (see image_roots): its edgeopt, not
-        # whichever checkout the venv's editable install points at (a git worktree, say).
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    env: dict[str, str] = {  # PATH and HOME come from the image, as with a CRI runtime
         "HOSTNAME": pod["metadata"]["name"],
-        "HOME": "/root" if not uid else "/",
         # In-cluster clients find the API server here (the Service IP does not route locally).
         "KUBERNETES_SERVICE_HOST": ctx.api_host,
         "KUBERNETES_SERVICE_PORT": str(ctx.api_port),
@@ -333,57 +300,6 @@ def materialize_volume(
     return target, True  # kubelet mounts these read-only
 
 
-def _effective(pod: dict[str, Any], container: dict[str, Any], key: str) -> Any:
-    csc = container.get("securityContext") or {}
-    psc = pod["spec"].get("securityContext") or {}
-    return csc.get(key, psc.get(key))
-
-
-def security_prefix(pod: dict[str, Any], container: dict[str, Any]) -> tuple[list[str], bool, list[str]]:
-    """(setpriv prefix, readOnlyRootFilesystem, warnings) from the pod and container security contexts."""
-    csc = container.get("securityContext") or {}
-    psc = pod["spec"].get("securityContext") or {}
-    meta = pod["metadata"]
-    for key in ("seLinuxOptions", "windowsOptions", "sysctls", "seLinuxChangePolicy"):
-        if psc.get(key) or csc.get(key):
-            raise CannotEmulate(f"securityContext.{key} is not emulated by the edgeopt node agent")
-    if csc.get("procMount", "Default") != "Default":
-        raise CannotEmulate("securityContext.procMount is not emulated")
-    warnings = []
-    for key in ("seccompProfile", "appArmorProfile"):
-        profile = (csc.get(key) or psc.get(key) or {}).get("type", "Unconfined")
-        if profile == "RuntimeDefault":
-            warnings.append(f"{key} RuntimeDefault is not applied: the process runs without that filter")
-        elif profile != "Unconfined":
-            raise CannotEmulate(f"securityContext.{key} {profile} is not emulated")
-    uid = _effective(pod, container, "runAsUser")
-    gid = _effective(pod, container, "runAsGroup")
-    if _effective(pod, container, "runAsNonRoot"):
-        if uid is None:
-            raise NotYet("CreateContainerConfigError", "container has runAsNonRoot and image will run as root "
-                         f'(pod: "{meta["name"]}_{meta["namespace"]}", container: {container["name"]})')
-        if int(uid) == 0:
-            raise NotYet("CreateContainerConfigError", "container's runAsUser breaks non-root policy "
-                         f'(pod: "{meta["name"]}_{meta["namespace"]}", container: {container["name"]})')
-    groups = [int(g) for g in psc.get("supplementalGroups") or []]
-    if psc.get("fsGroup") is not None:
-        groups.append(int(psc["fsGroup"]))
-    prefix = ["/usr/bin/setpriv", f"--reuid={int(uid or 0)}", f"--regid={int(gid or 0)}"]
-    prefix.append("--groups=" + ",".join(map(str, groups)) if groups else "--clear-groups")
-    if not csc.get("privileged"):
-        caps = csc.get("capabilities") or {}
-        drop = {c.lower().removeprefix("cap_") for c in caps.get("drop") or []}
-        add = {c.lower().removeprefix("cap_") for c in caps.get("add") or []}
-        keep = set() if "all" in drop else set(DEFAULT_CAPS) - drop
-        keep |= add
-        prefix.append("--bounding-set=-all" + "".join(f",+{c}" for c in sorted(keep)))
-        prefix.append("--inh-caps=-all")
-    if csc.get("allowPrivilegeEscalation") is False:
-        prefix.append("--no-new-privs")
-    prefix.append("--")
-    return prefix, bool(csc.get("readOnlyRootFilesystem")), warnings
-
-
 def node_capacity() -> dict[str, str]:
     """This machine, as the Node advertises it."""
     mem_kib = 0
@@ -444,60 +360,6 @@ def check_schedulable(pod: dict[str, Any], ctx: RuntimeContext) -> None:
                 raise NotYet("Unschedulable", f'persistentvolumeclaim "{claim}" not found', scheduled=False) from exc
 
 
-def build_plan(pod: dict[str, Any], pod_dir: Path, ctx: RuntimeContext) -> Plan:
-    spec = pod["spec"]
-    if len(spec["containers"]) != 1:
-        raise CannotEmulate(f"{len(spec['containers'])} containers: the edgeopt node agent runs exactly one")
-    if spec.get("initContainers") or spec.get("ephemeralContainers"):
-        raise CannotEmulate("init and ephemeral containers are not emulated by the edgeopt node agent")
-    if spec.get("runtimeClassName"):
-        raise CannotEmulate(f"runtimeClassName {spec['runtimeClassName']} is not emulated (no container runtime)")
-    if spec.get("restartPolicy", "Always") != "Never":
-        raise CannotEmulate(f"restartPolicy {spec.get('restartPolicy')}: the edgeopt node agent emulates Never only")
-    check_scheduling(pod)
-    container = spec["containers"][0]
-    for key in ("livenessProbe", "readinessProbe", "startupProbe", "lifecycle"):
-        if container.get(key):
-            raise CannotEmulate(f"container {key} is not emulated by the edgeopt node agent")
-    if not container.get("command"):
-        raise CannotEmulate(
-            f"container {container['name']} has no command: the entrypoint of image {container.get('image')} "
-            "is unknown to the edgeopt node agent, which runs commands locally"
-        )
-    prefix, read_only_root, warnings = security_prefix(pod, container)
-    env = build_env(pod, container, ctx)
-    command = [expand(a, env) for a in list(container["command"]) + list(container.get("args") or [])]
-    sources: dict[str, tuple[Path, bool]] = {}
-    volumes_dir = pod_dir / "volumes"
-    for volume in spec.get("volumes") or []:
-        sources[volume["name"]] = materialize_volume(pod, volume, volumes_dir, ctx)
-    fs_group = (spec.get("securityContext") or {}).get("fsGroup")
-    if fs_group is not None:
-        for source, _ in sources.values():
-            _give_group(source, int(fs_group))
-    mounts = []
-    for vm in container.get("volumeMounts") or []:
-        source, ro = sources[vm["name"]]
-        sub = vm.get("subPath") or (expand(vm["subPathExpr"], env) if vm.get("subPathExpr") else "")
-        if sub:
-            source = subpath_source(source, sub)
-        mounts.append({"source": str(source), "target": vm["mountPath"], "readOnly": bool(vm.get("readOnly") or ro)})
-    mounts += _image_mounts([m["target"] for m in mounts], ctx)
-    uid = _effective(pod, container, "runAsUser")
-    traversable = _closed_ancestors([sys.executable, ctx.venv_bin]) if uid else []
-    termination = container.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH
-    log_file = pod_dir / "termination-log"
-    log_file.write_bytes(b"")
-    log_file.chmod(0o666)
-    mounts.append({"source": str(log_file), "target": termination, "readOnly": False})
-    return Plan(
-        command=command, env=env, prefix=prefix, mounts=mounts, working_dir=container.get("workingDir") or "/",
-        read_only_root=read_only_root, termination_path=termination,
-        fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError", warnings=warnings,
-        traversable=traversable,
-    )
-
-
 def subpath_source(volume: Path, sub: str) -> Path:
     """What kubelet does for a ``subPath`` mount: the folder inside the volume, made if missing.
 
@@ -520,45 +382,7 @@ def subpath_source(volume: Path, sub: str) -> Path:
     return current.resolve()
 
 
-def image_roots(ctx: RuntimeContext) -> list[Path]:
-    """What a real container would have in its image: the venv, the edgeopt source
-    (an editable install lives in the checkout) and the base Python."""
-    venv = Path(ctx.venv_bin).resolve().parent
-    source = Path(__file__).resolve().parents[2]
-    return sorted({venv, source, Path(sys.base_prefix).resolve()})
-
-
-def _image_mounts(targets: list[str], ctx: RuntimeContext) -> list[dict[str, Any]]:
-    """Bind the image back, read-only, where a volume covers it.
-
-    A checkout under /tmp is hidden by the Job's /tmp emptyDir; in a cluster
-    the venv is part of the image and a volume over /tmp never hides it.
-    """
-    covered = []
-    for root in image_roots(ctx):
-        for target in targets:
-            t = Path(target)
-            if t != Path("/") and (root == t or t in root.parents):
-                covered.append({"source": str(root), "target": str(root), "readOnly": True})
-                break
-    return covered
-
-
-def _closed_ancestors(paths: list[str]) -> list[str]:
-    """Directories on the way to ``paths`` (symlinks followed) that others may not traverse."""
-    found: list[str] = []
-    for path in paths:
-        for candidate in (path, os.path.realpath(path)):
-            parent = os.path.dirname(candidate)
-            while parent != "/":
-                real = os.path.realpath(parent)
-                if not os.stat(real).st_mode & stat.S_IXOTH and real not in found:
-                    found.append(real)
-                parent = os.path.dirname(parent)
-    return sorted(found, key=lambda p: p.count("/"))
-
-
-def _give_group(folder: Path, gid: int) -> None:
+def give_group(folder: Path, gid: int) -> None:
     """What kubelet does for fsGroup: the volume's files belong to the group, dirs setgid."""
     for dirpath, _dirnames, filenames in os.walk(folder):
         os.chown(dirpath, -1, gid)

@@ -9,7 +9,6 @@ reaches the container but never its command line.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +61,7 @@ def test_pod_env_and_volumes_resolve_through_the_api_and_run_in_podman(
     }
     host = control_plane.server.removeprefix("https://")
     ctx = RuntimeContext(root=control_plane.dir, core=core, api_host=host.split(":")[0],
-                         api_port=int(host.split(":")[1]), venv_bin=str(Path(sys.executable).parent))
+                         api_port=int(host.split(":")[1]))
     plan = resolve(pod, pod["spec"]["containers"][0], tmp_path, ctx)
     assert not any("s3cr3t" in a for a in podman_run_args(plan, tmp_path / "env")), "Secret value on the command line"
     result = run_container(plan, tmp_path, tmp_path / "log")

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
 
+from edgeopt_dev.images import image_name
 from tests.fixtures.common import wait_for
 
 MANAGED = {"app.kubernetes.io/managed-by": "edgeopt"}
+#: The operator image built here (Debian base, sh, Python with the kubernetes client): the Pods' image.
+TEST_IMAGE = image_name("operator")
 
 
 def job_manifest(name: str, command: list[str], *, backoff_limit: int = 0, **pod_spec: Any) -> dict[str, Any]:
     """A Job the runner picks up; ``pod_spec`` keys merge into the Pod spec (``job_spec`` into the Job spec)."""
     job_spec = pod_spec.pop("job_spec", {})
-    container = {"name": "main", "image": "edgeopt/test:local", "command": command}
+    container = {"name": "main", "image": TEST_IMAGE, "command": command}
     container.update(pod_spec.pop("container", {}))
     spec = {"restartPolicy": "Never", "containers": [container], **pod_spec}
     return {
@@ -45,6 +49,24 @@ def wait_job_finished(batch: client.BatchV1Api, name: str, namespace: str, timeo
 def job_pods(core: client.CoreV1Api, name: str, namespace: str) -> list[client.V1Pod]:
     pods = core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={name}").items
     return sorted(pods, key=lambda p: p.metadata.creation_timestamp)
+
+
+def containers_of(pod_uid: str) -> list[str]:
+    """Names of the running containers of a Pod (the node agent labels each with its Pod's uid)."""
+    from edgeopt_dev.containers import podman
+    from edgeopt_dev.podrun import POD_UID_LABEL
+
+    out = podman("ps", "--filter", f"label={POD_UID_LABEL}={pod_uid}", "--format", "{{.Names}}").stdout
+    return out.split()
+
+
+def cluster_containers(root: Path) -> list[str]:
+    """Names of the running containers the dev cluster in ``root`` started."""
+    from edgeopt_dev.containers import podman
+    from edgeopt_dev.podrun import CLUSTER_LABEL, cluster_label
+
+    out = podman("ps", "--filter", f"label={CLUSTER_LABEL}={cluster_label(root)}", "--format", "{{.Names}}").stdout
+    return out.split()
 
 
 def pid_alive(pid: int) -> bool:

@@ -16,7 +16,7 @@ from edgeopt_dev import processes
 from edgeopt_dev.controlplane import COMPONENTS
 from tests.fixtures.common import wait_for
 from tests.fixtures.k8s import make_kubectl
-from tests.k8s.jobs import job_manifest, pid_alive
+from tests.k8s.jobs import cluster_containers, job_manifest, pid_alive
 
 pytestmark = pytest.mark.k8s
 
@@ -36,21 +36,24 @@ def recorded_pids(root: Path) -> dict[str, int]:
     return pids
 
 
-def start_sleeper(root: Path, kubectl_path: Path) -> int:
-    """A Job whose process sleeps; return its pid once it runs."""
+def start_sleeper(root: Path, kubectl_path: Path) -> str:
+    """A Job whose container sleeps; return the container's name once it runs."""
     kubectl = make_kubectl(kubectl_path, root / "kubeconfig")
     pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "work"},
            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
-    job = job_manifest("sleeper", ["sh", "-c", "echo $$$$ > /mnt/work/pid; exec sleep 300"],
+    job = job_manifest("sleeper", ["sh", "-c", "touch /mnt/work/started; exec sleep 300"],
+                       securityContext={"fsGroup": 10001},
                        volumes=[{"name": "work", "persistentVolumeClaim": {"claimName": "work"}}],
                        container={"volumeMounts": [{"name": "work", "mountPath": "/mnt/work"}]})
-    pidfile = root / "pvc" / "work" / "pid"
-    pidfile.unlink(missing_ok=True)
+    started = root / "pvc" / "work" / "started"
+    started.unlink(missing_ok=True)
     kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [pvc, job]}))
-    return wait_for(lambda: int(pidfile.read_text()), timeout=30, what="the Job's process to start")
+    wait_for(started.exists, timeout=60, what="the Job's container to start")
+    [name] = cluster_containers(root)
+    return name
 
 
-def test_crashed_run_is_cleaned_up_and_down_leaves_no_process(tmp_path, kubectl_path):
+def test_crashed_run_is_cleaned_up_and_down_leaves_no_process(tmp_path, kubectl_path, images):
     root = tmp_path / "dev"
     try:
         edgeopt("dev", "up", "--dir", str(root), "--detach")
@@ -58,26 +61,27 @@ def test_crashed_run_is_cleaned_up_and_down_leaves_no_process(tmp_path, kubectl_
         assert set(first) == set(COMPONENTS)
         orphan = start_sleeper(root, kubectl_path)
 
-        # A crash: every component dies at once; the Pod's process (its own session) lives on.
+        # A crash: every component dies at once; the Pod's container (podman's conmon, not ours) lives on.
         for pid in first.values():
             os.kill(pid, signal.SIGKILL)
         wait_for(lambda: not any(pid_alive(p) for p in first.values()), timeout=10, what="the crash")
-        assert pid_alive(orphan)
+        assert cluster_containers(root) == [orphan]
 
         t0 = time.monotonic()
         edgeopt("dev", "up", "--dir", str(root), "--detach")  # stale pid files, old etcd data
         startup = time.monotonic() - t0
         print(f"cached start-up over a crashed DIR: {startup:.1f}s")
         assert startup < 30, f"cached start-up took {startup:.1f}s"
-        assert not pid_alive(orphan), "up must stop what the crashed run left behind"
+        assert orphan not in cluster_containers(root), "up must stop what the crashed run left behind"
         second = recorded_pids(root)
         sleeper = start_sleeper(root, kubectl_path)
 
         out = edgeopt("dev", "down", "--dir", str(root)).stdout
         assert "nodeagent" in out and "kube-apiserver" in out and "etcd" in out
-        for name, pid in {**second, "pod": sleeper}.items():
+        for name, pid in second.items():
             assert not pid_alive(pid), f"{name} (pid {pid}) still runs after dev down"
             assert not processes.group_members(pid), f"{name}'s process group still has members"
+        assert sleeper not in cluster_containers(root) and not cluster_containers(root)
         assert not list((root / "run").glob("*.pid"))
         assert "nothing was running" in edgeopt("dev", "down", "--dir", str(root)).stdout
     finally:

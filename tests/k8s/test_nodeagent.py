@@ -1,4 +1,4 @@
-"""The node agent runs Job Pods (created by the real job controller) as local processes, reported like kubelet."""
+"""The node agent runs Job Pods (created by the real job controller) as OCI containers, reported like kubelet."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 
 from tests.fixtures.common import wait_for
-from tests.k8s.jobs import job_manifest, job_pods, pid_alive, wait_job_finished
+from tests.k8s.jobs import containers_of, job_manifest, job_pods, wait_job_finished
 
 pytestmark = pytest.mark.k8s
 
@@ -24,8 +24,8 @@ pathlib.Path("/dev/termination-log").write_text(json.dumps(
     {"ok": True, "answer": answer, "pid": os.getpid(), "files": sorted(os.listdir("/etc/edgeopt"))}))
 """
 
-# Kubernetes expands $(VAR) in commands and turns "$$" into "$": "$$$$" reaches sh as "$$".
-SLEEPER = "echo $$$$ > /mnt/data/pid; exec sleep 300"
+SLEEPER = "exec sleep 300"  # PID 1 of its container: SIGTERM does not end it, SIGKILL after the grace does
+GRACE = {"terminationGracePeriodSeconds": 2}
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def pvc_volume(claim: str, mount: str) -> dict:
             "container": {"volumeMounts": [{"name": "data", "mountPath": mount}]}}
 
 
-def test_labelled_job_runs_a_real_process_to_complete(control_plane, kubectl, core, batch, namespace):
+def test_labelled_job_runs_in_a_container_to_complete(control_plane, kubectl, core, batch, namespace):
     claim, folder = make_claim(core, control_plane, namespace)
     (folder / "input.txt").write_text("41")
     core.create_namespaced_config_map(namespace, {
@@ -61,6 +61,7 @@ def test_labelled_job_runs_a_real_process_to_complete(control_plane, kubectl, co
     mount = f"/mnt/edgeopt/pvc/{claim}"
     manifest = job_manifest(
         "convert", ["python", "-c", SCRIPT],
+        securityContext={"fsGroup": 10001},  # the claim's folder is root's: the image user writes through its group
         volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": claim}},
                  {"name": "cfg", "configMap": {"name": "settings", "items": [{"key": "model.yaml",
                                                                             "path": "model.yaml"}]}}],
@@ -103,7 +104,8 @@ def test_labelled_job_runs_a_real_process_to_complete(control_plane, kubectl, co
     # Bound to the dev node like a scheduler would, so kube-apiserver reaches its kubelet endpoint.
     assert pod.spec.node_name == "edgeopt-local" and pod.status.pod_ip == "127.0.0.1"
     assert kubectl("logs", "-n", namespace, "job/convert").stdout == log
-    assert not pid_alive(message["pid"])
+    assert message["pid"] == 1, "the command is the container's init, in its own PID namespace"
+    assert not containers_of(pod.metadata.uid), "the container is removed once its status is written"
     assert not Path(mount).exists(), "the mount point must exist only inside the Pod's mount namespace"
 
 
@@ -133,35 +135,39 @@ def test_pod_failure_policy_fail_job_stops_retries_at_once(core, batch, namespac
     assert len(job_pods(core, "permanent", namespace)) == 1
 
 
-def test_active_deadline_seconds_kills_a_long_process(control_plane, core, batch, namespace):
-    claim, folder = make_claim(core, control_plane, namespace)
-    command = ["sh", "-c", SLEEPER]
-    manifest = job_manifest("slow", command, backoff_limit=3, job_spec={"activeDeadlineSeconds": 4},
-                            **pvc_volume(claim, "/mnt/data"))
+def running_container(core, job: str, namespace: str) -> str:
+    """The uid of the Job's Pod once its container runs."""
+    def running() -> str | None:
+        pods = job_pods(core, job, namespace)
+        if pods and pods[0].status.phase == "Running" and containers_of(pods[0].metadata.uid):
+            return str(pods[0].metadata.uid)
+        return None
+
+    return str(wait_for(running, timeout=60, what=f"the container of Job {job} to run"))
+
+
+def test_active_deadline_seconds_kills_a_long_running_container(core, batch, namespace):
+    manifest = job_manifest("slow", ["sh", "-c", SLEEPER], backoff_limit=3, job_spec={"activeDeadlineSeconds": 6},
+                            **GRACE)
     batch.create_namespaced_job(namespace, manifest)
-    pid = wait_for(lambda: int((folder / "pid").read_text()), timeout=30, what="the process to start")
-    assert pid_alive(pid)
+    uid = running_container(core, "slow", namespace)
     t0 = time.monotonic()
 
     cond = wait_job_finished(batch, "slow", namespace, timeout=30)
     assert cond == {"type": "Failed", "reason": "DeadlineExceeded",
                     "message": "Job was active longer than specified deadline"}
-    wait_for(lambda: not pid_alive(pid), timeout=10, what=f"pid {pid} to be killed")
-    assert time.monotonic() - t0 < 15
+    wait_for(lambda: not containers_of(uid), timeout=15, what="the container to be stopped")
+    assert time.monotonic() - t0 < 20
     # Like the job controller, the runner deletes the active Pods of a Job past its deadline.
     wait_for(lambda: not job_pods(core, "slow", namespace), timeout=10, what="the Pod to be deleted")
 
 
-def test_deleting_the_job_kills_its_process(control_plane, kubectl, core, batch, namespace):
-    claim, folder = make_claim(core, control_plane, namespace)
-    manifest = job_manifest("doomed", ["sh", "-c", SLEEPER],
-                            **pvc_volume(claim, "/mnt/data"))
-    batch.create_namespaced_job(namespace, manifest)
-    pid = wait_for(lambda: int((folder / "pid").read_text()), timeout=30, what="the process to start")
-    wait_for(lambda: job_pods(core, "doomed", namespace)[0].status.phase == "Running", timeout=10, what="Running")
+def test_deleting_the_job_stops_its_container(kubectl, core, batch, namespace):
+    batch.create_namespaced_job(namespace, job_manifest("doomed", ["sh", "-c", SLEEPER], **GRACE))
+    uid = running_container(core, "doomed", namespace)
 
     kubectl("delete", "job", "doomed", "-n", namespace)  # background propagation: the GC deletes the Pod
-    wait_for(lambda: not pid_alive(pid), timeout=30, what=f"pid {pid} to be killed")
+    wait_for(lambda: not containers_of(uid), timeout=45, what="the container to be stopped")
     wait_for(lambda: not job_pods(core, "doomed", namespace), timeout=10, what="the Pod to be deleted")
 
 
@@ -200,7 +206,7 @@ def test_security_context_user_groups_and_read_only_root(core, batch, namespace)
 
 
 def test_read_only_root_covers_host_files_bound_into_the_pod(core, batch, namespace):
-    """As root, with /etc shadowed for a ConfigMap mount, host files in /etc must stay read-only."""
+    """As root, with a ConfigMap mounted in /etc, the image's /etc must stay read-only, volumes writable."""
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "cfg"}, "data": {"a": "1"}})
     report = ('printf "%s|%s|%s|%s" "$(cat /etc/edgeopt/a)" "$(touch /etc/hostname 2>&1 || echo denied)" '
               '"$(touch /etc/new 2>/dev/null && echo rw || echo ro)" "$(touch /mnt/nested/inner/x && echo vol-rw)" '
@@ -209,7 +215,7 @@ def test_read_only_root_covers_host_files_bound_into_the_pod(core, batch, namesp
         "sealed", ["sh", "-c", report],
         volumes=[{"name": "cfg", "configMap": {"name": "cfg"}}, {"name": "outer", "emptyDir": {}},
                  {"name": "inner", "emptyDir": {}}],
-        container={"securityContext": {"readOnlyRootFilesystem": True},
+        container={"securityContext": {"readOnlyRootFilesystem": True, "runAsUser": 0},
                    "volumeMounts": [{"name": "cfg", "mountPath": "/etc/edgeopt"},
                                     {"name": "outer", "mountPath": "/mnt/nested"},
                                     {"name": "inner", "mountPath": "/mnt/nested/inner"}]},
@@ -284,26 +290,3 @@ def test_new_top_level_mount_paths_exist_only_inside_the_pod(core, batch, namesp
     assert cond["type"] == "Complete", terminated
     assert terminated.message == "hi|1|ro"
     assert [p for p in absent if p.exists()] == [], "mount points must not appear on the host"
-
-
-def test_a_volume_over_the_checkout_does_not_hide_the_image(core, batch, namespace):
-    """A checkout under /tmp (as CI's may be) must survive the converter Job's /tmp emptyDir.
-
-    In a cluster the venv is part of the image; here the runner binds it back
-    read-only. An emptyDir over the checkout's parent stands in for that /tmp.
-    """
-    checkout = Path(__file__).resolve().parents[2]
-    report = ('printf "%s|%s" "$(edgeopt --version)" '
-              f'"$(touch {checkout}/x 2>/dev/null && echo rw || echo ro)" > /dev/termination-log')
-    manifest = job_manifest(
-        "covered", ["sh", "-c", report],
-        volumes=[{"name": "cover", "emptyDir": {}}],
-        container={"volumeMounts": [{"name": "cover", "mountPath": str(checkout.parent)}]},
-    )
-    batch.create_namespaced_job(namespace, manifest)
-    cond = wait_job_finished(batch, "covered", namespace)
-    [pod] = job_pods(core, "covered", namespace)
-    terminated = pod.status.container_statuses[0].state.terminated
-    assert cond["type"] == "Complete", terminated
-    version, writable = terminated.message.split("|")
-    assert version.startswith("edgeopt ") and writable == "ro"

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from edgeopt_dev.images import image_name
 from tests.fixtures.common import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,9 +30,10 @@ CRD = REPO / "crds" / "optimizedmodels.edgeopt.io.yaml"
 EXAMPLE = REPO / "examples" / "add-checkpoint-cpu.yaml"
 Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
 
-#: The local tests run the converter on the CPU with the dev node agent; no GPU, no retries
-#: (a conversion error is deterministic), quick capacity re-checks.
+#: The local tests run the converter on the CPU with the dev node agent, in the converter-cpu
+#: image built here; no GPU, no retries (a conversion error is deterministic), quick capacity re-checks.
 TEST_ENV = {
+    "EDGEOPT_CONVERTER_IMAGE": image_name("converter-cpu"),
     "EDGEOPT_CONVERTER_RESOURCES": "{}",
     "EDGEOPT_JOB_BACKOFF_LIMIT": "0",
     "EDGEOPT_CAPACITY_POLL_SECONDS": "1",
