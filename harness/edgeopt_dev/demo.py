@@ -1,17 +1,24 @@
 """``edgeopt demo`` (``make demo``): the whole path on this machine, real parts only.
 
 A newcomer should see edgeopt work end to end before reading any code, and
-CI should prove the same path on every change. So this starts the dev control
-plane (real etcd + kube-apiserver with RBAC), installs the Helm chart the way a
-cluster admin would (CRD, ServiceAccount, least-privilege RBAC; the operator
-Deployment off because no kubelet runs here), runs the operator as a local
-process authenticated with that ServiceAccount's token — so the chart's RBAC
-is exactly what it has — starts the real Triton server, applies
-``examples/add-checkpoint-cpu.yaml`` with kubectl, waits for ``Ready`` and asks
-Triton for an answer with tritonclient, over HTTP and over gRPC (users reach
-Triton through both). Each step prints its time; a broken
-step stops the demo with its name and a non-zero exit; everything started is
-stopped in ``finally``.
+CI should prove the same path on every change. So this builds the
+Dockerfile's images (cached), starts the dev control plane (real etcd,
+kube-apiserver with RBAC, kube-controller-manager's job, deployment and
+replicaset controllers, and the node agent that runs Pods as OCI
+containers), and ``helm install``s the chart the way a cluster admin would:
+the operator runs from the ``operator`` image as a Pod of the chart's
+Deployment, with the chart's ServiceAccount token projected into it (so the
+chart's RBAC is exactly what it has), Triton runs from the ``triton-cpu``
+image as the chart's Triton Deployment, and the conversion Job's Pod runs in
+``converter-cpu``.  Then it applies ``examples/add-checkpoint-cpu.yaml`` with
+kubectl, waits for ``Ready``, shows ``kubectl logs`` of the converter Pod and
+asks Triton for an answer with tritonclient, over HTTP and over gRPC.
+
+The dev node shares the host's network: Triton's ports are picked free and
+set in the chart's values, and the chart's own Service URL for Triton
+resolves to loopback in the Pods (see podrun.service_hosts).  Each step
+prints its time; a broken step stops the demo with its name and a non-zero
+exit; everything started is stopped in ``finally``.
 
 Standard library and edgeopt.errors only at the top (the CLI contract).
 """
@@ -40,6 +47,7 @@ NAMESPACE = "edgeopt"
 EXAMPLE = Path("examples") / "add-checkpoint-cpu.yaml"
 MODEL = "add"  # metadata.name and target.modelName of the example
 EXPECTED = 6.0  # y = a + x with a = 5, for x = 1
+STEPS = 10
 
 
 class DemoError(EdgeoptError):
@@ -158,28 +166,6 @@ def token_kubeconfig(path: Path, server: str, ca_file: Path, token: str, user: s
     path.write_text(json.dumps(config))
 
 
-class Process:
-    """A background process of the demo (Triton, the operator), tied to this one's lifetime."""
-
-    def __init__(self, name: str, cmd: list[str], root: Path, env: dict[str, str]) -> None:
-        from edgeopt_dev import processes
-
-        self.name = name
-        self.log = root / "logs" / f"{name}.log"
-        self.pidfile = root / "run" / f"demo-{name}.pid"
-        self.proc = processes.spawn(cmd, log=self.log, pidfile=self.pidfile, env=env, cwd=root, die_with_parent=True)
-
-    def check_alive(self) -> None:
-        code = self.proc.poll()
-        if code is not None:
-            raise RuntimeError(f"{self.name} exited with code {code}; its log ({self.log}) ends:\n{tail(self.log)}")
-
-    def stop(self) -> None:
-        from edgeopt_dev import processes
-
-        processes.stop_pidfile(self.pidfile, grace=10.0)
-
-
 # --------------------------------------------------------------------------- the demo
 
 
@@ -199,22 +185,19 @@ def run(args: argparse.Namespace) -> int:
     work = (args.dir or Path(tempfile.mkdtemp(prefix="edgeopt-demo-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
     cluster_dir = work / "cluster"
-    steps = Steps(total=9)
+    steps = Steps(total=STEPS)
     steps.say(f"edgeopt demo in {work}")
-    started: list[Process] = []
     failed = True
     try:
-        report = _demo(steps, root, example, cluster_dir, started, args.timeout)
+        report = _demo(steps, root, example, cluster_dir, args.timeout)
         failed = False
         _print_report(steps, report)
         return 0
     except DemoError as exc:
-        _print_logs(steps, cluster_dir, started)
+        _print_logs(steps, cluster_dir)
         raise DemoError(f"{exc}\n(logs kept in {cluster_dir / 'logs'})") from exc
     finally:
         t = time.monotonic()
-        for proc in reversed(started):
-            proc.stop()
         if cluster_dir.exists():  # safe on a half-started or dead control plane
             from edgeopt_dev import controlplane
 
@@ -226,11 +209,15 @@ def run(args: argparse.Namespace) -> int:
             steps.say(f"kept {work}")
 
 
-def _demo(
-    steps: Steps, root: Path, example: Path, cluster_dir: Path, started: list[Process], timeout: float
-) -> dict[str, Any]:
+def _demo(steps: Steps, root: Path, example: Path, cluster_dir: Path, timeout: float) -> dict[str, Any]:
     from edgeopt_dev import controlplane
     from edgeopt_dev.binaries import ensure_binaries
+    from edgeopt_dev.containers import image_size
+    from edgeopt_dev.images import build_images, image_name
+
+    with steps.step("build the images from the Dockerfile: operator, converter-cpu, triton-cpu (cached)"):
+        for built in build_images():
+            steps.say(f"  {built.image} ({image_size(built.image) / 1e6:.0f} MB) in {built.seconds:.1f}s")
 
     with steps.step("start the dev control plane (etcd, kube-apiserver with RBAC, controllers, node agent)"):
         tools = ensure_binaries(["kubectl", "helm"])
@@ -240,77 +227,58 @@ def _demo(
     def kubectl(*a: str, env: dict[str, str] = admin, timeout: float = 60.0) -> str:
         return run_tool([str(tools["kubectl"]), *a], env=env, timeout=timeout)
 
-    with steps.step("helm install the chart: CRDs, ServiceAccount, RBAC, claims (operator Deployment off)"):
-        run_tool(
-            [str(tools["helm"]), "install", RELEASE, str(root / "charts" / "edgeopt"),
-             "--namespace", NAMESPACE, "--create-namespace",
-             "--set", "operator.enabled=false",
-             "--set", "persistence.modelRepository.create=true",
-             "--set", "persistence.modelSource.create=true"],
-            env=admin, timeout=120,
-        )  # fmt: skip
+    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    with steps.step("helm install the chart: operator and Triton Deployments from the images, claims, RBAC"):
+        run_tool([str(tools["helm"]), "install", RELEASE, str(root / "charts" / "edgeopt"),
+                  "--namespace", NAMESPACE, "--create-namespace", *chart_values(image_name, (http_port, grpc_port,
+                                                                                               metrics_port))],
+                 env=admin, timeout=120)  # fmt: skip
         kubectl("wait", "--for=condition=Established", "crd/optimizedmodels.edgeopt.io", "--timeout=60s")
 
-    with steps.step("mint the chart ServiceAccount's token (TokenRequest) for the operator"):
-        token = kubectl("create", "token", RELEASE, "-n", NAMESPACE, "--duration=2h").strip()
-        sa_kubeconfig = cluster_dir / "operator.kubeconfig"
-        token_kubeconfig(sa_kubeconfig, cp.server, cp.ca_file, token, f"system:serviceaccount:{NAMESPACE}:{RELEASE}")
-        as_sa = {**os.environ, "KUBECONFIG": str(sa_kubeconfig)}
-        # The token works, and it is the chart's RBAC it carries, not the admin's.
-        kubectl("get", "optimizedmodels", "-A", env=as_sa)
-        for verb, resource in (("get", "secrets"), ("create", "pods")):
-            can = subprocess.run([str(tools["kubectl"]), "auth", "can-i", verb, resource, "-A"],
-                                 env=as_sa, capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
-            if can != "no":
-                raise RuntimeError(f"the operator's ServiceAccount may {verb} {resource} ({can!r}); RBAC is too wide")
-        steps.say("  the ServiceAccount can reconcile OptimizedModels, and cannot read Secrets or create Pods")
+    with steps.step("check the operator's ServiceAccount: the chart's RBAC, nothing more"):
+        sa = f"system:serviceaccount:{NAMESPACE}:{RELEASE}"
+        for verb, resource, want in (("list", "optimizedmodels.edgeopt.io", "yes"), ("create", "jobs", "yes"),
+                                     ("get", "secrets", "no"), ("create", "pods", "no")):
+            can = subprocess.run([str(tools["kubectl"]), "auth", "can-i", verb, resource, "-A", f"--as={sa}"],
+                                 env=admin, capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
+            if can != want:
+                raise RuntimeError(f"the operator's ServiceAccount: can-i {verb} {resource} is {can!r}, not {want}")
+        steps.say("  it can reconcile OptimizedModels and create Jobs, and cannot read Secrets or create Pods")
 
     with steps.step("write the sample model (y = a + x checkpoint) into the `models` claim"):
         run_tool([sys.executable, "-m", "edgeopt.cli", "samples", "add", "--dir", str(cp.pvc_dir("models") / MODEL)],
                  timeout=300)  # fmt: skip
 
-    with steps.step("start Triton (explicit model control) on the `triton-models` claim"):
-        http_port, grpc_port = free_port(), free_port()
-        triton = Process(
-            "triton",
-            [sys.executable, "-m", "edgeopt.cli", "triton", "serve", "--repository", str(cp.pvc_dir("triton-models")),
-             "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
-            cluster_dir, dict(os.environ),
-        )  # fmt: skip
-        started.append(triton)
+    with steps.step("wait for the operator and Triton Pods: running in their containers, Ready"):
+        for deployment in (RELEASE, f"{RELEASE}-triton"):
+            kubectl("rollout", "status", f"deployment/{deployment}", "-n", NAMESPACE, "--timeout=300s", timeout=320)
+        for line in kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide").splitlines():
+            steps.say(f"  $ kubectl get pods | {line}")
+        token = kubectl("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=operator", "-o",
+                        "jsonpath={.items[0].spec.volumes[*].projected.sources[*].serviceAccountToken.path}")
+        if "token" not in token:
+            raise RuntimeError("the operator Pod has no projected ServiceAccount token volume")
         triton_url, grpc_url = f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}"
-        wait_until("Triton /v2/health/live", lambda: http_ok(f"{triton_url}/v2/health/live"), 180,
-                   alive=triton.check_alive)  # fmt: skip
+        wait_until("Triton /v2/health/ready", lambda: http_ok(f"{triton_url}/v2/health/ready"), 60)
         steps.say(f"  Triton HTTP {triton_url}, gRPC {grpc_url}")
-
-    with steps.step("start the operator as the chart's ServiceAccount"):
-        liveness = free_port()
-        env = {
-            **as_sa,
-            "EDGEOPT_TRITON_URL": triton_url,
-            "EDGEOPT_CONVERTER_RESOURCES": "{}",  # CPU-only: the dev node has no GPUs to give
-            "EDGEOPT_PEERING_NAME": RELEASE,  # the ClusterKopfPeering the chart created
-            "EDGEOPT_PRIORITY": "100",
-            "EDGEOPT_LIVENESS_PORT": str(liveness),
-            "EDGEOPT_METRICS_PORT": str(free_port()),
-        }
-        operator = Process(
-            "operator",
-            [sys.executable, "-m", "edgeopt.cli", "operator", "--liveness", f"http://127.0.0.1:{liveness}/healthz"],
-            cluster_dir, env,
-        )  # fmt: skip
-        started.append(operator)
-        wait_until("the operator's liveness endpoint", lambda: http_ok(f"http://127.0.0.1:{liveness}/healthz"), 90,
-                   alive=operator.check_alive)  # fmt: skip
 
     with steps.step(f"kubectl apply -f {example.relative_to(root) if example.is_relative_to(root) else example}"):
         kubectl("apply", "-n", NAMESPACE, "-f", str(example))
 
     with steps.step("wait for Ready: conversion Job → publish → Triton loads the version"):
-        status = _wait_ready(steps, kubectl, timeout, operator)
+        status = _wait_ready(steps, kubectl, timeout)
         kubectl("wait", "-n", NAMESPACE, f"om/{MODEL}", "--for=condition=Ready", "--timeout=10s")
         for line in kubectl("get", "-n", NAMESPACE, "optimizedmodels").splitlines():
             steps.say(f"  $ kubectl get om | {line}")
+
+    with steps.step("kubectl logs of the conversion Pod (it ran in the converter-cpu image)"):
+        job = status.get("jobName") or ""
+        logs = kubectl("logs", "-n", NAMESPACE, f"job/{job}")
+        progress = [line for line in logs.splitlines() if line.strip()]
+        if not progress:
+            raise RuntimeError(f"kubectl logs job/{job} printed nothing")
+        for line in progress[-6:]:
+            steps.say(f"  $ kubectl logs job/{job} | {line[:150]}")
 
     with steps.step("infer through Triton over HTTP and gRPC with tritonclient (x = 1 must give 6)"):
         answer, latency_ms = _infer(triton_url)
@@ -318,14 +286,39 @@ def _demo(
         grpc_answer, grpc_ms = _infer_grpc(grpc_url)
         steps.say(f"  Triton answered y = {grpc_answer:g} over gRPC (mean {grpc_ms:.2f} ms per request)")
     return {"status": status, "answer": answer, "tritonLatencyMs": latency_ms, "grpcAnswer": grpc_answer,
-            "grpcLatencyMs": grpc_ms, "grpcURL": grpc_url}  # fmt: skip
+            "grpcLatencyMs": grpc_ms, "grpcURL": grpc_url, "convertLog": progress}  # fmt: skip
 
 
-def _wait_ready(steps: Steps, kubectl: Any, timeout: float, operator: Process) -> dict[str, Any]:
+def chart_values(image_name: Any, triton_ports: tuple[int, int, int]) -> list[str]:
+    """``helm install`` flags for the dev cluster: the images built here, no GPU, Triton on free host ports.
+
+    Everything else is the chart's default: its security contexts, probes,
+    RBAC, the converter's resources (a CPU conversion drops the GPU itself)
+    and the Triton URL the operator derives from the chart's Service.
+    """
+    http, grpc, metrics = triton_ports
+
+    def image(key: str, target: str) -> list[str]:
+        repository, tag = image_name(target).rsplit(":", 1)
+        return ["--set", f"{key}.image.repository={repository}", "--set", f"{key}.image.tag={tag}",
+                "--set", f"{key}.image.pullPolicy=Never"]
+
+    return [
+        *image("operator", "operator"), *image("converter", "converter-cpu"), *image("triton", "triton-cpu"),
+        "--set", f"operator.livenessPort={free_port()}", "--set", f"operator.metricsPort={free_port()}",
+        "--set", "triton.enabled=true",
+        "--set", f"triton.service.httpPort={http}", "--set", f"triton.service.grpcPort={grpc}",
+        "--set", f"triton.service.metricsPort={metrics}",
+        # The chart's Triton asks for a GPU; the dev node has none (null removes the key from the defaults).
+        "--set", "triton.resources.limits.nvidia\\.com/gpu=null", "--set", "triton.resources.requests.cpu=500m",
+        "--set", "persistence.modelRepository.create=true", "--set", "persistence.modelSource.create=true",
+    ]  # fmt: skip
+
+
+def _wait_ready(steps: Steps, kubectl: Any, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        operator.check_alive()
         obj = json.loads(kubectl("get", "-n", NAMESPACE, f"om/{MODEL}", "-o", "json"))
         status = obj.get("status") or {}
         conditions = {c.get("type"): c for c in status.get("conditions") or []}
@@ -416,8 +409,8 @@ def _print_report(steps: Steps, result: dict[str, Any]) -> None:
     print("=" * 64, flush=True)
 
 
-def _print_logs(steps: Steps, cluster_dir: Path, started: list[Process]) -> None:
-    logs = [p.log for p in started] + sorted((cluster_dir / "logs").glob(f"{NAMESPACE}_*.log"))
+def _print_logs(steps: Steps, cluster_dir: Path) -> None:
+    logs = [*sorted((cluster_dir / "logs").glob(f"{NAMESPACE}_*.log")), cluster_dir / "logs" / "nodeagent.log"]
     for log in logs:
         if log.exists():
             steps.say(f"--- {log.name} (last lines) ---\n{tail(log)}")

@@ -91,6 +91,8 @@ class NodeAgent:
             return
         if run is not None or status.get("phase") in TERMINAL or (node and node != NODE_NAME):
             return
+        if self.stopping.is_set():  # the node is going away: it takes no new Pod
+            return
         if node == NODE_NAME and not self.started and status.get("phase") == "Running":
             self._mark_lost(pod)
             return

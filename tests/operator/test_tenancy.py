@@ -23,6 +23,7 @@ from edgeopt.triton.ownership import OWNER_FILE, read_owner
 from edgeopt_dev.demo import token_kubeconfig
 from tests.fixtures.common import wait_for
 from tests.operator.support import (
+    TEST_ENV,
     Kubectl,
     OperatorProcess,
     apply,
@@ -63,8 +64,10 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     """The chart installed (operator Deployment off), and the operator run locally as its ServiceAccount."""
     name = f"edgeopt-{uuid.uuid4().hex[:6]}"
+    repository, tag = TEST_ENV["EDGEOPT_CONVERTER_IMAGE"].rsplit(":", 1)  # the converter-cpu image built here
     helm(control_plane, "install", name, str(chart.CHART), "--namespace", name, "--create-namespace",
-         "--set", "operator.enabled=false", "--set", "crds.enabled=false")  # fmt: skip
+         "--set", "operator.enabled=false", "--set", "crds.enabled=false",
+         "--set", f"converter.image.repository={repository}", "--set", f"converter.image.tag={tag}")  # fmt: skip
     work = tmp_path_factory.mktemp("tenancy")
     token = kubectl("create", "token", name, "-n", name, "--duration=1h").stdout.strip()
     sa_kubeconfig = work / "kubeconfig"
