@@ -17,6 +17,7 @@
 #                    docker build --target converter-cpu  -t edgeopt-converter-cpu .
 #   triton         NGC Triton plus TensorFlow and onnxruntime in its Python
 #                  environment: what `target.backend: python` models import.
+#                  The chart's default Triton (ghcr.io/edgeopt/edgeopt-triton).
 #                    docker build --target triton         -t edgeopt-triton .
 #   triton-cpu     its CPU twin: the tritonserver and Python backend stub of
 #                  the nvidia-pytriton wheel, with the same pip set.
@@ -43,8 +44,12 @@ ARG PYTHON_BASE=python:3.11.11-slim-bookworm
 # NGC TensorFlow 24.12 ships TensorFlow 2.17.0+nv24.12 built with TensorRT
 # (TensorRT 10.x, CUDA 12.x, Python 3.12).
 ARG TENSORFLOW_BASE=nvcr.io/nvidia/tensorflow:24.12-tf2-py3
-# NGC Triton 25.02, the last release with every backend edgeopt publishes for
-# (tensorflow_savedmodel, python, onnxruntime, tensorrt); Python 3.12.
+# NGC Triton 25.02 (Python 3.12), the base of the `triton` image: its Python
+# backend serves `target.backend: python` once TensorFlow and onnxruntime are
+# added, and it has the onnxruntime backend. 25.02 is also the last release
+# with the TensorFlow backend (the chart documents NGC's 25.02-tf2-python-py3
+# for `target.backend: tensorflow`). `tensorrt` plans load only in the TensorRT
+# they were built with, the converter base's: a 24.12 Triton, not this one.
 ARG TRITON_BASE=nvcr.io/nvidia/tritonserver:25.02-py3
 
 # ------------------------------------------------------------ python (shared)
@@ -211,9 +216,12 @@ ENTRYPOINT ["tritonserver"]
 
 # ---------------------------------------------------------------- triton
 # NGC Triton with TensorFlow and onnxruntime in the Python environment its
-# Python backend runs: the NGC image's own Python has neither (its TensorFlow
-# backend is C++). Same pip set as triton-cpu, with the GPU build of TensorFlow
-# (`tensorflow`, same version as the converter extra's tensorflow-cpu pin).
+# Python backend runs: the NGC image's own Python has neither, so the model.py
+# of the default backend fails to import there. Same pip set as triton-cpu,
+# with the GPU build of TensorFlow (`tensorflow`, same version as the converter
+# extra's tensorflow-cpu pin). pip runs as `python3 -m pip`: python3 is the
+# interpreter the backend's stub runs (NGC's image has no `python`), and the
+# build checks the imports with it.
 FROM ${TRITON_BASE} AS triton
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -234,13 +242,13 @@ print('\n'.join(r.replace('tensorflow-cpu', 'tensorflow', 1) for r in reqs \
 if r.split(';')[0].split('=')[0].split('<')[0].split('>')[0].strip() in ('tensorflow-cpu', 'onnxruntime', 'numpy')))" \
     > /tmp/requirements.txt \
  && echo "pyyaml>=6.0" >> /tmp/requirements.txt \
- && pip download --quiet --dest /var/cache/edgeopt/wheels -r /tmp/requirements.txt \
- && pip install --no-cache-dir --no-index --find-links /var/cache/edgeopt/wheels -r /tmp/requirements.txt \
+ && python3 -m pip download --quiet --dest /var/cache/edgeopt/wheels -r /tmp/requirements.txt \
+ && python3 -m pip install --no-cache-dir --no-index --find-links /var/cache/edgeopt/wheels -r /tmp/requirements.txt \
  && python3 -c "import tensorflow, onnxruntime; print('TensorFlow', tensorflow.__version__, 'onnxruntime', onnxruntime.__version__)" \
  && rm /tmp/requirements.txt
 COPY README.md ./
 COPY edgeopt ./edgeopt
-RUN pip install --no-cache-dir --no-deps . \
+RUN python3 -m pip install --no-cache-dir --no-deps . \
  && rm -rf /src \
  && edgeopt --version
 

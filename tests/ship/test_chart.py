@@ -315,6 +315,44 @@ def test_triton_runs_in_explicit_mode_on_the_repository_claim() -> None:
     assert example["spec"]["target"]["repository"] == "pvc://triton-models"
 
 
+def test_default_triton_is_the_dockerfiles_triton_image_at_the_app_version() -> None:
+    """The default backend (python) publishes a model.py that imports TensorFlow or onnxruntime: stock NGC
+    images have neither, so the default Triton is the image that adds them, released with the chart."""
+    from edgeopt.spec import Target
+
+    assert Target.__dataclass_fields__["backend"].default == "python"
+    app_version = yaml.safe_load((chart.CHART / "Chart.yaml").read_text())["appVersion"]
+    (c,) = one(chart.render("--set", "triton.enabled=true"), "Deployment", "-triton")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert c["image"] == f"ghcr.io/edgeopt/edgeopt-triton:{app_version}"
+    assert c["command"] == ["tritonserver"]
+    pinned = chart.render("--set", "triton.enabled=true", "--set", "triton.image.tag=9.9.9",
+                          "--set", "triton.image.digest=sha256:" + "ab" * 32)  # fmt: skip
+    (c,) = one(pinned, "Deployment", "-triton")["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == "ghcr.io/edgeopt/edgeopt-triton@sha256:" + "ab" * 32, "a digest wins, as for the operator"
+    stock = chart.render("--set", "triton.enabled=true", "--set", "triton.image.repository=nvcr.io/nvidia/tritonserver",
+                         "--set", "triton.image.tag=25.02-tf2-python-py3")  # fmt: skip
+    (c,) = one(stock, "Deployment", "-triton")["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == "nvcr.io/nvidia/tritonserver:25.02-tf2-python-py3"
+
+
+def test_default_images_are_the_dockerfiles_targets_and_bases() -> None:
+    """values.yaml names each image as the Dockerfile's header tags it, and Chart.yaml's base annotations are the
+    Dockerfile's pinned bases: one source each, so bumping a base or renaming an image cannot leave the chart behind."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    tags = dict(re.findall(r"^#\s+docker build --target (\S+)\s+-t (\S+) \.$", dockerfile, re.M))
+    values = yaml.safe_load((chart.CHART / "values.yaml").read_text())
+    for section, target in (("operator", "operator"), ("converter", "converter"), ("triton", "triton")):
+        repository = values[section]["image"]["repository"]
+        assert repository == f"ghcr.io/edgeopt/{tags[target]}", f"{section}.image: {repository} vs target {target}"
+        assert "tag" not in values[section]["image"], f"{section}.image.tag must default to the appVersion"
+    args = dict(re.findall(r"^ARG (\w+_BASE)=(\S+)$", dockerfile, re.M))
+    annotations = yaml.safe_load((chart.CHART / "Chart.yaml").read_text())["annotations"]
+    assert annotations["edgeopt.io/converter-base"] == args["TENSORFLOW_BASE"]
+    assert annotations["edgeopt.io/triton-base"] == args["TRITON_BASE"]
+
+
 def test_helm_test_hook_checks_the_endpoints() -> None:
     docs = chart.render("--set", "triton.enabled=true")
     (pod,) = [d for d in docs if d["kind"] == "Pod"]

@@ -241,6 +241,18 @@ def test_triton_images_get_tensorflow_and_onnxruntime_as_the_converter_pins_them
     assert "'optional-dependencies']['converter']" in gpu
 
 
+def test_triton_build_fails_unless_the_stubs_python_imports_both(stages: dict[str, Stage]) -> None:
+    """`triton` is the chart's default Triton: a pip set that misses TensorFlow or onnxruntime, or lands them in
+    another interpreter than the stub's python3, must fail the build, not the first model load on a cluster."""
+    (run,) = [r for r in stages["triton"].all("RUN") if "/tmp/requirements.txt" in r and "pip" in r]
+    steps = [s.strip() for s in run.split("&&")]
+    install = [i for i, s in enumerate(steps) if s.startswith("python3 -m pip install") and "requirements" in s]
+    check = [i for i, s in enumerate(steps) if s.startswith('python3 -c "import tensorflow, onnxruntime')]
+    assert install and check, f"the pip set is installed and imported by python3: {steps}"
+    assert install[-1] < check[0], "the import check must run after the install, in the same RUN"
+    assert not [s for s in steps if re.match(r"pip3? ", s)], "pip must be python3's own (python3 -m pip)"
+
+
 def test_triton_cpu_uses_the_pytriton_server_the_harness_uses(stages: dict[str, Stage]) -> None:
     pin = re.search(r"^PYTRITON := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
     assert pin, "Makefile pins nvidia-pytriton"

@@ -52,3 +52,40 @@ def test_version_facts_are_stated() -> None:
 def test_local_paths_mentioned_exist() -> None:
     for path in sorted(set(re.findall(r"\b((?:examples|deploy|charts|crds)/[\w./-]+\.(?:yaml|json))", README))):
         assert (ROOT / path).exists(), f"README mentions {path}, which does not exist"
+
+
+
+def backend_table() -> tuple[list[str], list[list[str]]]:
+    """The README's backend table: its header cells and its rows' cells."""
+    rows = []
+    for line in README[README.index("| `target.backend` |") :].splitlines():
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    header, _, *body = rows
+    return header, body
+
+
+def test_backend_table_names_the_triton_image_each_backend_needs() -> None:
+    """Which image serves what is the first thing an installer needs; "TensorFlow in Triton's env" is not enough."""
+    import yaml
+
+    from edgeopt.spec import BACKENDS
+
+    header, body = backend_table()
+    assert "Triton image (`triton.image`)" in header, header
+    table = {row[0]: row[header.index("Triton image (`triton.image`)")] for row in body}
+    assert {re.findall(r"`(\w+)`", row)[0] for row in table} == set(BACKENDS)
+    values = (ROOT / "charts" / "edgeopt" / "values.yaml").read_text()
+    default = yaml.safe_load(values)["triton"]["image"]["repository"]
+    for row, image in table.items():
+        assert re.search(r"`[\w.-]+/[\w./-]+(:[\w.-]+)?`", image), f"{row}: names no image: {image}"
+        if row.startswith("`python`"):
+            assert f"`{default}`" in image, f"{row}: the chart's default Triton serves the default backend"
+    (tensorflow,) = [image for row, image in table.items() if row.startswith("`tensorflow`")]
+    assert "`nvcr.io/nvidia/tritonserver:25.02-tf2-python-py3`" in tensorflow
+    # values.yaml says the same next to triton.image, one line per backend
+    triton = values[values.index("\ntriton:\n") :]
+    comment = triton[triton.index("  # Triton's container image.") : triton.index("\n  image:\n")]
+    for backend in BACKENDS:
+        assert re.search(rf"^  #   {backend}\b", comment, re.M), f"values.yaml's triton.image comment skips {backend}"
