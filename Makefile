@@ -57,7 +57,7 @@ demo: setup binaries
 
 # perf_analyzer (from the tritonclient wheel) needs libb64.so.0d from Debian's libb64-0d.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-bench: setup binaries
+bench: setup binaries images
 	@/sbin/ldconfig -p | grep -q 'libb64\.so\.0d' || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libb64-0d; }
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

@@ -11,7 +11,7 @@ run before the operator starts, so it never reconciles them.
 Jobs need not run for this: the node agent is stopped for the scale rounds
 (the operator is started with MAX_CONCURRENT_CONVERSIONS=1000 so that no
 resource waits for a slot).  It is started again for *apply → Ready* of the
-toy model (y = a + x), which runs the whole path: Job, converter process,
+toy model (y = a + x), which runs the whole path: Job, converter container,
 publish, Triton load, smoke inference; its baseline is the same conversion
 run directly (``edgeopt convert -f``) and the same Triton load + inference.
 
@@ -140,6 +140,7 @@ class Bench:
     def start_operator(self) -> None:
         from edgeopt_dev import processes
         from edgeopt_dev.demo import free_port
+        from edgeopt_dev.images import image_name
 
         liveness, metrics = free_port(), free_port()
         self.triton_port = free_port()
@@ -148,6 +149,7 @@ class Bench:
             "KUBECONFIG": str(self.cp.kubeconfig),
             "EDGEOPT_MAX_CONCURRENT_CONVERSIONS": "1000",  # measure reconciling, not the capacity queue
             "EDGEOPT_CONVERTER_RESOURCES": "{}",  # CPU-only: the node agent has no GPU to give the toy model
+            "EDGEOPT_CONVERTER_IMAGE": image_name("converter-cpu"),  # the node agent runs Pods from local images
             "EDGEOPT_LIVENESS_PORT": str(liveness),
             "EDGEOPT_METRICS_PORT": str(metrics),
             # spec.serving.tritonURL must be on the operator's allow-list (issue 10): the bench's own Triton.

@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 
 from tests.fixtures.common import wait_for
-from tests.k8s.jobs import containers_of, job_manifest, job_pods, wait_job_finished
+from tests.k8s.jobs import TEST_IMAGE, containers_of, job_manifest, job_pods, wait_job_finished
 
 pytestmark = pytest.mark.k8s
 
@@ -290,3 +290,63 @@ def test_new_top_level_mount_paths_exist_only_inside_the_pod(core, batch, namesp
     assert cond["type"] == "Complete", terminated
     assert terminated.message == "hi|1|ro"
     assert [p for p in absent if p.exists()] == [], "mount points must not appear on the host"
+
+
+def test_run_as_non_root_against_a_root_image_waits_as_a_kubelet_refuses_it(core, batch, namespace):
+    from edgeopt_dev.images import BASE_IMAGE  # USER unset: root, as in most public images
+
+    manifest = job_manifest("rooted", ["true"], securityContext={"runAsNonRoot": True},
+                            container={"image": BASE_IMAGE})
+    batch.create_namespaced_job(namespace, manifest)
+
+    def waiting() -> tuple[str, str] | None:
+        pods = job_pods(core, "rooted", namespace)
+        statuses = pods[0].status.container_statuses if pods else None
+        state = statuses[0].state.waiting if statuses else None
+        return (state.reason, state.message) if state else None
+
+    reason, message = wait_for(waiting, timeout=30, what="the container to wait")
+    assert reason == "CreateContainerConfigError"
+    assert message.startswith("container has runAsNonRoot and image will run as root (pod: ")
+    assert job_pods(core, "rooted", namespace)[0].status.phase == "Pending"
+
+
+def test_a_deployment_pod_restarts_in_place_and_its_readiness_probe_sets_ready(core, k8s_client, namespace):
+    """restartPolicy Always, as for the chart's operator and Triton: a crash restarts the container, not the Pod."""
+    from edgeopt_dev.triton_server import free_port
+
+    port = free_port()
+    # Serves until a second start; then it stays up. The claimless state lives in an emptyDir of the Pod.
+    script = (f"if [ -e /state/first ]; then exec python -m http.server {port} --bind 127.0.0.1; fi; "
+              "touch /state/first; echo crash > /dev/termination-log; exit 7")
+    body = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"terminationGracePeriodSeconds": 2, "volumes": [{"name": "state", "emptyDir": {}}],
+                     "containers": [{
+                         "name": "web", "image": TEST_IMAGE, "command": ["sh", "-c", script],
+                         "ports": [{"name": "http", "containerPort": port}],
+                         "volumeMounts": [{"name": "state", "mountPath": "/state"}],
+                         "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+                     }]}}},
+    }
+    client.AppsV1Api(k8s_client).create_namespaced_deployment(namespace, body)
+
+    def ready_pod():
+        pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
+        if len(pods) == 1 and pods[0].status.container_statuses:
+            cs = pods[0].status.container_statuses[0]
+            if cs.ready and cs.restart_count == 1:
+                return pods[0]
+        return None
+
+    # The kubelet's back-off before the first restart is 10 s.
+    pod = wait_for(ready_pod, timeout=60, what="the Deployment's Pod to restart once and turn Ready")
+    cs = pod.status.container_statuses[0]
+    assert pod.status.phase == "Running"
+    assert (cs.last_state.terminated.exit_code, cs.last_state.terminated.message) == (7, "crash\n")
+    assert {c.type: c.status for c in pod.status.conditions}["Ready"] == "True"
+    deployment = wait_for(lambda: (d := client.AppsV1Api(k8s_client).read_namespaced_deployment("web", namespace))
+                          .status.available_replicas == 1 and d, timeout=30, what="the Deployment to be available")
+    assert deployment.status.ready_replicas == 1
