@@ -66,7 +66,8 @@ def _usage(cp: Any, kubectl: Path, detached: bool) -> str:
         "",
         f"  PVC claim NAME      -> {cp.dir / 'pvc'}/NAME/",
         f"  logs                -> {cp.dir / 'logs'}/ (container logs: <namespace>_<pod>.log)",
-        "  Jobs run through the real job controller; their Pods run on node edgeopt-local as local processes.",
+        "  Jobs and Deployments run through the real controllers; every Pod runs on node edgeopt-local",
+        "  as an OCI container (podman, runc) from a local image (nothing is pulled: `edgeopt dev images`).",
         f"  stop                -> {stop}",
     ])
 

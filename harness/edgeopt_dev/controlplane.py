@@ -1,12 +1,13 @@
 """A real, local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager.
 
 The operator must be tested against the real API machinery (watches,
-conflicts, finalizers, owner references, RBAC, CRD schema validation), and no
-container engine runs where we test.  So, like envtest, we start the real
-binaries on loopback; unlike envtest we also run the garbage collector, the
-namespace and service-account controllers (so deletion and TokenRequest
-behave), and the edgeopt node agent, which plays scheduler and kubelet
-for converter Jobs.
+conflicts, finalizers, owner references, RBAC, CRD schema validation), and
+no kubelet or CNI can run where we test.  So, like envtest, we start the real
+binaries on loopback; unlike envtest we also run the job, deployment,
+replicaset, garbage-collector, namespace and service-account controllers (so
+Jobs, Deployments, deletion and TokenRequest behave), and the edgeopt node
+agent, which plays scheduler and kubelet for every Pod and runs it as an OCI
+container with podman.
 
 Everything lives under one folder::
 
@@ -15,6 +16,7 @@ Everything lives under one folder::
     DIR/etcd/             etcd data (wiped at every ``up``)
     DIR/run/*.pid         one process group per component (see processes.py)
     DIR/logs/             component logs and ``<ns>_<pod>.log`` container logs
+    DIR/run/pods/<pod>/   a running Pod's volumes, env file and termination file
     DIR/pvc/<claim>/      what a PVC named <claim> holds
 """
 
@@ -204,6 +206,9 @@ def up(
         _log(f"cleaning up a previous run in {root}")
         down(root)
     bins = ensure_binaries(["etcd", "kube-apiserver", "kube-controller-manager"])
+    if shutil.which("podman") is None:
+        _log("warning: podman is not installed, so the node agent cannot run Pods (they wait in "
+             "ContainerCreating); `edgeopt dev images` installs it and builds the images Pods run")
     for attempt in range(1, 4):
         _wipe(root)
         try:

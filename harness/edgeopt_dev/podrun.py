@@ -7,16 +7,20 @@ Three layers, so the part that decides is tested without podman:
 * :func:`plan_container` - a Pod dict, its resolved env and volume folders in,
   a :class:`ContainerPlan` out; :func:`podman_run_args` turns that into the
   ``podman run`` command line (pure);
-* :func:`resolve` and :func:`run_container` - the API look-ups (env from
-  ConfigMaps/Secrets, volume files, the projected token; podspec.py does
-  those today for the process runner) and the run itself, with the exit code
-  and the termination message read back as a kubelet reads them.
+* :func:`resolve`, :class:`Running` and :func:`run_container` - the API
+  look-ups (env from ConfigMaps/Secrets, volume files, the projected token:
+  podspec.py resolves them) and the run itself, with the exit code and the
+  termination message read back as a kubelet reads them.
+
+The node agent's kubelet half (kubelet.py) runs every Pod through
+:func:`resolve` and :class:`Running`.
 
 Env values go through a 0600 env file, never the command line: a Secret's
 value must not show up in ``ps``.  Every container gets host networking (the
-dev cluster's Pods live on loopback), the image's own filesystem, and the
-securityContext enforced by the runtime: user and groups, ``--read-only``,
-capabilities (containerd's default set, then drop/add), no_new_privs.
+dev cluster's Pods live on loopback; every Service's DNS names point at
+127.0.0.1), the image's own filesystem, and the securityContext enforced by
+the runtime: user and groups, ``--read-only``, capabilities (containerd's
+default set, then drop/add), no_new_privs, seccomp.
 """
 
 from __future__ import annotations

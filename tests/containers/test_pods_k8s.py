@@ -1,9 +1,9 @@
-"""The podman runner resolving a Pod through the real API server, as the node agent will.
+"""The podman runner resolving a Pod through the real API server, as the node agent does.
 
 env from a ConfigMap, a Secret and fieldRefs, a ConfigMap volume and a PVC
-(the claim's folder on the dev cluster) are resolved by the same code the
-process runner uses (podspec.py), then enforced by podman; the Secret's value
-reaches the container but never its command line.
+(the claim's folder on the dev cluster) are resolved by podspec.py and run by
+podrun.py, the two halves the node agent runs every Pod with, then enforced
+by podman; the Secret's value reaches the container but never its command line.
 """
 
 from __future__ import annotations
