@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -351,6 +352,9 @@ def resolve(pod: dict[str, Any], container: dict[str, Any], pod_dir: Path, ctx: 
     image = str(container.get("image") or "")
     if not _IMAGE_REF.fullmatch(image):
         raise CannotEmulate(f"container {container['name']}: image {image!r} is not an image reference")
+    if shutil.which("podman") is None:
+        raise NotYet("ContainerCreating", "podman is not installed on the dev node: `edgeopt dev images` installs "
+                     "podman, buildah, runc and debootstrap and builds the images Pods run")
     if not image_exists(image):
         if container.get("imagePullPolicy") == "Never":
             raise NotYet("ErrImageNeverPull", f'Container image "{image}" is not present with pull policy of Never')
@@ -374,7 +378,7 @@ def resolve(pod: dict[str, Any], container: dict[str, Any], pod_dir: Path, ctx: 
     for vm in container.get("volumeMounts") or []:
         sub = vm.get("subPath") or (expand(vm["subPathExpr"], env) if vm.get("subPathExpr") else "")
         if sub and vm["name"] in volumes:
-            safe_subpath(volumes[vm["name"]][0], sub)
+            subpath_source(volumes[vm["name"]][0], sub)  # the kubelet's SafeMakeDir: made, never escaping
     termination = pod_dir / f"termination-{container['name']}"
     termination.write_bytes(b"")
     termination.chmod(0o666)
@@ -392,11 +396,6 @@ def resolve(pod: dict[str, Any], container: dict[str, Any], pod_dir: Path, ctx: 
 def cluster_label(root: Path) -> str:
     """The value of CLUSTER_LABEL for the dev cluster in ``root``: its folder, so clusters never touch each other."""
     return str(root.resolve())
-
-
-def safe_subpath(volume: Path, sub: str) -> Path:
-    """The kubelet's SafeMakeDir for a ``subPath`` (podspec.subpath_source)."""
-    return subpath_source(volume, sub)
 
 
 @dataclass

@@ -14,10 +14,9 @@ from edgeopt_dev.podrun import (
     image_uid,
     plan_container,
     podman_run_args,
-    safe_subpath,
     verify_run_as_non_root,
 )
-from edgeopt_dev.podspec import DEFAULT_CAPS, CannotEmulate, NotYet
+from edgeopt_dev.podspec import DEFAULT_CAPS, CannotEmulate, NotYet, subpath_source
 
 
 def pod(container: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
@@ -192,7 +191,7 @@ def test_limits_grace_and_working_dir() -> None:
     args = podman_run_args(plan_of(p), Path("/e"))
     assert flag_values(args, "--memory") == [str(256 * 2**20)] and flag_values(args, "--cpus") == ["0.5"]
     assert flag_values(args, "--stop-timeout") == ["5"] and flag_values(args, "--workdir") == ["/tmp"]
-    assert flag_values(args, "--name") == ["edgeopt_models_conv-1_main"]
+    assert flag_values(args, "--name") == ["edgeopt_models_conv-1_main_u-1"]
 
 
 @pytest.mark.parametrize("image", ["--privileged", "-v/:/host", "", "img name", "a\nb"])
@@ -205,11 +204,23 @@ def test_sub_path_is_made_with_the_volume_mode_and_never_follows_a_symlink_out(t
     claim = tmp_path / "claim"
     claim.mkdir()
     claim.chmod(0o2775)
-    made = safe_subpath(claim, "models/add")
+    made = subpath_source(claim, "models/add")
     assert made == (claim / "models" / "add").resolve() and made.is_dir()
     assert (made.stat().st_mode & 0o7777) == 0o2775
     (claim / "escape").symlink_to("/etc")
     with pytest.raises(NotYet, match="resolves outside its volume"):
-        safe_subpath(claim, "escape")
+        subpath_source(claim, "escape")
     (claim / "inside").symlink_to(claim / "models")
-    assert safe_subpath(claim, "inside/add") == made  # a link that stays inside is fine
+    assert subpath_source(claim, "inside/add") == made  # a link that stays inside is fine
+
+
+def test_service_names_labels_and_memory_volumes_reach_the_command_line() -> None:
+    plan = plan_of(pod())
+    plan.hosts = [("edgeopt-triton.edgeopt.svc", "127.0.0.1")]
+    plan.shm = ["/dev/shm"]
+    args = podman_run_args(plan, Path("/e"))
+    assert flag_values(args, "--add-host") == ["edgeopt-triton.edgeopt.svc:127.0.0.1"]
+    assert flag_values(args, "--label") == ["io.edgeopt.pod-uid=u-1"]
+    assert "type=tmpfs,destination=/dev/shm,tmpfs-mode=1777" in flag_values(args, "--mount")
+    # Options come before the image: nothing after it is read by podman.
+    assert args.index("--add-host") < args.index(plan.image) and args.index("--label") < args.index(plan.image)
