@@ -429,8 +429,7 @@ class Running:
 
     def stop(self, grace: float) -> None:
         """SIGTERM, then SIGKILL after ``grace`` seconds, as a kubelet stops a container."""
-        subprocess.run(["podman", "stop", "--time", str(max(int(grace), 0)), self.plan.name], env=self.penv,
-                       capture_output=True, check=False)
+        stop_container(self.plan, grace)
 
     def wait(self) -> ContainerResult:
         """Wait for the container's end; its exit code and termination message, as the kubelet reads them."""
@@ -499,7 +498,11 @@ def _tail(path: Path, limit: int = MAX_MESSAGE) -> str:
     return data[-limit:].decode(errors="replace")
 
 
-def stop_container(plan: ContainerPlan) -> None:
-    """Stop a running container as a kubelet does on deletion or a deadline: SIGTERM, SIGKILL after the grace."""
-    subprocess.run(["podman", "stop", "--time", str(plan.stop_timeout), plan.name], env=podman_env(),
+def stop_container(plan: ContainerPlan, grace: float | None = None) -> None:
+    """Stop a running container as a kubelet does on deletion or a deadline: SIGTERM, SIGKILL after the grace.
+
+    ``grace`` is the deletion's (default: the Pod's terminationGracePeriodSeconds).
+    """
+    seconds = plan.stop_timeout if grace is None else max(int(grace), 0)
+    subprocess.run(["podman", "stop", "--time", str(seconds), plan.name], env=podman_env(),
                    capture_output=True, check=False)
