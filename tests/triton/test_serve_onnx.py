@@ -80,6 +80,7 @@ def test_onnx_version_answers_like_tensorflow(
     version_dir = result.version_dir
     assert sorted(p.name for p in version_dir.iterdir() if not p.name.startswith(".")) == [
         "__pycache__",
+        "_edgeopt_batching.py",
         "model.onnx",
         "model.py",
         "report.json",
