@@ -3,8 +3,9 @@
 - ``config``: config.pbtxt from the converted model's real signature (pure).
 - ``publish``: ``publish_version`` writes a version atomically (staging dir,
   fsync, rename, config last) under a per-model lock, and prunes old versions.
-- ``templates/model.py`` (via ``python_model``): the Python-backend model that
-  serves a SavedModel with TensorFlow on Triton releases without a TF backend.
+- ``templates/`` (via ``python_model``): the Python-backend model.py files that
+  serve a SavedModel with TensorFlow (or an ONNX file with ONNX Runtime) on
+  Triton releases without a TF backend, and the batching module they share.
 - ``server``: the real tritonserver from the nvidia-pytriton wheel, on loopback.
 - ``client``: load/unload/ready/index/smoke inference for the operator (no TF).
 - ``command``: ``edgeopt triton serve|load|unload|index``.

@@ -52,7 +52,7 @@ from edgeopt.triton.config import (
     build_model_config,
     same_interface,
 )
-from edgeopt.triton.python_model import write_model_py
+from edgeopt.triton.python_model import write_python_model
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ def _stage_version(staging: Path, artifact: Artifact, backend: str, config_text:
     if graph.is_file():  # the frozen GraphDef the model was made from, for import_graph_def users (guide 5.2)
         _copy_durably(str(graph), str(staging / OPTIMIZED_GRAPH_FILE))
     if backend == "python":
-        write_model_py(staging, flavour=artifact.model_format)
+        write_python_model(staging, flavour=artifact.model_format)
     report = dict(artifact.report)
     report.setdefault("signature", artifact.signature_dict())
     report.setdefault("trtApplied", artifact.trt_applied)

@@ -1,9 +1,13 @@
-"""The Python-backend ``model.py`` that every python-backend version carries.
+"""The Python-backend files that every python-backend version carries.
 
-The source lives in ``templates/model.py`` (package data) so it can be read,
-linted and copied verbatim; it is not imported by edgeopt itself because it
-needs Triton's ``triton_python_backend_utils``, which only exists inside the
-Python backend stub.
+``model.py`` (one template per artefact format) and the request-batching
+module it imports, ``_edgeopt_batching.py``.  The sources live in
+``templates/`` (package data) so they can be read, linted and copied verbatim;
+edgeopt never imports them because they need Triton's
+``triton_python_backend_utils``, which only exists inside the Python backend
+stub.  The stub appends the version directory to ``sys.path`` before it
+imports ``model.py`` (python_backend's ``ModelContext::StubSetup``), so the
+helper is found only if it is published in the same version directory.
 """
 
 from __future__ import annotations
@@ -15,20 +19,35 @@ from importlib import resources
 from pathlib import Path
 
 MODEL_PY = "model.py"
-
+#: Imported by every model.py template from its own version directory.
+BATCHING_PY = "_edgeopt_batching.py"
 
 #: Template per artefact format: TensorFlow for SavedModels, ONNX Runtime (no TensorFlow) for ONNX.
 TEMPLATES = {"savedmodel": "model.py", "onnx": "onnx_model.py"}
 
 
+def _template(name: str) -> str:
+    return resources.files("edgeopt.triton").joinpath("templates", name).read_text()
+
+
 def model_py_source(flavour: str = "savedmodel") -> str:
     if flavour not in TEMPLATES:
         raise ValueError(f"no python-backend model.py for format {flavour!r}; known: {', '.join(TEMPLATES)}")
-    return resources.files("edgeopt.triton").joinpath("templates", TEMPLATES[flavour]).read_text()
+    return _template(TEMPLATES[flavour])
 
 
-def write_model_py(version_dir: Path, *, flavour: str = "savedmodel") -> Path:
-    """Write model.py (and its bytecode) into a (staging) version dir, fsynced.
+def write_python_model(version_dir: Path, *, flavour: str = "savedmodel") -> list[Path]:
+    """Write model.py and the batching module it imports (with their bytecode) into a (staging) version dir.
+
+    The flavour is checked before anything is written.
+    """
+    model_py = model_py_source(flavour)
+    helper = _write_module(version_dir / BATCHING_PY, _template(BATCHING_PY))
+    return [helper, _write_module(version_dir / MODEL_PY, model_py)]
+
+
+def _write_module(dest: Path, source: str) -> Path:
+    """Write one module and its bytecode, fsynced.
 
     The Python backend stub runs an isolated embedded interpreter that ignores
     PYTHONDONTWRITEBYTECODE, so on first import it would write ``__pycache__``
@@ -37,9 +56,8 @@ def write_model_py(version_dir: Path, *, flavour: str = "savedmodel") -> Path:
     load request.  Shipping the bytecode (hash-checked, so copies with new
     mtimes stay valid) avoids that whenever the stub's Python matches ours.
     """
-    dest = version_dir / MODEL_PY
     with open(dest, "w") as fh:
-        fh.write(model_py_source(flavour))
+        fh.write(source)
         fh.flush()
         os.fsync(fh.fileno())
     pyc = Path(importlib.util.cache_from_source(str(dest)))

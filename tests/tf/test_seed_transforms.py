@@ -68,6 +68,34 @@ def test_fold_batch_norms_decomposed_rsqrt_mul_sub_add() -> None:
     assert steps[0]["decomposed"] == 1 and after["BiasAdd"] == 1 and after["Conv2D"] == 1
 
 
+@pytest.mark.parametrize("tapped", ["identity", "bias"])
+def test_fold_batch_norms_leaves_a_chain_with_a_second_consumer_alone(tapped: str) -> None:
+    """Conv → [BiasAdd] → Identity → Mul, where the Identity or the BiasAdd also feeds a Relu.
+
+    Folding the Mul into the conv's weights would change what the Relu sees:
+    every hop from the producer to the folded op must feed only the next one.
+    """
+    import tensorflow as tf
+
+    from edgeopt.converter.transforms import fold_batch_norms
+
+    rng = np.random.default_rng(7)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4, 4, 3], name="x")
+        h = tf.nn.conv2d(x, tf.constant(rng.normal(0, 0.3, (1, 1, 3, 2)).astype(np.float32)), 1, "SAME", name="conv")
+        h = tf.nn.bias_add(h, tf.constant(rng.normal(0, 0.3, (2,)).astype(np.float32)), name="bias")
+        tap = tf.identity(h, name="tap")
+        tf.multiply(tap, tf.constant(rng.uniform(0.5, 1.5, (2,)).astype(np.float32)), name="y")
+        tf.nn.relu(tap if tapped == "identity" else h, name="side")
+    graph_def = g.as_graph_def()
+    folded, changed, _ = fold_batch_norms(graph_def, {"x", "y", "side"})
+    feed = _feed([2, 4, 4, 3])
+    for out in ("y", "side"):
+        np.testing.assert_allclose(G.run(folded, "x", out, feed), G.run(graph_def, "x", out, feed), rtol=1e-6)
+    assert changed == 0
+
+
 def test_fold_old_batch_norms_in_a_producer_8_graph() -> None:
     _, after, steps = _check(G.old_bn, ["fold_old_batch_norms"], {"BatchNormWithGlobalNormalization"})
     assert steps[0]["changed"] == 1 and after["BiasAdd"] == 1

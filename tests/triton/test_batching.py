@@ -12,7 +12,7 @@ import tritonclient.http as httpclient
 from edgeopt.errors import ServingError
 from edgeopt.triton.client import TritonClient
 from edgeopt.triton.publish import publish_version
-from tests.fixtures.triton import optimized_model
+from tests.fixtures.triton import optimized_model, tree_digest
 from tests.triton.tf_models import artifact_from_savedmodel, write_add_savedmodel, write_checked_sqrt_savedmodel
 
 pytestmark = [pytest.mark.triton, pytest.mark.tf]
@@ -28,7 +28,9 @@ def test_merged_requests_get_their_own_outputs(
         maxBatchSize=8,
         dynamicBatching={"preferredBatchSizes": [8], "maxQueueDelayMicroseconds": 300_000},
     )
-    publish_version(artifact_from_savedmodel(write_add_savedmodel(tmp_path / "sm", 5.0)), model)
+    art = artifact_from_savedmodel(write_add_savedmodel(tmp_path / "sm", 5.0))
+    version_dir = publish_version(art, model).version_dir
+    published = tree_digest(version_dir)
     config = (triton_repository / name / "config.pbtxt").read_text()
     assert "preferred_batch_size: [ 8 ]" in config
     triton_client.load(name)
@@ -61,6 +63,8 @@ def test_merged_requests_get_their_own_outputs(
     # fewer model executions than requests: Triton did merge them (and warmup ran 2 executions)
     print(f"\n[measure] batching: {entry['inference_count']} inferences in {entry['execution_count']} executions")
     assert entry["execution_count"] < len(requests)
+    # the stub imported model.py and _edgeopt_batching from the version dir, using the bytecode shipped there
+    assert tree_digest(version_dir) == published
     triton_client.unload(name)
 
 

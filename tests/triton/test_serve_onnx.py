@@ -80,6 +80,7 @@ def test_onnx_version_answers_like_tensorflow(
     version_dir = result.version_dir
     assert sorted(p.name for p in version_dir.iterdir() if not p.name.startswith(".")) == [
         "__pycache__",
+        "_edgeopt_batching.py",
         "model.onnx",
         "model.py",
         "report.json",
@@ -150,7 +151,8 @@ def test_onnx_flavour_merges_concurrent_requests(
         },
         tensorrt={"enabled": False, "precision": "FP32"},
     )
-    publish_version(convert_model(model, tmp_path / "work"), model)
+    version_dir = publish_version(convert_model(model, tmp_path / "work"), model).version_dir
+    published = tree_digest(version_dir)
     triton_client.load(name)
     feeds = [sample_input("convbn", info, 1 + i % 2, seed=20 + i) for i in range(6)]
     results: dict[int, np.ndarray] = {}
@@ -176,4 +178,6 @@ def test_onnx_flavour_merges_concurrent_requests(
     stats = httpclient.InferenceServerClient(triton_client.url.split("://", 1)[1]).get_inference_statistics(name)
     (entry,) = [s for s in stats["model_stats"] if s["version"] == "1"]
     assert entry["execution_count"] < len(feeds)
+    # the stub imported model.py and _edgeopt_batching from the version dir, using the bytecode shipped there
+    assert tree_digest(version_dir) == published
     triton_client.unload(name)

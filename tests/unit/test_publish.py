@@ -27,11 +27,12 @@ def test_python_backend_layout(tmp_path: Path) -> None:
     assert result.version_dir == repo / "add" / "1"
     assert result.config_path == repo / "add" / "config.pbtxt"
     assert entries(repo / "add") == [".lock", ".owner.json", "1", "config.pbtxt"]
-    expected = [".config.pbtxt", "__pycache__", "model.py", "model.savedmodel", "report.json"]
+    expected = [".config.pbtxt", "__pycache__", "_edgeopt_batching.py", "model.py", "model.savedmodel", "report.json"]
     assert entries(result.version_dir) == expected
-    # bytecode ships with model.py so Triton's stub never writes into the repository
-    (pyc,) = (result.version_dir / "__pycache__").iterdir()
-    assert pyc.name.startswith("model.cpython-")
+    # bytecode ships with model.py and its helper so Triton's stub never writes into the repository
+    pycs = entries(result.version_dir / "__pycache__")
+    assert [p.split(".")[0] for p in pycs] == ["_edgeopt_batching", "model"]
+    assert all(".cpython-" in p for p in pycs)
     assert (result.version_dir / "model.savedmodel" / "saved_model.pb").read_bytes() == b"not parsed by the publisher"
     assert (result.version_dir / "model.savedmodel" / "variables" / "variables.index").exists()
     assert "class TritonPythonModel" in (result.version_dir / "model.py").read_text()

@@ -19,26 +19,25 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from edgeopt.converter.transforms.graph import (
     StepResult,
-    const_node,
     const_value,
     constant_subgraph,
     consumers,
-    copy_node,
     drop_orphans,
-    follow_identity,
+    fold_into_producer,
+    foldable_producer,
     node_of,
     port_of,
+    private_source,
+    producer_weights,
     rebuild,
 )
 from edgeopt.converter.transforms.scale_shift import fold_scale_shift
 
 FUSED_BATCH_NORM_OPS = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
 OLD_BATCH_NORM_OP = "BatchNormWithGlobalNormalization"
-PRODUCERS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 
 #: (batch-norm node, by_name) -> (multiplier, offset) per channel, or None when it cannot be folded.
 ParamsFn = Callable[[Any, dict[str, Any]], tuple[np.ndarray, np.ndarray] | None]
@@ -70,24 +69,6 @@ def _old_params(bn: Any, by_name: dict[str, Any]) -> tuple[np.ndarray, np.ndarra
     return mult, beta - mean * mult
 
 
-def _channels(producer: Any, w: np.ndarray) -> int:
-    if producer.op == "DepthwiseConv2dNative":
-        return int(w.shape[2] * w.shape[3])
-    if producer.op == "MatMul":
-        tb = "transpose_b" in producer.attr and producer.attr["transpose_b"].b
-        return int(w.shape[0] if tb else w.shape[1])
-    return int(w.shape[-1])
-
-
-def scaled_weights(producer: Any, w: np.ndarray, mult: np.ndarray) -> np.ndarray:
-    """W with each output channel multiplied by ``mult``."""
-    if producer.op == "DepthwiseConv2dNative":
-        return w * mult.reshape(w.shape[2], w.shape[3])
-    if producer.op == "MatMul" and "transpose_b" in producer.attr and producer.attr["transpose_b"].b:
-        return w * mult.reshape(-1, 1)
-    return w * mult
-
-
 def _keeps_channels_last(reshape: Any, by_name: dict[str, Any], channels: int) -> bool:
     shape = const_value(by_name, reshape.input[1])
     return shape is not None and shape.ndim == 1 and shape.size >= 1 and int(shape[-1]) == channels
@@ -95,26 +76,14 @@ def _keeps_channels_last(reshape: Any, by_name: dict[str, Any], channels: int) -
 
 def _producer_chain(bn: Any, by_name: dict[str, Any], users: dict[str, list[Any]], protected: set[str]) -> Any:
     """The producer feeding ``bn`` through Identities (and one Reshape after a MatMul), if every hop is private."""
-    hop = by_name.get(node_of(bn.input[0]))
-    reshape = None
-    while hop is not None and hop.op in ("Identity", "Reshape"):
-        if len(users.get(hop.name, [])) != 1 or hop.name in protected:
-            return None, None
-        if hop.op == "Reshape":
-            if reshape is not None:
-                return None, None
-            reshape = hop
-        hop = by_name.get(node_of(hop.input[0]))
-    if hop is None or hop.op not in PRODUCERS or len(users.get(hop.name, [])) != 1 or hop.name in protected:
+    found = private_source(bn.input[0], by_name, users, protected, through=("Identity", "Reshape"))
+    if found is None or not foldable_producer(found[0], users, protected):
         return None, None
-    if reshape is not None and hop.op != "MatMul":
+    producer, hops = found
+    reshapes = [h for h in hops if h.op == "Reshape"]
+    if len(reshapes) > 1 or (reshapes and producer.op != "MatMul"):
         return None, None
-    attrs = hop.attr
-    if hop.op == "MatMul" and "transpose_a" in attrs and attrs["transpose_a"].b:
-        return None, None
-    if "data_format" in attrs and attrs["data_format"].s not in (b"", b"NHWC"):
-        return None, None
-    return hop, reshape
+    return producer, reshapes[0] if reshapes else None
 
 
 def fold_into_producers(graph_def: Any, protected: set[str], ops: tuple[str, ...], params: ParamsFn) -> StepResult:
@@ -130,28 +99,26 @@ def fold_into_producers(graph_def: Any, protected: set[str], ops: tuple[str, ...
         producer, reshape = _producer_chain(bn, by_name, users, protected)
         if producer is None or producer.name in replaced:
             continue
-        weight = follow_identity(by_name, producer.input[1])
+        weights = producer_weights(by_name, producer)
         folded = params(bn, by_name)
-        if weight is None or weight.op != "Const" or folded is None:
+        if weights is None or folded is None:
             continue
-        w = tf.make_ndarray(weight.attr["value"].tensor)
         mult, bias = folded
-        channels = _channels(producer, w)
+        channels = weights[2]
         if mult.shape != (channels,) or bias.shape != (channels,):
             continue
         if reshape is not None and not _keeps_channels_last(reshape, by_name, channels):
             continue
-        dtype = weight.attr["dtype"].type
-        w_node = const_node(f"{producer.name}/folded_weights", scaled_weights(producer, w, mult).astype(w.dtype), dtype)
-        b_node = const_node(f"{bn.name}/folded_bias", bias.astype(w.dtype), dtype)
-        new_producer = copy_node(producer)
-        new_producer.input[1] = w_node.name
-        bias_add = tf.compat.v1.NodeDef(name=bn.name, op="BiasAdd")
-        bias_add.input.extend([bn.input[0], b_node.name] + [i for i in bn.input if i.startswith("^")])
-        bias_add.attr["T"].type = weight.attr["dtype"].type
-        bias_add.attr["data_format"].s = b"NHWC"
-        replaced[producer.name], replaced[bn.name] = new_producer, bias_add
-        extra.extend([w_node, b_node])
+        replaced[producer.name], replaced[bn.name], consts = fold_into_producer(
+            producer,
+            weights,
+            mult,
+            bias,
+            name=bn.name,
+            weights_name=f"{producer.name}/folded_weights",
+            source=[bn.input[0], *(i for i in bn.input if i.startswith("^"))],
+        )
+        extra.extend(consts)
     count = len(extra) // 2
     if not count:
         return StepResult(graph_def, 0)

@@ -1,5 +1,10 @@
 """GraphDef plumbing every transform shares: names, consumers, rebuilding, constant values.
 
+The last section is the part of folding a per-channel scale into a
+Conv2D/DepthwiseConv2dNative/MatMul that ``batch_norms`` and ``scale_shift``
+share: finding a producer that feeds only the op being folded, its weights,
+and the nodes that replace the two.
+
 A transform never edits the GraphDef it is given: it builds a new one from
 copies, so a transform that gives up half-way leaves the input intact.
 """
@@ -156,3 +161,101 @@ def constant_subgraph(graph_def: Any) -> set[str]:
                 const_only.add(n.name)
                 changed = True
     return const_only
+
+
+# --------------------------------------------------------------------------- folding a scale into a producer
+# batch_norms and scale_shift both rewrite a Conv2D/DepthwiseConv2dNative/MatMul's weights for the one op
+# it feeds; that is only sound when every node from the producer to that op feeds nothing else.
+
+#: Ops whose weights a per-output-channel scale can be folded into.
+PRODUCERS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
+
+
+def feeds_only_one(name: str, users: dict[str, list[Any]], protected: set[str]) -> bool:
+    """One consumer and not an input or output: rewriting ``name`` for that consumer changes nothing else."""
+    return len(users.get(name, [])) == 1 and name not in protected
+
+
+def private_source(
+    inp: str, by_name: dict[str, Any], users: dict[str, list[Any]], protected: set[str], through: tuple[str, ...]
+) -> tuple[Any, list[Any]] | None:
+    """The node behind ``inp`` past ``through`` ops (Identity, Reshape), and those hops in order from ``inp``.
+
+    None when a hop also feeds another node or is an input or output: a fold into
+    the node behind it would change what that other consumer sees.
+    """
+    hops = []
+    node = by_name.get(node_of(inp))
+    while node is not None and node.op in through and node.input:
+        if not feeds_only_one(node.name, users, protected):
+            return None
+        hops.append(node)
+        node = by_name.get(node_of(node.input[0]))
+    return node, hops
+
+
+def foldable_producer(node: Any, users: dict[str, list[Any]], protected: set[str]) -> bool:
+    """A producer with channels last (NHWC, MatMul without transpose_a) that feeds only the op being folded."""
+    if node is None or node.op not in PRODUCERS or not feeds_only_one(node.name, users, protected):
+        return False
+    attrs = node.attr
+    if "data_format" in attrs and attrs["data_format"].s not in (b"", b"NHWC"):
+        return False
+    return not (node.op == "MatMul" and "transpose_a" in attrs and attrs["transpose_a"].b)
+
+
+def _transpose_b(producer: Any) -> bool:
+    return producer.op == "MatMul" and "transpose_b" in producer.attr and producer.attr["transpose_b"].b
+
+
+def producer_weights(by_name: dict[str, Any], producer: Any) -> tuple[Any, np.ndarray, int] | None:
+    """(the weights' Const node, their value, the output channel count), or None when they are not constant."""
+    weight = follow_identity(by_name, producer.input[1])
+    if weight is None or weight.op != "Const":
+        return None
+    w = tf.make_ndarray(weight.attr["value"].tensor)
+    if producer.op == "DepthwiseConv2dNative":
+        channels = w.shape[2] * w.shape[3]
+    elif producer.op == "MatMul":
+        channels = w.shape[0] if _transpose_b(producer) else w.shape[1]
+    else:
+        channels = w.shape[-1]
+    return weight, w, int(channels)
+
+
+def scaled_weights(producer: Any, w: np.ndarray, mult: np.ndarray) -> np.ndarray:
+    """W with each output channel multiplied by ``mult``."""
+    if producer.op == "DepthwiseConv2dNative":
+        return w * mult.reshape(w.shape[2], w.shape[3])
+    if _transpose_b(producer):
+        return w * mult.reshape(-1, 1)
+    return w * mult
+
+
+def fold_into_producer(
+    producer: Any,
+    weights: tuple[Any, np.ndarray, int],
+    mult: np.ndarray,
+    bias: np.ndarray,
+    *,
+    name: str,
+    weights_name: str,
+    source: list[str],
+) -> tuple[Any, Any, list[Any]]:
+    """(the producer reading ``W * mult``, a BiasAdd named ``name`` adding ``bias`` to ``source``, its 2 Consts).
+
+    The BiasAdd takes the folded op's name, so its consumers and an output of
+    that name keep working; ``source`` is its data input (the producer, or the
+    hops after it) followed by any control inputs the folded op had.
+    """
+    weight, w, _ = weights
+    dtype = weight.attr["dtype"].type
+    w_node = const_node(weights_name, scaled_weights(producer, w, mult).astype(w.dtype), dtype)
+    b_node = const_node(f"{name}/folded_bias", bias.astype(w.dtype), dtype)
+    new_producer = copy_node(producer)
+    new_producer.input[1] = w_node.name
+    bias_add = tf.compat.v1.NodeDef(name=name, op="BiasAdd")
+    bias_add.input.extend([source[0], b_node.name, *source[1:]])
+    bias_add.attr["T"].type = dtype
+    bias_add.attr["data_format"].s = b"NHWC"
+    return new_producer, bias_add, [w_node, b_node]

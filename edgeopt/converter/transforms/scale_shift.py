@@ -13,23 +13,22 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from edgeopt.converter.transforms.graph import (
     StepResult,
-    const_node,
     const_value,
     constant_subgraph,
     consumers,
-    copy_node,
     drop_orphans,
-    follow_identity,
+    feeds_only_one,
+    fold_into_producer,
+    foldable_producer,
     node_of,
     port_of,
+    private_source,
+    producer_weights,
     rebuild,
 )
-
-PRODUCERS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 
 
 def channel_vector(value: np.ndarray | None, channels: int) -> np.ndarray | None:
@@ -52,9 +51,6 @@ class _Chain:
         self.protected = protected
         self.used: set[str] = set()
 
-    def private(self, name: str) -> bool:
-        return len(self.users.get(name, [])) == 1 and name not in self.protected
-
     def split_const(self, node: Any) -> tuple[str, np.ndarray] | None:
         """(the non-constant operand, the constant operand's value) of a binary op, else None."""
         data = [i for i in node.input if not i.startswith("^")]
@@ -66,8 +62,16 @@ class _Chain:
                 return data[k], value
         return None
 
-    def producer_and_bias(self, x_inp: str) -> tuple[Any, Any, np.ndarray | None] | None:
-        x_node = follow_identity(self.by_name, x_inp)
+    def source(self, inp: str) -> tuple[Any, list[Any]] | None:
+        """The node behind ``inp`` past Identities that each feed only the next hop, and those Identities."""
+        return private_source(inp, self.by_name, self.users, self.protected, through=("Identity",))
+
+    def producer_and_bias(self, x_inp: str) -> tuple[Any, Any, np.ndarray | None, list[Any]] | None:
+        """(producer, its bias node or None, the bias value, the private hops between them and the Mul)."""
+        found = self.source(x_inp)
+        if found is None:
+            return None
+        x_node, hops = found
         bias_node, bias_value = None, None
         if x_node is not None and x_node.op in ("BiasAdd", "Add", "AddV2"):
             inner = (
@@ -75,33 +79,17 @@ class _Chain:
                 if x_node.op != "BiasAdd"
                 else (x_node.input[0], const_value(self.by_name, x_node.input[1]))
             )
-            if inner is None or inner[1] is None:
+            if inner is None or inner[1] is None or not feeds_only_one(x_node.name, self.users, self.protected):
                 return None
             bias_node, bias_value = x_node, inner[1]
-            x_node = follow_identity(self.by_name, inner[0])
-        if x_node is None or x_node.op not in PRODUCERS or x_node.name in self.used:
+            found = self.source(inner[0])
+            if found is None:
+                return None
+            x_node, more = found
+            hops = [*hops, bias_node, *more]
+        if x_node is None or x_node.name in self.used or not foldable_producer(x_node, self.users, self.protected):
             return None
-        attrs = x_node.attr
-        if "data_format" in attrs and attrs["data_format"].s not in (b"", b"NHWC"):
-            return None
-        if x_node.op == "MatMul" and "transpose_a" in attrs and attrs["transpose_a"].b:
-            return None
-        return x_node, bias_node, bias_value
-
-
-def _weights(chain: _Chain, producer: Any) -> tuple[Any, np.ndarray, int] | None:
-    weight = follow_identity(chain.by_name, producer.input[1])
-    if weight is None or weight.op != "Const":
-        return None
-    w = tf.make_ndarray(weight.attr["value"].tensor)
-    transpose_b = producer.op == "MatMul" and "transpose_b" in producer.attr and producer.attr["transpose_b"].b
-    if producer.op == "DepthwiseConv2dNative":
-        channels = w.shape[2] * w.shape[3]
-    elif producer.op == "MatMul":
-        channels = w.shape[0] if transpose_b else w.shape[1]
-    else:
-        channels = w.shape[-1]
-    return weight, w, int(channels)
+        return x_node, bias_node, bias_value, hops
 
 
 def _trailing_add(chain: _Chain, mul: Any, channels: int) -> tuple[Any, np.ndarray]:
@@ -116,39 +104,33 @@ def _trailing_add(chain: _Chain, mul: Any, channels: int) -> tuple[Any, np.ndarr
 
 
 def fold_scale_shift(graph_def: Any, protected: set[str]) -> StepResult:
-    from edgeopt.converter.transforms.batch_norms import scaled_weights
-
     chain = _Chain(graph_def, protected)
     new_nodes: dict[str, Any] = {}
     extra: list[Any] = []
     for mul in graph_def.node:
         split = chain.split_const(mul) if mul.op == "Mul" and mul.name not in chain.used else None
         found = chain.producer_and_bias(split[0]) if split else None
-        weights = _weights(chain, found[0]) if found else None
+        weights = producer_weights(chain.by_name, found[0]) if found else None
         if split is None or found is None or weights is None:
             continue
-        producer, bias_node, bias_value = found
-        weight, w, channels = weights
+        producer, bias_node, bias_value, hops = found
+        channels = weights[2]
         scale = channel_vector(split[1], channels)
         bias = channel_vector(bias_value, channels) if bias_node is not None else np.zeros(channels)
-        hops = [producer.name] + ([bias_node.name] if bias_node is not None else [])
-        if scale is None or bias is None or not all(chain.private(h) for h in hops):
+        if scale is None or bias is None or any(h.name in chain.used for h in hops):
             continue
         last, shift = _trailing_add(chain, mul, channels)
-        dtype = weight.attr["dtype"].type
-        w_node = const_node(
-            f"{producer.name}/scaled_weights", scaled_weights(producer, w, scale).astype(w.dtype), dtype
+        new_nodes[producer.name], new_nodes[last.name], consts = fold_into_producer(
+            producer,
+            weights,
+            scale,
+            bias * scale + shift,
+            name=last.name,
+            weights_name=f"{producer.name}/scaled_weights",
+            source=[producer.name],
         )
-        b_node = const_node(f"{last.name}/folded_bias", (bias * scale + shift).astype(w.dtype), dtype)
-        new_producer = copy_node(producer)
-        new_producer.input[1] = w_node.name
-        bias_add = tf.compat.v1.NodeDef(name=last.name, op="BiasAdd")
-        bias_add.input.extend([producer.name, b_node.name])
-        bias_add.attr["T"].type = dtype
-        bias_add.attr["data_format"].s = b"NHWC"
-        new_nodes[producer.name], new_nodes[last.name] = new_producer, bias_add
-        chain.used.update({producer.name, mul.name, last.name, *hops})
-        extra.extend([w_node, b_node])
+        chain.used.update({producer.name, mul.name, last.name, *(h.name for h in hops)})
+        extra.extend(consts)
     count = len(extra) // 2
     if not count:
         return StepResult(graph_def, 0)

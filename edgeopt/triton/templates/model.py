@@ -6,15 +6,13 @@ TensorFlow in its environment.  Everything this file needs (tensor names,
 dtypes, batching, the signature key) comes from the model's config.pbtxt, so
 the file is the same for every model and every version.
 
-Batching: with dynamic batching Triton hands ``execute`` several requests at
-once, each with its own batch dimension.  They are concatenated and run as one
-batch, and every output is split back by each request's batch size.  When that
-is not possible (different trailing shapes, or a model whose outputs do not
-keep the batch dim) each request runs on its own, and a request that fails gets
-its own error response without failing the others.
+Batching (merging the requests Triton hands over together, splitting the
+answers back, one error response per failing request) is shared with the ONNX
+flavour in ``_edgeopt_batching``.
 
-This file is copied into each version directory; it imports only numpy and
-TensorFlow (inside ``initialize``) and Triton's ``triton_python_backend_utils``.
+This file and ``_edgeopt_batching.py`` are copied into each version directory;
+they import only numpy, TensorFlow (inside ``initialize``) and Triton's
+``triton_python_backend_utils``.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ import json
 import os
 from typing import Any
 
+import _edgeopt_batching as batching
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
@@ -63,10 +62,10 @@ class TritonPythonModel:
         self._fn = self._model.signatures[key]
         self._specs = dict(self._fn.structured_input_signature[1])
         self._max_batch = int(config.get("max_batch_size") or 0)
-        self._inputs = [(t["name"], pb_utils.triton_string_to_numpy(t["data_type"])) for t in config["input"]]
+        self._inputs = [t["name"] for t in config["input"]]
         self._outputs = [(t["name"], pb_utils.triton_string_to_numpy(t["data_type"])) for t in config["output"]]
         self._output_dims = {t["name"]: [int(d) for d in t["dims"]] for t in config["output"]}
-        missing = [name for name, _ in self._inputs if name not in self._specs]
+        missing = [name for name in self._inputs if name not in self._specs]
         if missing:
             raise RuntimeError(f"config inputs {missing} are not in signature {key!r} (it takes {sorted(self._specs)})")
 
@@ -94,63 +93,8 @@ class TritonPythonModel:
             return value.reshape(dims)
         return value
 
-    def _read(self, request: Any) -> dict[str, np.ndarray]:
-        feed = {}
-        for name, _ in self._inputs:
-            tensor = pb_utils.get_input_tensor_by_name(request, name)
-            if tensor is None:
-                raise ValueError(f"input {name!r} is missing from the request")
-            feed[name] = tensor.as_numpy()
-        return feed
-
-    @staticmethod
-    def _response(outputs: dict[str, np.ndarray]) -> Any:
-        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, v) for n, v in outputs.items()])
-
-    def _execute_one(self, request: Any) -> Any:
-        try:
-            return self._response(self._run(self._read(request)))
-        except Exception as exc:  # one bad request must not fail its neighbours
-            return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}"))
-
-    def _execute_merged(self, requests: list[Any]) -> list[Any] | None:
-        """One TF call for all requests, or None when they cannot be merged safely."""
-        try:
-            feeds = [self._read(r) for r in requests]
-        except Exception:
-            return None
-        sizes = []
-        for feed in feeds:
-            batch = {v.shape[0] for v in feed.values() if v.ndim >= 1}
-            if len(batch) != 1:
-                return None
-            sizes.append(batch.pop())
-        merged = {}
-        for name, _ in self._inputs:
-            parts = [f[name] for f in feeds]
-            if len({p.shape[1:] for p in parts}) != 1:
-                return None
-            merged[name] = np.concatenate(parts, axis=0)
-        try:
-            result = self._run(merged)
-        except Exception:
-            return None  # let each request run alone and report its own error
-        total = sum(sizes)
-        if any(v.ndim == 0 or v.shape[0] != total for v in result.values()):
-            return None
-        responses = []
-        start = 0
-        for size in sizes:
-            responses.append(self._response({n: v[start : start + size] for n, v in result.items()}))
-            start += size
-        return responses
-
     def execute(self, requests: list[Any]) -> list[Any]:
-        if self._max_batch > 0 and len(requests) > 1:
-            merged = self._execute_merged(requests)
-            if merged is not None:
-                return merged
-        return [self._execute_one(r) for r in requests]
+        return batching.execute(requests, self._inputs, self._run, max_batch=self._max_batch)
 
     def finalize(self) -> None:
         self._fn = None

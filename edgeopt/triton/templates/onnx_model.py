@@ -6,11 +6,12 @@ without the onnxruntime backend (the pytriton build has only the Python
 backend).  It imports numpy and onnxruntime, never TensorFlow, so the stub's
 environment needs nothing of the converter's.
 
-Batching works as in the SavedModel flavour: with dynamic batching the
-requests Triton hands over together are concatenated, run once and split
-back; requests that cannot be merged run one by one, and a failing request
-gets its own error response.  Everything model-specific comes from
-config.pbtxt (``parameters { key: "onnx_file" }``) and the ONNX file itself.
+Batching is the SavedModel flavour's, from ``_edgeopt_batching`` (published
+beside this file): with dynamic batching the requests Triton hands over
+together are concatenated, run once and split back; requests that cannot be
+merged run one by one, and a failing request gets its own error response.
+Everything model-specific comes from config.pbtxt (``parameters { key:
+"onnx_file" }``) and the ONNX file itself.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 from typing import Any
 
+import _edgeopt_batching as batching
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
@@ -82,62 +84,8 @@ class TritonPythonModel:
             out[name] = value.astype(np.object_) if np_dtype is np.object_ else value.astype(np_dtype, copy=False)
         return out
 
-    def _read(self, request: Any) -> dict[str, np.ndarray]:
-        feed = {}
-        for name in self._inputs:
-            tensor = pb_utils.get_input_tensor_by_name(request, name)
-            if tensor is None:
-                raise ValueError(f"input {name!r} is missing from the request")
-            feed[name] = tensor.as_numpy()
-        return feed
-
-    @staticmethod
-    def _response(outputs: dict[str, np.ndarray]) -> Any:
-        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, v) for n, v in outputs.items()])
-
-    def _execute_one(self, request: Any) -> Any:
-        try:
-            return self._response(self._run(self._read(request)))
-        except Exception as exc:  # one bad request must not fail its neighbours
-            return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}"))
-
-    def _execute_merged(self, requests: list[Any]) -> list[Any] | None:
-        """One ORT call for all requests, or None when they cannot be merged safely."""
-        try:
-            feeds = [self._read(r) for r in requests]
-        except Exception:
-            return None
-        sizes = []
-        for feed in feeds:
-            batch = {v.shape[0] for v in feed.values() if v.ndim >= 1}
-            if len(batch) != 1:
-                return None
-            sizes.append(batch.pop())
-        merged = {}
-        for name in self._inputs:
-            parts = [f[name] for f in feeds]
-            if len({p.shape[1:] for p in parts}) != 1:
-                return None
-            merged[name] = np.concatenate(parts, axis=0)
-        try:
-            result = self._run(merged)
-        except Exception:
-            return None
-        total = sum(sizes)
-        if any(v.ndim == 0 or v.shape[0] != total for v in result.values()):
-            return None
-        responses, start = [], 0
-        for size in sizes:
-            responses.append(self._response({n: v[start : start + size] for n, v in result.items()}))
-            start += size
-        return responses
-
     def execute(self, requests: list[Any]) -> list[Any]:
-        if self._max_batch > 0 and len(requests) > 1:
-            merged = self._execute_merged(requests)
-            if merged is not None:
-                return merged
-        return [self._execute_one(r) for r in requests]
+        return batching.execute(requests, self._inputs, self._run, max_batch=self._max_batch)
 
     def finalize(self) -> None:
         self._session = None
