@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,11 +212,15 @@ def ahead_in_queue(
 
 
 def ensure_conversion(
-    rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, Any], jobs: Mapping[Any, Any]
+    rt: Runtime,
+    body: Mapping[str, Any],
+    queue: Mapping[Any, Any],
+    jobs: Mapping[Any, Any],
+    publishers: Mapping[str, Iterable[Any]],
 ) -> None:
     """Make sure the Job for the current generation exists, and say so in the status.
 
-    ``queue`` and ``jobs`` are kopf's indexes (handlers.capacity_queue, handlers.conversion_jobs).
+    ``queue``, ``jobs`` and ``publishers`` are kopf's indexes (see handlers.py).
     Raises kopf.TemporaryError while waiting for capacity; KubeError when the
     API fails. Writes status itself (not through kopf's patch) so that a Job
     adopted after a restart can be tracked at once, in the right order.
@@ -253,7 +257,7 @@ def ensure_conversion(
             )
     existing = next((j for j in mine if j["metadata"]["name"] == job), None)
     if existing is None:
-        existing = _admit_and_create(rt, body, model, job, jobs, queue)
+        existing = _admit_and_create(rt, body, model, job, (queue, jobs, publishers))
         if existing is None:
             return  # refused, or created and recorded
     # A previous run of the operator created the Job but died before recording it.
@@ -278,10 +282,10 @@ def _admit_and_create(
     body: Mapping[str, Any],
     model: OptimizedModel,
     job: str,
-    jobs: Mapping[Any, Any],
-    queue: Mapping[Any, Any],
+    indexes: tuple[Mapping[Any, Any], Mapping[Any, Any], Mapping[str, Iterable[Any]]],
 ) -> dict[str, Any] | None:
     """Tenancy, then a capacity slot, then the ConfigMap and Job; returns a Job that existed already (to adopt)."""
+    queue, jobs, publishers = indexes
     meta = body["metadata"]
     ns, name, uid, gen = meta["namespace"], meta["name"], meta["uid"], int(meta["generation"])
     st = dict(body.get("status") or {})
@@ -309,6 +313,9 @@ def _admit_and_create(
             )
         raise kopf.TemporaryError("waiting for a conversion slot", delay=rt.settings.capacity_poll_seconds)
     try:
+        # A name another resource has published here is refused before a Job could mount that
+        # resource's directory read-write; once admitted, not on every capacity re-check.
+        tenancy.check_name(publishers.get(model.model_name, ()), body, model, rt.settings.triton_url)
         made, created = _create_job(rt, body, model, job, gen, uid)
     except tenancy.NameTakenError as exc:
         with rt.capacity_lock:
@@ -383,9 +390,6 @@ def _create_job(
 ) -> tuple[dict[str, Any], bool]:
     """The ConfigMap and the Job; (the Job, whether this call made it): a 409 adopts what exists."""
     owner: Any = dict(body)
-    # Once admitted (one list, not one per capacity retry): a name another resource has published
-    # here is refused before a Job could mount that resource's directory read-write.
-    tenancy.check_name(rt.kube.list_models(), body, model, rt.settings.triton_url)
     cm = resources.manifest_configmap(model, dict(body.get("spec") or {}), name=job, generation=gen, uid=uid)
     st = body.get("status") or {}
     job_body = resources.conversion_job(
