@@ -88,9 +88,9 @@ def read(path: Path, *, since: float = 0.0, until: float = float("inf")) -> Iter
 def counts(requests: Iterable[Request], namespace: str) -> dict[str, Counter[str]]:
     """client -> ``verb resource`` -> count: the namespace's requests, plus the operator's cluster-wide ones.
 
-    The operator's cluster-wide calls in the window (its capacity LIST of all
-    Jobs, kopf's watch reconnects) are part of the cost of the round; the
-    controllers' cluster-wide background is not.
+    The operator's cluster-wide calls in the window (kopf's watch reconnects;
+    the capacity count is an index now, not a LIST of all Jobs) are part of the
+    cost of the round; the controllers' cluster-wide background is not.
     """
     out: dict[str, Counter[str]] = defaultdict(Counter)
     for r in requests:

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,48 +34,39 @@ from edgeopt.spec import API_VERSION, KIND, OptimizedModel, parse_manifest
 log = logging.getLogger(__name__)
 
 
+#: (namespace, Job name): how a conversion Job is keyed in the capacity count.
+JobKey = tuple[str, str]
+
+
 @dataclass
 class SlotLedger:
-    """Who holds a conversion slot: the cluster's running Jobs plus this process's reservations.
+    """Who holds a conversion slot: the managed Jobs kopf has indexed, plus this process's reservations.
 
-    Listing every managed Job for every new resource, under a lock, made 100
-    resources applied at once wait on each other for seconds. The list is now
-    reused for ``ttl`` seconds, and Jobs this process starts are reserved
-    before the lock is released, so the limit is never exceeded: a stale list
-    can only count a finished Job too long (a short wait), never miss a new
-    one. A reservation is dropped once a list taken after its Job was created
-    has seen it. Call everything with ``Runtime.capacity_lock`` held.
+    The count comes from the index of the operator's own Jobs (``handlers.conversion_jobs``), which
+    kopf fills from its watch and, after a restart, from its initial listing before any handler
+    runs: no LIST per admission. The index learns of a new Job one watch event after its creation,
+    so a Job this process starts is reserved before ``Runtime.capacity_lock`` is released and stays
+    reserved until the index has it (or its creation failed): the limit is never exceeded. Call
+    everything with the lock held.
     """
 
-    ttl: float = 1.0
-    listed: set[tuple[str, str]] = field(default_factory=set)
-    listed_at: float = float("-inf")
-    #: (namespace, job) -> (owner (namespace, name), monotonic time the Job was created, None while in flight)
-    reserved: dict[tuple[str, str], tuple[tuple[str, str], float | None]] = field(default_factory=dict)
+    #: (namespace, job) -> its owner (namespace, name), from admission until the index shows the Job
+    reserved: dict[JobKey, tuple[str, str]] = field(default_factory=dict)
 
-    def running(self, list_running: Any, now: float | None = None) -> set[tuple[str, str]]:
-        now = time.monotonic() if now is None else now
-        if now - self.listed_at > self.ttl:
-            started = now
-            self.listed = {(j["metadata"]["namespace"], j["metadata"]["name"]) for j in list_running()}
-            self.listed_at = started
-            self.reserved = {
-                k: (owner, done) for k, (owner, done) in self.reserved.items() if done is None or done >= started
-            }
-        return self.listed | set(self.reserved)
+    def running(self, jobs: Mapping[Any, Any]) -> set[JobKey]:
+        """``jobs``: the index, (namespace, job) -> values that are true while the Job holds a slot."""
+        for key in [k for k in self.reserved if k in jobs]:
+            del self.reserved[key]  # the index has it now, running or not: its word replaces ours
+        return {(str(k[0]), str(k[1])) for k, held in jobs.items() if any(held)} | set(self.reserved)
 
     def holders(self) -> set[tuple[str, str]]:
         """Owners with a reserved slot: not waiting in the queue any more, even before their status says so."""
-        return {owner for owner, _ in self.reserved.values()}
+        return set(self.reserved.values())
 
-    def reserve(self, job: tuple[str, str], owner: tuple[str, str]) -> None:
-        self.reserved[job] = (owner, None)
+    def reserve(self, job: JobKey, owner: tuple[str, str]) -> None:
+        self.reserved[job] = owner
 
-    def created(self, job: tuple[str, str], now: float | None = None) -> None:
-        if job in self.reserved:
-            self.reserved[job] = (self.reserved[job][0], time.monotonic() if now is None else now)
-
-    def release(self, job: tuple[str, str]) -> None:
+    def release(self, job: JobKey) -> None:
         self.reserved.pop(job, None)
 
 
@@ -181,15 +171,23 @@ def is_cleanup(job: Mapping[str, Any]) -> bool:
     return ((job.get("metadata") or {}).get("labels") or {}).get(resources.PURPOSE_LABEL) == "cleanup"
 
 
-def running_jobs(rt: Runtime) -> list[dict[str, Any]]:
-    """Managed Jobs that hold a slot, counted from the cluster so the limit survives restarts."""
-    return [
-        j
-        for j in rt.kube.list_jobs(resources.managed_selector())
-        if not (j.get("metadata") or {}).get("deletionTimestamp")
-        and not is_cleanup(j)
-        and status.job_state(j) in status.JOB_UNFINISHED
-    ]
+def holds_slot(job: Mapping[str, Any]) -> bool:
+    """A managed Job that counts against max_concurrent_conversions (the value of the Job index)."""
+    return bool(
+        not (job.get("metadata") or {}).get("deletionTimestamp")
+        and not is_cleanup(job)
+        and status.job_state(job) in status.JOB_UNFINISHED
+    )
+
+
+def indexed(rt: Runtime, job: Mapping[str, Any]) -> None:
+    """A Job event arrived: the Job index has it now (or has dropped it), so its reservation goes.
+
+    Without this a Job deleted before the next admission looked at the index would keep its slot.
+    """
+    meta = job.get("metadata") or {}
+    with rt.capacity_lock:
+        rt.slots.release((meta.get("namespace") or "", meta.get("name") or ""))
 
 
 def ahead_in_queue(
@@ -213,9 +211,16 @@ def ahead_in_queue(
 # --------------------------------------------------------------------------- create / update / resume
 
 
-def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, Any]) -> None:
+def ensure_conversion(
+    rt: Runtime,
+    body: Mapping[str, Any],
+    queue: Mapping[Any, Any],
+    jobs: Mapping[Any, Any],
+    publishers: Mapping[str, Iterable[Any]],
+) -> None:
     """Make sure the Job for the current generation exists, and say so in the status.
 
+    ``queue``, ``jobs`` and ``publishers`` are kopf's indexes (see handlers.py).
     Raises kopf.TemporaryError while waiting for capacity; KubeError when the
     API fails. Writes status itself (not through kopf's patch) so that a Job
     adopted after a restart can be tracked at once, in the right order.
@@ -239,7 +244,7 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
     if st.get("observedGeneration") == gen and st.get("jobName") == job:
         return  # this generation's Job was made and is tracked; it may be finished and TTL-deleted
 
-    mine = rt.kube.list_jobs(f"{resources.UID_LABEL}={uid}", namespace=ns)
+    mine = [] if never_had_a_job(st, gen) else rt.kube.list_jobs(f"{resources.UID_LABEL}={uid}", namespace=ns)
     for old in mine:
         old_meta = old["metadata"]
         old_gen = int((old_meta.get("labels") or {}).get(resources.GENERATION_LABEL, "0"))
@@ -252,61 +257,90 @@ def ensure_conversion(rt: Runtime, body: Mapping[str, Any], queue: Mapping[Any, 
             )
     existing = next((j for j in mine if j["metadata"]["name"] == job), None)
     if existing is None:
-        refused = tenancy.violations(model, rt.settings)
-        if refused:  # before the capacity queue: a refused spec must never hold or wait for a slot
-            _refuse(rt, body, Summary(False, tenancy.NOT_ALLOWED, "; ".join(refused)))
-            return
-        slot = (ns, job)
-        limit = rt.settings.max_concurrent_conversions
-        with rt.capacity_lock:  # only bookkeeping in here: the API calls below run in parallel
-            running = rt.slots.running(lambda: running_jobs(rt))
-            ahead = ahead_in_queue(queue, ns, name, meta.get("creationTimestamp") or "", rt.slots.holders())
-            admitted = len(running) + ahead < limit
-            if admitted:
-                rt.slots.reserve(slot, (ns, name))
-        if not admitted:
-            patch = status.waiting_for_capacity(st, gen, len(running), limit)
-            if status.changed(st, patch):
-                rt.kube.patch_model_status(ns, name, patch)
-                post_event(
-                    owner,
-                    reason=status.WAITING_FOR_CAPACITY,
-                    message=f"{len(running)} of {limit} conversions running, {ahead} waiting ahead",
-                )
-            raise kopf.TemporaryError("waiting for a conversion slot", delay=rt.settings.capacity_poll_seconds)
-        try:
-            _create_job(rt, body, model, job, gen, uid)
-        except tenancy.NameTakenError as exc:
-            with rt.capacity_lock:
-                rt.slots.release(slot)
-            _refuse(rt, body, Summary(False, exc.reason, str(exc)))
-            return
-        except KubeError as exc:
-            with rt.capacity_lock:
-                rt.slots.release(slot)
-            if exc.temporary:
-                raise
-            # The API refuses this Job (an invalid toleration, a quota, RBAC): record it, so this
-            # resource leaves the capacity queue instead of blocking every younger one.
-            message = f"the conversion Job was refused: {exc}"
-            rt.kube.patch_model_status(ns, name, status.job_failed(st, gen, Summary(False, "JobRejected", message)))
-            post_event(owner, warning=True, reason="JobRejected", message=message)
-            return
-        except BaseException:
-            with rt.capacity_lock:
-                rt.slots.release(slot)
-            raise
-        with rt.capacity_lock:
-            rt.slots.created(slot)
-        rt.kube.patch_model_status(
-            ns, name, status.job_created(st, gen, job, model.model_name, effective_precision(model))
-        )
-        return
+        existing = _admit_and_create(rt, body, model, job, (queue, jobs, publishers))
+        if existing is None:
+            return  # refused, or created and recorded
     # A previous run of the operator created the Job but died before recording it.
     log.info("adopting the existing Job %s/%s", ns, job)
     rt.kube.patch_model_status(ns, name, status.job_created(st, gen, job, model.model_name, effective_precision(model)))
     rt.seen.pop((ns, job), None)
     track_job(rt, existing)
+
+
+def never_had_a_job(st: Mapping[str, Any], gen: int) -> bool:
+    """Generation 1 with no Job ever recorded: no Job of an older spec can be running.
+
+    The per-uid LIST is then skipped (one call per new resource and per capacity re-check). A Job
+    of this very generation may still exist, made by an operator that died before writing the
+    status: its create answers 409 and ``_admit_and_create`` adopts it.
+    """
+    return gen == 1 and not st.get("jobName")
+
+
+def _admit_and_create(
+    rt: Runtime,
+    body: Mapping[str, Any],
+    model: OptimizedModel,
+    job: str,
+    indexes: tuple[Mapping[Any, Any], Mapping[Any, Any], Mapping[str, Iterable[Any]]],
+) -> dict[str, Any] | None:
+    """Tenancy, then a capacity slot, then the ConfigMap and Job; returns a Job that existed already (to adopt)."""
+    queue, jobs, publishers = indexes
+    meta = body["metadata"]
+    ns, name, uid, gen = meta["namespace"], meta["name"], meta["uid"], int(meta["generation"])
+    st = dict(body.get("status") or {})
+    owner = dict(body)
+    refused = tenancy.violations(model, rt.settings)
+    if refused:  # before the capacity queue: a refused spec must never hold or wait for a slot
+        _refuse(rt, body, Summary(False, tenancy.NOT_ALLOWED, "; ".join(refused)))
+        return None
+    slot = (ns, job)
+    limit = rt.settings.max_concurrent_conversions
+    with rt.capacity_lock:  # only bookkeeping in here: the API calls below run in parallel
+        running = rt.slots.running(jobs)
+        ahead = ahead_in_queue(queue, ns, name, meta.get("creationTimestamp") or "", rt.slots.holders())
+        admitted = len(running) + ahead < limit
+        if admitted:
+            rt.slots.reserve(slot, (ns, name))
+    if not admitted:
+        patch = status.waiting_for_capacity(st, gen, len(running), limit)
+        if status.changed(st, patch):
+            rt.kube.patch_model_status(ns, name, patch)
+            post_event(
+                owner,
+                reason=status.WAITING_FOR_CAPACITY,
+                message=f"{len(running)} of {limit} conversions running, {ahead} waiting ahead",
+            )
+        raise kopf.TemporaryError("waiting for a conversion slot", delay=rt.settings.capacity_poll_seconds)
+    try:
+        # A name another resource has published here is refused before a Job could mount that
+        # resource's directory read-write; once admitted, not on every capacity re-check.
+        tenancy.check_name(publishers.get(model.model_name, ()), body, model, rt.settings.triton_url)
+        made, created = _create_job(rt, body, model, job, gen, uid)
+    except tenancy.NameTakenError as exc:
+        with rt.capacity_lock:
+            rt.slots.release(slot)
+        _refuse(rt, body, Summary(False, exc.reason, str(exc)))
+        return None
+    except KubeError as exc:
+        with rt.capacity_lock:
+            rt.slots.release(slot)
+        if exc.temporary:
+            raise
+        # The API refuses this Job (an invalid toleration, a quota, RBAC): record it, so this
+        # resource leaves the capacity queue instead of blocking every younger one.
+        message = f"the conversion Job was refused: {exc}"
+        rt.kube.patch_model_status(ns, name, status.job_failed(st, gen, Summary(False, "JobRejected", message)))
+        post_event(owner, warning=True, reason="JobRejected", message=message)
+        return None
+    except BaseException:
+        with rt.capacity_lock:
+            rt.slots.release(slot)
+        raise
+    if not created:
+        return made
+    rt.kube.patch_model_status(ns, name, status.job_created(st, gen, job, model.model_name, effective_precision(model)))
+    return None
 
 
 def _refuse(rt: Runtime, body: Mapping[str, Any], summary: Summary) -> None:
@@ -351,11 +385,11 @@ def serving_versions(st: Mapping[str, Any]) -> list[int]:
     return [int(st["modelVersion"])] if st.get("modelVersion") else []
 
 
-def _create_job(rt: Runtime, body: Mapping[str, Any], model: OptimizedModel, job: str, gen: int, uid: str) -> None:
+def _create_job(
+    rt: Runtime, body: Mapping[str, Any], model: OptimizedModel, job: str, gen: int, uid: str
+) -> tuple[dict[str, Any], bool]:
+    """The ConfigMap and the Job; (the Job, whether this call made it): a 409 adopts what exists."""
     owner: Any = dict(body)
-    # Once admitted (one list, not one per capacity retry): a name another resource has published
-    # here is refused before a Job could mount that resource's directory read-write.
-    tenancy.check_name(rt.kube.list_models(), body, model, rt.settings.triton_url)
     cm = resources.manifest_configmap(model, dict(body.get("spec") or {}), name=job, generation=gen, uid=uid)
     st = body.get("status") or {}
     job_body = resources.conversion_job(
@@ -370,11 +404,10 @@ def _create_job(rt: Runtime, body: Mapping[str, Any], model: OptimizedModel, job
     )
     kopf.adopt([cm, job_body], owner=owner)
     rt.kube.create_configmap(cm)
-    _, created = rt.kube.create_job(job_body)
+    made, created = rt.kube.create_job(job_body)
     if created:
         post_event(owner, reason="JobCreated", message=f"created Job {job} for generation {gen}")
-    else:
-        log.info("adopted the existing Job %s/%s", model.namespace, job)
+    return made, created
 
 
 # --------------------------------------------------------------------------- Job progress

@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from edgeopt.operator import conversion, metrics, resources, serving, status
+from edgeopt.operator import conversion, metrics, resources, serving, status, tenancy
 from edgeopt.operator.conversion import Runtime
 from edgeopt.operator.kube import GROUP, PLURAL, VERSION, Kube, KubeError, load_api_client
 from edgeopt.operator.settings import OperatorSettings
@@ -80,18 +80,37 @@ async def capacity_queue(body: Any, namespace: Any, name: Any, **_: Any) -> dict
     return {(namespace or "", name): conversion.queue_entry(body)}
 
 
+@kopf.index(GROUP, VERSION, PLURAL)
+async def publishers(body: Any, **_: Any) -> dict[str, dict[str, Any]]:
+    """Published model name -> the OptimizedModels that published it: tenancy's name checks, with no LIST."""
+    return tenancy.publisher_entry(body)
+
+
+@kopf.index("batch", "v1", "jobs", labels={resources.MANAGED_BY: resources.MANAGED_BY_VALUE})
+async def conversion_jobs(body: Any, namespace: Any, name: Any, **_: Any) -> dict[tuple[str, str], bool]:
+    """(namespace, job) -> holds a conversion slot: the capacity count, with no LIST of the cluster's Jobs.
+
+    kopf fills it from the Job watch the operator has anyway (its own Jobs only, by label), and
+    after a restart from the initial listing before any handler runs, so the limit survives restarts.
+    """
+    return {(namespace or "", name): conversion.holds_slot(body)}
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL, backoff=10)
 @kopf.on.create(GROUP, VERSION, PLURAL, backoff=10)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=10)
 def reconcile(body: Any, memo: Any, **kwargs: Any) -> None:
     """One Job per (uid, generation); waits in Pending (WaitingForCapacity) when all slots are busy."""
     with kopf_errors():
-        conversion.ensure_conversion(runtime(memo), body, kwargs["capacity_queue"])
+        conversion.ensure_conversion(
+            runtime(memo), body, kwargs["capacity_queue"], kwargs["conversion_jobs"], kwargs["publishers"]
+        )
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={resources.MANAGED_BY: resources.MANAGED_BY_VALUE})
 def job_event(type: Any, body: Any, memo: Any, logger: Any, **_: Any) -> None:
     """A managed Job changed: move its OptimizedModel's phase. Runs on the initial listing too."""
+    conversion.indexed(runtime(memo), body)
     try:
         if type == "DELETED":
             runtime(memo).seen.pop((body.metadata.namespace or "", body.metadata.name or ""), None)
@@ -155,9 +174,9 @@ def needs_cleanup(body: Any, memo: Any = None, **_: Any) -> bool:
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, when=needs_cleanup)
-async def unload_from_triton(body: Any, memo: Any, logger: Any, **_: Any) -> None:
+async def unload_from_triton(body: Any, memo: Any, logger: Any, **kwargs: Any) -> None:
     """Unload (best effort, bounded), then remove files if deletionPolicy is Delete. Jobs go by GC."""
-    await serving.unload(runtime(memo), body, logger)
+    await serving.unload(runtime(memo), body, logger, kwargs["publishers"])
     try:
         await asyncio.to_thread(conversion.delete_published, runtime(memo), body)
     except KubeError as exc:  # never block deletion on the clean-up

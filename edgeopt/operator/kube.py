@@ -117,23 +117,6 @@ class Kube:
             )
         )
 
-    def list_models(self) -> list[dict[str, Any]]:
-        """Every OptimizedModel in the watched namespaces (or the whole cluster)."""
-        items: list[dict[str, Any]] = []
-        for ns in self.namespaces or (None,):
-            if ns is None:
-                resp = self._call(
-                    "list", PLURAL, "listing OptimizedModels", self.custom.list_cluster_custom_object,
-                    GROUP, VERSION, PLURAL,
-                )  # fmt: skip
-            else:
-                resp = self._call(
-                    "list", PLURAL, f"listing OptimizedModels in {ns}", self.custom.list_namespaced_custom_object,
-                    GROUP, VERSION, ns, PLURAL,
-                )  # fmt: skip
-            items.extend(resp.get("items") or [])
-        return items
-
     def patch_model_status(
         self, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None = None
     ) -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +40,6 @@ import kopf
 from edgeopt.errors import ServingError, SpecError
 from edgeopt.operator import status, tenancy
 from edgeopt.operator.conversion import Runtime, model_from_body, post_event, triton_url
-from edgeopt.operator.kube import KubeError
 from edgeopt.triton.client import (
     SMOKE_INPUT_MAX_BYTES,
     AsyncTritonClient,
@@ -217,8 +216,13 @@ def _serving_failed(
     raise kopf.TemporaryError(f"{where}: {exc}", delay=delay) from exc
 
 
-async def unload(rt: Runtime, body: Mapping[str, Any], logger: logging.Logger) -> None:
-    """Unload from Triton on delete; failures are logged and an Event posted, never blocking."""
+async def unload(
+    rt: Runtime, body: Mapping[str, Any], logger: logging.Logger, publishers: Mapping[str, Iterable[Any]]
+) -> None:
+    """Unload from Triton on delete; failures are logged and an Event posted, never blocking.
+
+    ``publishers``: kopf's index (handlers.publishers), published model name -> its publishers.
+    """
     st = body.get("status") or {}
     try:
         model = model_from_body(body)
@@ -228,10 +232,7 @@ async def unload(rt: Runtime, body: Mapping[str, Any], logger: logging.Logger) -
     name = st.get("modelName") or model.model_name
     if not url or not st.get("modelVersion"):
         return
-    try:
-        other = tenancy.other_publisher(await asyncio.to_thread(rt.kube.list_models), body, name)
-    except KubeError as exc:
-        other = f"(unknown: the OptimizedModels could not be listed: {exc})"
+    other = tenancy.other_publisher(publishers.get(name, ()), body, name)
     if other:
         message = f"not unloading {name} from Triton: it is published by OptimizedModel {other}"
         logger.warning(message)

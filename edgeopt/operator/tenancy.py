@@ -118,6 +118,34 @@ def _published(obj: Mapping[str, Any], model_name: str) -> bool:
     return bool(published and published.get("status") == "True")
 
 
+def publisher_entry(body: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The publishers index's entry for one OptimizedModel: {its published model name: what the checks read}.
+
+    Empty unless its last publish succeeded. Only the fields ``name_taken`` and ``other_publisher``
+    read are kept, so the index stays small and every check is a lookup by name, not a LIST of
+    every OptimizedModel in the cluster per conversion.
+    """
+    st = body.get("status") or {}
+    name = st.get("modelName")
+    if not name or not _published(body, name):
+        return {}
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    return {
+        name: {
+            "metadata": {k: meta.get(k) for k in ("namespace", "name", "uid")},
+            "spec": {
+                "target": {"repository": (spec.get("target") or {}).get("repository")},
+                "serving": {"tritonURL": (spec.get("serving") or {}).get("tritonURL")},
+            },
+            "status": {
+                "modelName": name,
+                "conditions": [c for c in st.get("conditions") or [] if c.get("type") == "Published"],
+            },
+        }
+    }
+
+
 def _ref(obj: Mapping[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     return f"{meta.get('namespace')}/{meta.get('name')}"

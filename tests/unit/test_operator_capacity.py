@@ -60,36 +60,47 @@ def test_permissions_cover_what_the_code_calls() -> None:
     assert all(set(r) == {"apiGroups", "resources", "verbs"} for r in rules)
 
 
-def test_slot_ledger_never_admits_past_a_stale_list() -> None:
-    ledger = conversion.SlotLedger(ttl=1.0)
-    cluster: list[dict[str, Any]] = []
-    lists = 0
+def test_slot_ledger_never_admits_past_a_lagging_index() -> None:
+    ledger = conversion.SlotLedger()
+    index: dict[tuple[str, str], list[bool]] = {}  # kopf's Job index: (namespace, job) -> [holds a slot]
 
-    def list_running() -> list[dict[str, Any]]:
-        nonlocal lists
-        lists += 1
-        return list(cluster)
-
-    assert ledger.running(list_running, now=0.0) == set()
+    assert ledger.running(index) == set()
     ledger.reserve(("ns", "a-g1"), ("ns", "a"))
-    # Within the TTL the list is reused, and the reservation still counts.
-    assert ledger.running(list_running, now=0.5) == {("ns", "a-g1")} and lists == 1
+    # Created, but the index has not seen the Job yet: the reservation counts.
+    assert ledger.running(index) == {("ns", "a-g1")}
     assert ledger.holders() == {("ns", "a")}
-    ledger.created(("ns", "a-g1"), now=0.6)
-    cluster.append({"metadata": {"namespace": "ns", "name": "a-g1"}})
-    # A list that began before the Job was created may not show it: the reservation stays.
-    ledger.listed_at = float("-inf")
-    assert ledger.running(list_running, now=0.55) == {("ns", "a-g1")}
-    assert ("ns", "a-g1") in ledger.reserved
-    # A list taken after creation has seen it: the cluster's word replaces the reservation.
-    assert ledger.running(list_running, now=2.0) == {("ns", "a-g1")} and ledger.reserved == {}
-    # The Job finishes: the next list frees the slot.
-    cluster.clear()
-    assert ledger.running(list_running, now=3.5) == set()
+    # The index has it: its word replaces the reservation.
+    index[("ns", "a-g1")] = [True]
+    assert ledger.running(index) == {("ns", "a-g1")} and ledger.reserved == {}
+    # The Job finishes: the slot is free.
+    index[("ns", "a-g1")] = [False]
+    assert ledger.running(index) == set()
     # A Job whose creation failed gives its slot back at once.
     ledger.reserve(("ns", "b-g1"), ("ns", "b"))
     ledger.release(("ns", "b-g1"))
-    assert ledger.running(list_running, now=3.6) == set()
+    assert ledger.running(index) == set()
+
+
+def test_holds_slot() -> None:
+    def job(**status: Any) -> dict[str, Any]:
+        return {"metadata": {"labels": {}}, "status": status}
+
+    assert conversion.holds_slot(job())  # just created
+    assert conversion.holds_slot(job(active=1))
+    assert not conversion.holds_slot(job(succeeded=1, conditions=[{"type": "Complete", "status": "True"}]))
+    deleting = job(active=1)
+    deleting["metadata"]["deletionTimestamp"] = "t"
+    assert not conversion.holds_slot(deleting)
+    cleanup = job(active=1)
+    cleanup["metadata"]["labels"] = {"edgeopt.io/purpose": "cleanup"}
+    assert not conversion.holds_slot(cleanup)
+
+
+def test_a_first_generation_with_no_job_recorded_skips_the_list() -> None:
+    assert conversion.never_had_a_job({}, 1)
+    assert conversion.never_had_a_job(S.waiting_for_capacity({}, 1, 1, 1), 1)
+    assert not conversion.never_had_a_job(S.job_created({}, 1, "j", "m", "FP32"), 1)
+    assert not conversion.never_had_a_job({}, 2)  # an older generation's Job may still run
 
 
 def test_holders_are_not_counted_as_waiting_ahead() -> None:

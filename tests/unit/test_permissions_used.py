@@ -125,7 +125,7 @@ def test_a_dead_kube_method_does_not_count() -> None:
     """The check can fail: a method nobody calls justifies nothing."""
     calls = kube_calls()
     assert ("batch", "jobs", "delete") in calls["delete_job"]
-    assert {"delete_job", "list_models"} <= called_methods()
+    assert {"delete_job", "read_model"} <= called_methods()
     assert "no_such_method" not in called_methods()
     granted_plus = granted() | {("", "configmaps", "delete")}
     assert granted_plus - used() == {("", "configmaps", "delete")}

@@ -156,6 +156,27 @@ def test_a_name_published_in_the_same_repository_or_triton_is_taken_before_any_j
     assert tenancy.name_taken([published("ml", "add", "me", "add")], body, me, None) is None
 
 
+def test_the_publishers_index_keeps_what_the_name_checks_read() -> None:
+    """The index replaces a LIST of every OptimizedModel: its entries must decide exactly as the bodies do."""
+    me = model()
+    body = {"metadata": {"namespace": "ml", "name": "add", "uid": "me"}}
+    shared = "http://triton.edgeopt.svc:8000"
+    bodies = [
+        published("ml", "older", "u1", "add"),
+        published("other", "x", "u2", "add", url=shared),
+        published("ml", "z", "u3", "add", repo="pvc://other"),
+    ]
+    entries = [tenancy.publisher_entry(b)["add"] for b in bodies]
+    for url in (None, shared):
+        for picked in ([0], [1], [2], [0, 1, 2]):
+            assert tenancy.name_taken([entries[i] for i in picked], body, me, url) == tenancy.name_taken(
+                [bodies[i] for i in picked], body, me, url
+            )
+    assert tenancy.other_publisher(entries, body, "add") == tenancy.other_publisher(bodies, body, "add")
+    assert tenancy.publisher_entry(om("ml", "older", "u1", "add", "False")) == {}  # refused or failed: no entry
+    assert tenancy.publisher_entry({"metadata": {}}) == {}
+
+
 def test_file_uris_and_sample_counts_over_the_caps_are_not_allowed_in_a_cluster() -> None:
     """Issue 10: a Job mounts claims only; file:// would read the converter container. Caps are the admin's."""
     from edgeopt.limits import Limits
