@@ -261,6 +261,10 @@ def _demo(steps: Steps, root: Path, example: Path, cluster_dir: Path, timeout: f
         triton_url, grpc_url = f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}"
         wait_until("Triton /v2/health/ready", lambda: http_ok(f"{triton_url}/v2/health/ready"), 60)
         steps.say(f"  Triton HTTP {triton_url}, gRPC {grpc_url}")
+        # The chart's own check, a Pod of the operator image that calls both Services by name.
+        run_tool([str(tools["helm"]), "test", RELEASE, "--namespace", NAMESPACE, "--timeout", "120s"], env=admin,
+                 timeout=150)
+        steps.say("  helm test: the operator's and Triton's Services answer (Pod edgeopt-test-endpoints Succeeded)")
 
     with steps.step(f"kubectl apply -f {example.relative_to(root) if example.is_relative_to(root) else example}"):
         kubectl("apply", "-n", NAMESPACE, "-f", str(example))

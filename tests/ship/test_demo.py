@@ -43,6 +43,7 @@ def test_demo_takes_the_example_to_ready_and_triton_answers() -> None:
     assert any("edgeopt-triton-" in line and "1/1" in line and "Running" in line for line in pods), pods
     assert any(line.split("| ")[1].startswith("edgeopt-") and "triton" not in line and "1/1" in line
                and "Running" in line for line in pods[1:]), pods
+    assert "helm test: the operator's and Triton's Services answer" in proc.stdout
     # The converter's progress lines, read back with `kubectl logs job/...`.
     logs = [line for line in proc.stdout.splitlines() if "$ kubectl logs job/" in line]
     assert any("publish" in line.lower() for line in logs), logs
