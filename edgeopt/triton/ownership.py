@@ -21,7 +21,6 @@ runs it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgeopt.errors import PublishError
+from edgeopt.triton.durable import replace_file_atomically
 
 OWNER_FILE = ".owner.json"
 #: The owning resource's uid, set by the operator on the converter Job (the manifest has no uid).
@@ -103,19 +103,7 @@ def refuse_unless_owner(model_dir: Path, owner: Owner, action: str) -> Owner | N
 
 def write_owner(model_dir: Path, owner: Owner) -> None:
     """Record ``owner`` atomically (temp file + rename) so a crash never leaves half a record."""
-    path = model_dir / OWNER_FILE
-    tmp = model_dir / f".{OWNER_FILE}.tmp-{uuid.uuid4().hex}"
-    try:
-        with open(tmp, "w") as fh:
-            json.dump(asdict(owner), fh, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    replace_file_atomically(model_dir / OWNER_FILE, json.dumps(asdict(owner), sort_keys=True))
 
 
 def claim(model_dir: Path, owner: Owner) -> None:

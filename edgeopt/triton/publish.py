@@ -52,6 +52,7 @@ from edgeopt.triton.config import (
     build_model_config,
     same_interface,
 )
+from edgeopt.triton.durable import fsync_dir, replace_file_atomically, write_file_durably
 from edgeopt.triton.python_model import write_python_model
 
 log = logging.getLogger(__name__)
@@ -125,14 +126,6 @@ def versions_to_prune(versions: Iterable[int], keep: int, protect: Iterable[int]
 # --------------------------------------------------------------------------- durable file operations
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _copy_durably(src: str, dst: str) -> str:
     shutil.copy2(src, dst)
     fd = os.open(dst, os.O_RDONLY)
@@ -148,27 +141,6 @@ def copy_tree_durably(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=_copy_durably, symlinks=False)
     for root, _dirs, _files in os.walk(dst, topdown=False):
         fsync_dir(Path(root))
-
-
-def write_file_durably(path: Path, text: str) -> None:
-    with open(path, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def replace_file_atomically(path: Path, text: str) -> None:
-    """Temp file in the same dir + fsync + rename + fsync(dir): readers see old or new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        write_file_durably(tmp, text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    fsync_dir(path.parent)
 
 
 @contextlib.contextmanager

@@ -40,7 +40,6 @@ from edgeopt_dev.podrun import ContainerPlan, ContainerResult, Running, exec_in,
 from edgeopt_dev.podspec import CannotEmulate, NotYet, RuntimeContext, check_schedulable
 
 log = logging.getLogger("edgeopt.nodeagent")
-MAX_MESSAGE = 4096
 RETRY_PENDING_SECONDS = 2.0
 #: The kubelet's container restart back-off: 10 s, doubling, at most 5 min; reset after 10 min of running.
 BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET = 10.0, 300.0, 600.0
@@ -80,10 +79,7 @@ class PodRun:
         self.pod_dir = ctx.root / "run" / "pods" / self.key
         self.log_path = ctx.root / "logs" / f"{self.key}.log"
         self.container = pod["spec"]["containers"][0]["name"]
-        self.conditions: list[dict[str, Any]] = []  # the last Pod conditions written
         self.phase = "Pending"
-        self.exit_code: int | None = None
-        self.finished_at = 0.0
         self._stop = threading.Event()
         self._stop_reason = ""
         self._grace = 30.0
@@ -180,13 +176,9 @@ class PodRun:
             if pod_reason:
                 status["reason"] = pod_reason
                 status["message"] = pod_message
-            self.conditions = status["conditions"]
 
         self._write_status(mutate)
-        # Only now is the run done for the job controller: the Pod already says so.
-        self.exit_code = exit_code
-        self.finished_at = time.monotonic()
-        self.phase = phase
+        self.phase = phase  # done only once the Pod's status says so (is_running serves `kubectl logs`)
 
     # -- the run ---------------------------------------------------------------------------
     def _main(self) -> None:
