@@ -299,7 +299,7 @@ class Bench:
         import kopf
 
         from edgeopt.operator import resources
-        from edgeopt.operator.conversion import model_from_body
+        from edgeopt.operator.runtime import model_from_body
 
         meta = body["metadata"]
         model = model_from_body(body)
