@@ -148,6 +148,7 @@ class Bench:
             **os.environ,
             "KUBECONFIG": str(self.cp.kubeconfig),
             "EDGEOPT_MAX_CONCURRENT_CONVERSIONS": "1000",  # measure reconciling, not the capacity queue
+            "EDGEOPT_MAX_CONCURRENT_CPU_CONVERSIONS": "1000",
             "EDGEOPT_CONVERTER_RESOURCES": "{}",  # CPU-only: the node agent has no GPU to give the toy model
             "EDGEOPT_CONVERTER_IMAGE": image_name("converter-cpu"),  # the node agent runs Pods from local images
             "EDGEOPT_LIVENESS_PORT": str(liveness),
