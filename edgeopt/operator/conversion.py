@@ -30,6 +30,8 @@ from edgeopt.operator.runtime import Runtime, model_from_body, serving_url
 from edgeopt.spec import OptimizedModel
 
 log = logging.getLogger(__name__)
+#: Slot classes kept by (uid, generation) before the cache starts over.
+SLOT_CACHE = 10_000
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,19 @@ class Indexes:
 
 
 def queue_entry(rt: Runtime, body: Mapping[str, Any]) -> queueing.QueueEntry:
-    return decide.queue_entry(body, rt.settings)
+    """The capacity queue index's value; the spec is parsed (milliseconds) only for a resource that may wait.
+
+    A generation's spec never changes, so its class is cached by (uid, generation).
+    """
+    if not queueing.may_wait(body):
+        return queueing.queue_entry(body, None)
+    meta = body.get("metadata") or {}
+    key = (str(meta.get("uid")), decide.generation(body))
+    if key not in rt.slot_classes:
+        if len(rt.slot_classes) > SLOT_CACHE:
+            rt.slot_classes.clear()
+        rt.slot_classes[key] = decide.slot_of_body(body, rt.settings)
+    return queueing.queue_entry(body, rt.slot_classes[key])
 
 
 def indexed(rt: Runtime, job: Mapping[str, Any]) -> None:

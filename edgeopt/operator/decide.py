@@ -202,13 +202,17 @@ def slot_of(model: OptimizedModel, settings: OperatorSettings) -> queueing.SlotC
     return queueing.slot_class(resources.job_resources(model, settings), resources.job_node_selector(model, settings))
 
 
+def slot_of_body(body: Mapping[str, Any], settings: OperatorSettings) -> queueing.SlotClass | None:
+    """``slot_of`` for a resource as kopf sees it; None for an invalid spec too (it fails, never waits)."""
+    try:
+        return slot_of(model_from_body(body), settings)
+    except SpecError:
+        return None
+
+
 def queue_entry(body: Mapping[str, Any], settings: OperatorSettings) -> queueing.QueueEntry:
     """The capacity queue index's value for one resource (handlers.capacity_queue)."""
-    try:
-        model = model_from_body(body)
-    except SpecError:
-        return queueing.queue_entry(body, None)
-    return queueing.queue_entry(body, slot_of(model, settings))
+    return queueing.queue_entry(body, slot_of_body(body, settings))
 
 
 def waiting(body: Mapping[str, Any], admission: queueing.Admission, poll_seconds: float) -> Plan:

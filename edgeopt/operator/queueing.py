@@ -129,23 +129,26 @@ def pod_stalled_since(pod: Mapping[str, Any]) -> str | None:
     return str((pod.get("metadata") or {}).get("creationTimestamp") or "") or None
 
 
+def may_wait(body: Mapping[str, Any]) -> bool:
+    """Its current generation has no Job yet: never seen by the operator, or held back with WaitingForCapacity."""
+    meta = body.get("metadata") or {}
+    st = body.get("status") or {}
+    if meta.get("deletionTimestamp"):
+        return False
+    current = st.get("observedGeneration") == meta.get("generation")
+    if st.get("phase") == status.FAILED and current:
+        return False
+    ready = status.condition(st, status.READY_CONDITION) or {}
+    return not current or ready.get("reason") == status.WAITING_FOR_CAPACITY
+
+
 def queue_entry(body: Mapping[str, Any], slot: SlotClass | None) -> QueueEntry:
     """This resource's place in the capacity queue index.
 
-    It waits when its current generation has no Job yet: never seen by the operator, or held back
-    with WaitingForCapacity. ``slot`` None: it never waits for one of ours (an invalid spec, or Kueue's).
+    ``slot`` None: it never waits for one of ours (an invalid spec, or Kueue admits it).
     """
-    meta = body.get("metadata") or {}
-    st = body.get("status") or {}
-    created = meta.get("creationTimestamp") or ""
-    if meta.get("deletionTimestamp") or slot is None:
-        return QueueEntry(created, False, slot or SlotClass())
-    ready = status.condition(st, status.READY_CONDITION) or {}
-    current = st.get("observedGeneration") == meta.get("generation")
-    waiting = not current or ready.get("reason") == status.WAITING_FOR_CAPACITY
-    if st.get("phase") == status.FAILED and current:
-        waiting = False
-    return QueueEntry(created, waiting, slot)
+    created = (body.get("metadata") or {}).get("creationTimestamp") or ""
+    return QueueEntry(created, slot is not None and may_wait(body), slot or NO_GPU)
 
 
 def ahead_in_queue(

@@ -9,7 +9,7 @@ from typing import Any
 
 from edgeopt.operator import tenancy
 from edgeopt.operator.kube import Kube
-from edgeopt.operator.queueing import SlotLedger
+from edgeopt.operator.queueing import SlotClass, SlotLedger
 from edgeopt.operator.settings import OperatorSettings
 from edgeopt.spec import API_VERSION, KIND, OptimizedModel, parse_manifest
 
@@ -55,6 +55,8 @@ class Runtime:
     capacity_lock: threading.Lock = field(default_factory=threading.Lock)
     slots: SlotLedger = field(default_factory=SlotLedger)
     seen: Seen = field(default_factory=Seen)
+    #: (uid, generation) -> its slot class (None: Kueue's or invalid); see conversion.queue_entry.
+    slot_classes: dict[tuple[str, int], SlotClass | None] = field(default_factory=dict)
 
 
 def model_from_body(body: Mapping[str, Any]) -> OptimizedModel:

@@ -235,3 +235,17 @@ def test_waiting_message_says_where_it_stands() -> None:
     assert ready["reason"] == S.WAITING_FOR_CAPACITY
     assert ready["message"].startswith("2nd in queue for nvidia.com/gpu, product NVIDIA-L4: 1 of 1 conversions")
     assert "1 more cannot start and gave their slot up" in ready["message"]
+
+
+def test_the_index_parses_a_spec_once_per_generation_and_only_when_it_may_wait() -> None:
+    from edgeopt.operator import conversion
+    from edgeopt.operator.runtime import Runtime
+
+    rt = Runtime(settings=OperatorSettings(), kube=None)  # type: ignore[arg-type]  # no API call here
+    doc = resource(target={"device": "GPU"})
+    doc["metadata"]["creationTimestamp"] = "t0"
+    assert conversion.queue_entry(rt, doc) == ("t0", True, GPU)
+    assert rt.slot_classes == {(doc["metadata"]["uid"], 1): GPU}
+    tracked = resource(status=S.job_created({}, 1, "j", "m", "FP32"))
+    tracked["metadata"]["uid"] = "another"
+    assert conversion.queue_entry(rt, tracked).waiting is False and len(rt.slot_classes) == 1  # not parsed
