@@ -137,7 +137,7 @@ class Bench:
         )  # fmt: skip
         cluster.poll("the node agent", lambda: (self.root / "run" / "nodeagent.ready").exists(), 60)
 
-    def start_operator(self) -> None:
+    def start_operator(self, **extra_env: str) -> None:
         from edgeopt_dev import processes
         from edgeopt_dev.demo import free_port
         from edgeopt_dev.images import image_name
@@ -155,6 +155,7 @@ class Bench:
             "EDGEOPT_METRICS_PORT": str(metrics),
             # spec.serving.tritonURL must be on the operator's allow-list (issue 10): the bench's own Triton.
             "EDGEOPT_ALLOWED_TRITON_URLS": f"http://127.0.0.1:{self.triton_port}",
+            **extra_env,
         }
         pidfile = self.root / "run" / "bench-operator.pid"
         self.operator = processes.spawn(
