@@ -118,7 +118,8 @@ def test_every_failure_reason_has_troubleshooting() -> None:
             assert re.search(heading, text, re.M), f"no troubleshooting heading for {kind.reason}"
     named = {k.reason for k in kinds} | set(job_output.FAILURE_REASONS) | {job_output.INVALID_JOB_OUTPUT}
     for reason in sorted(named - {errors.EdgeoptError.reason}):
-        assert f"`{reason}`" in text or re.search(rf"^### {reason} ", text, re.M), f"troubleshooting never names {reason}"
+        named_here = f"`{reason}`" in text or re.search(rf"^### {reason} ", text, re.M)
+        assert named_here, f"troubleshooting never names {reason}"
 
 
 def test_the_two_commands_and_setup_are_documented() -> None:
@@ -138,7 +139,7 @@ def test_version_facts_are_stated() -> None:
     assert "25.02" in text and "backend: python" in text
     dockerfile = (ROOT / "Dockerfile").read_text()
     base = re.search(r"^ARG TENSORFLOW_BASE=(nvcr\.io/nvidia/tensorflow:\S+)$", dockerfile, re.M)
-    assert base and base.group(1) in text, "docs/compatibility.md must name the converter base image the Dockerfile pins"
+    assert base and base.group(1) in text, "compatibility.md must name the converter base image the Dockerfile pins"
 
 
 def test_local_paths_mentioned_exist() -> None:
@@ -147,8 +148,14 @@ def test_local_paths_mentioned_exist() -> None:
         for mentioned in sorted(set(re.findall(pattern, text))):
             assert (ROOT / mentioned).exists(), f"{path.relative_to(ROOT)} mentions {mentioned}, which does not exist"
     # the chart and the code point readers at docs/ pages too
-    for path in [*(ROOT / "charts").rglob("*.yaml"), *(ROOT / "charts").rglob("*.json"), *(ROOT / "edgeopt").rglob("*.py"),
-                 *(ROOT / "harness").rglob("*.py"), ROOT / "Makefile", ROOT / "Dockerfile"]:  # fmt: skip
+    chart_and_code = [
+        *(ROOT / "charts").rglob("*.yaml"),
+        *(ROOT / "charts").rglob("*.json"),
+        *(ROOT / "edgeopt").rglob("*.py"),
+        *(ROOT / "harness").rglob("*.py"),
+        ROOT / "Makefile",
+    ]
+    for path in [*chart_and_code, ROOT / "Dockerfile"]:
         for mentioned in sorted(set(re.findall(r"\b(docs/[\w.-]+\.md)", path.read_text()))):
             assert (ROOT / mentioned).exists(), f"{path.relative_to(ROOT)} mentions {mentioned}, which does not exist"
 
