@@ -26,6 +26,7 @@ from edgeopt.errors import SpecError
 from edgeopt.operator import decide, diagnosis, progress, queueing, resources, status
 from edgeopt.operator.kube import KubeError
 from edgeopt.operator.plan import act
+from edgeopt.operator.plan import patch_status_checked as patch_status_checked  # re-exported: serving.py
 from edgeopt.operator.plan import post_event as post_event  # re-exported: serving.py's old import path
 from edgeopt.operator.runtime import Runtime, model_from_body, serving_url
 from edgeopt.operator.runtime import triton_url as triton_url  # re-exported: serving.py's old import path
