@@ -75,7 +75,7 @@ KUEUE_RULES: tuple[Rule, ...] = (
         ("kueue.x-k8s.io",),
         ("workloads",),
         ("list",),
-        "a queue-managed Job's Workload: its QuotaReserved/Admitted state and pending reason (edgeopt/operator/kueue.py)",
+        "a queue-managed Job's Workload: QuotaReserved/Admitted and the pending reason (edgeopt/operator/kueue.py)",
     ),
 )
 

@@ -129,7 +129,8 @@ def _go_directive(gomod: str) -> str:
     """The wrapper's ``go`` line: at least 1.23, or what the wrapped module asks for."""
     found = re.search(r"^go\s+(\d+)\.(\d+)", gomod, flags=re.M)
     wanted = (int(found.group(1)), int(found.group(2))) if found else (1, 23)
-    return "%d.%d" % max(wanted, (1, 23))
+    major, minor = max(wanted, (1, 23))
+    return f"{major}.{minor}"
 
 
 def _staging_replaces(gomod: str, version: str) -> list[str]:

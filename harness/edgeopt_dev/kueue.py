@@ -165,7 +165,7 @@ def configuration(module: Path, webhook_port: int, health_port: int, cert_dir: P
 
 
 def _pidfile(root: Path) -> Path:
-    return root / "run" / "kueue.pid"
+    return root / "run" / "kueue.pid"  # controlplane.down stops it (OPTIONAL_COMPONENTS)
 
 
 def _kubeconfig_for_kueue(cp: ControlPlane) -> Path:
@@ -173,15 +173,8 @@ def _kubeconfig_for_kueue(cp: ControlPlane) -> Path:
     ca = CertPair(pki / "ca.crt", pki / "ca.key")
     pair = _signed(pki, "kueue", f"/CN={USER}", ca, server=False)
     path = pki / "kueue.kubeconfig"
-    _kubeconfig(path, cp.server, _PKIView(ca), pair.cert, pair.key, USER)
+    _kubeconfig(path, cp.server, ca.cert, pair.cert, pair.key, USER)
     return path
-
-
-@dataclass(frozen=True)
-class _PKIView:
-    """The one field ``_kubeconfig`` reads from a ClusterPKI."""
-
-    ca: CertPair
 
 
 def _apply(cp: ControlPlane, kubectl: Path, docs: list[dict[str, Any]]) -> None:
@@ -211,6 +204,7 @@ def start(cp: ControlPlane, *, timeout: float = 180.0, die_with_parent: bool = F
     webhook_port, health_port = _free_port(), _free_port()
     _apply(cp, bins["kubectl"], manifests(module, webhook_port))
     run = cp.dir / "run"
+    (run / "kueue-certs").mkdir(parents=True, exist_ok=True)
     config = run / "kueue-config.yaml"
     config.write_text(yaml.safe_dump(configuration(module, webhook_port, health_port, run / "kueue-certs")))
     env = {"PATH": "/usr/bin:/bin", "KUBECONFIG": str(_kubeconfig_for_kueue(cp)), "HOME": str(run)}
