@@ -144,3 +144,11 @@ def test_admitted_note_names_the_cluster_queue_and_flavors() -> None:
         "admitted by Kueue to ClusterQueue gpu-cq (cpu: default, nvidia.com/gpu: gpu-l4)")
     assert kueue.admitted_note(workload(("QuotaReserved", "False", "Pending", PENDING_MSG))) is None
     assert kueue.admitted_note(None) is None
+
+
+def test_every_kueue_reason_is_on_the_troubleshooting_page() -> None:
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "troubleshooting.md").read_text()
+    for reason in kueue.KUEUE_REASONS:
+        assert f"`{reason}`" in page, f"docs/troubleshooting.md never names {reason}"
