@@ -33,8 +33,8 @@ Where a real cluster differs from ours:
 
 from __future__ import annotations
 
+import base64
 import copy
-import json
 import subprocess
 import sys
 import time
@@ -179,7 +179,7 @@ def _kubeconfig_for_kueue(cp: ControlPlane) -> Path:
 
 def _apply(cp: ControlPlane, kubectl: Path, docs: list[dict[str, Any]]) -> None:
     """Server-side apply (the CRDs are too large for client-side apply's annotation)."""
-    body = "\n---\n".join(json.dumps(d) for d in docs)
+    body = yaml.safe_dump_all(docs, sort_keys=False)
     proc = subprocess.run(
         [str(kubectl), "--kubeconfig", str(cp.kubeconfig), "apply", "--server-side", "--force-conflicts",
          "--field-manager=edgeopt-dev", "-f", "-"],
@@ -197,28 +197,61 @@ def _ready(port: int) -> bool:
         return False
 
 
+def _mount_certs(core: Any, secret: str, cert_dir: Path) -> bool:
+    """Play kubelet's Secret volume: write the certificate Kueue's cert-controller put in ``secret``.
+
+    cert-controller only fills the Secret; a Deployment mounts it at the
+    webhook's cert dir, and the rotator waits for ``tls.crt`` to appear there.
+    Done once, at start: the certificates it makes are valid for years.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        data = core.read_namespaced_secret(secret, NAMESPACE).data or {}
+    except ApiException:
+        return False
+    if not data.get("tls.crt") or not data.get("tls.key"):
+        return False
+    for name in ("ca.crt", "tls.crt", "tls.key"):
+        if name in data:
+            path = cert_dir / name
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(base64.b64decode(data[name]))
+            tmp.chmod(0o600)
+            tmp.replace(path)
+    return True
+
+
 def start(cp: ControlPlane, *, timeout: float = 180.0, die_with_parent: bool = False) -> Kueue:
     """Install Kueue's CRDs, RBAC and webhooks, start the controller; return when it is ready."""
+    from kubernetes import client, config
+
     bins = ensure_binaries(["kueue", "kubectl"])
     module = module_dir("kueue")
     webhook_port, health_port = _free_port(), _free_port()
     _apply(cp, bins["kubectl"], manifests(module, webhook_port))
-    run = cp.dir / "run"
-    (run / "kueue-certs").mkdir(parents=True, exist_ok=True)
-    config = run / "kueue-config.yaml"
-    config.write_text(yaml.safe_dump(configuration(module, webhook_port, health_port, run / "kueue-certs")))
+    run, certs = cp.dir / "run", cp.dir / "run" / "kueue-certs"
+    certs.mkdir(parents=True, exist_ok=True)
+    cfg = configuration(module, webhook_port, health_port, certs)
+    (run / "kueue-config.yaml").write_text(yaml.safe_dump(cfg))
     env = {"PATH": "/usr/bin:/bin", "KUBECONFIG": str(_kubeconfig_for_kueue(cp)), "HOME": str(run)}
     log = cp.dir / "logs" / "kueue.log"
     t0 = time.monotonic()
-    proc = processes.spawn([str(bins["kueue"]), f"--config={config}", "--zap-log-level=info"], log=log,
-                           pidfile=_pidfile(cp.dir), env=env, cwd=cp.dir, die_with_parent=die_with_parent)
-    while not _ready(health_port):
-        if proc.poll() is not None:
-            raise KueueError(f"kueue exited with code {proc.returncode} while starting:\n{_tail(log)}")
-        if time.monotonic() - t0 > timeout:
-            stop(cp.dir)
-            raise KueueError(f"kueue was not ready after {timeout:.0f}s; see {log}:\n{_tail(log)}")
-        time.sleep(0.2)
+    proc = processes.spawn([str(bins["kueue"]), f"--config={run / 'kueue-config.yaml'}", "--zap-log-level=info"],
+                           log=log, pidfile=_pidfile(cp.dir), env=env, cwd=cp.dir, die_with_parent=die_with_parent)
+    api = config.new_client_from_config(config_file=str(cp.kubeconfig))
+    try:
+        core, mounted = client.CoreV1Api(api), False
+        while not _ready(health_port):
+            mounted = mounted or _mount_certs(core, cfg["internalCertManagement"]["webhookSecretName"], certs)
+            if proc.poll() is not None:
+                raise KueueError(f"kueue exited with code {proc.returncode} while starting:\n{_tail(log)}")
+            if time.monotonic() - t0 > timeout:
+                stop(cp.dir)
+                raise KueueError(f"kueue was not ready after {timeout:.0f}s; see {log}:\n{_tail(log)}")
+            time.sleep(0.2)
+    finally:
+        api.close()
     print(f"[dev] Kueue {KUEUE_VERSION} ready in {time.monotonic() - t0:.1f}s (log {log})", file=sys.stderr)
     return Kueue(KUEUE_VERSION, log, webhook_port, health_port)
 
