@@ -59,6 +59,7 @@ FRAMEWORKS = ("batch/job",)
 WEBHOOK_GROUPS = frozenset({"batch", "kueue.x-k8s.io"})
 #: Where Kueue's webhook Service points: kube-apiserver resolves an ExternalName Service to this host.
 WEBHOOK_HOST = "localhost"
+LOG_LEVEL = "info"  # zap level: info, debug, or a number (3 shows why a Workload waits)
 
 
 class KueueError(ControlPlaneError):
@@ -237,7 +238,7 @@ def start(cp: ControlPlane, *, timeout: float = 180.0, die_with_parent: bool = F
     env = {"PATH": "/usr/bin:/bin", "KUBECONFIG": str(_kubeconfig_for_kueue(cp)), "HOME": str(run)}
     log = cp.dir / "logs" / "kueue.log"
     t0 = time.monotonic()
-    proc = processes.spawn([str(bins["kueue"]), f"--config={run / 'kueue-config.yaml'}", "--zap-log-level=info"],
+    proc = processes.spawn([str(bins["kueue"]), f"--config={run / 'kueue-config.yaml'}", "--zap-log-level=" + LOG_LEVEL],
                            log=log, pidfile=_pidfile(cp.dir), env=env, cwd=cp.dir, die_with_parent=die_with_parent)
     api = config.new_client_from_config(config_file=str(cp.kubeconfig))
     try:
