@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
 import subprocess
 import sys
 import time
@@ -59,7 +60,8 @@ FRAMEWORKS = ("batch/job",)
 WEBHOOK_GROUPS = frozenset({"batch", "kueue.x-k8s.io"})
 #: Where Kueue's webhook Service points: kube-apiserver resolves an ExternalName Service to this host.
 WEBHOOK_HOST = "localhost"
-LOG_LEVEL = "info"  # zap level: info, debug, or a number (3 shows why a Workload waits)
+#: zap level: info, debug, or a number (3 shows why a Workload waits); EDGEOPT_KUEUE_LOG_LEVEL overrides.
+LOG_LEVEL = os.environ.get("EDGEOPT_KUEUE_LOG_LEVEL", "info")
 
 
 class KueueError(ControlPlaneError):
@@ -238,8 +240,8 @@ def start(cp: ControlPlane, *, timeout: float = 180.0, die_with_parent: bool = F
     env = {"PATH": "/usr/bin:/bin", "KUBECONFIG": str(_kubeconfig_for_kueue(cp)), "HOME": str(run)}
     log = cp.dir / "logs" / "kueue.log"
     t0 = time.monotonic()
-    proc = processes.spawn([str(bins["kueue"]), f"--config={run / 'kueue-config.yaml'}", "--zap-log-level=" + LOG_LEVEL],
-                           log=log, pidfile=_pidfile(cp.dir), env=env, cwd=cp.dir, die_with_parent=die_with_parent)
+    cmd = [str(bins["kueue"]), f"--config={run / 'kueue-config.yaml'}", f"--zap-log-level={LOG_LEVEL}"]
+    proc = processes.spawn(cmd, log=log, pidfile=_pidfile(cp.dir), env=env, cwd=cp.dir, die_with_parent=die_with_parent)
     api = config.new_client_from_config(config_file=str(cp.kubeconfig))
     try:
         core, mounted = client.CoreV1Api(api), False

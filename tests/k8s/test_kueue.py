@@ -220,13 +220,15 @@ def test_a_missing_local_queue_is_said_in_kueues_words(
 ) -> None:
     kube = Kube(k8s_client)
     job = create(batch, namespace, gpu_job(namespace, "nowhere", "no-such-queue"))
-    said = wait_for(lambda: _reason(kueue.observe(kube, fresh(batch, job)), kueue.QUEUED_IN_KUEUE),
+    # First "not evaluated yet" (the Workload has no conditions), then Kueue's verdict.
+    said = wait_for(lambda: _saying(kueue.observe(kube, fresh(batch, job)), "Inadmissible"),
                     timeout=60, what="Kueue to call the Workload inadmissible")
-    assert "no-such-queue" in said.message and "Inadmissible" in said.message, said.message
+    assert said.reason == kueue.QUEUED_IN_KUEUE
+    assert "QuotaReserved=False (Inadmissible): LocalQueue no-such-queue doesn't exist" in said.message, said.message
 
 
-def _reason(found: Any, reason: str) -> Any:
-    return found if found is not None and found.reason == reason else None
+def _saying(found: Any, words: str) -> Any:
+    return found if found is not None and words in found.message else None
 
 
 def _job_exists(batch: client.BatchV1Api, namespace: str, name: str) -> bool:
