@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from edgeopt.operator import status
 from edgeopt.operator.diagnosis import Diagnosis
 
 if TYPE_CHECKING:
@@ -204,3 +205,18 @@ def observe(kube: Kube, job: Mapping[str, Any]) -> Diagnosis | None:
             f"Job {meta.get('name', '?')} waits, suspended, for Kueue (LocalQueue {queue_of(job)}); {why}: {exc}",
         )
     return kueue_diagnosis(job, workload_for(workloads, meta.get("uid") or ""))
+
+
+def decide(
+    kube: Kube, model_status: Mapping[str, Any] | None, generation: int, job: Mapping[str, Any]
+) -> status.PodDecision | None:
+    """The status patch (and whether to post an Event) for a queue-managed Job that has no Pod yet.
+
+    Kueue's word goes through the same ``status.decide_pod`` as a Pod's own
+    reason: Converted=Unknown and Ready=False with the reason and message of
+    ``kueue_diagnosis``, only for the current generation's Job, only when it
+    says something new. None for a Job the operator's own slots admit.
+    """
+    found = observe(kube, job)
+    name = (job.get("metadata") or {}).get("name") or ""
+    return status.decide_pod(model_status, generation, name, found) if found else None

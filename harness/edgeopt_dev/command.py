@@ -94,6 +94,9 @@ def _up(args: argparse.Namespace) -> int:
             down(cp.dir)
             return 1
     print(_usage(cp, kubectl, args.detach), flush=True)
+    if args.kueue:
+        print(f"  Kueue               -> {cp.dir / 'logs' / 'kueue.log'} (batch/job; label Jobs "
+              "kueue.x-k8s.io/queue-name)", flush=True)
     if args.detach:
         return 0
 

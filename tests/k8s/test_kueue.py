@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from edgeopt.operator import kueue, resources
+from edgeopt.operator import kueue, resources, status
 from edgeopt.operator.kube import Kube
 from edgeopt.operator.settings import OperatorSettings
 from edgeopt.spec import parse_manifest
@@ -165,6 +165,14 @@ def test_two_gpu_jobs_are_admitted_one_after_the_other(
     assert said is not None and said.reason == kueue.QUEUED_IN_KUEUE, said
     assert reserved["message"] in said.message and f"LocalQueue {queue}" in said.message
     assert kueue.observe(kube, fresh(batch, first)) is None
+    # ... and what that makes of the OptimizedModel's status, through the same path as a Pod's reason.
+    created = status.job_created(None, 1, "second", "second", "FP32")
+    decision = kueue.decide(kube, created, 1, fresh(batch, second))
+    assert decision is not None and decision.event
+    ready = status.condition(decision.patch, status.READY_CONDITION) or {}
+    assert (ready.get("status"), ready.get("reason")) == ("False", kueue.QUEUED_IN_KUEUE)
+    assert reserved["message"] in ready.get("message", "") and decision.patch["phase"] == status.PENDING
+    assert kueue.decide(kube, {**created, **decision.patch}, 1, fresh(batch, second)) is None  # nothing new
     note = kueue.admitted_note(workload(kube, first))
     assert note and "nvidia.com/gpu: gpu-" in note, note
 
