@@ -147,7 +147,7 @@ def sweep(data: Data, save: Any, result: dict[str, Any]) -> None:
                     cells[f"b{b}"] = _cell(sess, data.x[:b], data.refs["mobilenetv2"][:b], e2e="graph" not in variant)
                     del sess
                 result[key] = cells
-            except Exception as exc:  # noqa: BLE001 - a variant that fails is a result too
+            except Exception as exc:
                 result[key] = {"error": str(exc).splitlines()[0][:300]}
             print(key, json.dumps(result[key])[:300], flush=True)
             save()
@@ -177,7 +177,8 @@ def _profile_summary(path: str) -> dict[str, Any]:
 def profile(data: Data, out: Path) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for precision, variant in (("fp32", "default"), ("fp16", "default"), ("fp16", "nhwc"), ("int8", "nhwc")):
-        sess = session(data.model("mobilenetv2", precision), SWEEP[variant], profile=str(out / f"prof-{precision}-{variant}"))
+        prefix = str(out / f"prof-{precision}-{variant}")
+        sess = session(data.model("mobilenetv2", precision), SWEEP[variant], profile=prefix)
         compute_only(sess, data.x[: 2 if CPU_SMOKE else 64])
         summary = _profile_summary(sess.end_profiling())
         result[f"mobilenetv2/{precision}/{variant}/b64"] = summary
@@ -201,7 +202,7 @@ def table(data: Data, save: Any, rows: dict[str, Any]) -> None:
                     for b in BATCHES:
                         s = sess or session(data.model(arch, precision), SWEEP[variant])
                         cells[f"b{b}"] = _cell(s, data.x[:b], data.refs[arch][:b], e2e="graph" not in variant)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     cells["error"] = str(exc).splitlines()[0][:300]
                 rows[key] = cells
                 print(key, json.dumps(cells)[:400], flush=True)
@@ -217,7 +218,7 @@ def main(argv: list[str]) -> int:
         import torch  # only for the GPU's name, if the machine has it
 
         results["gpu"] = torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001
+    except Exception:
         results["gpu"] = None
 
     def save() -> None:

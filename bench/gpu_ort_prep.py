@@ -106,7 +106,8 @@ def _fp16_variants(fp32: Path, out: Path) -> dict[str, Any]:
         from onnxconverter_common import float16 as occ
     except ImportError:
         return found
-    half = occ.convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True, op_block_list=onnx_fp16.op_block_list())
+    blocked = onnx_fp16.op_block_list()
+    half = occ.convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True, op_block_list=blocked)
     onnx.save_model(half, str(out / "fp16.occ.onnx"))
     found["onnxconverter-common"] = {"nodes": onnx_fp16.node_precisions(half)}
     return found

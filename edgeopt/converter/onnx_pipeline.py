@@ -62,7 +62,8 @@ def _fp16(spec: Any, exported: Path, final: Path, log: StageLog) -> dict[str, An
         details = onnx_fp16.to_fp16(exported, final)
         rec.details.update(nodes=details["nodes"], fileBytes=details["fileBytes"])
     exported.unlink()
-    fp16: dict[str, Any] = {"precision": "FP16", "precisionBy": "onnx", "fp16": details, "fileBytes": details["fileBytes"]}
+    fp16: dict[str, Any] = {"precision": "FP16", "precisionBy": "onnx", "fp16": details}
+    fp16["fileBytes"] = details["fileBytes"]
     if onnx_device(spec) == "CPU":
         fp16["note"] = (
             "FP16 on device CPU halves the file, but ONNX Runtime's CPU kernels compute most ops in FP32 "

@@ -384,7 +384,8 @@ def render_config(cfg: ModelConfig) -> str:
 
 def _gpu_accelerators(cfg: ModelConfig) -> list[str]:
     """TensorRT first (ORT tries EPs in order), then CUDA's own options, in one optimization block."""
-    blocks = [(name, params) for name, params in (("tensorrt", cfg.trt_accelerator), ("cuda", cfg.cuda_accelerator)) if params]
+    named = (("tensorrt", cfg.trt_accelerator), ("cuda", cfg.cuda_accelerator))
+    blocks = [(name, params) for name, params in named if params]
     if not blocks:
         return []
     lines = ["optimization {", "  execution_accelerators {", "    gpu_execution_accelerator: ["]
@@ -392,7 +393,7 @@ def _gpu_accelerators(cfg: ModelConfig) -> list[str]:
         lines += ["      {", f"        name: {_quote(name)}"]
         lines += [f"        parameters {{ key: {_quote(k)} value: {_quote(v)} }}" for k, v in params]
         lines.append("      }," if i < len(blocks) - 1 else "      }")
-    return lines + ["    ]", "  }", "}"]
+    return [*lines, "    ]", "  }", "}"]
 
 
 VERSION_POLICY_PREFIX = "version_policy:"
