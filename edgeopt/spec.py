@@ -194,7 +194,7 @@ class Validation:
     atol: float = spec_field(1e-4, minimum=0, doc="Absolute tolerance.")
     seed: int = spec_field(0, minimum=0, doc="Seed for random inputs.")
     fp16_rtol: float = spec_field(0.05, key="fp16Rtol", minimum=0, doc="ONNX FP16: relative tolerance.")
-    fp16_atol: float = spec_field(0.05, key="fp16Atol", minimum=0, doc="ONNX FP16: absolute tolerance.")
+    fp16_atol: float = spec_field(0.1, key="fp16Atol", minimum=0, doc="ONNX FP16: absolute tolerance.")
     int8_rtol: float = spec_field(0.1, key="int8Rtol", minimum=0, doc="ONNX INT8: relative tolerance.")
     int8_atol: float = spec_field(0.1, key="int8Atol", minimum=0, doc="ONNX INT8: absolute tolerance.")
     min_top1_agreement: float = spec_field(

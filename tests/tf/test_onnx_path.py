@@ -267,8 +267,8 @@ def test_fp16_artefact_keeps_fp32_inputs_and_outputs(convbn_dir: Path, tmp_path:
     nodes = onnx_report["fp16"]["nodes"]
     assert nodes["fp16"] > 0 and nodes["cast"] >= 2, nodes  # a Cast at each end: FP32 in, FP32 out
     validation = art.report["validation"]
-    assert (validation["rtol"], validation["atol"]) == (0.05, 0.05)  # FP16 tolerances
-    assert 0 < validation["maxAbsError"] < 0.05
+    assert (validation["rtol"], validation["atol"]) == (0.05, 0.1)  # FP16 tolerances
+    assert 0 < validation["maxAbsError"] < 0.1
     config = build_model_config(art, model).render()
     assert "precision_mode" not in config
     if device == "CPU":

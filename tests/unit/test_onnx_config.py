@@ -206,3 +206,12 @@ def test_unset_device_follows_the_tensorrt_accelerator_not_the_converters_hardwa
     text = build_model_config(artifact(gpu=True), off).render()
     assert "kind: KIND_CPU" in text and "optimization" not in text
     assert onnx_quantize.layout_for(off.spec).name == "U8S8-QOperator"
+
+
+@pytest.mark.parametrize("field", [{"versionCompatible": True}, {"hardwareCompatibility": "AmperePlus"}])
+def test_plan_compatibility_fields_need_the_tensorrt_backend(field: dict[str, Any]) -> None:
+    trt = {"enabled": True, "precision": "FP16", **field}
+    m = model({"backend": "tensorrt", "device": "GPU"}, trt)
+    assert (m.spec.tensorrt.version_compatible, m.spec.tensorrt.hardware_compatibility) != (False, None)
+    with pytest.raises(SpecError, match="only target.backend tensorrt builds"):
+        model({"backend": "onnxruntime", "device": "GPU"}, trt)
