@@ -59,12 +59,12 @@ PLATFORMS = {"tensorflow": "tensorflow_savedmodel", "onnxruntime": "onnxruntime_
 #: kinds never share one; the timing cache (per compute capability) is shared by all models.
 TRT_CACHE_ROOT = "/tmp/edgeopt-trt-cache"
 #: The CUDA EP options the onnxruntime backend gets on GPU (fallback under TensorRT, or the EP itself),
-#: the fastest found on an H200 (bench/gpu_ort.py, table in bench/README.md).  CUDA graphs are left out:
-#: Triton binds each request's own buffers, and a captured graph needs fixed addresses.
-CUDA_EP_OPTIONS: tuple[tuple[str, str], ...] = (
-    ("cudnn_conv_algo_search", "EXHAUSTIVE"),
-    ("prefer_nhwc", "1"),
-)
+#: through ``gpu_execution_accelerator { name: "cuda" }`` (onnxruntime_backend passes every key to ORT's
+#: CUDA provider options).  Only what is known to hold: cuDNN's exhaustive algorithm search, which Triton
+#: applies by default only when a config has ``parameters``.  Candidates ``bench/gpu_ort.py`` measures
+#: before they go here: ``prefer_nhwc`` (drops the NHWC→NCHW transposes of tf2onnx's export) and
+#: ``use_tf32``; CUDA graphs never: Triton binds each request's own buffers, a captured graph needs fixed ones.
+CUDA_EP_OPTIONS: tuple[tuple[str, str], ...] = (("cudnn_conv_algo_search", "EXHAUSTIVE"),)
 
 
 @dataclass(frozen=True)
