@@ -14,7 +14,9 @@ the artefact:
 - INT8: explicit Q/DQ (``onnx_quantize``), layout chosen by the target.
 
 The result is validated with ONNX Runtime on the CPU against the TensorFlow
-original.  A TensorRT plan is built last, from the validated ONNX file.
+original.  ORT's TensorRT accelerator builds its engines in the Job when the
+spec asks (``ort_trt_engines``); a TensorRT plan is built last, from the
+validated ONNX file.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class _Run:
     latency: dict[str, Any] = field(default_factory=dict)
     feeds: dict[str, Any] = field(default_factory=dict)
     plan: dict[str, Any] = field(default_factory=dict)
+    engines: dict[str, Any] = field(default_factory=dict)
 
 
 def run_onnx(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
@@ -111,6 +114,7 @@ def run_onnx(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
     finally:
         loaded.close()
     artefact = stage_dir / ONNX_FILE
+    _prebuild_engines(model, stage_dir, log, run)
     if spec.target.backend == "tensorrt":
         artefact = _build_plan(model, stage_dir, log, run)
     else:
@@ -166,6 +170,26 @@ def _validate(model: OptimizedModel, loaded: Any, path: Path, log: StageLog, run
         rec.details.update(maxAbsError=run.errors["maxAbsError"], maxRelError=run.errors["maxRelError"])
 
 
+def _prebuild_engines(model: OptimizedModel, stage_dir: Path, log: StageLog, run: _Run) -> None:
+    """ORT's TensorRT accelerator builds the engines in the Job when the spec asks (``ort_trt_engines``)."""
+    spec = model.spec
+    if spec.target.backend != "onnxruntime" or onnx_device(spec) != "GPU" or not spec.tensorrt.enabled:
+        return
+    from edgeopt.converter import ort_trt_engines
+    from edgeopt.triton.config import triton_max_batch, trt_accelerator_params
+
+    why = None if spec.tensorrt.build_engines else "tensorrt.buildEngines is false: Triton builds them at first load"
+    why = why or ort_trt_engines.unavailable()
+    if why:
+        log.skip("tensorrt-engines", why)
+        return
+    top = triton_max_batch(spec.target.max_batch_size, [*run.inputs, *run.outputs])
+    with log.stage("tensorrt-engines") as rec:
+        params = trt_accelerator_params(model, run.inputs, top)
+        run.engines = ort_trt_engines.build(stage_dir / ONNX_FILE, stage_dir / "trt-scratch", params, run.inputs, top)
+        rec.details.update(engines=run.engines["engines"], seconds=run.engines["seconds"])
+
+
 def _build_plan(model: OptimizedModel, stage_dir: Path, log: StageLog, run: _Run) -> Path:
     from edgeopt.converter import trt_build
 
@@ -213,7 +237,7 @@ def _report(model: OptimizedModel, log: StageLog, run: _Run) -> dict[str, Any]:
         signature=_signature(run),
         seconds=time.monotonic() - run.t0,
     )
-    full["onnx"] = run.onnx
+    full["onnx"] = {**run.onnx, **({"tensorrtEngines": run.engines} if run.engines else {})}
     if run.plan:  # the plan's TensorRT and GPU, not TensorFlow's (which has no TensorRT on this path)
         full["environment"].update(tensorrt=run.plan["tensorrt"], gpu=run.plan["gpu"] or full["environment"]["gpu"])
     return full

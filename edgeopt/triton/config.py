@@ -121,6 +121,11 @@ def _batchable(tensors: Sequence[TensorInfo]) -> bool:
     return all(len(t.shape) >= 1 and t.shape[0] == -1 for t in tensors)
 
 
+def triton_max_batch(wanted: int, tensors: Sequence[TensorInfo]) -> int:
+    """The config's max_batch_size: the spec's wish when every tensor has a variable leading dim, else 0."""
+    return wanted if wanted > 0 and _batchable(tensors) else 0
+
+
 def _tensor_config(t: TensorInfo, batched: bool) -> TensorConfig:
     shape = list(t.shape[1:] if batched else t.shape)
     if any(d < -1 or d == 0 for d in shape):
@@ -166,8 +171,8 @@ def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig
     if dupes:
         raise PublishError(f"tensor names must be unique across inputs and outputs; repeated: {', '.join(dupes)}")
     _check_scalars(artifact, target.backend)
-    batched = target.max_batch_size > 0 and _batchable([*artifact.inputs, *artifact.outputs])
-    max_batch = target.max_batch_size if batched else 0
+    max_batch = triton_max_batch(target.max_batch_size, [*artifact.inputs, *artifact.outputs])
+    batched = max_batch > 0
     inputs = tuple(_tensor_config(t, batched) for t in artifact.inputs)
     outputs = tuple(_tensor_config(t, batched) for t in artifact.outputs)
 
@@ -279,9 +284,16 @@ def trt_accelerator(artifact: Artifact, model: OptimizedModel, max_batch: int) -
     profile shapes (batch 1..max) are set when every non-batch dim is known, so one engine serves every
     batch instead of a rebuild per new shape.
     """
-    trt = model.spec.tensorrt
-    if not trt.enabled or not _onnx_on_gpu(artifact, model):
+    if not model.spec.tensorrt.enabled or not _onnx_on_gpu(artifact, model):
         return ()
+    return trt_accelerator_params(model, artifact.inputs, max_batch)
+
+
+def trt_accelerator_params(
+    model: OptimizedModel, inputs: Sequence[TensorInfo], max_batch: int
+) -> tuple[tuple[str, str], ...]:
+    """The TensorRT accelerator's parameters for these inputs (the converter Job builds engines with them too)."""
+    trt = model.spec.tensorrt
     cache = trt_cache_paths(model.model_name)
     params = [
         ("max_workspace_size_bytes", str(trt.max_workspace_size_bytes)),
@@ -290,12 +302,12 @@ def trt_accelerator(artifact: Artifact, model: OptimizedModel, max_batch: int) -
         ("trt_timing_cache_enable", "1"),
         ("trt_timing_cache_path", cache["timing"]),
     ]
-    if all(d > 0 for t in artifact.inputs for d in t.shape[1:]) and all(t.shape for t in artifact.inputs):
+    if all(d > 0 for t in inputs for d in t.shape[1:]) and all(t.shape for t in inputs):
         top = max(1, max_batch)
         params += [
-            ("trt_profile_min_shapes", _profile(artifact.inputs, 1)),
-            ("trt_profile_opt_shapes", _profile(artifact.inputs, top)),
-            ("trt_profile_max_shapes", _profile(artifact.inputs, top)),
+            ("trt_profile_min_shapes", _profile(inputs, 1)),
+            ("trt_profile_opt_shapes", _profile(inputs, top)),
+            ("trt_profile_max_shapes", _profile(inputs, top)),
         ]
     return tuple(params)
 

@@ -55,6 +55,20 @@ def test_tensorrt_plan_build(convbn_dir: Path, tmp_path: Path, precision: str, c
     assert 'platform: "tensorrt_plan"' in result.config_path.read_text()
 
 
+def test_the_job_builds_the_accelerators_engines(convbn_dir: Path, tmp_path: Path) -> None:
+    """tensorrt.buildEngines: ORT's TensorRT EP builds the engines in the Job, with the config's parameters."""
+    ort = pytest.importorskip("onnxruntime")
+    if "TensorrtExecutionProvider" not in ort.get_available_providers():
+        pytest.skip(reason="this onnxruntime has no TensorRT execution provider (needs onnxruntime-gpu + TensorRT)")
+    from edgeopt.converter.pipeline import convert_model
+
+    art = convert_model(_gpu_model(convbn_dir, tmp_path, "onnxruntime", "FP16"), tmp_path / "work")
+    engines = art.report["onnx"]["tensorrtEngines"]
+    assert engines["engines"] >= 1 and engines["engineBytes"] > 0 and engines["batches"] == [1, 4]
+    assert engines["providers"][0] == "TensorrtExecutionProvider"
+    assert not (art.savedmodel_dir.parent / "trt-scratch").exists()  # built to check and time, not published
+
+
 @pytest.mark.parametrize("precision", ["FP16", "INT8"])
 def test_onnxruntime_tensorrt_ep_runs_the_published_model(convbn_dir: Path, tmp_path: Path, precision: str) -> None:
     """The TensorRT EP with the options config.pbtxt gives it (no precision flags), caches written where it says."""

@@ -271,5 +271,9 @@ def test_fp16_artefact_keeps_fp32_inputs_and_outputs(convbn_dir: Path, tmp_path:
     assert 0 < validation["maxAbsError"] < 0.1
     config = build_model_config(art, model).render()
     assert "precision_mode" not in config
+    stages = {s["name"]: s for s in art.report["stages"]}
+    if device == "GPU" and "TensorrtExecutionProvider" not in __import__("onnxruntime").get_available_providers():
+        engines = stages["tensorrt-engines"]  # asked for (buildEngines defaults true), impossible here: says why
+        assert engines["status"] == "skipped" and "no TensorRT execution provider" in engines["details"]["reason"]
     if device == "CPU":
         assert "1.5x slower" in onnx_report["note"]

@@ -153,3 +153,34 @@ def test_tensorrt_majors_that_build(version: str, major: int) -> None:
 def test_tensorrt_majors_that_do_not(version: str) -> None:
     with pytest.raises(ConversionError, match="TensorRT"):
         trt_build.tensorrt_major(version)
+
+
+# --------------------------------------------------------------------------- ORT TensorRT engines in the Job
+
+
+def test_engine_options_are_the_configs_with_local_caches(tmp_path: Path) -> None:
+    from edgeopt.artifact import TensorInfo
+    from edgeopt.converter import ort_trt_engines
+    from edgeopt.spec import parse_manifest
+    from edgeopt.triton.config import trt_accelerator_params
+
+    model = parse_manifest({"apiVersion": "edgeopt.io/v1alpha1", "kind": "OptimizedModel", "metadata": {"name": "m"},
+                            "spec": {"source": {"uri": "file:///s", "format": "SavedModel"},
+                                     "target": {"repository": "file:///r", "backend": "onnxruntime", "device": "GPU"},
+                                     "tensorrt": {"enabled": True, "maxWorkspaceSizeBytes": 1 << 28}}})  # fmt: skip
+    params = trt_accelerator_params(model, [TensorInfo("x", "FP32", [-1, 4, 4, 3])], 8)
+    options = ort_trt_engines.ort_options(params, tmp_path)
+    assert options["trt_max_workspace_size"] == str(1 << 28) and "max_workspace_size_bytes" not in options
+    assert options["trt_engine_cache_path"] == str(tmp_path / "engines")
+    assert options["trt_timing_cache_path"] == str(tmp_path / "timing")
+    assert options["trt_profile_max_shapes"] == "x:8x4x4x3" and "precision_mode" not in options
+
+
+def test_zero_feeds_fill_the_batch_and_refuse_unknown_dims() -> None:
+    from edgeopt.artifact import TensorInfo
+    from edgeopt.converter.ort_trt_engines import zero_feeds
+
+    feeds = zero_feeds([TensorInfo("x", "FP16", [-1, 2, 3]), TensorInfo("n", "INT64", [-1])], 4)
+    assert feeds["x"].shape == (4, 2, 3) and feeds["x"].dtype == np.float16 and feeds["n"].shape == (4,)
+    with pytest.raises(ConversionError, match="declare full shapes .* tensorrt.buildEngines: false"):
+        zero_feeds([TensorInfo("x", "FP32", [-1, -1, 3])], 1)
