@@ -258,8 +258,8 @@ def create_job(body: Mapping[str, Any], model: OptimizedModel, job: str, setting
         configmap=job,
         serving_versions=serving_versions(st) or None,
         kept_versions=status.history_versions(st) or None,
+        queue_name=queue_name(model, settings),  # Kueue's: created suspended, with its LocalQueue label
     )
-    # Kueue: where queue_name(model, settings) is set, the Job is created suspended with its queue label.
     kopf.adopt([cm, job_body], owner=dict(body))  # type: ignore[arg-type]
     return Plan(
         create=(cm, job_body),

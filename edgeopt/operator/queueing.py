@@ -27,12 +27,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from edgeopt.operator import diagnosis, resources, status
+from edgeopt.operator import diagnosis, kueue, resources, status
 
 #: (namespace, Job name): how a conversion Job is keyed in the slot count.
 JobKey = tuple[str, str]
 #: The label Kueue reads on a Job; a Job that carries it is Kueue's to admit, not ours.
-QUEUE_NAME_LABEL = "kueue.x-k8s.io/queue-name"
+QUEUE_NAME_LABEL = kueue.QUEUE_LABEL
 #: nodeSelector keys that name a GPU product (NVIDIA GPU feature discovery's, and the like).
 PRODUCT_LABEL_SUFFIX = "gpu.product"
 #: Pod reasons that mean the Job cannot start by itself; after capacity_stall_seconds its slot goes.

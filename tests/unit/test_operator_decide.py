@@ -387,3 +387,14 @@ def test_cleanup_of_a_file_repository_keeps_the_files() -> None:
     assert not plan.create and reasons(plan) == ["FilesKept"]
     broken = {**body, "spec": {"source": {}}}
     assert progress.cleanup(broken, SETTINGS) == Plan() and not progress.cleanup_needed(broken, SETTINGS)
+
+
+def test_a_queue_managed_job_is_created_suspended_with_its_queue() -> None:
+    body = resource(converter={"queueName": "gpus"})
+    plan = decide.create_job(body, model_from_body(body), job_of(body), SETTINGS)
+    job_body = plan.create[1]
+    assert job_body["spec"]["suspend"] is True
+    assert job_body["metadata"]["labels"][queueing.QUEUE_NAME_LABEL] == "gpus"
+    assert queueing.job_slot(job_body) is None, "Kueue admits it: it holds none of the operator's slots"
+    plain = decide.create_job(GEN1, model_from_body(GEN1), job_of(GEN1), SETTINGS).create[1]
+    assert "suspend" not in plain["spec"] and queueing.job_slot(plain) == queueing.NO_GPU
