@@ -63,13 +63,6 @@ def cache_root() -> Path:
     return Path(base) / "bin"
 
 
-def binary_path(name: str) -> Path:
-    for b in BINARIES:
-        if b.name == name:
-            return cache_root() / b.version / name
-    raise KeyError(name)
-
-
 def _log(msg: str) -> None:
     print(f"[build] {msg}", file=sys.stderr, flush=True)
 
