@@ -182,8 +182,13 @@ def up(
     timeout: float = 90.0,
     die_with_parent: bool = False,
     audit: bool = False,
+    api_only: bool = False,
 ) -> ControlPlane:
     """Start etcd, kube-apiserver, kube-controller-manager and the node agent; return when ready.
+
+    ``api_only`` starts etcd and kube-apiserver alone (no controllers, no node
+    agent, so no podman and no images): enough for schema, dry-run and RBAC
+    checks, which the API server answers by itself.
 
     ``audit`` writes the API server's audit log (every request at Metadata
     level: who, verb, object, timestamps; never bodies) to ``logs/audit.log``,
@@ -205,14 +210,14 @@ def up(
     if alive or any((root / "run").glob("**/*.pid")):
         _log(f"cleaning up a previous run in {root}")
         down(root)
-    bins = ensure_binaries(["etcd", "kube-apiserver", "kube-controller-manager"])
-    if shutil.which("podman") is None:
+    bins = ensure_binaries(["etcd", "kube-apiserver", *([] if api_only else ["kube-controller-manager"])])
+    if shutil.which("podman") is None and not api_only:
         _log("warning: podman is not installed, so the node agent cannot run Pods (they wait in "
              "ContainerCreating); `edgeopt dev images` installs it and builds the images Pods run")
     for attempt in range(1, 4):
         _wipe(root)
         try:
-            return _start(root, bins, timeout, die_with_parent, audit)
+            return _start(root, bins, timeout, die_with_parent, audit, api_only)
         except PortTaken as exc:
             # Free ports are picked before the components bind them; on a busy
             # machine someone else can win that race.  New ports, new try.
@@ -247,7 +252,8 @@ def _audit_args(root: Path) -> list[str]:
 
 
 def _start(
-    root: Path, bins: dict[str, Path], timeout: float, die_with_parent: bool, audit: bool = False
+    root: Path, bins: dict[str, Path], timeout: float, die_with_parent: bool, audit: bool = False,
+    api_only: bool = False,
 ) -> ControlPlane:
     t0 = time.monotonic()
     deadline = t0 + timeout
@@ -302,6 +308,8 @@ def _start(
         admin.load_cert_chain(str(pki.admin.cert), str(pki.admin.key))
         _wait("kube-apiserver /readyz", lambda: _https_ok(f"{server}/readyz", admin), deadline, started, root)
         _log(f"kube-apiserver ready after {time.monotonic() - t0:.1f}s at {server}")
+        if api_only:
+            return ControlPlane(root, server, root / "kubeconfig")
         start("kube-controller-manager", [
             str(bins["kube-controller-manager"]), f"--kubeconfig={kcm_kubeconfig}",
             f"--authentication-kubeconfig={kcm_kubeconfig}", f"--authorization-kubeconfig={kcm_kubeconfig}",
