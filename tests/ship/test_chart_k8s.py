@@ -21,6 +21,7 @@ import yaml
 
 from edgeopt.operator.permissions import RULES
 from tests.fixtures.common import wait_for
+from tests.fixtures.k8s import wait_established
 from tests.ship import chart
 
 pytestmark = pytest.mark.apiserver
@@ -46,7 +47,7 @@ def crds_installed(kubectl: Any) -> None:
     kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=edgeopt-ship-tests", "-f", "-",
             input=crds)  # fmt: skip
     names = ("crd/optimizedmodels.edgeopt.io", "crd/clusterkopfpeerings.kopf.dev", "crd/kopfpeerings.kopf.dev")
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    wait_established(kubectl, *names)
 
 
 @pytest.mark.parametrize(
