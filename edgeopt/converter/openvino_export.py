@@ -62,14 +62,14 @@ def _openvino() -> Any:
     return openvino
 
 
-def quantize(ov_model: Any, batches: list[dict[str, Any]], samples: int) -> Any:
+def quantize(ov_model: Any, batches: list[dict[str, Any]]) -> Any:
     """NNCF post-training INT8 (symmetric weights and activations, CPU defaults) from calibration feeds."""
     try:
         import nncf
     except ImportError as exc:
         raise ConversionError(f"INT8 for OpenVINO needs the nncf package in the converter ({exc})") from exc
     try:
-        return nncf.quantize(ov_model, nncf.Dataset(batches), subset_size=max(1, samples))
+        return nncf.quantize(ov_model, nncf.Dataset(batches), subset_size=max(1, len(batches)))
     except Exception as exc:  # NNCF raises its own types
         first = str(exc).splitlines()[0][:400] if str(exc) else type(exc).__name__
         raise ConversionError(f"INT8 quantization with NNCF failed: {first}") from exc
@@ -93,7 +93,7 @@ def export(model: OptimizedModel, onnx_file: Path, stage_dir: Path, log: StageLo
     if precision == "INT8":
         with log.stage("quantize") as rec:
             batches, calibration = onnx_quantize.calibration_data(spec, inputs)
-            ov_model = quantize(ov_model, batches, calibration["samples"])
+            ov_model = quantize(ov_model, batches)
             details["int8"] = {"method": "nncf", "calibration": calibration}
             rec.details.update(method="nncf", samples=calibration["samples"])
     xml = stage_dir / XML_FILE
