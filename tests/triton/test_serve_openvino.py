@@ -1,4 +1,4 @@
-"""OpenVINO IR served by the real Triton: TF → tf2onnx → OpenVINO (FP32 / NNCF INT8) → the python backend's OpenVINO flavour.
+"""OpenVINO IR served by the real Triton: TF → tf2onnx → OpenVINO (FP32 / NNCF INT8) → the python flavour.
 
 The Triton here (2.51 from nvidia-pytriton) has only the Python backend, so
 ``backend: python`` + ``openvino.enabled`` is how an OpenVINO version answers

@@ -41,7 +41,8 @@ def test_openvino_backend_config() -> None:
     ("target", "openvino", "want"),
     [
         ({}, {}, {"inference_precision": "auto", "static_batch_sizes": "1,8"}),
-        ({"maxBatchSize": 4}, {"inferencePrecision": "f32"}, {"inference_precision": "f32", "static_batch_sizes": "1,4"}),
+        ({"maxBatchSize": 4}, {"inferencePrecision": "f32"},
+         {"inference_precision": "f32", "static_batch_sizes": "1,4"}),
         ({"maxBatchSize": 8, "dynamicBatching": {"preferredBatchSizes": [2, 8]}}, {},
          {"inference_precision": "auto", "static_batch_sizes": "1,2,8"}),
         ({"maxBatchSize": 0}, {}, {"inference_precision": "auto", "static_batch_sizes": ""}),
@@ -62,7 +63,9 @@ def test_static_batch_sizes(max_batch: int, preferred: list[int] | None, want: t
     assert static_batch_sizes(max_batch, preferred) == want
 
 
-@pytest.mark.parametrize(("backend", "fmt"), [("openvino", "onnx"), ("onnxruntime", "openvino"), ("tensorflow", "openvino")])
+@pytest.mark.parametrize(
+    ("backend", "fmt"), [("openvino", "onnx"), ("onnxruntime", "openvino"), ("tensorflow", "openvino")]
+)
 def test_a_backend_serves_only_its_format(backend: str, fmt: str) -> None:
     target = {"backend": backend, **({"device": "CPU"} if backend == "onnxruntime" else {})}
     with pytest.raises(PublishError, match=f"cannot serve a {fmt} artefact"):
