@@ -84,3 +84,22 @@ def test_openvino_version_answers_like_tensorflow(
             assert got[out].shape == ref.shape
             np.testing.assert_allclose(got[out], ref, rtol=1e-4 if exact else 0.1, atol=1e-5 if exact else 0.1)
     triton_client.unload(name)
+
+
+def test_openvino_backend_config_parses_and_names_the_missing_backend(
+    samples: dict[str, dict[str, Any]], triton_repository: Path, triton_client: TritonClient, tmp_path: Path
+) -> None:
+    """``backend: openvino`` (Triton's openvino backend): this Triton parses the config, then lacks the backend."""
+    from edgeopt.converter.pipeline import convert_model
+    from edgeopt.errors import ServingError
+
+    info, name = samples["convbn"], "openvino-native"
+    doc = openvino_manifest("convbn", info, triton_repository, name, tensorrt={"enabled": False, "precision": "FP32"})
+    doc.spec.target.backend, doc.spec.openvino.enabled = "openvino", False
+    result = publish_version(convert_model(doc, tmp_path / "work"), doc)
+    text = result.config_path.read_text()
+    assert 'backend: "openvino"' in text and "model_warmup" in text and "KIND_CPU" in text
+    with pytest.raises(ServingError) as err:
+        triton_client.load(name)
+    message = str(err.value)
+    assert name in message and "unable to find backend library for backend 'openvino'" in message
