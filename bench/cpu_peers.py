@@ -40,6 +40,8 @@ AREA = "cpu"
 BATCHES = (1, 8)
 THREADS = 2
 RECORD = "OpenVINO NNCF INT8 reshaped (record)"
+#: Idle time before each timed call: longer than ONNX Runtime's and OpenVINO's spin-wait after a run.
+GAP_S = 0.02
 Runner = Callable[[], Any]
 
 
@@ -193,7 +195,10 @@ def _latency(ctx: Context, result: AreaResult, prep: dict[str, Any], iterations:
     for batch in BATCHES:
         x = np.random.default_rng(batch).standard_normal((batch, int(size), int(size), 3)).astype(np.float32)
         runners, peers = _contenders(prep, x)
-        lat = {k: v.summary() for k, v in interleave(runners, iterations, warmup=3).items()}
+        # Nine runtimes in one process: a fresh order every round and a short idle gap, so none always
+        # follows the same neighbour's still-spinning threads (a plain rotation fixes who follows whom).
+        timed = interleave(runners, iterations, warmup=3, shuffle_seed=batch, gap_s=GAP_S)
+        lat = {k: v.summary() for k, v in timed.items()}
         del runners
         gc.collect()
         ctx.log(f"{prep['label']} b{batch}: " + ", ".join(f"{k} {v['p50']:.2f}" for k, v in lat.items()))
