@@ -40,6 +40,7 @@ from edgeopt.errors import EdgeoptError
 from edgeopt_dev import processes
 from edgeopt_dev.binaries import KUBERNETES_VERSION, ensure_binaries
 from edgeopt_dev.pki import ClusterPKI, create_cluster_pki
+from edgeopt_dev.podnet import PodNetworkError, ensure_local_route
 
 SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service, first address of the range
@@ -49,10 +50,12 @@ ISSUER = "https://kubernetes.default.svc.cluster.local"
 # controllers (the chart's operator and Triton), GC, namespace and service-account
 # controllers, root-ca-cert-publisher (the kube-root-ca.crt ConfigMap every
 # auto-mounted service-account token volume projects) and ttl-after-finished
-# (deletes finished Jobs after ttlSecondsAfterFinished, as the operator expects).
+# (deletes finished Jobs after ttlSecondsAfterFinished, as the operator expects), and
+# endpoint and endpointslice (each Service's Pod IPs and their readiness: what the
+# operator discovers Triton replicas from, and what Service names resolve to here).
 CONTROLLERS = (
     "job,deployment,replicaset,garbagecollector,namespace,serviceaccount,serviceaccount-token,"
-    "root-ca-cert-publisher,ttl-after-finished"
+    "root-ca-cert-publisher,ttl-after-finished,endpoint,endpointslice"
 )
 # Components in start order; ``down`` stops them in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "nodeagent")
@@ -206,6 +209,10 @@ def up(
         _log(f"cleaning up a previous run in {root}")
         down(root)
     bins = ensure_binaries(["etcd", "kube-apiserver", "kube-controller-manager"])
+    try:
+        ensure_local_route()
+    except PodNetworkError as exc:
+        raise ControlPlaneError(str(exc)) from exc
     if shutil.which("podman") is None:
         _log("warning: podman is not installed, so the node agent cannot run Pods (they wait in "
              "ContainerCreating); `edgeopt dev images` installs it and builds the images Pods run")

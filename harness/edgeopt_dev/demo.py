@@ -14,9 +14,10 @@ image as the chart's Triton Deployment, and the conversion Job's Pod runs in
 kubectl, waits for ``Ready``, shows ``kubectl logs`` of the converter Pod and
 asks Triton for an answer with tritonclient, over HTTP and over gRPC.
 
-The dev node shares the host's network: Triton's ports are picked free and
-set in the chart's values, and the chart's own Service URL for Triton
-resolves to loopback in the Pods (see podrun.service_hosts).  Each step
+The dev node shares the host's network, each Pod at an address of its own
+(podnet.py): the chart's Triton binds its Pod IP (``triton.bindPodIP``), the
+demo reaches it at the ready endpoint the EndpointSlice of the chart's Triton
+Service lists, and the Service's name resolves to that endpoint in the Pods.  Each step
 prints its time; a broken step stops the demo with its name and a non-zero
 exit; everything started is stopped in ``finally``.
 
@@ -258,7 +259,13 @@ def _demo(steps: Steps, root: Path, example: Path, cluster_dir: Path, timeout: f
                         "jsonpath={.items[0].spec.volumes[*].projected.sources[*].serviceAccountToken.path}")
         if "token" not in token:
             raise RuntimeError("the operator Pod has no projected ServiceAccount token volume")
-        triton_url, grpc_url = f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}"
+        # Where kube-proxy would send a client of the Service: a ready endpoint of its EndpointSlice.
+        endpoint = kubectl("get", "endpointslices", "-n", NAMESPACE, "-l",
+                           f"kubernetes.io/service-name={RELEASE}-triton", "-o",
+                           "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}").split()
+        if not endpoint:
+            raise RuntimeError(f"the EndpointSlice of Service {RELEASE}-triton lists no ready endpoint")
+        triton_url, grpc_url = f"http://{endpoint[0]}:{http_port}", f"{endpoint[0]}:{grpc_port}"
         wait_until("Triton /v2/health/ready", lambda: http_ok(f"{triton_url}/v2/health/ready"), 60)
         steps.say(f"  Triton HTTP {triton_url}, gRPC {grpc_url}")
         # The chart's own check, a Pod of the operator image that calls both Services by name.
@@ -294,7 +301,7 @@ def _demo(steps: Steps, root: Path, example: Path, cluster_dir: Path, timeout: f
 
 
 def chart_values(image_name: Any, triton_ports: tuple[int, int, int]) -> list[str]:
-    """``helm install`` flags for the dev cluster: the images built here, no GPU, Triton on free host ports.
+    """``helm install`` flags for the dev cluster: the images built here, no GPU, Triton at its Pod IP.
 
     Everything else is the chart's default: its security contexts, probes,
     RBAC, the converter's resources (a CPU conversion drops the GPU itself)
@@ -310,7 +317,7 @@ def chart_values(image_name: Any, triton_ports: tuple[int, int, int]) -> list[st
     return [
         *image("operator", "operator"), *image("converter", "converter-cpu"), *image("triton", "triton-cpu"),
         "--set", f"operator.livenessPort={free_port()}", "--set", f"operator.metricsPort={free_port()}",
-        "--set", "triton.enabled=true",
+        "--set", "triton.enabled=true", "--set", "triton.bindPodIP=true",
         "--set", f"triton.service.httpPort={http}", "--set", f"triton.service.grpcPort={grpc}",
         "--set", f"triton.service.metricsPort={metrics}",
         # The chart's Triton asks for a GPU; the dev node has none (null removes the key from the defaults).

@@ -2,7 +2,7 @@
 
 kube-apiserver answers ``pods/log`` by calling the kubelet of the Pod's node
 at the address and port the Node object advertises.  The node agent registers
-a Node (``edgeopt-local``, InternalIP 127.0.0.1), binds the Pods it can place
+a Node (``edgeopt-local``, InternalIP 127.0.0.1, podCIDR podnet.POD_CIDR), binds the Pods it can place
 to it as the scheduler would, and serves ``/containerLogs/<ns>/<pod>/<c>``
 over TLS (client certificates from the cluster CA only) from the container log
 files.  ``follow``, ``tailLines`` and ``limitBytes`` work; other kubelet APIs
@@ -26,6 +26,7 @@ from kubernetes.client import CoreV1Api
 from kubernetes.client.rest import ApiException
 
 from edgeopt_dev.binaries import KUBERNETES_VERSION
+from edgeopt_dev.podnet import POD_CIDR
 from edgeopt_dev.podspec import NODE_LABELS, NODE_NAME, node_capacity
 
 log = logging.getLogger("edgeopt.nodeagent")
@@ -51,8 +52,8 @@ def node_status(port: int) -> dict[str, Any]:
 
 def register_node(core: CoreV1Api, port: int) -> None:
     """Create (or take over) the Node object and publish where its kubelet listens."""
-    body = {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": NODE_NAME, "labels": dict(NODE_LABELS)}}
+    body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE_NAME, "labels": dict(NODE_LABELS)},
+            "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]}}
     try:
         core.create_node(body)
     except ApiException as exc:

@@ -30,6 +30,7 @@ from kubernetes.client import CoreV1Api
 from kubernetes.client.rest import ApiException
 
 from edgeopt_dev.controlplane import pvc_dir
+from edgeopt_dev.podnet import ServiceDirectory
 
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 # containerd's default capability set: a root process in a container has
@@ -69,6 +70,7 @@ class RuntimeContext:
     api_host: str
     api_port: int
     node_name: str = ""  # Pods are bound to this Node once schedulable ("" = leave unbound)
+    services: ServiceDirectory | None = None  # what Service names resolve to (None: read once from the API)
 
 
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -87,19 +89,24 @@ def expand(value: str, env: dict[str, str]) -> str:
 
 def field_value(pod: dict[str, Any], path: str) -> str:
     meta = pod["metadata"]
+    status = pod.get("status") or {}
     simple = {
         "metadata.name": meta.get("name", ""),
         "metadata.namespace": meta.get("namespace", ""),
         "metadata.uid": meta.get("uid", ""),
         "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
         "spec.nodeName": pod["spec"].get("nodeName", ""),
+        "status.podIP": status.get("podIP", ""),
+        "status.podIPs": ",".join(ip["ip"] for ip in status.get("podIPs") or []),
+        "status.hostIP": status.get("hostIP", ""),
+        "status.hostIPs": ",".join(ip["ip"] for ip in status.get("hostIPs") or []),
     }
     if path in simple:
         return str(simple[path])
     m = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
     if m:
         return str((meta.get(m.group(1)) or {}).get(m.group(2), ""))
-    raise CannotEmulate(f"fieldRef {path} is not emulated (no node, no pod IP here)")
+    raise CannotEmulate(f"fieldRef {path} is not emulated by the edgeopt node agent")
 
 
 def _read(kind: str, name: str, namespace: str, ctx: RuntimeContext) -> dict[str, Any] | None:

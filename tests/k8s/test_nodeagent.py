@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from edgeopt_dev.podnet import POD_CIDR
 from tests.fixtures.common import wait_for
 from tests.k8s.jobs import TEST_IMAGE, containers_of, job_manifest, job_pods, wait_job_finished
 
@@ -102,7 +104,8 @@ def test_labelled_job_runs_in_a_container_to_complete(control_plane, kubectl, co
     log = (control_plane.dir / "logs" / f"{namespace}_{pod.metadata.name}.log").read_text()
     assert f"pod {pod.metadata.name} in {namespace} says hello-{pod.metadata.name}" in log
     # Bound to the dev node like a scheduler would, so kube-apiserver reaches its kubelet endpoint.
-    assert pod.spec.node_name == "edgeopt-local" and pod.status.pod_ip == "127.0.0.1"
+    assert pod.spec.node_name == "edgeopt-local" and pod.status.host_ip == "127.0.0.1"
+    assert ipaddress.ip_address(pod.status.pod_ip) in ipaddress.ip_network(POD_CIDR), "its own address"
     assert kubectl("logs", "-n", namespace, "job/convert").stdout == log
     assert message["pid"] == 1, "the command is the container's init, in its own PID namespace"
     assert not containers_of(pod.metadata.uid), "the container is removed once its status is written"
@@ -315,9 +318,10 @@ def test_a_deployment_pod_restarts_in_place_and_its_readiness_probe_sets_ready(c
     """restartPolicy Always, as for the chart's operator and Triton: a crash restarts the container, not the Pod."""
     from edgeopt_dev.triton_server import free_port
 
-    port = free_port()
-    # Serves until a second start; then it stays up. The claimless state lives in an emptyDir of the Pod.
-    script = (f"if [ -e /state/first ]; then exec python -m http.server {port} --bind 127.0.0.1; fi; "
+    port = free_port("0.0.0.0")
+    # Serves (at its Pod IP, where the probe goes) until a second start; then it stays up. The claimless
+    # state lives in an emptyDir of the Pod.
+    script = (f"if [ -e /state/first ]; then exec python -m http.server {port} --bind $POD_IP; fi; "
               "touch /state/first; echo crash > /dev/termination-log; exit 7")
     body = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
@@ -327,6 +331,7 @@ def test_a_deployment_pod_restarts_in_place_and_its_readiness_probe_sets_ready(c
                      "containers": [{
                          "name": "web", "image": TEST_IMAGE, "command": ["sh", "-c", script],
                          "ports": [{"name": "http", "containerPort": port}],
+                         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
                          "volumeMounts": [{"name": "state", "mountPath": "/state"}],
                          "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
                      }]}}},
