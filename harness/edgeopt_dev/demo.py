@@ -31,7 +31,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -101,12 +100,6 @@ def source_root() -> Path:
     raise DemoError(
         "edgeopt demo needs a source checkout (charts/edgeopt and examples/); run `make demo` from the repository"
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_tool(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 120.0) -> str:
@@ -215,6 +208,7 @@ def _demo(steps: Steps, root: Path, example: Path, cluster_dir: Path, timeout: f
     from edgeopt_dev.binaries import ensure_binaries
     from edgeopt_dev.containers import image_size
     from edgeopt_dev.images import build_images, image_name
+    from edgeopt_dev.netutil import free_port
 
     with steps.step("build the images from the Dockerfile: operator, converter-cpu, triton-cpu (cached)"):
         for built in build_images():
@@ -307,6 +301,8 @@ def chart_values(image_name: Any, triton_ports: tuple[int, int, int]) -> list[st
     RBAC, the converter's resources (a CPU conversion drops the GPU itself)
     and the Triton URL the operator derives from the chart's Service.
     """
+    from edgeopt_dev.netutil import free_port
+
     http, grpc, metrics = triton_ports
 
     def image(key: str, target: str) -> list[str]:

@@ -1,6 +1,7 @@
 """The kubelet half of the node agent: run one Pod as an OCI container (podman, runc) and report it.
 
-A :class:`PodRun` owns one Pod from Pending to Succeeded/Failed: it resolves
+A :class:`PodRun` owns one Pod that kube-scheduler bound to the dev Node,
+from Pending to Succeeded/Failed: it resolves
 the Pod (podspec.py, podrun.py: image, env, volumes, securityContext),
 starts its container with ``podman run`` and writes Pod status the way a
 kubelet does: phase, conditions, ``containerStatuses[]`` with state,
@@ -11,9 +12,11 @@ kubelet).
 * ``restartPolicy`` Always and OnFailure restart the container in place,
   with the kubelet's back-off (10 s doubling to 5 min; ``CrashLoopBackOff``
   while waiting), so a Deployment's Pod lives as on a node.
-* httpGet, tcpSocket and exec probes run as a kubelet runs them: readiness
-  sets the Pod's Ready condition (what a Deployment's availability and
-  ``kubectl rollout status`` read), a failed liveness probe restarts the
+* httpGet, tcpSocket and exec probes run as a kubelet runs them, at the
+  Pod's IP: readiness sets ContainersReady, and Ready once every
+  ``readinessGates`` condition (set by others through pods/status, and kept)
+  is True too (what a Deployment's availability, ``kubectl rollout status``
+  and the EndpointSlices read); a failed liveness probe restarts the
   container, a startup probe holds the other two back.
 * Deleting the Pod, its activeDeadlineSeconds, or the job controller (the
   Job's deadline) stops the container: SIGTERM, SIGKILL after the grace.
@@ -36,10 +39,11 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
+from edgeopt_dev.layout import Layout
 from edgeopt_dev.node import NODE_IP
 from edgeopt_dev.podnet import write_in_place
 from edgeopt_dev.podrun import ContainerPlan, ContainerResult, Running, exec_in, resolve
-from edgeopt_dev.podspec import CannotEmulate, NotYet, RuntimeContext, check_schedulable
+from edgeopt_dev.podspec import CannotEmulate, NotYet, RuntimeContext
 
 log = logging.getLogger("edgeopt.nodeagent")
 RETRY_PENDING_SECONDS = 2.0
@@ -126,14 +130,13 @@ class PodRun:
         self.namespace = pod["metadata"]["namespace"]
         self.uid = pod["metadata"]["uid"]
         self.key = pod_key(pod)
-        self.pod_dir = ctx.root / "run" / "pods" / self.key
-        self.log_path = ctx.root / "logs" / f"{self.key}.log"
+        self.pod_dir = Layout(ctx.root).pod_dir(self.namespace, self.name)
+        self.log_path = Layout(ctx.root).pod_log(self.namespace, self.name)
         self.container = pod["spec"]["containers"][0]["name"]
         self.phase = "Pending"
         self._stop = threading.Event()
         self._stop_reason = ""
         self._grace = 30.0
-        self.bound = bool(pod["spec"].get("nodeName"))
         self.restarts = 0
         self._attempt_started = 0.0
         self.last_state: dict[str, Any] = {}
@@ -194,11 +197,10 @@ class PodRun:
         return False
 
     def _ips(self, status: dict[str, Any]) -> None:
-        """The node's address, and the Pod's own (podnet.py) once it runs here."""
-        if self.bound:
-            status.update(hostIP=NODE_IP, hostIPs=[{"ip": NODE_IP}])
-            if self.ip:
-                status.update(podIP=self.ip, podIPs=[{"ip": self.ip}])
+        """The node's address, and the Pod's own (podnet.py)."""
+        status.update(hostIP=NODE_IP, hostIPs=[{"ip": NODE_IP}])
+        if self.ip:
+            status.update(podIP=self.ip, podIPs=[{"ip": self.ip}])
 
     def _container_status(self, state: dict[str, Any], *, ready: bool = False,
                           started: bool | None = None) -> list[dict[str, Any]]:
@@ -208,14 +210,9 @@ class PodRun:
                   "state": state, "lastState": self.last_state}
         return [status]
 
-    def _pending(self, reason: str, message: str, scheduled: bool) -> None:
+    def _pending(self, reason: str, message: str) -> None:
         def mutate(status: dict[str, Any]) -> None:
             status["phase"] = "Pending"
-            if not scheduled:
-                status["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": reason,
-                                         "message": message, "lastTransitionTime": now(), "lastProbeTime": None}]
-                status.pop("containerStatuses", None)
-                return
             status["conditions"] = kubelet_conditions(status.get("conditions") or [], self.pod["spec"],
                                                       phase="Pending", containers_ready=False)
             status["containerStatuses"] = self._container_status({"waiting": {"reason": reason, "message": message}})
@@ -259,7 +256,7 @@ class PodRun:
             self.on_done(self)
 
     def _event(self, reason: str, message: str, *, warning: bool = False, component: str = "kubelet") -> None:
-        """An Event on the Pod, as scheduler and kubelet record them (for `kubectl describe pod`)."""
+        """An Event on the Pod, as the kubelet records them (for `kubectl describe pod`)."""
         stamp = now()
         body = {
             "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
@@ -272,22 +269,6 @@ class PodRun:
             self.ctx.core.create_namespaced_event(self.namespace, body)
         except ApiException as exc:
             log.debug("pod %s: event %s not recorded: %s", self.key, reason, exc.reason)
-
-    def _bind(self) -> None:
-        """What the scheduler does once the Pod fits: bind it to the node (so `kubectl logs` finds us)."""
-        if self.bound or not self.ctx.node_name:
-            return
-        body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": self.name},
-                "target": {"apiVersion": "v1", "kind": "Node", "name": self.ctx.node_name}}
-        try:  # _preload_content=False: the client cannot deserialize this response
-            self.ctx.core.create_namespaced_pod_binding(self.name, self.namespace, body, _preload_content=False)
-        except ApiException as exc:
-            if exc.status != 409:  # 409: already bound
-                raise
-        self.bound = True
-        self._event("Scheduled", f"Successfully assigned {self.namespace}/{self.name} to {self.ctx.node_name}",
-                    component="default-scheduler")
-        self.pod["spec"]["nodeName"] = self.ctx.node_name
 
     def _finish_deletion(self) -> None:
         """A bound Pod being deleted waits for its kubelet: once the process is gone, remove it for good."""
@@ -307,18 +288,12 @@ class PodRun:
         last = ""
         while True:
             try:
-                if not self.bound:
-                    check_schedulable(self.pod, self.ctx)
-                    self._bind()
                 return resolve(self.pod, self.pod["spec"]["containers"][0], self.pod_dir, self.ctx)
             except NotYet as exc:
                 if exc.message != last:
                     log.info("pod %s pending: %s", self.key, exc.message)
-                    if exc.scheduled:
-                        self._event("Failed", f"Error: {exc.message}", warning=True)
-                    else:
-                        self._event("FailedScheduling", exc.message, warning=True, component="default-scheduler")
-                    self._pending(exc.reason, exc.message, exc.scheduled)
+                    self._event("Failed", f"Error: {exc.message}", warning=True)
+                    self._pending(exc.reason, exc.message)
                     last = exc.message
             if self._stop.wait(RETRY_PENDING_SECONDS):
                 return None

@@ -1,20 +1,19 @@
-"""The dev cluster's node agent: the scheduler's binding and the kubelet's work, for one local Node.
+"""The dev cluster's node agent: the kubelet's work for one local Node, and a volume provisioner.
 
-kube-controller-manager runs the real **job controller** (a Job's Pods, its
-back-off, backoffLimit, podFailurePolicy, activeDeadlineSeconds and every
-Job condition) and the **deployment and replicaset controllers** (the
-chart's operator and Triton).  No kubelet and no scheduler can run here (no
-CNI), so this process plays both for every Pod (``--selector`` narrows it):
+kube-controller-manager runs the real controllers (Jobs, Deployments,
+EndpointSlices, the persistentvolume-binder...) and kube-scheduler binds
+Pods to the one Node, ``edgeopt-local``, which this process registers.  No
+kubelet can run here (no CNI), so this process plays it for every Pod bound
+to that Node (``--selector`` narrows it):
 
-* scheduler: a Pod with no ``nodeName`` that fits the Node (resources,
-  nodeSelector, tolerations, claims; podspec.py) is bound to ``edgeopt-local``,
-  else it stays Pending with ``PodScheduled=False/Unschedulable`` and a
-  ``FailedScheduling`` Event in the scheduler's words;
-* kubelet: a bound Pod runs as an OCI container with podman and runc
-  (kubelet.py, podrun.py) from a local image (nothing is pulled: ``edgeopt
-  dev images`` builds the Dockerfile's), its status is written as kubelet
-  writes it, a Pod being deleted has its container stopped and is then
-  removed, and ``kubectl logs`` reads its output (node.py).
+* a bound Pod runs as an OCI container with podman and runc (kubelet.py,
+  podrun.py) from a local image (nothing is pulled: ``edgeopt dev images``
+  builds the Dockerfile's), at an address of its own with Service names in
+  its /etc/hosts (podnet.py); its status is written as kubelet writes it
+  (readiness gates included), a Pod being deleted has its container stopped
+  and is then removed, and ``kubectl logs`` reads its output (node.py);
+* each claim gets a hostPath PersistentVolume under the cluster folder
+  (volumes.py), which the binder binds to it.
 
 Pods bound here that are still Running when the agent starts lost their
 container with the previous agent (it is removed): they are marked Failed
@@ -42,10 +41,12 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from edgeopt_dev.kubelet import PodRun, now
+from edgeopt_dev.layout import Layout
 from edgeopt_dev.node import NODE_NAME, KubeletServer, register_node
 from edgeopt_dev.podnet import PodIPs, ServiceDirectory
 from edgeopt_dev.podrun import remove_cluster_containers
 from edgeopt_dev.podspec import RuntimeContext
+from edgeopt_dev.volumes import Provisioner
 
 log = logging.getLogger("edgeopt.nodeagent")
 #: Pods of Jobs (the job controller's label), for ``--selector``; the default is every Pod.
@@ -104,7 +105,7 @@ class NodeAgent:
         host = urlparse(api.configuration.host)
         self.services = ServiceDirectory(self._services_changed)
         self.ctx = RuntimeContext(root=root, core=self.core, api_host=host.hostname or "127.0.0.1",
-                                  api_port=host.port or 443, node_name=NODE_NAME, services=self.services)
+                                  api_port=host.port or 443, services=self.services)
         self.ips = PodIPs()
         self.runs: dict[str, PodRun] = {}
         self.finished: set[str] = set()  # uids run to the end: a stale event never starts them again
@@ -142,7 +143,7 @@ class NodeAgent:
         if run is not None:
             run.observe(pod)
             return
-        if status.get("phase") in TERMINAL or (node and node != NODE_NAME):
+        if status.get("phase") in TERMINAL or node != NODE_NAME:  # unbound: kube-scheduler's to place
             return
         if self.stopping.is_set():  # the node is going away: it takes no new Pod
             return
@@ -193,10 +194,16 @@ class NodeAgent:
         # Port 0: the kernel picks a free one, and the Node object tells kube-apiserver.
         server = KubeletServer(self.root, 0, self.root / "pki", self.is_running)
         server.start()
-        register_node(self.core, server.server_address[1])
+        register_node(self.core, server.server_address[1], self.root)
         discovery = client.DiscoveryV1Api(self.api)
-        synced = {name: threading.Event() for name in ("pods", "services", "endpointslices")}
+        volumes = Provisioner(self.core, self.root)
+        watches = ("persistentvolumes", "persistentvolumeclaims", "services", "endpointslices", "pods")
+        synced = {name: threading.Event() for name in watches}
         for name, list_call, listed, event, kwargs in (
+            ("persistentvolumes", self.core.list_persistent_volume, volumes.volumes_listed, volumes.volume_event,
+             {}),
+            ("persistentvolumeclaims", self.core.list_persistent_volume_claim_for_all_namespaces,
+             volumes.claims_listed, volumes.claim_event, {}),
             ("services", self.core.list_service_for_all_namespaces, self.services.services_listed,
              self.services.service_event, {}),
             ("endpointslices", discovery.list_endpoint_slice_for_all_namespaces, self.services.slices_listed,
@@ -209,7 +216,7 @@ class NodeAgent:
         while not all(e.wait(0.2) for e in synced.values()):
             if self.stopping.is_set():
                 return
-        (self.root / "run" / "nodeagent.ready").write_text(f"{now()}\n")
+        Layout(self.root).node_ready.write_text(f"{now()}\n")
         log.info("node agent ready: %s on node %s", f"Pods with {self.selector}" if self.selector else "every Pod",
                  NODE_NAME)
         self.stopping.wait()

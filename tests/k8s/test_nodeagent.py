@@ -41,7 +41,7 @@ def batch(k8s_client):
 
 
 def make_claim(core, control_plane, namespace: str) -> tuple[str, Path]:
-    """A PVC object (the runner wants it to exist, like a scheduler) and its local folder."""
+    """A PVC (kube-scheduler places a Pod once it is bound) and the folder of its hostPath volume."""
     claim = f"data-{namespace}"  # PVC folders are per cluster: keep tests apart
     core.create_namespaced_persistent_volume_claim(namespace, {
         "metadata": {"name": claim},
@@ -232,25 +232,6 @@ def test_read_only_root_covers_host_files_bound_into_the_pod(core, batch, namesp
     assert value == "1" and "Read-only file system" in hostname and new == "ro" and volume == "vol-rw"
 
 
-def test_pod_waits_like_kubelet_for_a_missing_claim_and_a_gpu(control_plane, core, batch, namespace):
-    claim = f"data-{namespace}"  # what make_claim creates, later
-    batch.create_namespaced_job(namespace, job_manifest("waits", ["true"], **pvc_volume(claim, "/mnt/late")))
-    gpu = job_manifest("gpu", ["true"], container={"resources": {"limits": {"nvidia.com/gpu": 1}}})
-    batch.create_namespaced_job(namespace, gpu)
-
-    def unschedulable(job: str) -> str:
-        [pod] = job_pods(core, job, namespace)
-        [cond] = [c for c in pod.status.conditions or [] if c.type == "PodScheduled"]
-        assert (pod.status.phase, cond.status, cond.reason) == ("Pending", "False", "Unschedulable")
-        return cond.message
-
-    assert wait_for(lambda: unschedulable("waits"), timeout=20) == f'persistentvolumeclaim "{claim}" not found'
-    assert "Insufficient nvidia.com/gpu" in wait_for(lambda: unschedulable("gpu"), timeout=20)
-    assert make_claim(core, control_plane, namespace)[0] == claim
-    assert wait_job_finished(batch, "waits", namespace, timeout=30)["type"] == "Complete"
-    assert unschedulable("gpu")  # still waiting: no node here has a GPU
-
-
 def test_service_account_token_is_real_and_rbac_applies_in_the_pod(core, batch, namespace):
     script = (
         "from kubernetes import client, config\n"
@@ -316,7 +297,7 @@ def test_run_as_non_root_against_a_root_image_waits_as_a_kubelet_refuses_it(core
 
 def test_a_deployment_pod_restarts_in_place_and_its_readiness_probe_sets_ready(core, k8s_client, namespace):
     """restartPolicy Always, as for the chart's operator and Triton: a crash restarts the container, not the Pod."""
-    from edgeopt_dev.triton_server import free_port
+    from edgeopt_dev.netutil import free_port
 
     port = free_port("0.0.0.0")
     # Serves (at its Pod IP, where the probe goes) until a second start; then it stays up. The claimless

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from edgeopt_dev.netutil import free_port
 from edgeopt_dev.podnet import POD_CIDR
-from edgeopt_dev.triton_server import free_port
 from tests.fixtures.common import wait_for
 from tests.k8s.jobs import TEST_IMAGE
 
