@@ -20,9 +20,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="dev_command", metavar="{build,up,down,images}")
     sub.required = True
     build = sub.add_parser("build", help="build (or find cached) etcd, kube-apiserver, kube-controller-manager, "
-                                         "kubectl, helm and kube-score from their Go modules")
+                                         "kube-scheduler, kubectl, helm and kube-score from their Go modules")
     build.add_argument("names", nargs="*", help="only these binaries")
-    up = sub.add_parser("up", help="start etcd, kube-apiserver, kube-controller-manager and the node agent")
+    up = sub.add_parser("up", help="start etcd, kube-apiserver, kube-controller-manager, kube-scheduler "
+                                   "and the node agent")
     up.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
     up.add_argument("--detach", action="store_true", help="return once ready; stop later with `dev down`")
     down = sub.add_parser("down", help="stop everything `dev up` started in DIR")
