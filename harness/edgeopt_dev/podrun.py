@@ -481,6 +481,8 @@ def remove_container(name: str) -> None:
 
 def remove_cluster_containers(root: Path) -> list[str]:
     """Remove every container left by an earlier node agent of this dev cluster (it lost them); their names."""
+    if shutil.which("podman") is None:  # none can have been started (up warns; Pods wait in ContainerCreating)
+        return []
     proc = subprocess.run(["podman", "ps", "--all", "--filter", f"label={CLUSTER_LABEL}={cluster_label(root)}",
                            "--format", "{{.Names}}"], env=podman_env(), capture_output=True, text=True, check=False)
     names = proc.stdout.split()
