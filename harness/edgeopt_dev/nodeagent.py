@@ -42,7 +42,7 @@ from kubernetes.client.rest import ApiException
 
 from edgeopt_dev.kubelet import PodRun, now
 from edgeopt_dev.layout import Layout
-from edgeopt_dev.node import NODE_NAME, KubeletServer, register_node
+from edgeopt_dev.node import NODE_IP, NODE_NAME, KubeletServer, register_node
 from edgeopt_dev.podnet import PodIPs, ServiceDirectory
 from edgeopt_dev.podrun import remove_cluster_containers
 from edgeopt_dev.podspec import RuntimeContext
@@ -153,7 +153,9 @@ class NodeAgent:
         with self.lock:
             if uid in self.runs or uid in self.finished:
                 return
-            run = PodRun(pod, self.ctx, self.pod_done, self.ips.allocate(uid))
+            # hostNetwork: the node's address, as a kubelet gives it; every other Pod an address of its own.
+            ip = NODE_IP if spec.get("hostNetwork") else self.ips.allocate(uid)
+            run = PodRun(pod, self.ctx, self.pod_done, ip)
             self.runs[uid] = run
         log.info("pod %s/%s: taking it", meta["namespace"], meta["name"])
         run.start()
