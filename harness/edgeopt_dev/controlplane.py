@@ -97,7 +97,7 @@ def _pidfile(root: Path, name: str) -> Path:
     return Layout(root).pidfile(name)
 
 
-def _kubeconfig(path: Path, server: str, pki: ClusterPKI, cert: Path, key: Path, user: str) -> None:
+def _kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> None:
     """Write a self-contained kubeconfig (certificates inlined) readable by kubectl and the client."""
     import base64
 
@@ -108,7 +108,7 @@ def _kubeconfig(path: Path, server: str, pki: ClusterPKI, cert: Path, key: Path,
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "edgeopt-dev", "cluster": {
-            "server": server, "certificate-authority-data": b64(pki.ca.cert)}}],
+            "server": server, "certificate-authority-data": b64(ca)}}],
         "users": [{"name": user, "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}],
         "contexts": [{"name": "edgeopt-dev", "context": {"cluster": "edgeopt-dev", "user": user}}],
         "current-context": "edgeopt-dev",
@@ -267,7 +267,7 @@ class _Start:
 
     def client_kubeconfig(self, name: str, pair: CertPair, user: str) -> Path:
         path = self.layout.pki / f"{name}.kubeconfig"
-        _kubeconfig(path, self.server, self.pki, pair.cert, pair.key, user)
+        _kubeconfig(path, self.server, self.pki.ca.cert, pair.cert, pair.key, user)
         return path
 
     def healthz(self, name: str, port: int) -> None:
@@ -289,7 +289,7 @@ def _start(
     try:
         _start_api(run, audit)
         _write_state(layout, run.server, ports)
-        _kubeconfig(layout.kubeconfig, run.server, pki, pki.admin.cert, pki.admin.key, "edgeopt-admin")
+        _kubeconfig(layout.kubeconfig, run.server, pki.ca.cert, pki.admin.cert, pki.admin.key, "edgeopt-admin")
         admin = ssl.create_default_context(cafile=str(pki.ca.cert))
         admin.load_cert_chain(str(pki.admin.cert), str(pki.admin.key))
         run.wait("kube-apiserver /readyz", lambda: _https_ok(f"{run.server}/readyz", admin))
