@@ -50,6 +50,13 @@ PARAM_MODEL_FORMAT = "model_format"
 PARAM_ONNX_FILE = "onnx_file"
 ONNX_FILENAME = "model.onnx"
 PLAN_FILENAME = "model.plan"
+#: OpenVINO IR: the graph (model.xml, Triton's openvino backend's default file name) and its weights beside it.
+OPENVINO_FILENAME = "model.xml"
+OPENVINO_WEIGHTS_FILENAME = "model.bin"
+#: The OpenVINO flavour of the python backend: model.py runs this file with OpenVINO (see _edgeopt_openvino).
+PARAM_OPENVINO_FILE = "openvino_file"
+PARAM_INFERENCE_PRECISION = "inference_precision"
+PARAM_STATIC_BATCHES = "static_batch_sizes"
 #: Triton platform per backend that has one (python is a backend, not a platform).
 PLATFORMS = {"tensorflow": "tensorflow_savedmodel", "onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
 #: Where ONNX Runtime's TensorRT EP keeps engines and timing caches inside the Triton container.  The
@@ -186,7 +193,7 @@ def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig
         online_trt_workspace_bytes=trt.max_workspace_size_bytes if online_trt else None,
         online_trt_minimum_segment_size=trt.minimum_segment_size if online_trt else None,
         online_trt_max_cached_engines=trt.maximum_cached_engines if online_trt else None,
-        parameters=_backend_parameters(artifact, target.backend),
+        parameters=_backend_parameters(artifact, model, max_batch, preferred),
         trt_accelerator=trt_accelerator(artifact, model, max_batch),
         cuda_accelerator=cuda_accelerator(artifact, model),
     )
@@ -222,9 +229,13 @@ def _online_trt_precision(artifact: Artifact, model: OptimizedModel) -> str | No
     return None
 
 
-def _backend_parameters(artifact: Artifact, backend: str) -> tuple[tuple[str, str], ...]:
-    """The python backend's parameters: which artefact model.py loads, and how."""
-    if backend != "python":
+def _backend_parameters(
+    artifact: Artifact, model: OptimizedModel, max_batch: int, preferred: tuple[int, ...] | None
+) -> tuple[tuple[str, str], ...]:
+    """OpenVINO's parameters, or the python backend's: which artefact model.py loads, and how."""
+    if artifact.model_format == "openvino":
+        return tuple(openvino_parameters(model, max_batch, preferred))
+    if model.spec.target.backend != "python":
         return ()
     if artifact.model_format == "onnx":
         return ((PARAM_MODEL_FORMAT, "onnx"), (PARAM_ONNX_FILE, ONNX_FILENAME))
@@ -239,10 +250,37 @@ def _backend_parameters(artifact: Artifact, backend: str) -> tuple[tuple[str, st
 #: Which artefact format each backend serves.
 BACKEND_FORMATS = {
     "tensorflow": ("savedmodel",),
-    "python": ("savedmodel", "onnx"),
+    "python": ("savedmodel", "onnx", "openvino"),
     "onnxruntime": ("onnx",),
     "tensorrt": ("plan",),
+    "openvino": ("openvino",),
 }
+
+
+def static_batch_sizes(max_batch: int, preferred: Sequence[int] | None) -> tuple[int, ...]:
+    """The batch sizes an OpenVINO version compiles a static-shape model for: 1, the largest, the preferred."""
+    if max_batch <= 0:
+        return ()
+    return tuple(sorted({1, max_batch, *(preferred or ())}))
+
+
+def openvino_parameters(
+    model: OptimizedModel, max_batch: int, preferred: Sequence[int] | None
+) -> list[tuple[str, str]]:
+    """config.pbtxt parameters of an OpenVINO IR version: Triton's openvino backend's, or the python flavour's.
+
+    The openvino backend reads upper-case keys (PERFORMANCE_HINT, NUM_STREAMS...) and refuses unknown ones;
+    it has no key for the inference precision, so it runs OpenVINO's default (the spec refuses
+    ``inferencePrecision: f32`` there).  The python flavour's model.py reads the lower-case keys.
+    """
+    if model.spec.target.backend == "openvino":
+        return [("PERFORMANCE_HINT", "LATENCY"), ("NUM_STREAMS", "1")]
+    return [
+        (PARAM_MODEL_FORMAT, "openvino"),
+        (PARAM_OPENVINO_FILE, OPENVINO_FILENAME),
+        (PARAM_INFERENCE_PRECISION, model.spec.openvino.inference_precision),
+        (PARAM_STATIC_BATCHES, ",".join(str(b) for b in static_batch_sizes(max_batch, preferred))),
+    ]
 
 
 def _check_format(model_format: str, backend: str) -> None:
@@ -362,8 +400,8 @@ def render_config(cfg: ModelConfig) -> str:
     lines = [f"name: {_quote(cfg.name)}"]
     if cfg.backend in PLATFORMS:
         lines.append(f"platform: {_quote(PLATFORMS[cfg.backend])}")
-    else:
-        lines.append('backend: "python"')
+    else:  # python, openvino: backends without a platform name
+        lines.append(f"backend: {_quote(cfg.backend)}")
     lines.append(f"max_batch_size: {cfg.max_batch_size}")
     lines += _tensor_list("input", cfg.inputs)
     lines += _tensor_list("output", cfg.outputs)

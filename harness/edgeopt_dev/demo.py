@@ -14,9 +14,10 @@ image as the chart's Triton Deployment, and the conversion Job's Pod runs in
 kubectl, waits for ``Ready``, shows ``kubectl logs`` of the converter Pod and
 asks Triton for an answer with tritonclient, over HTTP and over gRPC.
 
-The dev node shares the host's network: Triton's ports are picked free and
-set in the chart's values, and the chart's own Service URL for Triton
-resolves to loopback in the Pods (see podrun.service_hosts).  Each step
+The dev node shares the host's network, each Pod at an address of its own
+(podnet.py): the chart's Triton binds its Pod IP (``triton.bindPodIP``), the
+demo reaches it at the ready endpoint the EndpointSlice of the chart's Triton
+Service lists, and the Service's name resolves to that endpoint in the Pods.  Each step
 prints its time; a broken step stops the demo with its name and a non-zero
 exit; everything started is stopped in ``finally``.
 
@@ -30,7 +31,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -115,12 +115,6 @@ def source_root() -> Path:
     raise DemoError(
         "edgeopt demo needs a source checkout (charts/edgeopt and examples/); run `make demo` from the repository"
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_tool(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 120.0) -> str:
@@ -253,6 +247,8 @@ class Cluster:
     tools: dict[str, Path]
     admin: dict[str, str]
     ports: tuple[int, int, int]
+    #: Triton's Pod IP, a ready endpoint of its Service's EndpointSlice (known once its Pod is Ready).
+    triton_host: str = "127.0.0.1"
 
     def kubectl(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0) -> str:
         return run_tool([str(self.tools["kubectl"]), *args], env=env or self.admin, timeout=timeout)
@@ -262,11 +258,11 @@ class Cluster:
 
     @property
     def triton_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports[0]}"
+        return f"http://{self.triton_host}:{self.ports[0]}"
 
     @property
     def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.ports[1]}"
+        return f"{self.triton_host}:{self.ports[1]}"
 
 
 def _demo(steps: Steps, root: Path, example: Path, cluster_dir: Path, timeout: float) -> dict[str, Any]:
@@ -282,6 +278,7 @@ def _start(steps: Steps, cluster_dir: Path) -> Cluster:
     from edgeopt_dev.binaries import ensure_binaries
     from edgeopt_dev.containers import image_size
     from edgeopt_dev.images import build_images
+    from edgeopt_dev.netutil import free_port
 
     with steps.step("build the images from the Dockerfile: operator, converter-cpu, triton-cpu (cached)"):
         images = {}
@@ -338,6 +335,13 @@ def _pods_ready(steps: Steps, cluster: Cluster) -> None:
                                 "jsonpath={.items[0].spec.volumes[*].projected.sources[*].serviceAccountToken.path}")
         if "token" not in token:
             raise RuntimeError("the operator Pod has no projected ServiceAccount token volume")
+        # Where kube-proxy would send a client of the Service: a ready endpoint of its EndpointSlice.
+        endpoint = cluster.kubectl("get", "endpointslices", "-n", NAMESPACE, "-l",
+                                   f"kubernetes.io/service-name={RELEASE}-triton", "-o",
+                                   "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}").split()
+        if not endpoint:
+            raise RuntimeError(f"the EndpointSlice of Service {RELEASE}-triton lists no ready endpoint")
+        cluster.triton_host = endpoint[0]
         wait_until("Triton /v2/health/ready", lambda: http_ok(f"{cluster.triton_url}/v2/health/ready"), 60)
         steps.say(f"  Triton HTTP {cluster.triton_url}, gRPC {cluster.grpc_url}")
         # The chart's own check, a Pod of the operator image that calls both Services by name.
@@ -408,12 +412,14 @@ def _infer_both(steps: Steps, cluster: Cluster, status: dict[str, Any]) -> dict[
 
 
 def chart_values(image_name: Any, triton_ports: tuple[int, int, int]) -> list[str]:
-    """``helm install`` flags for the dev cluster: the images built here, no GPU, Triton on free host ports.
+    """``helm install`` flags for the dev cluster: the images built here, no GPU, Triton at its Pod IP.
 
     Everything else is the chart's default: its security contexts, probes,
     RBAC, the converter's resources (a CPU conversion drops the GPU itself)
     and the Triton URL the operator derives from the chart's Service.
     """
+    from edgeopt_dev.netutil import free_port
+
     http, grpc, metrics = triton_ports
 
     def image(key: str, target: str) -> list[str]:
@@ -424,7 +430,7 @@ def chart_values(image_name: Any, triton_ports: tuple[int, int, int]) -> list[st
     return [
         *image("operator", "operator"), *image("converter", "converter-cpu"), *image("triton", "triton-cpu"),
         "--set", f"operator.livenessPort={free_port()}", "--set", f"operator.metricsPort={free_port()}",
-        "--set", "triton.enabled=true",
+        "--set", "triton.enabled=true", "--set", "triton.bindPodIP=true",
         "--set", f"triton.service.httpPort={http}", "--set", f"triton.service.grpcPort={grpc}",
         "--set", f"triton.service.metricsPort={metrics}",
         # The chart's Triton asks for a GPU; the dev node has none (null removes the key from the defaults).
