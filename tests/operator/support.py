@@ -11,24 +11,23 @@ import copy
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from edgeopt_dev.images import image_name
+from edgeopt_dev.netutil import free_port
 from tests.fixtures.common import wait_for
+from tests.fixtures.k8s import Kubectl
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "optimizedmodels.edgeopt.io.yaml"
 EXAMPLE = REPO / "examples" / "add-checkpoint-cpu.yaml"
-Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
 
 #: The local tests run the converter on the CPU with the dev node agent, in the converter-cpu
 #: image built here; no GPU, no retries (a conversion error is deterministic), quick capacity re-checks,
@@ -42,12 +41,6 @@ TEST_ENV = {
     "EDGEOPT_MAX_CONCURRENT_CONVERSIONS": "1",
     "EDGEOPT_MAX_CONCURRENT_CPU_CONVERSIONS": "1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class OperatorProcess:
