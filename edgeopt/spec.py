@@ -89,6 +89,8 @@ URI_PATTERN = rf"^(file://(/{_SEGMENT})+|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/{_
 REPOSITORY_URI_PATTERN = URI_PATTERN
 #: An http(s) URL: scheme, a host, an optional path; no whitespace anywhere.
 TRITON_URL_PATTERN = r"^https?://[^/\s]+(/\S*)?$"
+#: A Kueue LocalQueue name: an object name that is also a label value (the Job carries it as one).
+QUEUE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$"
 #: ``graph`` and ``checkpoint``: relative to the source, never absolute, no empty segment.
 RELATIVE_PATH_PATTERN = rf"^{_SEGMENT}(/{_SEGMENT})*$"
 #: What the CRD's CEL rule refuses on top of the pattern: '.' and '..' segments.
@@ -292,6 +294,12 @@ class Converter:
     backoff_limit: int | None = spec_field(None, key="backoffLimit", minimum=0, doc="Job retries.")
     ttl_seconds_after_finished: int | None = spec_field(
         None, key="ttlSecondsAfterFinished", minimum=0, doc="Job clean-up."
+    )
+    queue_name: str | None = spec_field(
+        None,
+        key="queueName",
+        pattern=QUEUE_NAME_PATTERN,
+        doc="Kueue LocalQueue that admits the Job; the operator's own conversion slots then step aside.",
     )
 
 

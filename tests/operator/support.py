@@ -30,7 +30,8 @@ CRD = REPO / "crds" / "optimizedmodels.edgeopt.io.yaml"
 EXAMPLE = REPO / "examples" / "add-checkpoint-cpu.yaml"
 
 #: The local tests run the converter on the CPU with the dev node agent, in the converter-cpu
-#: image built here; no GPU, no retries (a conversion error is deterministic), quick capacity re-checks.
+#: image built here; no GPU, no retries (a conversion error is deterministic), quick capacity re-checks,
+#: one slot per class (the capacity tests see the queue with two resources).
 TEST_ENV = {
     "EDGEOPT_CONVERTER_IMAGE": image_name("converter-cpu"),
     "EDGEOPT_CONVERTER_RESOURCES": "{}",
@@ -38,6 +39,7 @@ TEST_ENV = {
     "EDGEOPT_CAPACITY_POLL_SECONDS": "1",
     "EDGEOPT_SERVING_BACKOFF_SECONDS": "1",
     "EDGEOPT_MAX_CONCURRENT_CONVERSIONS": "1",
+    "EDGEOPT_MAX_CONCURRENT_CPU_CONVERSIONS": "1",
 }
 
 
