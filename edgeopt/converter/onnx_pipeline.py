@@ -29,7 +29,7 @@ from typing import Any
 
 from edgeopt.artifact import Artifact, TensorInfo
 from edgeopt.converter.stages import StageLog
-from edgeopt.spec import OptimizedModel, onnx_device
+from edgeopt.spec import OptimizedModel, onnx_device, precision_of
 
 ONNX_FILE = "model.onnx"
 PLAN_FILE = "model.plan"
@@ -41,13 +41,15 @@ def _convert_precision(model: OptimizedModel, exported: Path, stage_dir: Path, l
     from edgeopt.converter import onnx_export, onnx_quantize
 
     spec = model.spec
-    precision = spec.tensorrt.precision
+    precision = precision_of(spec)
     final = stage_dir / ONNX_FILE
     if precision == "INT8":
         with log.stage("quantize") as rec:
             inputs, _ = onnx_export.onnx_signature_of(exported)
             details = onnx_quantize.quantize(exported, final, spec, inputs)
-            rec.details.update(layout=details["layout"]["name"], method=details["method"])
+            rec.details.update(
+                layout=details["layout"]["name"], method=details["method"], floatNodes=len(details["floatNodes"])
+            )
         exported.unlink()
         return {"precision": "INT8", "int8": details, "precisionBy": "onnx"}
     if precision == "FP16" and not onnx_quantize.runs_on_tensorrt(spec):
@@ -125,7 +127,7 @@ def _export(model: OptimizedModel, loaded: Any, stage_dir: Path, log: StageLog, 
     from edgeopt.converter.graph_model import op_counts
 
     with log.stage("freeze") as rec:
-        frozen = freeze.freeze(loaded)
+        frozen = freeze.freeze(loaded, for_onnx=True)
         run.ops["before"] = op_counts(frozen.graph_def)
         rec.details["ops"] = run.ops["before"]["total"]
     with log.stage("optimize") as rec:
@@ -147,14 +149,16 @@ def _export(model: OptimizedModel, loaded: Any, stage_dir: Path, log: StageLog, 
 
 def _validate(model: OptimizedModel, loaded: Any, path: Path, log: StageLog, run: _Run) -> None:
     """ONNX Runtime vs the TensorFlow original on the validation inputs, and both latencies."""
-    from edgeopt.converter import onnx_validate, validate
+    from edgeopt.converter import onnx_quantize, onnx_validate, validate
 
     spec = model.spec
     with log.stage("validate") as rec:
         runner = onnx_validate.ort_runner(onnx_validate.ort_session(path))
         run.feeds, origin = validate.validation_inputs(spec, run.inputs)
+        int8 = run.onnx.get("int8")
+        remedy = {"remedy": onnx_quantize.remedy(int8)} if int8 else {}
         run.errors = onnx_validate.compare(
-            loaded.reference(run.feeds), runner(run.feeds), spec.validation, int8=spec.tensorrt.precision == "INT8"
+            loaded.reference(run.feeds), runner(run.feeds), spec.validation, int8=bool(int8), **remedy
         )
         run.errors["inputs"] = origin
         run.latency = onnx_validate.latency(loaded.reference, runner, run.feeds)
@@ -171,7 +175,7 @@ def _build_plan(model: OptimizedModel, stage_dir: Path, log: StageLog, run: _Run
             stage_dir / ONNX_FILE,
             plan,
             inputs=run.inputs,
-            precision=spec.tensorrt.precision,
+            precision=precision_of(spec),
             max_batch_size=max(1, spec.target.max_batch_size),
             workspace_bytes=spec.tensorrt.max_workspace_size_bytes,
         )
@@ -232,7 +236,7 @@ def _finish(
         inputs=run.inputs,
         outputs=run.outputs,
         trt_applied=is_plan,
-        precision=model.spec.tensorrt.precision,
+        precision=precision_of(model.spec),
         gpu=bool(full["environment"].get("gpu")),
         report=full,
         warmup_inputs={k: v[:1] for k, v in run.feeds.items()},

@@ -29,7 +29,7 @@ from edgeopt.errors import SpecError
 from edgeopt.operator import diagnosis, metrics, resources, status, tenancy
 from edgeopt.operator.kube import Kube, KubeError
 from edgeopt.operator.settings import OperatorSettings
-from edgeopt.spec import API_VERSION, KIND, OptimizedModel, parse_manifest
+from edgeopt.spec import API_VERSION, KIND, OptimizedModel, parse_manifest, precision_of, uses_onnx
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,8 @@ def triton_url(rt: Runtime, model: OptimizedModel) -> str | None:
 
 
 def effective_precision(model: OptimizedModel) -> str:
-    return model.spec.tensorrt.precision if model.spec.tensorrt.enabled else "FP32"
+    # The ONNX path converts to its precision with or without TensorRT; the TF path only through TF-TRT.
+    return precision_of(model.spec) if model.spec.tensorrt.enabled or uses_onnx(model.spec) else "FP32"
 
 
 # --------------------------------------------------------------------------- capacity

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from edgeopt.artifact import Artifact, TensorInfo
 from edgeopt.errors import PublishError
-from edgeopt.spec import OptimizedModel, onnx_device
+from edgeopt.spec import OptimizedModel, onnx_device, precision_of
 
 #: Triton model config ``data_type`` for each Triton dtype the spec and artifact use.
 TRITON_TYPES: dict[str, str] = {
@@ -173,9 +173,9 @@ def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig
         target.backend == "tensorflow"
         and trt.enabled
         and not artifact.trt_applied
-        and (artifact.precision or trt.precision) in ("FP32", "FP16")
+        and (artifact.precision or precision_of(model.spec)) in ("FP32", "FP16")
     ):
-        online_trt = artifact.precision or trt.precision
+        online_trt = artifact.precision or precision_of(model.spec)
         workspace = trt.max_workspace_size_bytes
 
     params: list[tuple[str, str]] = []
@@ -257,7 +257,7 @@ def trt_accelerator(artifact: Artifact, model: OptimizedModel, max_batch: int) -
         return ()
     cache = f"{TRT_CACHE_ROOT}/{model.model_name}"
     params = [
-        ("precision_mode", trt.precision),
+        ("precision_mode", precision_of(model.spec)),
         ("max_workspace_size_bytes", str(trt.max_workspace_size_bytes)),
         ("trt_engine_cache_enable", "1"),
         ("trt_engine_cache_path", cache),
