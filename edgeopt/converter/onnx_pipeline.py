@@ -2,7 +2,7 @@
 
 ``pipeline.convert_model`` sends a spec here when ``spec.uses_onnx`` says so
 (``target.backend`` onnxruntime or tensorrt, or python with
-``onnx.enabled``).  The first three stages are the TF-TRT path's own; then
+``onnx.enabled``).  The first three stages are the TF-TRT path's own (``front``); then
 the optimized frozen graph goes to ONNX, and ``tensorrt.precision`` decides
 the artefact:
 
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.artifact import Artifact, TensorInfo
+from edgeopt.converter.front import Front
 from edgeopt.converter.stages import StageLog
 from edgeopt.spec import OptimizedModel, onnx_device, precision_of
 
@@ -81,8 +82,7 @@ class _Run:
     """What the stages of one ONNX conversion found, for the report and the Artifact."""
 
     t0: float = field(default_factory=time.monotonic)
-    ops: dict[str, Any] = field(default_factory=dict)
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    front: Front = field(default_factory=Front)
     onnx: dict[str, Any] = field(default_factory=dict)
     inputs: list[TensorInfo] = field(default_factory=list)
     outputs: list[TensorInfo] = field(default_factory=list)
@@ -95,8 +95,7 @@ class _Run:
 
 def run_onnx(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
     """Convert through ONNX into ``stage_dir``; the caller removes it on failure."""
-    from edgeopt.converter import load
-    from edgeopt.converter.graph_model import op_counts
+    from edgeopt.converter import front
 
     spec = model.spec
     run = _Run()
@@ -105,11 +104,7 @@ def run_onnx(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
             from edgeopt.converter import trt_build
 
             rec.details["tensorrt"] = trt_build.check_tensorrt()
-    with log.stage("load") as rec:
-        loaded = load.load_model(model)
-        run.ops["loaded"] = op_counts(loaded.graph_def)
-        loaded.graph_def = None  # only needed for the count; big models hold their weights in it
-        rec.details["ops"] = run.ops["loaded"]["total"]
+    loaded = front.load(model, log, run.front)
     try:
         _export(model, loaded, stage_dir, log, run)
         _validate(model, loaded, stage_dir / ONNX_FILE, log, run)
@@ -127,20 +122,10 @@ def run_onnx(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
 
 
 def _export(model: OptimizedModel, loaded: Any, stage_dir: Path, log: StageLog, run: _Run) -> None:
-    """freeze → optimize (the TF-TRT path's own stages) → tf2onnx → the precision's ONNX artefact."""
-    from edgeopt.converter import freeze, onnx_export, optimize
-    from edgeopt.converter.graph_model import op_counts
+    """freeze → optimize (the front stages both paths share) → tf2onnx → the precision's ONNX artefact."""
+    from edgeopt.converter import front, onnx_export
 
-    with log.stage("freeze") as rec:
-        frozen = freeze.freeze(loaded, for_onnx=True)
-        run.ops["before"] = op_counts(frozen.graph_def)
-        rec.details["ops"] = run.ops["before"]["total"]
-    with log.stage("optimize") as rec:
-        optimized, run.steps = optimize.optimize(frozen, model.spec.optimize.transforms)
-        del frozen  # every GraphDef copy holds all the weights
-        gc.collect()
-        run.ops["after"] = op_counts(optimized.graph_def)
-        rec.details["ops"] = run.ops["after"]["total"]
+    optimized = front.freeze_optimize(loaded, model.spec.optimize.transforms, log, run.front, for_onnx=True)
     exported = stage_dir / "model.fp32.onnx"
     with log.stage("onnx") as rec:
         run.onnx = onnx_export.export_onnx(optimized, exported, opset=model.spec.onnx.opset)
@@ -148,7 +133,7 @@ def _export(model: OptimizedModel, loaded: Any, stage_dir: Path, log: StageLog, 
     del optimized
     gc.collect()
     run.onnx.update(_convert_precision(model, exported, stage_dir, log))
-    run.ops["onnx"] = run.onnx.get("int8", {}).get("ops", run.onnx["ops"])
+    run.front.ops["onnx"] = run.onnx.get("int8", {}).get("ops", run.onnx["ops"])
     run.inputs, run.outputs = onnx_export.onnx_signature_of(stage_dir / ONNX_FILE)
 
 
@@ -227,8 +212,8 @@ def _report(model: OptimizedModel, log: StageLog, run: _Run) -> dict[str, Any]:
         model_name=model.model_name,
         source={"uri": spec.source.uri, "format": spec.source.format, "signature": spec.source.signature},
         stages=log.records,
-        ops={**run.ops, "note": "onnx = the published ONNX graph (after INT8 quantization when INT8)"},
-        transforms=run.steps,
+        ops={**run.front.ops, "note": "onnx = the published ONNX graph (after INT8 quantization when INT8)"},
+        transforms=run.front.steps,
         tensorrt={
             "enabled": spec.tensorrt.enabled,
             "applied": bool(run.plan),
