@@ -30,11 +30,11 @@ pytestmark = pytest.mark.tf
 
 #: (case, path) pairs ``make test`` runs: one per fix this zoo guards, the light models.
 QUICK = {
-    ("efficientnetb0", "tf"),  # swish/SiLU custom gradients on the SavedModel export
-    ("lstm", "onnx"),  # functional While kept for tf2onnx
-    ("bidirectional", "onnx"),
+    ("two_heads", "tf"),  # swish/SiLU custom gradients on the SavedModel export; two outputs
+    ("bidirectional", "onnx"),  # functional While (LSTM and GRU) kept for tf2onnx
+    ("grouped_conv", "onnx"),  # the XLA-marked grouped Conv2D call inlined (ConvNeXt's pattern)
     ("transformer", "onnx"),  # two inputs, a mask
-    ("mobilenetv2", "int8"),  # the float head: INT8 logits follow FP32
+    ("mobilenetv2", "int8"),  # INT8 logits follow FP32
     ("dynamic_hw", "onnx"),
 }
 #: Float error allowed against Keras, relative to the output's largest magnitude.

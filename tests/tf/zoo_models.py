@@ -145,6 +145,21 @@ def _two_heads() -> Any:
     return _randomize_normalization(keras.Model(inp, {"class_logits": logits, "box": box}, name="two_heads"))
 
 
+def _grouped_conv() -> Any:
+    """ConvNeXt's pattern, small: Keras 3 runs a grouped Conv2D as an XLA-compiled function call."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(SEED)
+    inp = keras.Input((16, 16, 8), name="image")
+    h = layers.Conv2D(8, 3, padding="same", groups=8, name="depthwise_conv")(inp)
+    h = layers.LayerNormalization(epsilon=1e-6, name="norm")(h)
+    h = layers.Conv2D(16, 3, padding="same", groups=4, activation="gelu", name="grouped_conv")(h)
+    h = layers.GlobalAveragePooling2D(name="pool")(h)
+    out = layers.Dense(5, name="logits")(h)
+    return _randomize_normalization(keras.Model(inp, out, name="grouped_conv"))
+
+
 def _dynamic_hw() -> Any:
     import keras
     from keras import layers
@@ -179,6 +194,7 @@ CASES = {
         Case("stacked_rnn", _rnn("stacked")),
         Case("transformer", _transformer),
         Case("two_heads", _two_heads),
+        Case("grouped_conv", _grouped_conv),
         Case("dynamic_hw", _dynamic_hw),
     )
 }
