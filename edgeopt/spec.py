@@ -30,9 +30,13 @@ KIND = "OptimizedModel"
 
 FORMATS = ("SavedModel", "Checkpoint", "FrozenGraph", "Keras")
 PRECISIONS = ("FP32", "FP16", "INT8")
-BACKENDS = ("tensorflow", "python", "onnxruntime", "tensorrt")
-#: Backends that serve the ONNX export (``python`` joins them with ``spec.onnx.enabled``).
-ONNX_BACKENDS = ("onnxruntime", "tensorrt")
+BACKENDS = ("tensorflow", "python", "onnxruntime", "tensorrt", "openvino")
+#: Backends that take the TF -> ONNX path (``python`` joins them with ``spec.onnx.enabled`` or
+#: ``spec.openvino.enabled``); openvino converts the ONNX export on to OpenVINO IR.
+ONNX_BACKENDS = ("onnxruntime", "tensorrt", "openvino")
+#: OpenVINO's inference precision: ``auto`` is OpenVINO's own choice (bf16 on CPUs with AVX512-BF16 or
+#: AMX, f32 elsewhere), ``f32`` forces true FP32.
+OPENVINO_PRECISIONS = ("auto", "f32")
 DEVICES = ("GPU", "CPU")
 CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
 #: tensorrt.hardwareCompatibility: one plan for every GPU from this architecture on (TensorRT's levels).
@@ -230,6 +234,19 @@ class Onnx:
 
 
 @dataclass
+class OpenVINO:
+    enabled: bool = spec_field(
+        False, doc="backend python: serve OpenVINO IR with OpenVINO in the Python backend (implied by openvino)."
+    )
+    inference_precision: str = spec_field(
+        "auto",
+        key="inferencePrecision",
+        enum=OPENVINO_PRECISIONS,
+        doc="auto: OpenVINO's choice (bf16 on AVX512-BF16/AMX CPUs, else f32); f32: true FP32.",
+    )
+
+
+@dataclass
 class DynamicBatching:
     preferred_batch_sizes: list[int] = spec_field(factory=list, key="preferredBatchSizes", doc="Preferred sizes.")
     max_queue_delay_microseconds: int = spec_field(
@@ -247,7 +264,8 @@ class Target:
         "python",
         enum=BACKENDS,
         doc="python (Triton >= 25.03) or tensorflow (<= 25.02) serve the SavedModel; "
-        "onnxruntime (onnxruntime_onnx) and tensorrt (tensorrt_plan) serve the ONNX export.",
+        "onnxruntime (onnxruntime_onnx) and tensorrt (tensorrt_plan) serve the ONNX export; "
+        "openvino serves OpenVINO IR made from it (CPU).",
     )
     device: str | None = spec_field(
         None,
@@ -296,6 +314,7 @@ class ModelSpec:
     optimize: Optimize = spec_field(factory=Optimize, doc="Graph optimization.")
     tensorrt: TensorRT = spec_field(factory=TensorRT, doc="TF-TRT conversion.")
     onnx: Onnx = spec_field(factory=Onnx, doc="The TF -> ONNX path (target.backend onnxruntime / tensorrt).")
+    openvino: OpenVINO = spec_field(factory=OpenVINO, doc="OpenVINO IR from the ONNX export (target.backend openvino).")
     xla: XLA = spec_field(factory=XLA, doc="XLA JIT compilation of the serving function.")
     validation: Validation = spec_field(factory=Validation, doc="Output comparison.")
     serving: Serving = spec_field(factory=Serving, doc="Triton to load the model into.")
@@ -467,7 +486,13 @@ def _validate(spec: ModelSpec) -> None:
 
 def uses_onnx(spec: ModelSpec) -> bool:
     """Whether the model takes the TF → ONNX path instead of the SavedModel (TF-TRT) one."""
-    return spec.target.backend in ONNX_BACKENDS or (spec.target.backend == "python" and spec.onnx.enabled)
+    python_flavour = spec.target.backend == "python" and (spec.onnx.enabled or spec.openvino.enabled)
+    return spec.target.backend in ONNX_BACKENDS or python_flavour
+
+
+def uses_openvino(spec: ModelSpec) -> bool:
+    """Whether the artefact is OpenVINO IR (backend openvino, or python with ``openvino.enabled``)."""
+    return spec.target.backend == "openvino" or (spec.target.backend == "python" and spec.openvino.enabled)
 
 
 def default_precision(spec: ModelSpec) -> str:
@@ -495,8 +520,41 @@ def onnx_device(spec: ModelSpec) -> str:
     return spec.target.device or ("GPU" if spec.tensorrt.enabled else "CPU")
 
 
+def _validate_openvino(spec: ModelSpec) -> None:
+    target = spec.target
+    if spec.openvino.enabled and target.backend not in ("python", "openvino"):
+        raise SpecError(
+            f"spec.openvino.enabled: backend {target.backend} does not serve OpenVINO IR; use target.backend "
+            "openvino (Triton's OpenVINO backend) or python (OpenVINO in the Python backend)"
+        )
+    if target.backend == "python" and spec.openvino.enabled and spec.onnx.enabled:
+        raise SpecError(
+            "spec.openvino.enabled: the python backend serves either the ONNX export with ONNX Runtime "
+            "(onnx.enabled) or OpenVINO IR (openvino.enabled), not both; set one of them"
+        )
+    if not uses_openvino(spec):
+        return
+    if target.device == "GPU":
+        raise SpecError(
+            "spec.target.device: edgeopt's OpenVINO IR runs on the CPU (OpenVINO's CPU plugin); use device CPU, "
+            "or target.backend onnxruntime/tensorrt for GPUs"
+        )
+    if target.backend == "openvino" and spec.openvino.inference_precision == "f32":
+        raise SpecError(
+            "spec.openvino.inferencePrecision: Triton's openvino backend has no setting for the inference "
+            "precision (it runs OpenVINO's default, bf16 on AVX512-BF16/AMX CPUs); for true FP32 use "
+            "target.backend python with openvino.enabled: true"
+        )
+    if spec.tensorrt.enabled:
+        raise SpecError(
+            "spec.tensorrt.enabled: OpenVINO runs on the CPU without TensorRT; set tensorrt.enabled: false "
+            "(tensorrt.precision still picks FP32/FP16/INT8 for the OpenVINO model)"
+        )
+
+
 def _validate_onnx(spec: ModelSpec) -> None:
     target, trt = spec.target, spec.tensorrt
+    _validate_openvino(spec)
     if spec.onnx.enabled and target.backend == "tensorflow":
         raise SpecError(
             "spec.onnx.enabled: the tensorflow backend serves SavedModels; use target.backend onnxruntime, "

@@ -31,7 +31,7 @@ from typing import Any
 from edgeopt.artifact import Artifact, TensorInfo
 from edgeopt.converter.front import Front
 from edgeopt.converter.stages import StageLog
-from edgeopt.spec import OptimizedModel, onnx_device, precision_of
+from edgeopt.spec import OptimizedModel, onnx_device, precision_of, uses_openvino
 
 ONNX_FILE = "model.onnx"
 PLAN_FILE = "model.plan"
@@ -45,6 +45,9 @@ def _convert_precision(model: OptimizedModel, exported: Path, stage_dir: Path, l
     spec = model.spec
     precision = precision_of(spec)
     final = stage_dir / ONNX_FILE
+    if uses_openvino(spec):  # OpenVINO applies the precision to its IR (openvino_export)
+        exported.rename(final)
+        return {"precision": "FP32", "precisionBy": "openvino"}
     if precision == "INT8":
         with log.stage("quantize") as rec:
             inputs, _ = onnx_export.onnx_signature_of(exported)
@@ -105,12 +108,17 @@ def run_onnx(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
 
             rec.details["tensorrt"] = trt_build.check_tensorrt()
     loaded = front.load(model, log, run.front)
+    artefact = stage_dir / ONNX_FILE
     try:
         _export(model, loaded, stage_dir, log, run)
-        _validate(model, loaded, stage_dir / ONNX_FILE, log, run)
+        if uses_openvino(spec):  # model.onnx → OpenVINO IR, validated as Triton runs it
+            from edgeopt.converter.openvino_export import export_and_validate
+
+            artefact = export_and_validate(model, loaded, stage_dir, log, run)
+        else:
+            _validate(model, loaded, artefact, log, run)
     finally:
         loaded.close()
-    artefact = stage_dir / ONNX_FILE
     _prebuild_engines(model, stage_dir, log, run)
     if spec.target.backend == "tensorrt":
         artefact = _build_plan(model, stage_dir, log, run)
@@ -239,6 +247,7 @@ def _finish(
     from edgeopt.converter import report
 
     is_plan = artefact.name == PLAN_FILE
+    model_format = "plan" if is_plan else "openvino" if artefact.suffix == ".xml" else "onnx"
     if is_plan:
         (stage_dir / ONNX_FILE).unlink(missing_ok=True)  # only the plan is published
     # The report stage's own record is complete only now.
@@ -257,5 +266,5 @@ def _finish(
         gpu=bool(full["environment"].get("gpu")),
         report=full,
         warmup_inputs={k: v[:1] for k, v in run.feeds.items()},
-        model_format="plan" if is_plan else "onnx",
+        model_format=model_format,
     )

@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from edgeopt.errors import EdgeoptError
+from edgeopt.operator import kueue as kueue_api
 
 GROUP, VERSION, PLURAL = "edgeopt.io", "v1alpha1", "optimizedmodels"
 T = TypeVar("T")
@@ -74,6 +75,7 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.kueue = client.CustomObjectsApi(api)  # kueue.x-k8s.io (a name of its own for the RBAC test)
         self.calls: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self.on_call: Callable[[str, str], None] | None = None
@@ -209,6 +211,21 @@ class Kube:
             f"listing Pods in {namespace}",
             self.core.list_namespaced_pod,
             namespace,
+            label_selector=selector,
+        )
+        return list(resp.get("items") or [])
+
+    def list_workloads(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Kueue Workloads (kueue.x-k8s.io) matching ``selector``: read-only, granted with ``kueue.enabled``."""
+        resp = self._call(
+            "list",
+            "workloads",
+            f"listing Kueue Workloads in {namespace}",
+            self.kueue.list_namespaced_custom_object,
+            kueue_api.GROUP,
+            kueue_api.VERSION,
+            namespace,
+            kueue_api.PLURAL,
             label_selector=selector,
         )
         return list(resp.get("items") or [])

@@ -69,6 +69,16 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 
+#: Granted only with the chart value ``kueue.enabled`` (or ``converter.queueName``): Kueue's word in the status.
+KUEUE_RULES: tuple[Rule, ...] = (
+    Rule(
+        ("kueue.x-k8s.io",),
+        ("workloads",),
+        ("list",),
+        "a queue-managed Job's Workload: QuotaReserved/Admitted and the pending reason (edgeopt/operator/kueue.py)",
+    ),
+)
+
 
 def as_policy_rules() -> list[dict[str, list[str]]]:
     """RULES in the shape of a ClusterRole's ``rules``."""

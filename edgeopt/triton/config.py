@@ -50,6 +50,13 @@ PARAM_MODEL_FORMAT = "model_format"
 PARAM_ONNX_FILE = "onnx_file"
 ONNX_FILENAME = "model.onnx"
 PLAN_FILENAME = "model.plan"
+#: OpenVINO IR: the graph (model.xml, Triton's openvino backend's default file name) and its weights beside it.
+OPENVINO_FILENAME = "model.xml"
+OPENVINO_WEIGHTS_FILENAME = "model.bin"
+#: The OpenVINO flavour of the python backend: model.py runs this file with OpenVINO (see _edgeopt_openvino).
+PARAM_OPENVINO_FILE = "openvino_file"
+PARAM_INFERENCE_PRECISION = "inference_precision"
+PARAM_STATIC_BATCHES = "static_batch_sizes"
 #: Triton platform per backend that has one (python is a backend, not a platform).
 PLATFORMS = {"tensorflow": "tensorflow_savedmodel", "onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
 #: Where ONNX Runtime's TensorRT EP keeps engines and timing caches inside the Triton container.  The
@@ -195,7 +202,9 @@ def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig
         workspace = trt.max_workspace_size_bytes
 
     params: list[tuple[str, str]] = []
-    if artifact.model_format == "onnx" and target.backend == "python":
+    if artifact.model_format == "openvino":
+        params = openvino_parameters(model, max_batch, preferred)
+    elif artifact.model_format == "onnx" and target.backend == "python":
         params = [(PARAM_MODEL_FORMAT, "onnx"), (PARAM_ONNX_FILE, ONNX_FILENAME)]
     elif target.backend == "python":
         params = [
@@ -229,10 +238,37 @@ def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig
 #: Which artefact format each backend serves.
 BACKEND_FORMATS = {
     "tensorflow": ("savedmodel",),
-    "python": ("savedmodel", "onnx"),
+    "python": ("savedmodel", "onnx", "openvino"),
     "onnxruntime": ("onnx",),
     "tensorrt": ("plan",),
+    "openvino": ("openvino",),
 }
+
+
+def static_batch_sizes(max_batch: int, preferred: Sequence[int] | None) -> tuple[int, ...]:
+    """The batch sizes an OpenVINO version compiles a static-shape model for: 1, the largest, the preferred."""
+    if max_batch <= 0:
+        return ()
+    return tuple(sorted({1, max_batch, *(preferred or ())}))
+
+
+def openvino_parameters(
+    model: OptimizedModel, max_batch: int, preferred: Sequence[int] | None
+) -> list[tuple[str, str]]:
+    """config.pbtxt parameters of an OpenVINO IR version: Triton's openvino backend's, or the python flavour's.
+
+    The openvino backend reads upper-case keys (PERFORMANCE_HINT, NUM_STREAMS...) and refuses unknown ones;
+    it has no key for the inference precision, so it runs OpenVINO's default (the spec refuses
+    ``inferencePrecision: f32`` there).  The python flavour's model.py reads the lower-case keys.
+    """
+    if model.spec.target.backend == "openvino":
+        return [("PERFORMANCE_HINT", "LATENCY"), ("NUM_STREAMS", "1")]
+    return [
+        (PARAM_MODEL_FORMAT, "openvino"),
+        (PARAM_OPENVINO_FILE, OPENVINO_FILENAME),
+        (PARAM_INFERENCE_PRECISION, model.spec.openvino.inference_precision),
+        (PARAM_STATIC_BATCHES, ",".join(str(b) for b in static_batch_sizes(max_batch, preferred))),
+    ]
 
 
 def _check_format(model_format: str, backend: str) -> None:
@@ -352,8 +388,8 @@ def render_config(cfg: ModelConfig) -> str:
     lines = [f"name: {_quote(cfg.name)}"]
     if cfg.backend in PLATFORMS:
         lines.append(f"platform: {_quote(PLATFORMS[cfg.backend])}")
-    else:
-        lines.append('backend: "python"')
+    else:  # python, openvino: backends without a platform name
+        lines.append(f"backend: {_quote(cfg.backend)}")
     lines.append(f"max_batch_size: {cfg.max_batch_size}")
     lines += _tensor_list("input", cfg.inputs)
     lines += _tensor_list("output", cfg.outputs)

@@ -47,6 +47,8 @@ from edgeopt.spec import OptimizedModel, resolve_uri
 from edgeopt.triton import ownership
 from edgeopt.triton.config import (
     ONNX_FILENAME,
+    OPENVINO_FILENAME,
+    OPENVINO_WEIGHTS_FILENAME,
     PLAN_FILENAME,
     SAVEDMODEL_DIRNAME,
     build_model_config,
@@ -64,7 +66,9 @@ LOCK_NAME = ".lock"
 STAGING_PREFIX = ".staging-"
 DELETING_PREFIX = ".deleting-"
 #: File name in the version dir per single-file artefact format.
-MODEL_FILES = {"onnx": ONNX_FILENAME, "plan": PLAN_FILENAME}
+MODEL_FILES = {"onnx": ONNX_FILENAME, "plan": PLAN_FILENAME, "openvino": OPENVINO_FILENAME}
+#: Files that travel beside the model file (same stem, this suffix): OpenVINO IR keeps its weights in model.bin.
+COMPANION_FILES = {"openvino": {".bin": OPENVINO_WEIGHTS_FILENAME}}
 #: Versions Triton is serving, for a publisher that cannot ask Triton itself (the converter Job).
 
 
@@ -214,6 +218,10 @@ def _stage_version(staging: Path, artifact: Artifact, backend: str, config_text:
         if not src.is_file():
             raise PublishError(f"{src}: the {artifact.model_format} model file is missing; nothing to publish")
         _copy_durably(str(src), str(staging / MODEL_FILES[artifact.model_format]))
+        for suffix, dest in COMPANION_FILES.get(artifact.model_format, {}).items():
+            if not src.with_suffix(suffix).is_file():
+                raise PublishError(f"{src.with_suffix(suffix)}: missing beside {src.name}; nothing to publish")
+            _copy_durably(str(src.with_suffix(suffix)), str(staging / dest))
     elif not (src / "saved_model.pb").is_file() and not (src / "saved_model.pbtxt").is_file():
         raise PublishError(f"{src}: not a SavedModel (no saved_model.pb); nothing to publish")
     else:

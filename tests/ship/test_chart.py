@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from edgeopt.limits import Limits
-from edgeopt.operator.permissions import RULES
+from edgeopt.operator.permissions import KUEUE_RULES, RULES
 from edgeopt.operator.settings import OperatorSettings
 from tests.ship import chart
 
@@ -41,6 +41,7 @@ def triples(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 
 
 EXPECTED = {(g, r, v) for rule in RULES for g in rule.api_groups for r in rule.resources for v in rule.verbs}
+KUEUE = {(g, r, v) for rule in KUEUE_RULES for g in rule.api_groups for r in rule.resources for v in rule.verbs}
 
 
 # --------------------------------------------------------------------------- lint and sources
@@ -143,7 +144,17 @@ def test_watch_namespaces_moves_namespaced_rules_into_roles() -> None:
     assert env["EDGEOPT_NAMESPACES"] == "vision,speech"
 
 
-@pytest.mark.parametrize("sets", [[], ["--set", "watchNamespaces={a}"]])
+def test_kueue_adds_read_only_workloads_and_nothing_else() -> None:
+    """kueue.enabled grants exactly KUEUE_RULES on top (list Workloads), in the Roles when namespaced."""
+    assert KUEUE and all(v in ("get", "list", "watch") for _, _, v in KUEUE)
+    assert triples(one(chart.render("--set", "kueue.enabled=true"), "ClusterRole")["rules"]) == EXPECTED | KUEUE
+    docs = chart.render("--set", "kueue.enabled=true", "--set", "watchNamespaces={a}")
+    (role,) = by_kind(docs, "Role")
+    assert triples(one(docs, "ClusterRole")["rules"]) | triples(role["rules"]) == EXPECTED | KUEUE
+    assert triples(role["rules"]) >= KUEUE
+
+
+@pytest.mark.parametrize("sets", [[], ["--set", "watchNamespaces={a}"], ["--set", "kueue.enabled=true"]])
 def test_rbac_has_no_wildcards_and_no_secrets(sets: list[str]) -> None:
     for doc in chart.render(*sets):
         if doc["kind"] in ("ClusterRole", "Role"):
@@ -313,6 +324,19 @@ def test_triton_runs_in_explicit_mode_on_the_repository_claim() -> None:
     example = yaml.safe_load((ROOT / "examples" / "mobilenet-v2-fp16.yaml").read_text())
     assert example["spec"]["source"]["uri"].startswith("pvc://models/")
     assert example["spec"]["target"]["repository"] == "pvc://triton-models"
+
+
+@pytest.mark.parametrize("bind", [False, True])
+def test_triton_binds_its_pod_ip_from_the_downward_api_only_when_asked(bind: bool) -> None:
+    docs = chart.render("--set", "triton.enabled=true", "--set", f"triton.bindPodIP={str(bind).lower()}")
+    (c,) = one(docs, "Deployment", "-triton")["spec"]["template"]["spec"]["containers"]
+    addresses = [a for a in c["args"] if "-address=" in a]
+    env = {e["name"]: e for e in c.get("env") or []}
+    if not bind:  # Triton's default: every address
+        assert addresses == [] and "POD_IP" not in env
+        return
+    assert addresses == ["--http-address=$(POD_IP)", "--grpc-address=$(POD_IP)", "--metrics-address=$(POD_IP)"]
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
 
 
 def test_default_triton_is_the_dockerfiles_triton_image_at_the_app_version() -> None:

@@ -72,6 +72,7 @@ def error_of(doc: dict[str, Any]) -> str:
         ("onnxruntime", None, True, False, "FP16"),  # the TensorRT accelerator on GPU
         ("tensorrt", None, False, False, "FP16"),  # a TensorRT plan
         ("python", "CPU", False, True, "FP32"),  # the python backend's ONNX flavour on CPU
+        ("openvino", None, False, False, "FP32"),  # OpenVINO's CPU plugin
     ],
 )
 def test_precision_follows_the_target(backend: str, device: str | None, trt: bool, onnx: bool, want: str) -> None:
