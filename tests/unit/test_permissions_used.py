@@ -22,7 +22,7 @@ from edgeopt.operator import kube as kube_module
 from edgeopt.operator import permissions
 
 OPERATOR = Path(permissions.__file__).parent
-API_GROUPS = {"core": "", "batch": "batch", "custom": "edgeopt.io"}
+API_GROUPS = {"core": "", "batch": "batch", "custom": "edgeopt.io", "discovery": "discovery.k8s.io"}
 Triple = tuple[str, str, str]
 
 
@@ -91,7 +91,7 @@ def kopf_uses() -> set[Triple]:
 
 
 def granted() -> set[Triple]:
-    rules = permissions.RULES
+    rules = (*permissions.RULES, *permissions.TRITON_RULES, *permissions.GATE_RULES)
     return {(g, r, v) for rule in rules for g in rule.api_groups for r in rule.resources for v in rule.verbs}
 
 
