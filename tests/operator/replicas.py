@@ -1,0 +1,137 @@
+"""Triton replicas for the serving-reconcile tests: real tritonserver processes behind a real API server.
+
+Each replica is a real ``tritonserver`` on its own loopback address (127.0.0.N,
+as the dev cluster gives each Pod), a Pod object that declares the readiness
+gate (its nodeSelector matches no node, so nothing runs it: the process stands
+in for its container), and an EndpointSlice of the ``triton`` Service naming
+that Pod, the way the endpointslice controller would. The operator under test
+discovers, loads, gates and records through the API server exactly as in a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from edgeopt.operator.endpoints import SERVICE_NAME_LABEL
+from edgeopt.operator.serving_plan import READINESS_GATE
+from edgeopt_dev.triton_server import TritonServer, free_port
+from tests.operator.support import Kubectl
+
+SERVICE = "triton"
+
+MODEL_PY = textwrap.dedent(
+    """
+    import numpy as np
+    import triton_python_backend_utils as pb_utils
+
+    class TritonPythonModel:
+        def execute(self, requests):
+            out = []
+            for r in requests:
+                x = pb_utils.get_input_tensor_by_name(r, "x").as_numpy()
+                out.append(pb_utils.InferenceResponse([pb_utils.Tensor("y", (x + {add}).astype(np.float32))]))
+            return out
+    """
+)
+
+
+def write_model(repo: Path, name: str, version: int, add: float, policy: list[int]) -> None:
+    """A python-backend model (y = x + add) published as version ``version``; config.pbtxt last, as the publisher."""
+    (repo / name / str(version)).mkdir(parents=True, exist_ok=True)
+    (repo / name / str(version) / "model.py").write_text(MODEL_PY.format(add=add))
+    versions = ", ".join(map(str, policy))
+    config = f"""name: "{name}"
+backend: "python"
+max_batch_size: 8
+input [{{ name: "x" data_type: TYPE_FP32 dims: [ 1 ] }}]
+output [{{ name: "y" data_type: TYPE_FP32 dims: [ 1 ] }}]
+instance_group [{{ kind: KIND_CPU count: 1 }}]
+version_policy: {{ specific: {{ versions: [ {versions} ] }} }}
+"""
+    tmp = repo / name / "config.pbtxt.tmp"
+    tmp.write_text(config)
+    tmp.replace(repo / name / "config.pbtxt")
+
+
+class Replica:
+    """One Triton 'Pod': a process on 127.0.0.N, a Pod object with the gate, its EndpointSlice."""
+
+    def __init__(self, kubectl: Kubectl, namespace: str, name: str, host: str, repo: Path, logs: Path) -> None:
+        self.kubectl, self.namespace, self.name, self.host = kubectl, namespace, name, host
+        self.repo, self.logs = repo, logs
+        self.port = free_port(host)
+        self.server: TritonServer | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def create(self) -> Replica:
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": self.name, "labels": {"app": SERVICE}},
+            "spec": {
+                "readinessGates": [{"conditionType": READINESS_GATE}],
+                "nodeSelector": {"edgeopt.io/test-no-such-node": "true"},  # never runs: the process stands in
+                "containers": [{"name": "tritonserver", "image": "stand-in"}],
+            },
+        }
+        self.kubectl("apply", "-n", self.namespace, "-f", "-", input=json.dumps(pod))
+        self.publish(ready=False)
+        return self
+
+    def publish(self, *, ready: bool, terminating: bool = False) -> None:
+        """The EndpointSlice, as the endpointslice controller writes it for this Pod."""
+        slice_ = {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {"name": f"{SERVICE}-{self.name}", "labels": {
+                SERVICE_NAME_LABEL: SERVICE, "endpointslice.kubernetes.io/managed-by": "edgeopt-tests"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": self.port, "protocol": "TCP"}],
+            "endpoints": [{
+                "addresses": [self.host],
+                "conditions": {"ready": ready, "serving": ready, "terminating": terminating},
+                "targetRef": {"kind": "Pod", "name": self.name, "namespace": self.namespace},
+            }],
+        }  # fmt: skip
+        self.kubectl("apply", "-n", self.namespace, "-f", "-", input=json.dumps(slice_))
+
+    def start(self) -> float:
+        """Start the process (a new container); returns its start time (monotonic)."""
+        import time
+
+        self.starts += 1
+        started = time.monotonic()
+        self.server = TritonServer(
+            self.repo, host=self.host, http_port=self.port, log_path=self.logs / f"{self.name}-{self.starts}.log"
+        ).start()
+        return started
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def gate(self) -> str | None:
+        pod = json.loads(self.kubectl("get", "pod", self.name, "-n", self.namespace, "-o", "json").stdout)
+        for c in (pod.get("status") or {}).get("conditions") or []:
+            if c["type"] == READINESS_GATE:
+                return str(c["status"])
+        return None
+
+
+def service(kubectl: Kubectl, namespace: str) -> None:
+    """A Service with no selector: its EndpointSlices are the tests' own (Replica.publish)."""
+    svc: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": SERVICE},
+        "spec": {"ports": [{"name": "http", "port": 8000}]},
+    }
+    kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(svc))
