@@ -107,8 +107,18 @@ class ServingReconciler:
         if via:
             if not self.listed.is_set():
                 self._list_slices()
-            return list(self.endpoints)
+            return list(self.service_endpoints())
         return bare(url) if url else []
+
+    def service_endpoints(self) -> tuple[Endpoint, ...]:
+        """The Service's endpoints; with no EndpointSlice at all (no endpointslice controller), its URL.
+
+        The controller writes a slice for every Service with a selector, empty when no Pod
+        matches, so "no slice" means nobody maintains them: the Service URL is then one endpoint.
+        """
+        if not self._slices and self.rt.settings.triton_url:
+            return tuple(bare(self.rt.settings.triton_url))
+        return self.endpoints
 
     # ------------------------------------------------------------------ the loop
 
@@ -172,7 +182,7 @@ class ServingReconciler:
         wants = tuple(self.wants.values())
         if self.service and not self.listed.is_set():
             await asyncio.to_thread(self._list_slices)
-        service = self.endpoints if self.service else ()
+        service = self.service_endpoints() if self.service else ()
         where = {e.url: e for e in service}
         for w in wants:
             if w.url is not None:
