@@ -11,50 +11,17 @@ discovers, loads, gates and records through the API server exactly as in a clust
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from typing import Any
 
 from edgeopt.operator.endpoints import SERVICE_NAME_LABEL
 from edgeopt.operator.serving_plan import READINESS_GATE
+from edgeopt_dev.toy_models import write_model
 from edgeopt_dev.triton_server import TritonServer, free_port
 from tests.operator.support import Kubectl
 
 SERVICE = "triton"
-
-MODEL_PY = textwrap.dedent(
-    """
-    import numpy as np
-    import triton_python_backend_utils as pb_utils
-
-    class TritonPythonModel:
-        def execute(self, requests):
-            out = []
-            for r in requests:
-                x = pb_utils.get_input_tensor_by_name(r, "x").as_numpy()
-                out.append(pb_utils.InferenceResponse([pb_utils.Tensor("y", (x + {add}).astype(np.float32))]))
-            return out
-    """
-)
-
-
-def write_model(repo: Path, name: str, version: int, add: float, policy: list[int]) -> None:
-    """A python-backend model (y = x + add) published as version ``version``; config.pbtxt last, as the publisher."""
-    (repo / name / str(version)).mkdir(parents=True, exist_ok=True)
-    (repo / name / str(version) / "model.py").write_text(MODEL_PY.format(add=add))
-    versions = ", ".join(map(str, policy))
-    config = f"""name: "{name}"
-backend: "python"
-max_batch_size: 8
-input [{{ name: "x" data_type: TYPE_FP32 dims: [ 1 ] }}]
-output [{{ name: "y" data_type: TYPE_FP32 dims: [ 1 ] }}]
-instance_group [{{ kind: KIND_CPU count: 1 }}]
-version_policy: {{ specific: {{ versions: [ {versions} ] }} }}
-"""
-    tmp = repo / name / "config.pbtxt.tmp"
-    tmp.write_text(config)
-    tmp.replace(repo / name / "config.pbtxt")
-
+__all__ = ["SERVICE", "Replica", "service", "write_model"]
 
 class Replica:
     """One Triton 'Pod': a process on 127.0.0.N, a Pod object with the gate, its EndpointSlice."""

@@ -96,3 +96,11 @@ def test_serving_settings_reach_the_operator() -> None:
 def test_schema_rejects_bad_serving_values(sets: list[str]) -> None:
     with pytest.raises(AssertionError, match="values don.t meet the specifications|schema"):
         chart.render(*(a for s in sets for a in ("--set", s)))
+
+
+def test_a_terminating_triton_serves_until_kube_proxies_stop_routing_to_it() -> None:
+    (c,) = one(chart.render(*TRITON), "Deployment", "-triton")["spec"]["template"]["spec"]["containers"]
+    assert c["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    (c,) = one(chart.render(*TRITON, "--set", "triton.preStopSleepSeconds=0"), "Deployment", "-triton")["spec"][
+        "template"]["spec"]["containers"]  # fmt: skip
+    assert "lifecycle" not in c
