@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: An index read is one cheap GET: no retry inside a round, the next round is the retry.
 _ONCE = RetryPolicy(attempts=1)
+#: A Triton busy loading may drop a connection (its HTTP worker is held by the load): retry that briefly.
+_LOADS = RetryPolicy(attempts=3, initial_delay=0.2)
 #: Seconds before looking again when a round left something missing (an endpoint still starting).
 QUICK_RETRY = 1.0
 #: Seconds a peered operator counts as active after kopf's last timer call (standby replicas do nothing).
@@ -224,7 +226,7 @@ class ServingReconciler:
 
     def _client(self, url: str) -> AsyncTritonClient:
         timeout = self.rt.settings.triton_timeout_seconds
-        return AsyncTritonClient(url, timeout=timeout, load_timeout=max(timeout, 120.0), retry=_ONCE)
+        return AsyncTritonClient(url, timeout=timeout, load_timeout=max(timeout, 120.0), retry=_LOADS)
 
     async def load_all(self, loads: Sequence[plan.Load]) -> list[tuple[plan.Load, str | None]]:
         """Each load in the plan's order, at most serving_load_parallelism at once."""
@@ -352,6 +354,9 @@ class ServingReconciler:
                     self._set_endpoints()
             except KubeError as exc:
                 log.warning("EndpointSlices of Triton's Service: %s; listing again in 5s", exc)
+                time.sleep(5)
+            except Exception:  # never stop following the replicas; the audit still runs meanwhile
+                log.exception("watching the EndpointSlices of Triton's Service failed; listing again in 5s")
                 time.sleep(5)
 
 
