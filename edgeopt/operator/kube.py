@@ -271,10 +271,13 @@ class Kube:
         """Set one condition of a Pod's status (a readiness gate), onto exactly the Pod version that was read.
 
         A JSON patch: the condition at ``index`` is replaced (after testing that it is this type), or
-        appended; the resourceVersion test turns a concurrent kubelet write into a 409 (try again later).
+        appended (``index`` None; -1: the Pod has no conditions yet); the resourceVersion test turns a
+        concurrent kubelet write into a failed patch (the caller reads the Pod again later).
         """
         ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}]
-        if index is None:
+        if index == -1:
+            ops.append({"op": "add", "path": "/status/conditions", "value": [condition]})
+        elif index is None:
             ops.append({"op": "add", "path": "/status/conditions/-", "value": condition})
         else:
             path = f"/status/conditions/{index}"

@@ -1,7 +1,11 @@
-"""Publishing → Ready: have Triton serve the published version, with no request dropped.
+"""Publishing → Ready: have every Triton replica serve the published version, with no request dropped.
 
 Triton runs in explicit model-control mode, so nothing changes until the
-operator asks. A switch is three loads, each of which Triton performs while it
+operator asks, and a load through a Service reaches one Pod: a switch goes
+to every endpoint (``serving_reconcile.ServingReconciler.endpoints_for``),
+replica by replica, each serving the old version until its new one is ready.
+A replica that is not ready and does not answer yet is skipped; the serving
+reconcile loads it when it starts. On one replica a switch is three loads, each of which Triton performs while it
 keeps answering with what it has (a reload replaces the model only once the
 new one is ready, and a failed reload leaves the old one serving):
 
@@ -23,7 +27,9 @@ Failures are classified: ``TritonUnavailable`` (no answer: retried with
 backoff for as long as it takes, which is normal at the edge), ``LoadFailed``
 (Triton refused, with its message) and ``SmokeTestFailed`` (loaded but the
 zero-input request failed); the last two give up to Failed after
-``serving_max_attempts``. A conversion Job is never re-run for any of them.
+``serving_max_attempts`` (``decide_failure``, a pure decision). A conversion
+Job is never re-run for any of them. Every status write is the conflict-checked
+``patch_status_checked``.
 """
 
 from __future__ import annotations

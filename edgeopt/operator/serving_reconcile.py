@@ -217,10 +217,11 @@ class ServingReconciler:
             return {}, None
         gates = (pod.get("spec") or {}).get("readinessGates") or []
         gated = any(g.get("conditionType") == plan.READINESS_GATE for g in gates)
-        conds = (pod.get("status") or {}).get("conditions") or []
-        index = next((i for i, c in enumerate(conds) if c.get("type") == plan.READINESS_GATE), None)
-        gate = conds[index].get("status") if index is not None else None
-        return {"gated": gated, "gate": gate}, (index, str(pod["metadata"].get("resourceVersion") or ""))
+        conds = (pod.get("status") or {}).get("conditions")
+        index = next((i for i, c in enumerate(conds or []) if c.get("type") == plan.READINESS_GATE), None)
+        gate = conds[index].get("status") if conds and index is not None else None
+        where = -1 if conds is None else index  # -1: no conditions list to append to yet
+        return {"gated": gated, "gate": gate}, (where, str(pod["metadata"].get("resourceVersion") or ""))
 
     # ------------------------------------------------------------------ act
 
