@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import logging
 import threading
@@ -70,6 +71,9 @@ class ServingReconciler:
         self._tasks: list[asyncio.Future[Any]] = []
         self._slices: dict[str, Mapping[str, Any]] = {}
         self._stopping = False
+        #: kopf's Event queue lives in context variables its handlers see and a startup task does not:
+        #: Events are posted in the context of the first OptimizedModel event (they are all about one).
+        self._events: contextvars.Context | None = None
 
     # ------------------------------------------------------------------ what should serve, and where
 
@@ -86,6 +90,8 @@ class ServingReconciler:
 
     def observe_model(self, event: str, body: Mapping[str, Any]) -> None:
         """Every OptimizedModel event (kopf's watch and initial listing): update the wants, wake the loop."""
+        if self._events is None:
+            self._events = contextvars.copy_context()
         meta = body.get("metadata") or {}
         key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         want = None
@@ -265,8 +271,16 @@ class ServingReconciler:
                    f"{load.endpoint.name} ({load.endpoint.url}), which lacked it, in {took:.2f}s")  # fmt: skip
         body = self.bodies.get(want.key)
         if body:
-            post_event(body, reason=plan.RELOADED, message=message)
+            self.post(body, plan.RELOADED, message)
         return None
+
+    def post(self, body: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+        """An Event on the resource, through kopf's queue (see ``_events``)."""
+        if self._events is None:
+            log.info("%s/%s: %s: %s", (body.get("metadata") or {}).get("namespace"),
+                     (body.get("metadata") or {}).get("name"), reason, message)  # fmt: skip
+            return
+        self._events.run(post_event, body, reason, message, warning=warning)
 
     async def set_gates(self, patches: Sequence[plan.GatePatch], pods: Mapping[str, tuple[int | None, str]]) -> bool:
         """Patch each gate onto the Pod version observed; True when one failed (look again soon)."""
@@ -313,7 +327,7 @@ class ServingReconciler:
             return
         if done is not None and decided and decided[0].event:
             reason, message, warning = decided[0].event
-            post_event(done, reason=reason, message=message, warning=warning)
+            self.post(done, reason, message, warning=warning)
 
     # ------------------------------------------------------------------ the EndpointSlice watch
 

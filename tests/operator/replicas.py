@@ -1,7 +1,8 @@
 """Triton replicas for the serving-reconcile tests: real tritonserver processes behind a real API server.
 
-Each replica is a real ``tritonserver`` on its own loopback address (127.0.0.N,
-as the dev cluster gives each Pod), a Pod object that declares the readiness
+Each replica is a real ``tritonserver`` on this machine's own address (not a
+loopback one: the API server refuses those in an EndpointSlice) and its own
+port, a Pod object that declares the readiness
 gate (its nodeSelector matches no node, so nothing runs it: the process stands
 in for its container), and an EndpointSlice of the ``triton`` Service naming
 that Pod, the way the endpointslice controller would. The operator under test
@@ -11,6 +12,7 @@ discovers, loads, gates and records through the API server exactly as in a clust
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,17 @@ from tests.operator.support import Kubectl
 
 SERVICE = "triton"
 __all__ = ["SERVICE", "Replica", "service", "write_model"]
+
+def node_ip() -> str | None:
+    """This machine's address on its default route (a UDP connect sends nothing); None without one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.254", 9))
+        except OSError:
+            return None
+        ip = str(s.getsockname()[0])
+    return None if ip.startswith("127.") else ip
+
 
 class Replica:
     """One Triton 'Pod': a process on 127.0.0.N, a Pod object with the gate, its EndpointSlice."""
