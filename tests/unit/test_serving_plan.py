@@ -306,3 +306,39 @@ def test_served_patch_only_onto_the_switch_it_was_for() -> None:
     assert patch["serving"] == {"endpoints": 2, "ready": 1, "version": 5, "notServedSince": None}
     assert serving.served_patch({**pub, "observedGeneration": 3}, 2, 5, "served", 2, 1) is None
     assert serving.served_patch({**pub, "phase": "Pending"}, 2, 5, "served", 2, 1) is None
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, (None, False, 30.0, 4)),
+        ({"EDGEOPT_TRITON_SERVICE": "inference/triton", "EDGEOPT_TRITON_URL": "http://triton.inference:8000",
+          "EDGEOPT_TRITON_READINESS_GATE": "true", "EDGEOPT_SERVING_AUDIT_SECONDS": "12",
+          "EDGEOPT_SERVING_LOAD_PARALLELISM": "2"}, ("inference/triton", True, 12.0, 2)),
+    ],
+)  # fmt: skip
+def test_serving_settings(env: dict[str, str], expected: tuple[Any, ...]) -> None:
+    from edgeopt.operator.settings import OperatorSettings
+
+    s = OperatorSettings.from_env(env)
+    assert (s.triton_service, s.triton_readiness_gate, s.serving_audit_seconds, s.serving_load_parallelism) == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"EDGEOPT_TRITON_SERVICE": "triton", "EDGEOPT_TRITON_URL": "http://t:8000"}, "EDGEOPT_TRITON_SERVICE"),
+        ({"EDGEOPT_TRITON_SERVICE": "inference/triton"}, "needs EDGEOPT_TRITON_URL"),
+        ({"EDGEOPT_TRITON_READINESS_GATE": "yes"}, "EDGEOPT_TRITON_READINESS_GATE"),
+        ({"EDGEOPT_SERVING_AUDIT_SECONDS": "0"}, "EDGEOPT_SERVING_AUDIT_SECONDS"),
+        ({"EDGEOPT_SERVING_LOAD_PARALLELISM": "0"}, "EDGEOPT_SERVING_LOAD_PARALLELISM"),
+    ],
+)
+def test_bad_serving_settings_name_the_variable(env: dict[str, str], names: str) -> None:
+    from edgeopt.operator.settings import OperatorSettings, SettingsError
+
+    with pytest.raises(SettingsError, match=names):
+        OperatorSettings.from_env(env)
