@@ -1,8 +1,8 @@
-"""The README's OptimizedModel field reference, generated from edgeopt.spec.
+"""The OptimizedModel field reference (docs/reference.md), generated from edgeopt.spec.
 
 The table between the ``<!-- fields:begin -->`` and ``<!-- fields:end -->``
 markers is produced here from ``walk_fields`` (names, types, defaults,
-constraints, docs), and tests/ship/test_readme.py fails when the README
+constraints, docs), and tests/ship/test_readme.py fails when the page
 differs, so the reference cannot drift from the code. Regenerate with:
 
     .venv/bin/python -m tests.ship.readme_fields --write
@@ -18,7 +18,7 @@ from typing import Any
 
 from edgeopt.spec import ModelSpec, walk_fields
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
 BEGIN, END = "<!-- fields:begin -->", "<!-- fields:end -->"
 
 
@@ -75,19 +75,19 @@ def field_table() -> str:
     return "\n".join(rows)
 
 
-def render(readme_text: str) -> str:
-    head, sep, rest = readme_text.partition(BEGIN)
+def render(page_text: str) -> str:
+    head, sep, rest = page_text.partition(BEGIN)
     _, sep2, tail = rest.partition(END)
     if not sep or not sep2:
-        raise SystemExit(f"README.md lacks the {BEGIN} ... {END} markers")
+        raise SystemExit(f"{PAGE.relative_to(PAGE.parents[1])} lacks the {BEGIN} ... {END} markers")
     return f"{head}{BEGIN}\n{field_table()}\n{END}{tail}"
 
 
 def main(argv: list[str]) -> int:
-    text = README.read_text()
+    text = PAGE.read_text()
     new = render(text)
     if "--write" in argv:
-        README.write_text(new)
+        PAGE.write_text(new)
         return 0
     print(field_table())
     return 0 if new == text else 1
