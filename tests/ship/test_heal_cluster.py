@@ -182,9 +182,9 @@ def test_a_deleted_triton_pod_serves_again_and_ready_never_lies(kubectl: Any, in
         kubectl("delete", "pod", victim, "-n", NS, "--wait=false")
         new = wait_for(lambda: [(p, u) for p, u, _ in endpoints(kubectl) if p not in before], timeout=120,
                        what="the replacement Pod's endpoint")[0]  # fmt: skip
-        pod = json.loads(kubectl("get", "pod", new[0], "-n", NS, "-o", "json").stdout)
         wait_for(lambda: answers(new[1]), timeout=60, interval=0.2, what="the new replica serves the model")
         served_at = time.time()
+        pod = json.loads(kubectl("get", "pod", new[0], "-n", NS, "-o", "json").stdout)
         started = (pod["status"].get("containerStatuses") or [{}])[0].get("state", {}).get("running", {})
         wait_for(lambda: ready_condition(om(kubectl)).get("status") == "True", timeout=60, what="Ready True")
         time.sleep(2)
