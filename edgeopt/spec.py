@@ -35,6 +35,8 @@ BACKENDS = ("tensorflow", "python", "onnxruntime", "tensorrt")
 ONNX_BACKENDS = ("onnxruntime", "tensorrt")
 DEVICES = ("GPU", "CPU")
 CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
+#: tensorrt.hardwareCompatibility: one plan for every GPU from this architecture on (TensorRT's levels).
+HARDWARE_COMPATIBILITY = ("AmperePlus",)
 #: tf2onnx 1.17 converts up to opset 18; 17 is what TensorRT 8.6+ and every current ORT run.
 DEFAULT_OPSET = 17
 DTYPES = ("FP32", "FP16", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "BOOL", "STRING")
@@ -164,6 +166,20 @@ class TensorRT:
     maximum_cached_engines: int = spec_field(1, key="maximumCachedEngines", minimum=1, doc="Engines per segment.")
     build_engines: bool = spec_field(True, key="buildEngines", doc="Build engines in the Job, not at first request.")
     calibration: Calibration | None = spec_field(None, doc="INT8 calibration data.")
+    version_compatible: bool = spec_field(
+        False,
+        key="versionCompatible",
+        doc="backend tensorrt: a plan later TensorRT majors load (10.x plan on an 11.x Triton); embeds the lean "
+        "runtime (larger plan, somewhat slower) and Triton must run with --backend-config=tensorrt,"
+        "version-compatible=true.",
+    )
+    hardware_compatibility: str | None = spec_field(
+        None,
+        key="hardwareCompatibility",
+        enum=HARDWARE_COMPATIBILITY,
+        doc="backend tensorrt: AmperePlus builds one plan for every GPU from Ampere on (fewer tactics, slower "
+        "than a plan for one GPU model); unset: the converter's GPU model only.",
+    )
 
 
 @dataclass
@@ -177,6 +193,8 @@ class Validation:
     rtol: float = spec_field(1e-3, minimum=0, doc="Relative tolerance.")
     atol: float = spec_field(1e-4, minimum=0, doc="Absolute tolerance.")
     seed: int = spec_field(0, minimum=0, doc="Seed for random inputs.")
+    fp16_rtol: float = spec_field(0.05, key="fp16Rtol", minimum=0, doc="ONNX FP16: relative tolerance.")
+    fp16_atol: float = spec_field(0.1, key="fp16Atol", minimum=0, doc="ONNX FP16: absolute tolerance.")
     int8_rtol: float = spec_field(0.1, key="int8Rtol", minimum=0, doc="ONNX INT8: relative tolerance.")
     int8_atol: float = spec_field(0.1, key="int8Atol", minimum=0, doc="ONNX INT8: absolute tolerance.")
     min_top1_agreement: float = spec_field(
@@ -464,6 +482,11 @@ def _validate_onnx(spec: ModelSpec) -> None:
         raise SpecError(
             "spec.tensorrt.enabled: the TensorRT accelerator exists only on GPU; for device CPU set "
             "tensorrt.enabled: false (tensorrt.precision still picks FP32/FP16/INT8 for the ONNX model)"
+        )
+    if (trt.version_compatible or trt.hardware_compatibility) and target.backend != "tensorrt":
+        raise SpecError(
+            "spec.tensorrt.versionCompatible/hardwareCompatibility: they shape a TensorRT plan, which only "
+            "target.backend tensorrt builds; remove them or use backend tensorrt"
         )
     if target.backend == "python" and spec.onnx.enabled and trt.enabled:
         raise SpecError(

@@ -7,15 +7,16 @@ the optimized frozen graph goes to ONNX, and ``tensorrt.precision`` decides
 the artefact:
 
 - FP32: the tf2onnx export as is.
-- FP16: with TensorRT running the model (the plan, or the ORT backend's
-  TensorRT accelerator) the ONNX stays FP32 and TensorRT builds FP16 layers
-  (it keeps precision-sensitive layers in FP32 itself); otherwise the weights
-  and arithmetic are converted to FP16 with FP32 inputs and outputs, so the
-  Triton config does not change.
+- FP16: the weights and arithmetic are FP16 in the graph (``onnx_fp16``),
+  whoever runs it (CUDA EP, ORT's TensorRT accelerator, a strongly typed
+  plan), with the sensitive ops in FP32 and the inputs and outputs in the
+  spec's dtypes, so the Triton config does not change.
 - INT8: explicit Q/DQ (``onnx_quantize``), layout chosen by the target.
 
 The result is validated with ONNX Runtime on the CPU against the TensorFlow
-original.  A TensorRT plan is built last, from the validated ONNX file.
+original.  ORT's TensorRT accelerator builds its engines in the Job when the
+spec asks (``ort_trt_engines``); a TensorRT plan is built last, from the
+validated ONNX file.
 """
 
 from __future__ import annotations
@@ -50,25 +51,27 @@ def _convert_precision(model: OptimizedModel, exported: Path, stage_dir: Path, l
             rec.details.update(layout=details["layout"]["name"], method=details["method"])
         exported.unlink()
         return {"precision": "INT8", "int8": details, "precisionBy": "onnx"}
-    if precision == "FP16" and not onnx_quantize.runs_on_tensorrt(spec):
-        with log.stage("fp16") as rec:
-            import onnx
-            from onnxruntime.transformers.float16 import convert_float_to_float16
-
-            half = convert_float_to_float16(onnx.load(str(exported)), keep_io_types=True)
-            onnx.save_model(half, str(final))
-            rec.details["fileBytes"] = final.stat().st_size
-        exported.unlink()
-        fp16: dict[str, Any] = {"precision": "FP16", "precisionBy": "onnx", "fileBytes": final.stat().st_size}
-        if onnx_device(spec) == "CPU":
-            fp16["note"] = (
-                "FP16 on device CPU halves the file, but ONNX Runtime's CPU kernels compute most ops in FP32 "
-                "through casts (MobileNetV2 ran 1.5x slower than FP32 here); prefer FP32 or INT8 on CPU"
-            )
-        return fp16
+    if precision == "FP16":
+        return _fp16(spec, exported, final, log)
     exported.rename(final)
-    by = "tensorrt" if precision != "FP32" else "onnx"
-    return {"precision": precision, "precisionBy": by}
+    return {"precision": precision, "precisionBy": "onnx"}
+
+
+def _fp16(spec: Any, exported: Path, final: Path, log: StageLog) -> dict[str, Any]:
+    from edgeopt.converter import onnx_fp16
+
+    with log.stage("fp16") as rec:
+        details = onnx_fp16.to_fp16(exported, final)
+        rec.details.update(nodes=details["nodes"], fileBytes=details["fileBytes"])
+    exported.unlink()
+    fp16: dict[str, Any] = {"precision": "FP16", "precisionBy": "onnx", "fp16": details}
+    fp16["fileBytes"] = details["fileBytes"]
+    if onnx_device(spec) == "CPU":
+        fp16["note"] = (
+            "FP16 on device CPU halves the file, but ONNX Runtime's CPU kernels compute most ops in FP32 "
+            "through casts (MobileNetV2 ran 1.5x slower than FP32 here); prefer FP32 or INT8 on CPU"
+        )
+    return fp16
 
 
 @dataclass
@@ -85,6 +88,7 @@ class _Run:
     latency: dict[str, Any] = field(default_factory=dict)
     feeds: dict[str, Any] = field(default_factory=dict)
     plan: dict[str, Any] = field(default_factory=dict)
+    engines: dict[str, Any] = field(default_factory=dict)
 
 
 def run_onnx(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
@@ -110,6 +114,7 @@ def run_onnx(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
     finally:
         loaded.close()
     artefact = stage_dir / ONNX_FILE
+    _prebuild_engines(model, stage_dir, log, run)
     if spec.target.backend == "tensorrt":
         artefact = _build_plan(model, stage_dir, log, run)
     else:
@@ -154,11 +159,35 @@ def _validate(model: OptimizedModel, loaded: Any, path: Path, log: StageLog, run
         runner = onnx_validate.ort_runner(onnx_validate.ort_session(path))
         run.feeds, origin = validate.validation_inputs(spec, run.inputs)
         run.errors = onnx_validate.compare(
-            loaded.reference(run.feeds), runner(run.feeds), spec.validation, int8=spec.tensorrt.precision == "INT8"
+            loaded.reference(run.feeds),
+            runner(run.feeds),
+            spec.validation,
+            int8=spec.tensorrt.precision == "INT8",
+            precision=spec.tensorrt.precision,
         )
         run.errors["inputs"] = origin
         run.latency = onnx_validate.latency(loaded.reference, runner, run.feeds)
         rec.details.update(maxAbsError=run.errors["maxAbsError"], maxRelError=run.errors["maxRelError"])
+
+
+def _prebuild_engines(model: OptimizedModel, stage_dir: Path, log: StageLog, run: _Run) -> None:
+    """ORT's TensorRT accelerator builds the engines in the Job when the spec asks (``ort_trt_engines``)."""
+    spec = model.spec
+    if spec.target.backend != "onnxruntime" or onnx_device(spec) != "GPU" or not spec.tensorrt.enabled:
+        return
+    from edgeopt.converter import ort_trt_engines
+    from edgeopt.triton.config import triton_max_batch, trt_accelerator_params
+
+    why = None if spec.tensorrt.build_engines else "tensorrt.buildEngines is false: Triton builds them at first load"
+    why = why or ort_trt_engines.unavailable()
+    if why:
+        log.skip("tensorrt-engines", why)
+        return
+    top = triton_max_batch(spec.target.max_batch_size, [*run.inputs, *run.outputs])
+    with log.stage("tensorrt-engines") as rec:
+        params = trt_accelerator_params(model, run.inputs, top)
+        run.engines = ort_trt_engines.build(stage_dir / ONNX_FILE, stage_dir / "trt-scratch", params, run.inputs, top)
+        rec.details.update(engines=run.engines["engines"], seconds=run.engines["seconds"])
 
 
 def _build_plan(model: OptimizedModel, stage_dir: Path, log: StageLog, run: _Run) -> Path:
@@ -174,8 +203,10 @@ def _build_plan(model: OptimizedModel, stage_dir: Path, log: StageLog, run: _Run
             precision=spec.tensorrt.precision,
             max_batch_size=max(1, spec.target.max_batch_size),
             workspace_bytes=spec.tensorrt.max_workspace_size_bytes,
+            version_compatible=spec.tensorrt.version_compatible,
+            hardware_compatibility=spec.tensorrt.hardware_compatibility,
         )
-        rec.details.update(planBytes=run.plan["planBytes"], tensorrt=run.plan["tensorrt"])
+        rec.details.update(planBytes=run.plan["planBytes"], tensorrt=run.plan["tensorrt"], flags=run.plan["flags"])
     return plan
 
 
@@ -206,7 +237,7 @@ def _report(model: OptimizedModel, log: StageLog, run: _Run) -> dict[str, Any]:
         signature=_signature(run),
         seconds=time.monotonic() - run.t0,
     )
-    full["onnx"] = run.onnx
+    full["onnx"] = {**run.onnx, **({"tensorrtEngines": run.engines} if run.engines else {})}
     if run.plan:  # the plan's TensorRT and GPU, not TensorFlow's (which has no TensorRT on this path)
         full["environment"].update(tensorrt=run.plan["tensorrt"], gpu=run.plan["gpu"] or full["environment"]["gpu"])
     return full

@@ -2,7 +2,8 @@
 
 The comparison itself is ``validate.compare`` (max abs/rel error, NaN/Inf,
 the worst element named).  INT8 gets its own tolerances
-(``validation.int8Rtol/int8Atol``) and, for outputs shaped like class scores
+(``validation.int8Rtol/int8Atol``), and so does FP16 (``validation.fp16Rtol/fp16Atol``:
+FP16's 10-bit mantissa over tens of layers), and INT8, for outputs shaped like class scores
 (``[batch, classes]``, floats), top-1 agreement: quantization may move every
 score a little, but a model that still picks the same class is the one users
 want; below ``validation.minTop1Agreement`` the version is not published.
@@ -63,12 +64,25 @@ def top1_agreement(reference: dict[str, np.ndarray], result: dict[str, np.ndarra
     return out
 
 
+def tolerances(validation: Validation, precision: str) -> tuple[float, float]:
+    """(rtol, atol) for the precision the ONNX graph computes in."""
+    if precision == "INT8":
+        return validation.int8_rtol, validation.int8_atol
+    if precision == "FP16":
+        return validation.fp16_rtol, validation.fp16_atol
+    return validation.rtol, validation.atol
+
+
 def compare(
-    reference: dict[str, np.ndarray], result: dict[str, np.ndarray], validation: Validation, *, int8: bool
+    reference: dict[str, np.ndarray],
+    result: dict[str, np.ndarray],
+    validation: Validation,
+    *,
+    int8: bool,
+    precision: str | None = None,
 ) -> dict[str, Any]:
-    """Errors and top-1 agreement; raise ValidationError beyond the (INT8 or FP) tolerances."""
-    rtol = validation.int8_rtol if int8 else validation.rtol
-    atol = validation.int8_atol if int8 else validation.atol
+    """Errors and top-1 agreement; raise ValidationError beyond the precision's tolerances."""
+    rtol, atol = tolerances(validation, "INT8" if int8 else (precision or "FP32"))
     agreement = top1_agreement(reference, result)
     if int8:
         low = {k: v for k, v in agreement.items() if v < validation.min_top1_agreement}

@@ -5,17 +5,28 @@ serialized engine, which is specific to the GPU model and TensorRT version
 it was built with; so it is built in the converter Job, on the kind of node
 that serves (``converter.nodeSelector``), and the report records both.
 
+The network is **strongly typed** (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``)
+and no precision builder flag is set: TensorRT 11 removed weak typing (the
+FP16/INT8 flags, implicit calibration, precision constraints), so precision
+lives in the ONNX graph — FP16 tensors from ``onnx_fp16``, Q/DQ pairs from
+``onnx_quantize`` (S8S8) — and the same code builds on TensorRT 10.x and 11.x.
+``graph_precision`` checks the graph carries the precision the spec asks for.
+
 One optimization profile spans batch 1 to ``target.maxBatchSize`` (opt at
-the max), so every batch Triton forms fits the engine.  INT8 uses the Q/DQ
-model from ``onnx_quantize`` (explicit quantization: no calibrator, which
-TensorRT 11 removed); FP16 sets the FP16 flag and lets TensorRT choose per
-layer.  Without TensorRT's Python bindings the spec fails at once with
+the max), so every batch Triton forms fits the engine.  Optional, each with
+its cost (``plan_flags``): ``tensorrt.versionCompatible`` (a plan a later
+TensorRT major loads; embeds the lean runtime, a larger plan, somewhat slower,
+and Triton must trust it: ``--backend-config=tensorrt,version-compatible=true``)
+and ``tensorrt.hardwareCompatibility: AmperePlus`` (one plan for every GPU from
+Ampere on; fewer tactics, slower than a plan for one GPU model).  Without
+TensorRT's Python bindings the spec fails at once with
 TensorRTUnavailableError (exit 5), as TF-TRT does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,16 +78,98 @@ def profile_shapes(
     return shapes
 
 
-def _parse(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> Any:
-    flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # implied (and deprecated) from TensorRT 10
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
+#: TensorRT majors this builder is written for (strongly typed networks, no precision flags).
+SUPPORTED_MAJORS = (10, 11)
+#: ``tensorrt.hardwareCompatibility`` value → TensorRT's HardwareCompatibilityLevel member.
+HARDWARE_LEVELS = {"AmperePlus": "AMPERE_PLUS"}
+
+
+@dataclass(frozen=True)
+class PlanFlags:
+    """How the network and builder are configured: names of TensorRT enum members (the report lists them)."""
+
+    network: tuple[str, ...]
+    builder: tuple[str, ...]
+    hardware_compatibility: str | None = None
+
+    def as_report(self) -> dict[str, Any]:
+        return {"network": list(self.network), "builder": list(self.builder),
+                "hardwareCompatibility": self.hardware_compatibility}  # fmt: skip
+
+
+def plan_flags(*, version_compatible: bool, hardware_compatibility: str | None) -> PlanFlags:
+    """Strongly typed, never a precision flag; version/hardware compatibility only when the spec asks.
+
+    VERSION_COMPATIBLE keeps the lean runtime in the plan (no EXCLUDE_LEAN_RUNTIME) so a later TensorRT
+    loads it without a matching runtime install.
+    """
+    if hardware_compatibility is not None and hardware_compatibility not in HARDWARE_LEVELS:
+        raise ConversionError(
+            f"tensorrt.hardwareCompatibility {hardware_compatibility!r} is unknown; use "
+            f"{' or '.join(HARDWARE_LEVELS)} or leave it unset"
+        )
+    builder = ("VERSION_COMPATIBLE",) if version_compatible else ()
+    level = HARDWARE_LEVELS[hardware_compatibility] if hardware_compatibility else None
+    return PlanFlags(network=("STRONGLY_TYPED",), builder=builder, hardware_compatibility=level)
+
+
+def tensorrt_major(version: str) -> int:
+    """The major of a TensorRT version string; a major this builder was not written for fails clearly."""
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        raise ConversionError(f"cannot read TensorRT's version {version!r}") from None
+    if major not in SUPPORTED_MAJORS:
+        raise ConversionError(
+            f"TensorRT {version} is not supported for plans: edgeopt builds strongly typed networks for TensorRT "
+            f"{' and '.join(f'{m}.x' for m in SUPPORTED_MAJORS)}; use a converter image with one of them"
+        )
+    return major
+
+
+def graph_precision(model: Any) -> str:
+    """What a strongly typed build of this ONNX graph computes in: INT8 (Q/DQ), FP16 (FP16 tensors), else FP32."""
+    from edgeopt.converter.onnx_fp16 import node_precisions
+
+    ops = {n.op_type for n in model.graph.node}
+    if {"QuantizeLinear", "DequantizeLinear"} <= ops:
+        return "INT8"
+    return "FP16" if node_precisions(model)["fp16"] else "FP32"
+
+
+def check_graph_precision(onnx_path: Path, precision: str) -> None:
+    """A strongly typed plan computes in the graph's types: an FP32 graph for precision FP16 would be FP32."""
+    import onnx
+
+    found = graph_precision(onnx.load(str(onnx_path)))
+    if found != precision:
+        raise ConversionError(
+            f"tensorrt.precision is {precision} but the ONNX graph for the plan computes in {found}: TensorRT builds "
+            "strongly typed networks (no precision flags), so the precision must be in the graph; this is a "
+            "converter bug, report it"
+        )
+
+
+def _parse(trt: Any, builder: Any, logger: Any, onnx_path: Path, flags: PlanFlags) -> Any:
+    bits = 0
+    for name in flags.network:
+        bits |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
+    network = builder.create_network(bits)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise ConversionError(f"TensorRT's ONNX parser rejects {onnx_path.name}: {'; '.join(errors)[:600]}")
     return network, parser
+
+
+def _configure(trt: Any, builder: Any, flags: PlanFlags, workspace_bytes: int) -> Any:
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+    for name in flags.builder:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    if flags.hardware_compatibility:
+        config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, flags.hardware_compatibility)
+    return config
 
 
 def build_plan(
@@ -87,21 +180,20 @@ def build_plan(
     precision: str,
     max_batch_size: int,
     workspace_bytes: int,
+    version_compatible: bool = False,
+    hardware_compatibility: str | None = None,
 ) -> dict[str, Any]:
-    """Serialize a TensorRT engine for ``onnx_path`` to ``plan_path``; return what the report records."""
+    """Serialize a strongly typed TensorRT engine for ``onnx_path`` to ``plan_path``; return what the report records."""
     trt = _tensorrt()
     if trt is None:
         raise TensorRTUnavailableError(TRT_PLAN_UNAVAILABLE_HINT)
+    tensorrt_major(str(trt.__version__))
+    check_graph_precision(onnx_path, precision)
+    flags = plan_flags(version_compatible=version_compatible, hardware_compatibility=hardware_compatibility)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network, _parser = _parse(trt, builder, logger, onnx_path)
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
-    if precision == "FP16":
-        config.set_flag(trt.BuilderFlag.FP16)
-    elif precision == "INT8":
-        config.set_flag(trt.BuilderFlag.INT8)  # explicit: the Q/DQ scales come from the graph
-        config.set_flag(trt.BuilderFlag.FP16)  # layers left unquantized may still use FP16
+    network, _parser = _parse(trt, builder, logger, onnx_path, flags)
+    config = _configure(trt, builder, flags, workspace_bytes)
     profile = builder.create_optimization_profile()
     shapes = profile_shapes(inputs, max_batch_size)
     for name, (lo, opt, hi) in shapes.items():
@@ -118,6 +210,8 @@ def build_plan(
         "tensorrt": str(trt.__version__),
         "gpu": _gpu_name(),
         "precision": precision,
+        "precisionBy": "onnx graph (strongly typed)",
+        "flags": flags.as_report(),
         "profile": {k: {"min": list(v[0]), "opt": list(v[1]), "max": list(v[2])} for k, v in shapes.items()},
         "planBytes": plan_path.stat().st_size,
         "layers": int(network.num_layers),

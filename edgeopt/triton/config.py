@@ -53,9 +53,18 @@ PLAN_FILENAME = "model.plan"
 #: Triton platform per backend that has one (python is a backend, not a platform).
 PLATFORMS = {"tensorflow": "tensorflow_savedmodel", "onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
 #: Where ONNX Runtime's TensorRT EP keeps engines and timing caches inside the Triton container.  The
-#: repository is mounted read-only, so the cache lives under /tmp (the chart mounts an emptyDir there);
-#: ORT names each engine by a hash of the model, so versions never share one.
+#: repository is mounted read-only; the chart mounts ``triton.engineCache`` here (a claim per GPU kind that
+#: survives a restart, else an emptyDir), and a Triton without that mount still has a writable /tmp.
+#: ORT names each engine by a hash of the model and the GPU's compute capability, so versions and GPU
+#: kinds never share one; the timing cache (per compute capability) is shared by all models.
 TRT_CACHE_ROOT = "/tmp/edgeopt-trt-cache"
+#: The CUDA EP options the onnxruntime backend gets on GPU (fallback under TensorRT, or the EP itself),
+#: through ``gpu_execution_accelerator { name: "cuda" }`` (onnxruntime_backend passes every key to ORT's
+#: CUDA provider options).  Only what is known to hold: cuDNN's exhaustive algorithm search, which Triton
+#: applies by default only when a config has ``parameters``.  Candidates ``bench/gpu_ort.py`` measures
+#: before they go here: ``prefer_nhwc`` (drops the NHWC→NCHW transposes of tf2onnx's export) and
+#: ``use_tf32``; CUDA graphs never: Triton binds each request's own buffers, a captured graph needs fixed ones.
+CUDA_EP_OPTIONS: tuple[tuple[str, str], ...] = (("cudnn_conv_algo_search", "EXHAUSTIVE"),)
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,8 @@ class ModelConfig:
     parameters: tuple[tuple[str, str], ...] = ()
     #: onnxruntime backend on GPU: the TensorRT execution accelerator's parameters (key, value).
     trt_accelerator: tuple[tuple[str, str], ...] = ()
+    #: onnxruntime backend on GPU: the CUDA execution provider's options (key, value).
+    cuda_accelerator: tuple[tuple[str, str], ...] = ()
 
     def render(self) -> str:
         return render_config(self)
@@ -108,6 +119,11 @@ def triton_type(dtype: str) -> str:
 def _batchable(tensors: Sequence[TensorInfo]) -> bool:
     """Triton batching needs every tensor to carry a variable leading (batch) dim."""
     return all(len(t.shape) >= 1 and t.shape[0] == -1 for t in tensors)
+
+
+def triton_max_batch(wanted: int, tensors: Sequence[TensorInfo]) -> int:
+    """The config's max_batch_size: the spec's wish when every tensor has a variable leading dim, else 0."""
+    return wanted if wanted > 0 and _batchable(tensors) else 0
 
 
 def _tensor_config(t: TensorInfo, batched: bool) -> TensorConfig:
@@ -155,8 +171,8 @@ def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig
     if dupes:
         raise PublishError(f"tensor names must be unique across inputs and outputs; repeated: {', '.join(dupes)}")
     _check_scalars(artifact, target.backend)
-    batched = target.max_batch_size > 0 and _batchable([*artifact.inputs, *artifact.outputs])
-    max_batch = target.max_batch_size if batched else 0
+    max_batch = triton_max_batch(target.max_batch_size, [*artifact.inputs, *artifact.outputs])
+    batched = max_batch > 0
     inputs = tuple(_tensor_config(t, batched) for t in artifact.inputs)
     outputs = tuple(_tensor_config(t, batched) for t in artifact.outputs)
 
@@ -206,6 +222,7 @@ def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig
         online_trt_max_cached_engines=trt.maximum_cached_engines if online_trt else None,
         parameters=tuple(params),
         trt_accelerator=trt_accelerator(artifact, model, max_batch),
+        cuda_accelerator=cuda_accelerator(artifact, model),
     )
 
 
@@ -240,36 +257,57 @@ def _profile(tensors: Sequence[TensorInfo], batch: int) -> str:
     )
 
 
+def _onnx_on_gpu(artifact: Artifact, model: OptimizedModel) -> bool:
+    return (
+        model.spec.target.backend == "onnxruntime"
+        and artifact.model_format == "onnx"
+        and instance_device(artifact, model) == "GPU"
+    )
+
+
+def cuda_accelerator(artifact: Artifact, model: OptimizedModel) -> tuple[tuple[str, str], ...]:
+    """The CUDA EP's options (``CUDA_EP_OPTIONS``) for an onnxruntime model on GPU, with or without TensorRT."""
+    return CUDA_EP_OPTIONS if _onnx_on_gpu(artifact, model) else ()
+
+
+def trt_cache_paths(model_name: str) -> dict[str, str]:
+    """Engine cache per model (ORT adds a hash of the graph and the GPU's compute capability); timing cache shared."""
+    return {"engines": f"{TRT_CACHE_ROOT}/engines/{model_name}", "timing": f"{TRT_CACHE_ROOT}/timing"}
+
+
 def trt_accelerator(artifact: Artifact, model: OptimizedModel, max_batch: int) -> tuple[tuple[str, str], ...]:
     """The onnxruntime backend's TensorRT accelerator, GPU instances only (names from onnxruntime_backend).
 
-    Engines are built by ORT inside Triton at first load and cached in a path Triton can write; explicit
+    No ``precision_mode``: it maps to TensorRT's FP16/INT8 builder flags, which TensorRT 11 removed; the
+    precision is in the graph (FP16 tensors, Q/DQ pairs).  Engines are built by ORT inside Triton at first
+    load and kept, with the timing cache, on ``TRT_CACHE_ROOT`` (the chart's per-GPU-kind volume); explicit
     profile shapes (batch 1..max) are set when every non-batch dim is known, so one engine serves every
     batch instead of a rebuild per new shape.
     """
-    trt = model.spec.tensorrt
-    if (
-        model.spec.target.backend != "onnxruntime"
-        or artifact.model_format != "onnx"
-        or not trt.enabled
-        or instance_device(artifact, model) != "GPU"
-    ):
+    if not model.spec.tensorrt.enabled or not _onnx_on_gpu(artifact, model):
         return ()
-    cache = f"{TRT_CACHE_ROOT}/{model.model_name}"
+    return trt_accelerator_params(model, artifact.inputs, max_batch)
+
+
+def trt_accelerator_params(
+    model: OptimizedModel, inputs: Sequence[TensorInfo], max_batch: int
+) -> tuple[tuple[str, str], ...]:
+    """The TensorRT accelerator's parameters for these inputs (the converter Job builds engines with them too)."""
+    trt = model.spec.tensorrt
+    cache = trt_cache_paths(model.model_name)
     params = [
-        ("precision_mode", trt.precision),
         ("max_workspace_size_bytes", str(trt.max_workspace_size_bytes)),
         ("trt_engine_cache_enable", "1"),
-        ("trt_engine_cache_path", cache),
+        ("trt_engine_cache_path", cache["engines"]),
         ("trt_timing_cache_enable", "1"),
-        ("trt_timing_cache_path", cache),
+        ("trt_timing_cache_path", cache["timing"]),
     ]
-    if all(d > 0 for t in artifact.inputs for d in t.shape[1:]) and all(t.shape for t in artifact.inputs):
+    if all(d > 0 for t in inputs for d in t.shape[1:]) and all(t.shape for t in inputs):
         top = max(1, max_batch)
         params += [
-            ("trt_profile_min_shapes", _profile(artifact.inputs, 1)),
-            ("trt_profile_opt_shapes", _profile(artifact.inputs, top)),
-            ("trt_profile_max_shapes", _profile(artifact.inputs, top)),
+            ("trt_profile_min_shapes", _profile(inputs, 1)),
+            ("trt_profile_opt_shapes", _profile(inputs, top)),
+            ("trt_profile_max_shapes", _profile(inputs, top)),
         ]
     return tuple(params)
 
@@ -350,15 +388,24 @@ def render_config(cfg: ModelConfig) -> str:
             if trt_value:
                 lines.append(f"        parameters {{ key: {_quote(trt_key)} value: {_quote(str(trt_value))} }}")
         lines += ["      }", "    ]", "  }", "}"]
-    if cfg.trt_accelerator:
-        lines += ["optimization {", "  execution_accelerators {", "    gpu_execution_accelerator: [", "      {"]
-        lines.append('        name: "tensorrt"')
-        for key, value in cfg.trt_accelerator:
-            lines.append(f"        parameters {{ key: {_quote(key)} value: {_quote(value)} }}")
-        lines += ["      }", "    ]", "  }", "}"]
+    lines += _gpu_accelerators(cfg)
     for key, value in cfg.parameters:
         lines.append(f"parameters {{ key: {_quote(key)} value: {{ string_value: {_quote(value)} }} }}")
     return "\n".join(lines) + "\n"
+
+
+def _gpu_accelerators(cfg: ModelConfig) -> list[str]:
+    """TensorRT first (ORT tries EPs in order), then CUDA's own options, in one optimization block."""
+    named = (("tensorrt", cfg.trt_accelerator), ("cuda", cfg.cuda_accelerator))
+    blocks = [(name, params) for name, params in named if params]
+    if not blocks:
+        return []
+    lines = ["optimization {", "  execution_accelerators {", "    gpu_execution_accelerator: ["]
+    for i, (name, params) in enumerate(blocks):
+        lines += ["      {", f"        name: {_quote(name)}"]
+        lines += [f"        parameters {{ key: {_quote(k)} value: {_quote(v)} }}" for k, v in params]
+        lines.append("      }," if i < len(blocks) - 1 else "      }")
+    return [*lines, "    ]", "  }", "}"]
 
 
 VERSION_POLICY_PREFIX = "version_policy:"

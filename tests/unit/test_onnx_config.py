@@ -2,8 +2,9 @@
 
 - onnxruntime_onnx (onnxruntime_backend README): ``platform``, default file
   ``model.onnx``, ``optimization.execution_accelerators.gpu_execution_accelerator``
-  named ``tensorrt`` with ``precision_mode``, ``max_workspace_size_bytes``,
-  ``trt_engine_cache_enable``/``trt_engine_cache_path`` and profile shapes.
+  named ``tensorrt`` with ``max_workspace_size_bytes``, engine and timing caches
+  and profile shapes, but no ``precision_mode`` (TensorRT 11 has no precision
+  flags: the graph carries it); then ``cuda`` with the CUDA EP's options.
 - tensorrt_plan: ``platform``, default file ``model.plan``, GPU instances, no accelerator.
 - python + onnx: the ONNX flavour's parameters.
 Pure: no TensorFlow, no Triton (tests/triton loads the python flavour for real).
@@ -22,7 +23,7 @@ from edgeopt.converter import onnx_quantize
 from edgeopt.converter.trt_build import profile_shapes
 from edgeopt.errors import ConversionError, PublishError, SpecError
 from edgeopt.spec import parse_manifest, uses_onnx
-from edgeopt.triton.config import TRT_CACHE_ROOT, build_model_config
+from edgeopt.triton.config import CUDA_EP_OPTIONS, TRT_CACHE_ROOT, build_model_config, trt_cache_paths
 
 
 def model(target: dict[str, Any], tensorrt: dict[str, Any] | None = None, **spec: Any) -> Any:
@@ -73,12 +74,15 @@ def test_onnxruntime_gpu_with_tensorrt_accelerator() -> None:
     block = text[text.index("optimization {") :]
     assert "gpu_execution_accelerator: [" in block and 'name: "tensorrt"' in block
     assert "cpu_execution_accelerator" not in text
-    p = params(block)
-    assert p["precision_mode"] == "FP16"
+    trt_block = block[: block.index('name: "cuda"')]  # TensorRT first: ORT tries EPs in order, CUDA catches the rest
+    p = params(trt_block)
+    assert "precision_mode" not in p  # FP16/INT8 builder flags are gone in TensorRT 11; the graph is FP16
     assert p["max_workspace_size_bytes"] == str(1 << 31)
-    assert p["trt_engine_cache_enable"] == "1"
-    # Triton's repository is read-only: the cache lives under the emptyDir /tmp, per model.
-    assert p["trt_engine_cache_path"] == f"{TRT_CACHE_ROOT}/mnet" and p["trt_engine_cache_path"].startswith("/tmp/")
+    assert p["trt_engine_cache_enable"] == p["trt_timing_cache_enable"] == "1"
+    # Triton's repository is read-only: the caches live on the chart's volume (under /tmp), engines per model.
+    assert p["trt_engine_cache_path"] == f"{TRT_CACHE_ROOT}/engines/mnet" and TRT_CACHE_ROOT.startswith("/tmp/")
+    assert p["trt_timing_cache_path"] == f"{TRT_CACHE_ROOT}/timing"
+    assert params(block[block.index('name: "cuda"') :]) == dict(CUDA_EP_OPTIONS)
     assert p["trt_profile_min_shapes"] == "images:1x224x224x3"
     assert p["trt_profile_opt_shapes"] == p["trt_profile_max_shapes"] == "images:8x224x224x3"
     # The onnxruntime backend reads no python-flavour parameters.
@@ -89,9 +93,23 @@ def test_onnxruntime_gpu_without_accelerator_and_unknown_dims_has_no_profile() -
     m = model({"backend": "onnxruntime", "device": "GPU"}, {"enabled": True, "precision": "FP32"})
     art = artifact(inputs=[TensorInfo("images", "FP32", [-1, -1, -1, 3])])
     p = params(build_model_config(art, m).render())
-    assert p["precision_mode"] == "FP32" and not any(k.startswith("trt_profile") for k in p)
+    assert p["trt_engine_cache_enable"] == "1" and not any(k.startswith("trt_profile") for k in p)
     m_off = model({"backend": "onnxruntime", "device": "GPU"}, {"enabled": False})
-    assert "optimization" not in build_model_config(artifact(), m_off).render()
+    text = build_model_config(artifact(), m_off).render()  # the CUDA EP alone, with its tuned options
+    assert 'name: "cuda"' in text and 'name: "tensorrt"' not in text
+    assert params(text) == dict(CUDA_EP_OPTIONS)
+
+
+@pytest.mark.parametrize("name", ["mnet", "a-b", "x1"])
+def test_trt_cache_paths_stay_under_the_volume(name: str) -> None:
+    paths = trt_cache_paths(name)
+    assert all(p.startswith(TRT_CACHE_ROOT + "/") for p in paths.values())
+    assert paths["engines"].endswith(f"/{name}") and paths["timing"] != paths["engines"]
+
+
+def test_the_chart_mounts_the_cache_volume_where_the_config_points() -> None:
+    chart = Path(__file__).resolve().parents[2] / "charts" / "edgeopt" / "templates" / "triton.yaml"
+    assert f"mountPath: {TRT_CACHE_ROOT}}}" in chart.read_text()
 
 
 def test_onnxruntime_cpu_int8_has_no_accelerator() -> None:
@@ -188,3 +206,12 @@ def test_unset_device_follows_the_tensorrt_accelerator_not_the_converters_hardwa
     text = build_model_config(artifact(gpu=True), off).render()
     assert "kind: KIND_CPU" in text and "optimization" not in text
     assert onnx_quantize.layout_for(off.spec).name == "U8S8-QOperator"
+
+
+@pytest.mark.parametrize("field", [{"versionCompatible": True}, {"hardwareCompatibility": "AmperePlus"}])
+def test_plan_compatibility_fields_need_the_tensorrt_backend(field: dict[str, Any]) -> None:
+    trt = {"enabled": True, "precision": "FP16", **field}
+    m = model({"backend": "tensorrt", "device": "GPU"}, trt)
+    assert (m.spec.tensorrt.version_compatible, m.spec.tensorrt.hardware_compatibility) != (False, None)
+    with pytest.raises(SpecError, match="only target.backend tensorrt builds"):
+        model({"backend": "onnxruntime", "device": "GPU"}, trt)
