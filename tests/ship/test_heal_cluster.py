@@ -79,7 +79,10 @@ def installed(control_plane: Any, kubectl: Any, images: dict[str, str]) -> Itera
          "--set", "triton.replicaCount=2", "--set", "triton.bindPodIP=true",
          "--set", f"operator.servingAuditSeconds={AUDIT}")  # fmt: skip
     for deployment in (RELEASE, TRITON):
-        kubectl("rollout", "status", f"deployment/{deployment}", "-n", NS, "--timeout=300s", timeout=320)
+        done = kubectl("rollout", "status", f"deployment/{deployment}", "-n", NS, "--timeout=300s", timeout=320,
+                       check=False)  # fmt: skip
+        if done.returncode != 0:
+            pytest.fail(f"{deployment} did not roll out:\n{diagnose(kubectl)}", pytrace=False)
     subprocess.run([sys.executable, "-m", "edgeopt.cli", "samples", "add", "--dir",
                     str(control_plane.pvc_dir("models") / MODEL)], check=True, capture_output=True, timeout=300)
     kubectl("apply", "-n", NS, "-f", str(chart.ROOT / "examples" / "add-checkpoint-cpu.yaml"))
@@ -88,6 +91,19 @@ def installed(control_plane: Any, kubectl: Any, images: dict[str, str]) -> Itera
         yield
     finally:
         helm(control_plane, "uninstall", RELEASE, "--namespace", NS)
+
+
+def diagnose(kubectl: Any) -> str:
+    """What a failed rollout looks like: Pods with conditions, EndpointSlices, the operator's log tail."""
+    out = [kubectl("get", "pods", "-n", NS, "-o", "wide", check=False).stdout]
+    pods = json.loads(kubectl("get", "pods", "-n", NS, "-o", "json", check=False).stdout or "{}")
+    for pod in pods.get("items", []):
+        conds = [(c["type"], c["status"], c.get("reason"), c.get("message")) for c in pod["status"].get("conditions", [])]
+        out.append(f"{pod['metadata']['name']}: {conds}")
+    out.append(kubectl("get", "endpointslices", "-n", NS, "-o", "yaml", check=False).stdout[-3000:])
+    out.append(kubectl("logs", f"deployment/{RELEASE}", "-n", NS, "--tail=60", check=False).stdout)
+    out.append(kubectl("get", "events", "-n", NS, check=False).stdout[-3000:])
+    return "\n".join(out)
 
 
 class Sampler:
