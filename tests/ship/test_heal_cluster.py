@@ -98,7 +98,8 @@ def diagnose(kubectl: Any) -> str:
     out = [kubectl("get", "pods", "-n", NS, "-o", "wide", check=False).stdout]
     pods = json.loads(kubectl("get", "pods", "-n", NS, "-o", "json", check=False).stdout or "{}")
     for pod in pods.get("items", []):
-        conds = [(c["type"], c["status"], c.get("reason"), c.get("message")) for c in pod["status"].get("conditions", [])]
+        conds = [(c["type"], c["status"], c.get("reason"), c.get("message"))
+                 for c in pod["status"].get("conditions", [])]  # fmt: skip
         out.append(f"{pod['metadata']['name']}: {conds}")
     out.append(kubectl("get", "endpointslices", "-n", NS, "-o", "yaml", check=False).stdout[-3000:])
     out.append(kubectl("logs", f"deployment/{RELEASE}", "-n", NS, "--tail=60", check=False).stdout)
