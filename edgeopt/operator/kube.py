@@ -23,6 +23,7 @@ from kubernetes.watch.watch import iter_resp_lines
 from urllib3.exceptions import HTTPError
 
 from edgeopt.errors import EdgeoptError
+from edgeopt.operator import kueue as kueue_api
 
 GROUP, VERSION, PLURAL = "edgeopt.io", "v1alpha1", "optimizedmodels"
 T = TypeVar("T")
@@ -76,6 +77,7 @@ class Kube:
         self.batch = client.BatchV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.discovery = client.DiscoveryV1Api(api)
+        self.kueue = client.CustomObjectsApi(api)  # kueue.x-k8s.io (a name of its own for the RBAC test)
         self.calls: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self.on_call: Callable[[str, str], None] | None = None
@@ -294,3 +296,18 @@ class Kube:
                 ops,
             )
         )
+
+    def list_workloads(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Kueue Workloads (kueue.x-k8s.io) matching ``selector``: read-only, granted with ``kueue.enabled``."""
+        resp = self._call(
+            "list",
+            "workloads",
+            f"listing Kueue Workloads in {namespace}",
+            self.kueue.list_namespaced_custom_object,
+            kueue_api.GROUP,
+            kueue_api.VERSION,
+            namespace,
+            kueue_api.PLURAL,
+            label_selector=selector,
+        )
+        return list(resp.get("items") or [])

@@ -83,6 +83,15 @@ GATE_RULES: tuple[Rule, ...] = (
     Rule(("",), ("pods",), ("get",), "read a Triton Pod's readiness-gate condition before setting it"),
     Rule(("",), ("pods/status",), ("patch",), "set the edgeopt.io/models-loaded readiness gate of a Triton Pod"),
 )
+#: Granted only with the chart value ``kueue.enabled`` (or ``converter.queueName``): Kueue's word in the status.
+KUEUE_RULES: tuple[Rule, ...] = (
+    Rule(
+        ("kueue.x-k8s.io",),
+        ("workloads",),
+        ("list",),
+        "a queue-managed Job's Workload: QuotaReserved/Admitted and the pending reason (edgeopt/operator/kueue.py)",
+    ),
+)
 
 
 def as_policy_rules() -> list[dict[str, list[str]]]:
@@ -95,6 +104,9 @@ def policy_rules(rules: tuple[Rule, ...]) -> list[dict[str, list[str]]]:
 
 
 def allows(api_group: str, resource: str, verb: str) -> bool:
-    """Granted somewhere: cluster-wide/watched namespaces (RULES) or Triton's namespace (the other two)."""
+    """Granted somewhere: cluster-wide/watched namespaces (RULES), or Triton's namespace (TRITON_RULES, GATE_RULES).
+
+    KUEUE_RULES, granted only with ``kueue.enabled``, are not counted.
+    """
     every = (*RULES, *TRITON_RULES, *GATE_RULES)
     return any(api_group in r.api_groups and resource in r.resources and verb in r.verbs for r in every)

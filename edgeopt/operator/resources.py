@@ -17,6 +17,7 @@ import yaml
 
 from edgeopt.artifact import KEPT_VERSIONS_ENV, SERVING_VERSIONS_ENV
 from edgeopt.limits import ALLOWED_OPS_ENV
+from edgeopt.operator import kueue
 from edgeopt.operator.settings import OperatorSettings
 from edgeopt.spec import API_VERSION, DEFAULT_PVC_ROOT, KIND, PVC_ROOT_ENV, OptimizedModel, pvc_claim
 from edgeopt.triton.ownership import OWNER_UID_ENV
@@ -265,8 +266,12 @@ def conversion_job(
     configmap: str,
     serving_versions: list[int] | None = None,
     kept_versions: list[int] | None = None,
+    queue_name: str | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job that runs ``edgeopt convert`` once for one (uid, generation).
+
+    With a ``queue_name`` the Job is Kueue's to admit: created suspended and
+    labelled with that LocalQueue (``kueue.queue_job``).
 
     ``serving_versions`` (what Triton serves now) travel to the publisher so its
     pruning never deletes a version Triton still has loaded.
@@ -334,7 +339,7 @@ def conversion_job(
     deadline = conv.active_deadline_seconds or settings.job_active_deadline_seconds
     backoff = conv.backoff_limit if conv.backoff_limit is not None else settings.job_backoff_limit
     ttl = conv.ttl_seconds_after_finished
-    return {
+    job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
@@ -367,3 +372,4 @@ def conversion_job(
             },
         },
     }
+    return kueue.queue_job(job, queue_name) if queue_name else job

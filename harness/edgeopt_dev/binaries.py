@@ -27,6 +27,10 @@ ETCD_VERSION = "v3.5.17"
 HELM_VERSION = "v3.16.4"
 #: The third-party chart check the ship tests run (tests/ship/test_kube_score.py).
 KUBE_SCORE_VERSION = "v1.19.0"
+#: Kueue, the optional job queue (``edgeopt dev up --kueue``); its CRDs come from
+#: the same module (see ``kueue_crd_dir``).  v0.17.0 is built with client-go
+#: v0.35 and runs against our v1.32 kube-apiserver (tests/k8s/test_kueue.py).
+KUEUE_VERSION = "v0.17.0"
 
 
 class BuildError(RuntimeError):
@@ -39,6 +43,7 @@ class Binary:
     version: str
     module: str  # module to wrap
     package: str  # main package to build
+    optional: bool = False  # built only when asked for by name
 
 
 BINARIES: tuple[Binary, ...] = (
@@ -53,6 +58,7 @@ BINARIES: tuple[Binary, ...] = (
     Binary("kubectl", KUBERNETES_VERSION, "k8s.io/kubernetes", "k8s.io/kubernetes/cmd/kubectl"),
     Binary("helm", HELM_VERSION, "helm.sh/helm/v3", "helm.sh/helm/v3/cmd/helm"),
     Binary("kube-score", KUBE_SCORE_VERSION, "github.com/zegl/kube-score", "github.com/zegl/kube-score/cmd/kube-score"),
+    Binary("kueue", KUEUE_VERSION, "sigs.k8s.io/kueue", "sigs.k8s.io/kueue/cmd/kueue", optional=True),
 )
 
 
@@ -105,18 +111,30 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], label: str = "", every:
         raise BuildError(f"`{' '.join(cmd)}` failed in {cwd}:\n{tail}")
 
 
-def _staging_replaces(go: str, env: dict[str, str], version: str, work: Path) -> list[str]:
-    """Read k8s.io/kubernetes' own go.mod and re-pin each ./staging replace."""
+def _module_gomod(go: str, env: dict[str, str], module: str, version: str, work: Path) -> str:
+    """Download ``module@version`` and return its own go.mod text."""
     out = subprocess.run(
-        [go, "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
+        [go, "mod", "download", "-json", f"{module}@{version}"],
         cwd=work,
         env=env,
         capture_output=True,
         text=True,
     )
     if out.returncode != 0:
-        raise BuildError(f"cannot download k8s.io/kubernetes@{version}: {out.stdout or out.stderr}")
-    gomod = Path(json.loads(out.stdout)["GoMod"]).read_text()
+        raise BuildError(f"cannot download {module}@{version}: {out.stdout or out.stderr}")
+    return Path(json.loads(out.stdout)["GoMod"]).read_text()
+
+
+def _go_directive(gomod: str) -> str:
+    """The wrapper's ``go`` line: at least 1.23, or what the wrapped module asks for."""
+    found = re.search(r"^go\s+(\d+)\.(\d+)", gomod, flags=re.M)
+    wanted = (int(found.group(1)), int(found.group(2))) if found else (1, 23)
+    major, minor = max(wanted, (1, 23))
+    return f"{major}.{minor}"
+
+
+def _staging_replaces(gomod: str, version: str) -> list[str]:
+    """Read k8s.io/kubernetes' own go.mod and re-pin each ./staging replace."""
     staging = re.findall(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/", gomod, flags=re.M)
     if not staging:
         raise BuildError(f"no staging replaces found in k8s.io/kubernetes@{version} go.mod")
@@ -134,10 +152,11 @@ def _build_group(binaries: list[Binary]) -> None:
     # for some k8s.io modules (k8s.io/kubernetes, k8s.io/controller-manager...);
     # those are exempted by prefix, every other dependency stays verified.
     env["GONOSUMDB"] = ",".join(filter(None, [os.environ.get("GONOSUMDB"), "k8s.io"]))
+    wrapped = _module_gomod(go, env, first.module, first.version, work)
     replaces: list[str] = []
     if first.module == "k8s.io/kubernetes":
-        replaces = _staging_replaces(go, env, first.version, work)
-    gomod = "module edgeopt.local/wrap\n\ngo 1.23\n\n" f"require {first.module} {first.version}\n" + (
+        replaces = _staging_replaces(wrapped, first.version)
+    gomod = f"module edgeopt.local/wrap\n\ngo {_go_directive(wrapped)}\n\nrequire {first.module} {first.version}\n" + (
         ("\nreplace (\n" + "\n".join(replaces) + "\n)\n") if replaces else ""
     )
     (work / "go.mod").write_text(gomod)
@@ -161,6 +180,8 @@ def _build_group(binaries: list[Binary]) -> None:
             )
         elif b.name == "helm":
             ldflags = f"-X helm.sh/helm/v3/internal/version.version={b.version}"
+        elif b.name == "kueue":
+            ldflags = f"-X sigs.k8s.io/kueue/pkg/version.GitVersion={b.version}"
         elif b.name == "kube-score":
             ldflags = f"-X main.version={b.version.lstrip('v')} -X main.commit={b.version}"
         tmp = out.with_suffix(".tmp")
@@ -169,9 +190,23 @@ def _build_group(binaries: list[Binary]) -> None:
         _log(f"built {b.name} in {time.monotonic() - t0:.0f}s -> {out}")
 
 
+def module_dir(name: str) -> Path:
+    """The module-cache folder of the Go module a binary is built from (its manifests, CRDs...)."""
+    b = next((b for b in BINARIES if b.name == name), None)
+    if b is None:
+        raise KeyError(name)
+    env = dict(os.environ, GOFLAGS="-mod=mod", GOTOOLCHAIN="local")
+    cache_root().mkdir(parents=True, exist_ok=True)
+    out = subprocess.run([_go(), "mod", "download", "-json", f"{b.module}@{b.version}"],
+                         cwd=cache_root(), env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise BuildError(f"cannot download {b.module}@{b.version}: {out.stdout or out.stderr}")
+    return Path(json.loads(out.stdout)["Dir"])
+
+
 def ensure_binaries(names: list[str] | None = None) -> dict[str, Path]:
     """Return paths to the wanted binaries, building those not cached yet."""
-    wanted = [b for b in BINARIES if names is None or b.name in names]
+    wanted = [b for b in BINARIES if (names is None and not b.optional) or (names is not None and b.name in names)]
     missing = [b for b in wanted if not (cache_root() / b.version / b.name).exists()]
     groups: dict[tuple[str, str], list[Binary]] = {}
     for b in missing:

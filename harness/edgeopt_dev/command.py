@@ -20,11 +20,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="dev_command", metavar="{build,up,down,images}")
     sub.required = True
     build = sub.add_parser("build", help="build (or find cached) etcd, kube-apiserver, kube-controller-manager, "
-                                         "kubectl, helm and kube-score from their Go modules")
+                                         "kubectl, helm and kube-score from their Go modules (kueue: by name)")
     build.add_argument("names", nargs="*", help="only these binaries")
     up = sub.add_parser("up", help="start etcd, kube-apiserver, kube-controller-manager and the node agent")
     up.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
     up.add_argument("--detach", action="store_true", help="return once ready; stop later with `dev down`")
+    up.add_argument("--kueue", action="store_true", help="also install and start Kueue (built from its Go module, "
+                                                          "sigs.k8s.io/kueue), the batch/job integration only")
     down = sub.add_parser("down", help="stop everything `dev up` started in DIR")
     down.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
     images = sub.add_parser("images", help="install podman & co, build the Debian stand-in base and the "
@@ -74,15 +76,27 @@ def _usage(cp: Any, kubectl: Path, detached: bool) -> str:
 
 def _up(args: argparse.Namespace) -> int:
     from edgeopt_dev.binaries import BuildError, ensure_binaries
-    from edgeopt_dev.controlplane import down, up, wait_foreground
+    from edgeopt_dev.controlplane import ControlPlaneError, down, up, wait_foreground
 
     try:
-        kubectl = ensure_binaries(["kubectl"])["kubectl"]
+        kubectl = ensure_binaries(["kubectl", *(["kueue"] if args.kueue else [])])["kubectl"]
         cp = up(args.dir, die_with_parent=not args.detach)
     except BuildError as exc:
         print(f"edgeopt dev up: error: {exc}", file=sys.stderr)
         return 2
+    if args.kueue:
+        from edgeopt_dev import kueue
+
+        try:
+            kueue.start(cp, die_with_parent=not args.detach)
+        except ControlPlaneError as exc:
+            print(f"edgeopt dev up: error: Kueue did not start: {exc}", file=sys.stderr)
+            down(cp.dir)
+            return 1
     print(_usage(cp, kubectl, args.detach), flush=True)
+    if args.kueue:
+        print(f"  Kueue               -> {cp.dir / 'logs' / 'kueue.log'} (batch/job; label Jobs "
+              "kueue.x-k8s.io/queue-name)", flush=True)
     if args.detach:
         return 0
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from edgeopt.errors import EdgeoptError
 from edgeopt_dev import processes
 from edgeopt_dev.binaries import KUBERNETES_VERSION, ensure_binaries
-from edgeopt_dev.pki import ClusterPKI, create_cluster_pki
+from edgeopt_dev.pki import create_cluster_pki
 
 SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service, first address of the range
@@ -56,6 +56,8 @@ CONTROLLERS = (
 )
 # Components in start order; ``down`` stops them in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "nodeagent")
+#: Started on request after the others (``dev up --kueue``: kueue.py); ``down`` stops them first.
+OPTIONAL_COMPONENTS = ("kueue",)
 
 
 class ControlPlaneError(EdgeoptError):
@@ -105,7 +107,7 @@ def _pidfile(root: Path, name: str) -> Path:
     return root / "run" / f"{name}.pid"
 
 
-def _kubeconfig(path: Path, server: str, pki: ClusterPKI, cert: Path, key: Path, user: str) -> None:
+def _kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> None:
     """Write a self-contained kubeconfig (certificates inlined) readable by kubectl and the client."""
     import base64
 
@@ -116,7 +118,7 @@ def _kubeconfig(path: Path, server: str, pki: ClusterPKI, cert: Path, key: Path,
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "edgeopt-dev", "cluster": {
-            "server": server, "certificate-authority-data": b64(pki.ca.cert)}}],
+            "server": server, "certificate-authority-data": b64(ca)}}],
         "users": [{"name": user, "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}],
         "contexts": [{"name": "edgeopt-dev", "context": {"cluster": "edgeopt-dev", "user": user}}],
         "current-context": "edgeopt-dev",
@@ -294,9 +296,9 @@ def _start(
             *(_audit_args(root) if audit else []),
         ])
         _write_state(root, server, etcd_port, api_port, kcm_port)
-        _kubeconfig(root / "kubeconfig", server, pki, pki.admin.cert, pki.admin.key, "edgeopt-admin")
+        _kubeconfig(root / "kubeconfig", server, pki.ca.cert, pki.admin.cert, pki.admin.key, "edgeopt-admin")
         kcm_kubeconfig = root / "pki" / "controller-manager.kubeconfig"
-        _kubeconfig(kcm_kubeconfig, server, pki, pki.controller_manager.cert, pki.controller_manager.key,
+        _kubeconfig(kcm_kubeconfig, server, pki.ca.cert, pki.controller_manager.cert, pki.controller_manager.key,
                     "system:kube-controller-manager")
         admin = ssl.create_default_context(cafile=str(pki.ca.cert))
         admin.load_cert_chain(str(pki.admin.cert), str(pki.admin.key))
@@ -352,6 +354,10 @@ def down(root: Path, grace: float = 10.0) -> list[str]:
 
     root = root.resolve()
     stopped = []
+    for name in OPTIONAL_COMPONENTS:
+        if processes.live_pid(_pidfile(root, name)):
+            stopped.append(name)
+        processes.stop_pidfile(_pidfile(root, name), grace=grace)
     names = list(reversed(COMPONENTS))
     for name in names[:1]:
         if processes.live_pid(_pidfile(root, name)):

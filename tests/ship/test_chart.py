@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from edgeopt.limits import Limits
-from edgeopt.operator.permissions import RULES
+from edgeopt.operator.permissions import KUEUE_RULES, RULES
 from edgeopt.operator.settings import OperatorSettings
 from tests.ship import chart
 
@@ -41,6 +41,7 @@ def triples(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 
 
 EXPECTED = {(g, r, v) for rule in RULES for g in rule.api_groups for r in rule.resources for v in rule.verbs}
+KUEUE = {(g, r, v) for rule in KUEUE_RULES for g in rule.api_groups for r in rule.resources for v in rule.verbs}
 
 
 # --------------------------------------------------------------------------- lint and sources
@@ -143,7 +144,17 @@ def test_watch_namespaces_moves_namespaced_rules_into_roles() -> None:
     assert env["EDGEOPT_NAMESPACES"] == "vision,speech"
 
 
-@pytest.mark.parametrize("sets", [[], ["--set", "watchNamespaces={a}"]])
+def test_kueue_adds_read_only_workloads_and_nothing_else() -> None:
+    """kueue.enabled grants exactly KUEUE_RULES on top (list Workloads), in the Roles when namespaced."""
+    assert KUEUE and all(v in ("get", "list", "watch") for _, _, v in KUEUE)
+    assert triples(one(chart.render("--set", "kueue.enabled=true"), "ClusterRole")["rules"]) == EXPECTED | KUEUE
+    docs = chart.render("--set", "kueue.enabled=true", "--set", "watchNamespaces={a}")
+    (role,) = by_kind(docs, "Role")
+    assert triples(one(docs, "ClusterRole")["rules"]) | triples(role["rules"]) == EXPECTED | KUEUE
+    assert triples(role["rules"]) >= KUEUE
+
+
+@pytest.mark.parametrize("sets", [[], ["--set", "watchNamespaces={a}"], ["--set", "kueue.enabled=true"]])
 def test_rbac_has_no_wildcards_and_no_secrets(sets: list[str]) -> None:
     for doc in chart.render(*sets):
         if doc["kind"] in ("ClusterRole", "Role"):
