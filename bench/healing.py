@@ -105,7 +105,8 @@ def _all_ready(url: str, names: list[str], timeout: float) -> float:
 
 
 def new_replica_seconds(ctx: Context, n: int, *, baseline: bool) -> float:
-    from edgeopt_dev.triton_server import TritonServer, free_port
+    from edgeopt_dev.netutil import free_port
+    from edgeopt_dev.triton_server import TritonServer
 
     repo = ctx.dir("healing", f"repo-{n}")
     names = _models(repo, n)
@@ -164,7 +165,8 @@ class _Client:
 def rolling_restart(ctx: Context, *, gate: bool) -> tuple[int, int, list[str]]:
     """(failed, sent, first errors) while 2 replicas are replaced one by one."""
     from edgeopt.operator.endpoints import Endpoint
-    from edgeopt_dev.triton_server import TritonServer, free_port
+    from edgeopt_dev.netutil import free_port
+    from edgeopt_dev.triton_server import TritonServer
 
     repo = ctx.dir("healing", "repo-rolling")
     names = _models(repo, 1)

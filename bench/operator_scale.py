@@ -139,8 +139,8 @@ class Bench:
 
     def start_operator(self) -> None:
         from edgeopt_dev import processes
-        from edgeopt_dev.demo import free_port
         from edgeopt_dev.images import image_name
+        from edgeopt_dev.netutil import free_port
 
         liveness, metrics = free_port(), free_port()
         self.triton_port = free_port()

@@ -1,8 +1,8 @@
 """Build the real control-plane binaries from their Go modules, at pinned versions.
 
 No Docker engine runs on our test machines, so kind/k3d are out; like envtest,
-we build etcd, kube-apiserver and kube-controller-manager ourselves, plus helm
-and kubectl, and cache them under ``~/.cache/edgeopt/bin/<version>/``.
+we build etcd, kube-apiserver, kube-controller-manager and kube-scheduler
+ourselves, plus helm and kubectl, and cache them under ``~/.cache/edgeopt/bin/<version>/``.
 
 k8s.io/kubernetes cannot be ``go install``-ed directly: its go.mod lists every
 ``k8s.io/*`` staging module at v0.0.0 with a local ``./staging`` replace.  We
@@ -21,6 +21,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from edgeopt_dev.cache import cache_dir
 
 KUBERNETES_VERSION = "v1.32.4"
 ETCD_VERSION = "v3.5.17"
@@ -55,6 +57,7 @@ BINARIES: tuple[Binary, ...] = (
         "k8s.io/kubernetes",
         "k8s.io/kubernetes/cmd/kube-controller-manager",
     ),
+    Binary("kube-scheduler", KUBERNETES_VERSION, "k8s.io/kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler"),
     Binary("kubectl", KUBERNETES_VERSION, "k8s.io/kubernetes", "k8s.io/kubernetes/cmd/kubectl"),
     Binary("helm", HELM_VERSION, "helm.sh/helm/v3", "helm.sh/helm/v3/cmd/helm"),
     Binary("kube-score", KUBE_SCORE_VERSION, "github.com/zegl/kube-score", "github.com/zegl/kube-score/cmd/kube-score"),
@@ -63,17 +66,7 @@ BINARIES: tuple[Binary, ...] = (
 
 
 def cache_root() -> Path:
-    base = os.environ.get("EDGEOPT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgeopt"
-    )
-    return Path(base) / "bin"
-
-
-def binary_path(name: str) -> Path:
-    for b in BINARIES:
-        if b.name == name:
-            return cache_root() / b.version / name
-    raise KeyError(name)
+    return cache_dir() / "bin"
 
 
 def _log(msg: str) -> None:

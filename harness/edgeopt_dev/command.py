@@ -20,9 +20,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="dev_command", metavar="{build,up,down,images}")
     sub.required = True
     build = sub.add_parser("build", help="build (or find cached) etcd, kube-apiserver, kube-controller-manager, "
-                                         "kubectl, helm and kube-score from their Go modules (kueue: by name)")
+                                         "kube-scheduler, kubectl, helm and kube-score from their Go modules "
+                                         "(kueue: by name)")
     build.add_argument("names", nargs="*", help="only these binaries")
-    up = sub.add_parser("up", help="start etcd, kube-apiserver, kube-controller-manager and the node agent")
+    up = sub.add_parser("up", help="start etcd, kube-apiserver, kube-controller-manager, kube-scheduler "
+                                   "and the node agent")
     up.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
     up.add_argument("--detach", action="store_true", help="return once ready; stop later with `dev down`")
     up.add_argument("--kueue", action="store_true", help="also install and start Kueue (built from its Go module, "

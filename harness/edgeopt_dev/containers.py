@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeopt_dev.cache import cache_dir
+
 #: Debian packages, and the command each provides.
 APT_PACKAGES: dict[str, str] = {"podman": "podman", "buildah": "buildah", "runc": "runc", "debootstrap": "debootstrap"}
 #: The ulimits every container gets: at most what this process may have (raising needs CAP_SYS_RESOURCE).
@@ -39,13 +41,6 @@ WANTED_ULIMITS = {"nofile": (resource.RLIMIT_NOFILE, 4096), "nproc": (resource.R
 class ContainerToolError(RuntimeError):
     """podman or a helper is missing or unusable; the message says what to do."""
 
-
-def cache_dir() -> Path:
-    """``~/.cache/edgeopt`` (or ``$EDGEOPT_CACHE``), shared with the Go binaries and Triton's backends."""
-    base = os.environ.get("EDGEOPT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgeopt"
-    )
-    return Path(base)
 
 
 def _log(msg: str) -> None:

@@ -1,23 +1,15 @@
-"""A real, local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager.
+"""A real, local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler.
 
 The operator must be tested against the real API machinery (watches,
-conflicts, finalizers, owner references, RBAC, CRD schema validation), and
-no kubelet or CNI can run where we test.  So, like envtest, we start the real
-binaries on loopback; unlike envtest we also run the job, deployment,
-replicaset, garbage-collector, namespace and service-account controllers (so
-Jobs, Deployments, deletion and TokenRequest behave), and the edgeopt node
-agent, which plays scheduler and kubelet for every Pod and runs it as an OCI
-container with podman.
-
-Everything lives under one folder::
-
-    DIR/kubeconfig        admin kubeconfig (client certificate, system:masters)
-    DIR/pki/              CA, serving and client certificates, SA signing key
-    DIR/etcd/             etcd data (wiped at every ``up``)
-    DIR/run/*.pid         one process group per component (see processes.py)
-    DIR/logs/             component logs and ``<ns>_<pod>.log`` container logs
-    DIR/run/pods/<pod>/   a running Pod's volumes, env file and termination file
-    DIR/pvc/<claim>/      what a PVC named <claim> holds
+conflicts, finalizers, owner references, RBAC, CRD schema validation,
+scheduling), and no kubelet or CNI can run where we test.  So, like envtest,
+we start the real binaries on loopback; unlike envtest we also run
+kube-scheduler, the job, deployment, replicaset, garbage-collector,
+namespace, service-account, endpoint(slice) and persistentvolume-binder
+controllers (so Jobs, Deployments, Services, claims, deletion and
+TokenRequest behave), and the edgeopt node agent, which plays kubelet for
+the one Node (and provisions each claim's hostPath volume), running every
+Pod as an OCI container with podman.  Where everything lives: layout.py.
 """
 
 from __future__ import annotations
@@ -25,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -39,7 +30,10 @@ from pathlib import Path
 from edgeopt.errors import EdgeoptError
 from edgeopt_dev import processes
 from edgeopt_dev.binaries import KUBERNETES_VERSION, ensure_binaries
-from edgeopt_dev.pki import create_cluster_pki
+from edgeopt_dev.layout import Layout, LayoutError
+from edgeopt_dev.netutil import free_port
+from edgeopt_dev.pki import CertPair, ClusterPKI, create_cluster_pki
+from edgeopt_dev.podnet import PodNetworkError, ensure_local_route
 
 SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service, first address of the range
@@ -49,13 +43,18 @@ ISSUER = "https://kubernetes.default.svc.cluster.local"
 # controllers (the chart's operator and Triton), GC, namespace and service-account
 # controllers, root-ca-cert-publisher (the kube-root-ca.crt ConfigMap every
 # auto-mounted service-account token volume projects) and ttl-after-finished
-# (deletes finished Jobs after ttlSecondsAfterFinished, as the operator expects).
+# (deletes finished Jobs after ttlSecondsAfterFinished, as the operator expects), and
+# endpoint and endpointslice (each Service's Pod IPs and their readiness: what the
+# operator discovers Triton replicas from, and what Service names resolve to here).
+# persistentvolume-binder binds each claim to the hostPath volume the node agent
+# provisions for it (and marks the volume Released when the claim goes).
 CONTROLLERS = (
     "job,deployment,replicaset,garbagecollector,namespace,serviceaccount,serviceaccount-token,"
-    "root-ca-cert-publisher,ttl-after-finished"
+    "root-ca-cert-publisher,ttl-after-finished,endpoint,endpointslice,persistentvolume-binder"
 )
 # Components in start order; ``down`` stops them in reverse.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "nodeagent")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "nodeagent")
+BINARIES = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
 #: Started on request after the others (``dev up --kueue``: kueue.py); ``down`` stops them first.
 OPTIONAL_COMPONENTS = ("kueue",)
 
@@ -76,35 +75,28 @@ class ControlPlane:
     server: str
     kubeconfig: Path
 
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.dir)
+
     def pvc_dir(self, claim: str) -> Path:
-        """The local folder a PersistentVolumeClaim named ``claim`` maps to (created)."""
-        return pvc_dir(self.dir, claim)
+        """The folder of the hostPath volume of every PersistentVolumeClaim named ``claim`` (created)."""
+        try:
+            return self.layout.pvc_dir(claim)
+        except LayoutError as exc:
+            raise ControlPlaneError(str(exc)) from exc
 
     @property
     def ca_file(self) -> Path:
-        return self.dir / "pki" / "ca.crt"
-
-
-def pvc_dir(root: Path, claim: str) -> Path:
-    if not claim or len(claim) > 253 or not all(c.isalnum() or c in "-." for c in claim) or claim[0] in "-.":
-        raise ControlPlaneError(f"invalid PersistentVolumeClaim name {claim!r}")
-    path = root / "pvc" / claim
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+        return self.layout.pki / "ca.crt"
 
 
 def _log(msg: str) -> None:
     print(f"[dev] {msg}", file=sys.stderr, flush=True)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _pidfile(root: Path, name: str) -> Path:
-    return root / "run" / f"{name}.pid"
+    return Layout(root).pidfile(name)
 
 
 def _kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> None:
@@ -143,11 +135,11 @@ def _wait(
     while not check():
         for name, proc in watch.items():
             if proc.poll() is not None:
-                tail = _tail(root / "logs" / f"{name}.log")
+                tail = _tail(Layout(root).log(name))
                 kind = PortTaken if "address already in use" in tail else ControlPlaneError
                 raise kind(f"{name} exited with code {proc.returncode} while waiting for {what}:\n{tail}")
         if time.monotonic() > deadline:
-            raise ControlPlaneError(f"timed out waiting for {what}; see the logs in {root / 'logs'}")
+            raise ControlPlaneError(f"timed out waiting for {what}; see the logs in {Layout(root).logs}")
         time.sleep(0.1)
 
 
@@ -170,12 +162,12 @@ def running(root: Path) -> dict[str, int]:
 
 def load(root: Path) -> ControlPlane:
     """The control plane already running in ``root`` (as ``up --detach`` left it)."""
-    root = root.resolve()
+    layout = Layout(root.resolve())
     try:
-        state = json.loads((root / "state.json").read_text())
+        state = json.loads(layout.state.read_text())
     except (OSError, ValueError) as exc:
-        raise ControlPlaneError(f"no control plane state in {root}: {exc}") from exc
-    return ControlPlane(root, state["server"], root / "kubeconfig")
+        raise ControlPlaneError(f"no control plane state in {layout.root}: {exc}") from exc
+    return ControlPlane(layout.root, state["server"], layout.kubeconfig)
 
 
 def up(
@@ -185,7 +177,7 @@ def up(
     die_with_parent: bool = False,
     audit: bool = False,
 ) -> ControlPlane:
-    """Start etcd, kube-apiserver, kube-controller-manager and the node agent; return when ready.
+    """Start etcd, kube-apiserver, the controllers, kube-scheduler and the node agent; return when ready.
 
     ``audit`` writes the API server's audit log (every request at Metadata
     level: who, verb, object, timestamps; never bodies) to ``logs/audit.log``,
@@ -204,10 +196,14 @@ def up(
             f"a control plane is already running in {root} (pids {sorted(alive.values())}); "
             f"use it, or stop it with `edgeopt dev down --dir {root}`"
         )
-    if alive or any((root / "run").glob("**/*.pid")):
+    if alive or any(Layout(root).run.glob("**/*.pid")):
         _log(f"cleaning up a previous run in {root}")
         down(root)
-    bins = ensure_binaries(["etcd", "kube-apiserver", "kube-controller-manager"])
+    bins = ensure_binaries(BINARIES)
+    try:
+        ensure_local_route()
+    except PodNetworkError as exc:
+        raise ControlPlaneError(str(exc)) from exc
     if shutil.which("podman") is None:
         _log("warning: podman is not installed, so the node agent cannot run Pods (they wait in "
              "ContainerCreating); `edgeopt dev images` installs it and builds the images Pods run")
@@ -223,13 +219,13 @@ def up(
 
 
 def _wipe(root: Path) -> None:
-    for stale in ("etcd", "pki", "run", "logs", "state.json", "kubeconfig"):
-        path = root / stale
+    layout = Layout(root)
+    for path in (layout.etcd, layout.pki, layout.run, layout.logs, layout.state, layout.kubeconfig):
         if path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
-    (root / "pvc").mkdir(exist_ok=True)
+    layout.volumes.mkdir(exist_ok=True)
 
 
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
@@ -240,106 +236,147 @@ rules:
 """
 
 
-def _audit_args(root: Path) -> list[str]:
-    policy = root / "run" / "audit-policy.yaml"
+def _audit_args(layout: Layout) -> list[str]:
+    policy = layout.run / "audit-policy.yaml"
     policy.parent.mkdir(parents=True, exist_ok=True)
     policy.write_text(AUDIT_POLICY)
-    return [f"--audit-policy-file={policy}", f"--audit-log-path={root / 'logs' / 'audit.log'}",
+    return [f"--audit-policy-file={policy}", f"--audit-log-path={layout.log('audit')}",
             "--audit-log-format=json", "--audit-log-mode=batch", "--audit-log-batch-max-wait=1s"]  # fmt: skip
+
+
+@dataclass
+class _Start:
+    """One attempt at starting the components: their ports, their processes, and how to wait for them."""
+
+    layout: Layout
+    pki: ClusterPKI
+    bins: dict[str, Path]
+    deadline: float
+    die_with_parent: bool
+    ports: dict[str, int]
+    started: dict[str, subprocess.Popen[bytes]]
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    def start(self, name: str, cmd: list[str]) -> None:
+        self.started[name] = processes.spawn(cmd, log=self.layout.log(name), pidfile=self.layout.pidfile(name),
+                                             cwd=self.layout.root, die_with_parent=self.die_with_parent)
+
+    def wait(self, what: str, check: Callable[[], bool]) -> None:
+        _wait(what, check, self.deadline, self.started, self.layout.root)
+
+    def client_kubeconfig(self, name: str, pair: CertPair, user: str) -> Path:
+        path = self.layout.pki / f"{name}.kubeconfig"
+        _kubeconfig(path, self.server, self.pki.ca.cert, pair.cert, pair.key, user)
+        return path
+
+    def healthz(self, name: str, port: int) -> None:
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE  # its self-signed serving cert; /healthz needs no identity
+        self.wait(f"{name} /healthz", lambda: _https_ok(f"https://127.0.0.1:{port}/healthz", insecure))
 
 
 def _start(
     root: Path, bins: dict[str, Path], timeout: float, die_with_parent: bool, audit: bool = False
 ) -> ControlPlane:
     t0 = time.monotonic()
-    deadline = t0 + timeout
-    pki = create_cluster_pki(root / "pki", SERVICE_IP)
-    etcd_port, peer_port, api_port, kcm_port = (_free_port() for _ in range(4))
-    server = f"https://127.0.0.1:{api_port}"
-    logs = root / "logs"
-    started: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(name: str, cmd: list[str]) -> None:
-        started[name] = processes.spawn(
-            cmd, log=logs / f"{name}.log", pidfile=_pidfile(root, name), cwd=root, die_with_parent=die_with_parent
-        )
-
+    layout = Layout(root)
+    pki = create_cluster_pki(layout.pki, SERVICE_IP)
+    names = ("etcd", "peer", "apiserver", "controller-manager", "scheduler")
+    ports = {name: free_port() for name in names}
+    run = _Start(layout, pki, bins, t0 + timeout, die_with_parent, ports, {})
     try:
-        start("etcd", [
-            str(bins["etcd"]), "--name=edgeopt", f"--data-dir={root / 'etcd'}",
-            f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
-            f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-cluster=edgeopt=http://127.0.0.1:{peer_port}",
-            "--initial-cluster-state=new", "--unsafe-no-fsync", "--log-level=warn",
-        ])
-        start("kube-apiserver", [
-            str(bins["kube-apiserver"]), f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
-            f"--tls-cert-file={pki.apiserver.cert}", f"--tls-private-key-file={pki.apiserver.key}",
-            f"--client-ca-file={pki.ca.cert}", "--authorization-mode=RBAC",
-            f"--service-account-issuer={ISSUER}", f"--service-account-key-file={pki.service_account_pub}",
-            f"--service-account-signing-key-file={pki.service_account_key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # Its finalizer is removed by the pvc-protection controller, which
-            # we do not run: PVCs would block namespace deletion forever.
-            "--disable-admission-plugins=StorageObjectInUseProtection",
-            f"--cert-dir={root / 'pki' / 'apiserver-generated'}", "--profiling=false",
-            # `kubectl logs` goes through the node agent's kubelet endpoint.
-            f"--kubelet-client-certificate={pki.kubelet_client.cert}",
-            f"--kubelet-client-key={pki.kubelet_client.key}",
-            f"--kubelet-certificate-authority={pki.ca.cert}", "--kubelet-preferred-address-types=InternalIP",
-            # Endpoints may not hold a loopback address, so the lease reconciler
-            # would fail every few seconds; nothing here routes to it anyway.
-            "--endpoint-reconciler-type=none",
-            *(_audit_args(root) if audit else []),
-        ])
-        _write_state(root, server, etcd_port, api_port, kcm_port)
-        _kubeconfig(root / "kubeconfig", server, pki.ca.cert, pki.admin.cert, pki.admin.key, "edgeopt-admin")
-        kcm_kubeconfig = root / "pki" / "controller-manager.kubeconfig"
-        _kubeconfig(kcm_kubeconfig, server, pki.ca.cert, pki.controller_manager.cert, pki.controller_manager.key,
-                    "system:kube-controller-manager")
+        _start_api(run, audit)
+        _write_state(layout, run.server, ports)
+        _kubeconfig(layout.kubeconfig, run.server, pki.ca.cert, pki.admin.cert, pki.admin.key, "edgeopt-admin")
         admin = ssl.create_default_context(cafile=str(pki.ca.cert))
         admin.load_cert_chain(str(pki.admin.cert), str(pki.admin.key))
-        _wait("kube-apiserver /readyz", lambda: _https_ok(f"{server}/readyz", admin), deadline, started, root)
-        _log(f"kube-apiserver ready after {time.monotonic() - t0:.1f}s at {server}")
-        start("kube-controller-manager", [
-            str(bins["kube-controller-manager"]), f"--kubeconfig={kcm_kubeconfig}",
-            f"--authentication-kubeconfig={kcm_kubeconfig}", f"--authorization-kubeconfig={kcm_kubeconfig}",
-            f"--controllers={CONTROLLERS}", "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={pki.service_account_key}", f"--root-ca-file={pki.ca.cert}",
-            "--bind-address=127.0.0.1", f"--secure-port={kcm_port}",
-            f"--cert-dir={root / 'pki' / 'controller-manager-generated'}", "--leader-elect=false",
-            "--profiling=false",
-        ])
-        start("nodeagent", [
-            sys.executable, "-m", "edgeopt_dev.nodeagent", "--kubeconfig", str(root / "kubeconfig"),
-            "--dir", str(root),
-        ])
-        insecure = ssl.create_default_context()
-        insecure.check_hostname = False
-        insecure.verify_mode = ssl.CERT_NONE  # its self-signed serving cert; /healthz needs no identity
-        _wait("kube-controller-manager /healthz",
-              lambda: _https_ok(f"https://127.0.0.1:{kcm_port}/healthz", insecure), deadline, started, root)
+        run.wait("kube-apiserver /readyz", lambda: _https_ok(f"{run.server}/readyz", admin))
+        _log(f"kube-apiserver ready after {time.monotonic() - t0:.1f}s at {run.server}")
+        _start_controllers(run)
         # Pods cannot be created before the default ServiceAccount exists, and
         # their token volume needs kube-root-ca.crt: wait for both controllers.
-        _wait("the default ServiceAccount and kube-root-ca.crt",
-              lambda: _https_ok(f"{server}/api/v1/namespaces/default/serviceaccounts/default", admin)
-              and _https_ok(f"{server}/api/v1/namespaces/default/configmaps/kube-root-ca.crt", admin),
-              deadline, started, root)
-        _wait("the node agent", lambda: (root / "run" / "nodeagent.ready").exists(), deadline, started, root)
+        run.wait("the default ServiceAccount and kube-root-ca.crt",
+                 lambda: _https_ok(f"{run.server}/api/v1/namespaces/default/serviceaccounts/default", admin)
+                 and _https_ok(f"{run.server}/api/v1/namespaces/default/configmaps/kube-root-ca.crt", admin))
+        run.wait("the node agent", layout.node_ready.exists)
     except BaseException:
         down(root)
         raise
     _log(f"control plane ready in {time.monotonic() - t0:.1f}s (Kubernetes {KUBERNETES_VERSION})")
-    return ControlPlane(root, server, root / "kubeconfig")
+    return ControlPlane(root, run.server, layout.kubeconfig)
 
 
-def _write_state(root: Path, server: str, etcd_port: int, api_port: int, kcm_port: int) -> None:
-    state = {"server": server, "etcdPort": etcd_port, "apiserverPort": api_port,
-             "controllerManagerPort": kcm_port, "kubernetesVersion": KUBERNETES_VERSION}
-    (root / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+def _start_api(run: _Start, audit: bool) -> None:
+    """etcd, then kube-apiserver on it."""
+    root, pki, ports = run.layout.root, run.pki, run.ports
+    etcd = f"http://127.0.0.1:{ports['etcd']}"
+    peer = f"http://127.0.0.1:{ports['peer']}"
+    run.start("etcd", [
+        str(run.bins["etcd"]), "--name=edgeopt", f"--data-dir={run.layout.etcd}",
+        f"--listen-client-urls={etcd}", f"--advertise-client-urls={etcd}", f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}", f"--initial-cluster=edgeopt={peer}",
+        "--initial-cluster-state=new", "--unsafe-no-fsync", "--log-level=warn",
+    ])
+    run.start("kube-apiserver", [
+        str(run.bins["kube-apiserver"]), f"--etcd-servers={etcd}",
+        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={ports['apiserver']}",
+        f"--tls-cert-file={pki.apiserver.cert}", f"--tls-private-key-file={pki.apiserver.key}",
+        f"--client-ca-file={pki.ca.cert}", "--authorization-mode=RBAC",
+        f"--service-account-issuer={ISSUER}", f"--service-account-key-file={pki.service_account_pub}",
+        f"--service-account-signing-key-file={pki.service_account_key}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        # StorageObjectInUseProtection: its finalizers are removed by the pvc- and
+        # pv-protection controllers, which we do not run (claims would block
+        # namespace deletion forever). TaintNodesByCondition: the not-ready taint it
+        # puts on a new Node is lifted by the node lifecycle controller, which has
+        # no heartbeats to watch here (the node agent's Node is Ready while it runs).
+        "--disable-admission-plugins=StorageObjectInUseProtection,TaintNodesByCondition",
+        f"--cert-dir={root / 'pki' / 'apiserver-generated'}", "--profiling=false",
+        # `kubectl logs` goes through the node agent's kubelet endpoint.
+        f"--kubelet-client-certificate={pki.kubelet_client.cert}",
+        f"--kubelet-client-key={pki.kubelet_client.key}",
+        f"--kubelet-certificate-authority={pki.ca.cert}", "--kubelet-preferred-address-types=InternalIP",
+        # Endpoints may not hold a loopback address, so the lease reconciler
+        # would fail every few seconds; nothing here routes to it anyway.
+        "--endpoint-reconciler-type=none",
+        *(_audit_args(run.layout) if audit else []),
+    ])  # fmt: skip
+
+
+def _start_controllers(run: _Start) -> None:
+    """kube-controller-manager, kube-scheduler (each with its bootstrap RBAC identity) and the node agent."""
+    pki, ports, layout = run.pki, run.ports, run.layout
+    kcm = run.client_kubeconfig("controller-manager", pki.controller_manager, "system:kube-controller-manager")
+    run.start("kube-controller-manager", [
+        str(run.bins["kube-controller-manager"]), f"--kubeconfig={kcm}",
+        f"--authentication-kubeconfig={kcm}", f"--authorization-kubeconfig={kcm}",
+        f"--controllers={CONTROLLERS}", "--use-service-account-credentials=true",
+        f"--service-account-private-key-file={pki.service_account_key}", f"--root-ca-file={pki.ca.cert}",
+        "--bind-address=127.0.0.1", f"--secure-port={ports['controller-manager']}",
+        f"--cert-dir={layout.pki / 'controller-manager-generated'}", "--leader-elect=false", "--profiling=false",
+    ])  # fmt: skip
+    scheduler = run.client_kubeconfig("scheduler", pki.scheduler, "system:kube-scheduler")
+    run.start("kube-scheduler", [
+        str(run.bins["kube-scheduler"]), f"--kubeconfig={scheduler}",
+        f"--authentication-kubeconfig={scheduler}", f"--authorization-kubeconfig={scheduler}",
+        "--bind-address=127.0.0.1", f"--secure-port={ports['scheduler']}",
+        f"--cert-dir={layout.pki / 'scheduler-generated'}", "--leader-elect=false", "--profiling=false",
+    ])  # fmt: skip
+    run.start("nodeagent", [sys.executable, "-m", "edgeopt_dev.nodeagent", "--kubeconfig", str(layout.kubeconfig),
+                            "--dir", str(layout.root)])  # fmt: skip
+    run.healthz("kube-controller-manager", ports["controller-manager"])
+    run.healthz("kube-scheduler", ports["scheduler"])
+
+
+def _write_state(layout: Layout, server: str, ports: dict[str, int]) -> None:
+    state = {"server": server, "etcdPort": ports["etcd"], "apiserverPort": ports["apiserver"],
+             "controllerManagerPort": ports["controller-manager"], "schedulerPort": ports["scheduler"],
+             "kubernetesVersion": KUBERNETES_VERSION}
+    layout.state.write_text(json.dumps(state, indent=2) + "\n")
 
 
 def down(root: Path, grace: float = 10.0) -> list[str]:
@@ -350,7 +387,7 @@ def down(root: Path, grace: float = 10.0) -> list[str]:
     plane in reverse start order.  Safe to call on a DIR whose processes are
     long dead.
     """
-    from edgeopt_dev.podrun import remove_cluster_containers  # podrun -> podspec -> this module
+    from edgeopt_dev.podrun import remove_cluster_containers
 
     root = root.resolve()
     stopped = []
@@ -369,7 +406,7 @@ def down(root: Path, grace: float = 10.0) -> list[str]:
         if processes.live_pid(_pidfile(root, name)):
             stopped.append(name)
         processes.stop_pidfile(_pidfile(root, name), grace=grace)
-    (root / "run" / "nodeagent.ready").unlink(missing_ok=True)
+    Layout(root).node_ready.unlink(missing_ok=True)
     return stopped
 
 

@@ -14,9 +14,10 @@ image as the chart's Triton Deployment, and the conversion Job's Pod runs in
 kubectl, waits for ``Ready``, shows ``kubectl logs`` of the converter Pod and
 asks Triton for an answer with tritonclient, over HTTP and over gRPC.
 
-The dev node shares the host's network: Triton's ports are picked free and
-set in the chart's values, and the chart's own Service URL for Triton
-resolves to loopback in the Pods (see podrun.service_hosts).  Each step
+The dev node shares the host's network, each Pod at an address of its own
+(podnet.py): the chart's Triton binds its Pod IP (``triton.bindPodIP``), the
+demo reaches it at the ready endpoint the EndpointSlice of the chart's Triton
+Service lists, and the Service's name resolves to that endpoint in the Pods.  Each step
 prints its time; a broken step stops the demo with its name and a non-zero
 exit; everything started is stopped in ``finally``.
 
@@ -30,7 +31,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -100,12 +100,6 @@ def source_root() -> Path:
     raise DemoError(
         "edgeopt demo needs a source checkout (charts/edgeopt and examples/); run `make demo` from the repository"
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_tool(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 120.0) -> str:
@@ -214,6 +208,7 @@ def _demo(steps: Steps, root: Path, example: Path, cluster_dir: Path, timeout: f
     from edgeopt_dev.binaries import ensure_binaries
     from edgeopt_dev.containers import image_size
     from edgeopt_dev.images import build_images, image_name
+    from edgeopt_dev.netutil import free_port
 
     with steps.step("build the images from the Dockerfile: operator, converter-cpu, triton-cpu (cached)"):
         for built in build_images():
@@ -258,7 +253,13 @@ def _demo(steps: Steps, root: Path, example: Path, cluster_dir: Path, timeout: f
                         "jsonpath={.items[0].spec.volumes[*].projected.sources[*].serviceAccountToken.path}")
         if "token" not in token:
             raise RuntimeError("the operator Pod has no projected ServiceAccount token volume")
-        triton_url, grpc_url = f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}"
+        # Where kube-proxy would send a client of the Service: a ready endpoint of its EndpointSlice.
+        endpoint = kubectl("get", "endpointslices", "-n", NAMESPACE, "-l",
+                           f"kubernetes.io/service-name={RELEASE}-triton", "-o",
+                           "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}").split()
+        if not endpoint:
+            raise RuntimeError(f"the EndpointSlice of Service {RELEASE}-triton lists no ready endpoint")
+        triton_url, grpc_url = f"http://{endpoint[0]}:{http_port}", f"{endpoint[0]}:{grpc_port}"
         wait_until("Triton /v2/health/ready", lambda: http_ok(f"{triton_url}/v2/health/ready"), 60)
         steps.say(f"  Triton HTTP {triton_url}, gRPC {grpc_url}")
         # The chart's own check, a Pod of the operator image that calls both Services by name.
@@ -294,12 +295,14 @@ def _demo(steps: Steps, root: Path, example: Path, cluster_dir: Path, timeout: f
 
 
 def chart_values(image_name: Any, triton_ports: tuple[int, int, int]) -> list[str]:
-    """``helm install`` flags for the dev cluster: the images built here, no GPU, Triton on free host ports.
+    """``helm install`` flags for the dev cluster: the images built here, no GPU, Triton at its Pod IP.
 
     Everything else is the chart's default: its security contexts, probes,
     RBAC, the converter's resources (a CPU conversion drops the GPU itself)
     and the Triton URL the operator derives from the chart's Service.
     """
+    from edgeopt_dev.netutil import free_port
+
     http, grpc, metrics = triton_ports
 
     def image(key: str, target: str) -> list[str]:
@@ -310,7 +313,7 @@ def chart_values(image_name: Any, triton_ports: tuple[int, int, int]) -> list[st
     return [
         *image("operator", "operator"), *image("converter", "converter-cpu"), *image("triton", "triton-cpu"),
         "--set", f"operator.livenessPort={free_port()}", "--set", f"operator.metricsPort={free_port()}",
-        "--set", "triton.enabled=true",
+        "--set", "triton.enabled=true", "--set", "triton.bindPodIP=true",
         "--set", f"triton.service.httpPort={http}", "--set", f"triton.service.grpcPort={grpc}",
         "--set", f"triton.service.metricsPort={metrics}",
         # The chart's Triton asks for a GPU; the dev node has none (null removes the key from the defaults).

@@ -1,6 +1,7 @@
 """The kubelet half of the node agent: run one Pod as an OCI container (podman, runc) and report it.
 
-A :class:`PodRun` owns one Pod from Pending to Succeeded/Failed: it resolves
+A :class:`PodRun` owns one Pod that kube-scheduler bound to the dev Node,
+from Pending to Succeeded/Failed: it resolves
 the Pod (podspec.py, podrun.py: image, env, volumes, securityContext),
 starts its container with ``podman run`` and writes Pod status the way a
 kubelet does: phase, conditions, ``containerStatuses[]`` with state,
@@ -11,9 +12,11 @@ kubelet).
 * ``restartPolicy`` Always and OnFailure restart the container in place,
   with the kubelet's back-off (10 s doubling to 5 min; ``CrashLoopBackOff``
   while waiting), so a Deployment's Pod lives as on a node.
-* httpGet, tcpSocket and exec probes run as a kubelet runs them: readiness
-  sets the Pod's Ready condition (what a Deployment's availability and
-  ``kubectl rollout status`` read), a failed liveness probe restarts the
+* httpGet, tcpSocket and exec probes run as a kubelet runs them, at the
+  Pod's IP: readiness sets ContainersReady, and Ready once every
+  ``readinessGates`` condition (set by others through pods/status, and kept)
+  is True too (what a Deployment's availability, ``kubectl rollout status``
+  and the EndpointSlices read); a failed liveness probe restarts the
   container, a startup probe holds the other two back.
 * Deleting the Pod, its activeDeadlineSeconds, or the job controller (the
   Job's deadline) stops the container: SIGTERM, SIGKILL after the grace.
@@ -36,8 +39,11 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
-from edgeopt_dev.podrun import ContainerPlan, ContainerResult, Running, exec_in, resolve
-from edgeopt_dev.podspec import CannotEmulate, NotYet, RuntimeContext, check_schedulable
+from edgeopt_dev.layout import Layout
+from edgeopt_dev.node import NODE_IP
+from edgeopt_dev.podnet import write_in_place
+from edgeopt_dev.podrun import ContainerPlan, ContainerResult, Running, exec_in, prestop_sleep, resolve
+from edgeopt_dev.podspec import CannotEmulate, NotYet, RuntimeContext
 
 log = logging.getLogger("edgeopt.nodeagent")
 RETRY_PENDING_SECONDS = 2.0
@@ -53,40 +59,89 @@ def pod_key(pod: dict[str, Any]) -> str:
     return f"{pod['metadata']['namespace']}_{pod['metadata']['name']}"
 
 
-def _conditions(**states: tuple[bool, str | None]) -> list[dict[str, Any]]:
+#: The Pod conditions a kubelet writes; any other (a readiness gate's, DisruptionTarget) is someone else's to keep.
+KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
+State = tuple[bool, str, str]  # (status, reason, message)
+
+
+def gates_state(spec: dict[str, Any], conditions: list[dict[str, Any]]) -> State:
+    """The kubelet's Ready verdict once every container is ready: every readinessGates condition must be True."""
+    by_type = {c.get("type"): c for c in conditions}
+    unready = []
+    for gate in spec.get("readinessGates") or []:
+        cond = by_type.get(gate["conditionType"])
+        if cond is None:
+            unready.append(f'corresponding condition of pod readiness gate "{gate["conditionType"]}" does not exist.')
+        elif cond.get("status") != "True":
+            unready.append(f'the status of pod readiness gate "{gate["conditionType"]}" is not "True", '
+                           f'but {cond.get("status")}')
+    return (False, "ReadinessGatesNotReady", ", ".join(unready)) if unready else (True, "", "")
+
+
+def kubelet_conditions(old: list[dict[str, Any]], spec: dict[str, Any], *, phase: str,
+                       containers_ready: bool) -> list[dict[str, Any]]:
+    """The Pod's conditions as a kubelet writes them: its own five recomputed, every other one kept as it was.
+
+    Ready is ContainersReady and every readiness gate True (the kubelet's
+    GeneratePodReadyCondition, its words); a condition whose status did not
+    change keeps its lastTransitionTime.
+    """
+    container = spec["containers"][0]["name"]
+    if phase in ("Succeeded", "Failed"):
+        ended: State = (False, "PodCompleted" if phase == "Succeeded" else "PodFailed", "")
+        containers, ready, started = ended, ended, False
+    else:
+        containers = (True, "", "") if containers_ready else (
+            False, "ContainersNotReady", f"containers with unready status: [{container}]")
+        ready = gates_state(spec, old) if containers_ready else containers
+        started = True
+    mine: dict[str, State] = {"PodReadyToStartContainers": (started, "", ""), "Initialized": (True, "", ""),
+                              "Ready": ready, "ContainersReady": containers, "PodScheduled": (True, "", "")}
     stamp = now()
-    out = []
-    for kind, (ok, reason) in states.items():
-        cond: dict[str, Any] = {"type": kind, "status": "True" if ok else "False", "lastTransitionTime": stamp,
-                                "lastProbeTime": None}
+    before = {c.get("type"): c for c in old}
+    made = {}
+    for kind, (ok, reason, message) in mine.items():
+        status = "True" if ok else "False"
+        previous = before.get(kind) or {}
+        kept = previous.get("status") == status and previous.get("lastTransitionTime")
+        cond: dict[str, Any] = {"type": kind, "status": status, "lastProbeTime": None,
+                                "lastTransitionTime": kept or stamp}
         if reason:
             cond["reason"] = reason
-        out.append(cond)
-    return out
+        if message:
+            cond["message"] = message
+        made[kind] = cond
+    # In place, in the order they had; the kubelet's missing ones after.
+    return [made.get(str(c.get("type")), c) for c in old] + [c for kind, c in made.items() if kind not in before]
 
 
 class PodRun:
     """One Pod, run to completion in a thread; ``on_done(self)`` is called at the end."""
 
-    def __init__(self, pod: dict[str, Any], ctx: RuntimeContext, on_done: Callable[[PodRun], None]) -> None:
+    def __init__(self, pod: dict[str, Any], ctx: RuntimeContext, on_done: Callable[[PodRun], None],
+                 ip: str = "") -> None:
         self.pod = pod
+        self.ip = ip  # the Pod's own address (podnet.PodIPs), for its life
+        if ip:  # what the downward API's status.podIP and the Pod's /etc/hosts read
+            pod.setdefault("status", {}).update(podIP=ip, podIPs=[{"ip": ip}])
         self.ctx = ctx
         self.on_done = on_done
         self.name = pod["metadata"]["name"]
         self.namespace = pod["metadata"]["namespace"]
         self.uid = pod["metadata"]["uid"]
         self.key = pod_key(pod)
-        self.pod_dir = ctx.root / "run" / "pods" / self.key
-        self.log_path = ctx.root / "logs" / f"{self.key}.log"
+        self.pod_dir = Layout(ctx.root).pod_dir(self.namespace, self.name)
+        self.log_path = Layout(ctx.root).pod_log(self.namespace, self.name)
         self.container = pod["spec"]["containers"][0]["name"]
         self.phase = "Pending"
         self._stop = threading.Event()
         self._stop_reason = ""
         self._grace = 30.0
-        self.bound = bool(pod["spec"].get("nodeName"))
         self.restarts = 0
         self._attempt_started = 0.0
         self.last_state: dict[str, Any] = {}
+        self._containers_ready = False
+        self._recheck = threading.Event()  # a readiness gate changed: write Ready again
         self.thread = threading.Thread(target=self._main, name=f"pod-{self.key}", daemon=True)
 
     # -- control ---------------------------------------------------------------------------
@@ -104,6 +159,21 @@ class PodRun:
     @property
     def done(self) -> bool:
         return self.phase in ("Succeeded", "Failed")
+
+    def observe(self, pod: dict[str, Any]) -> None:
+        """The Pod as the API has it now: when someone else's condition (a readiness gate) changes Ready, rewrite it."""
+        if self.phase != "Running" or not self._containers_ready:
+            return
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        want = "True" if gates_state(pod["spec"], conditions)[0] else "False"
+        if want not in [c.get("status") for c in conditions if c.get("type") == "Ready"]:
+            self._recheck.set()
+
+    def update_hosts(self) -> None:
+        """Service endpoints changed: rewrite the running container's /etc/hosts (podnet.py)."""
+        path = self.pod_dir / "hosts"
+        if self.ctx.services is not None and path.exists():
+            write_in_place(path, self.ctx.services.hosts(self.namespace, self.name[:63], self.ip))
 
     # -- status ----------------------------------------------------------------------------
     def _write_status(self, mutate: Callable[[dict[str, Any]], None]) -> bool:
@@ -127,10 +197,10 @@ class PodRun:
         return False
 
     def _ips(self, status: dict[str, Any]) -> None:
-        """The Pod shares this machine's network (like hostNetwork): its IP is the node's."""
-        if self.bound:
-            status.update(hostIP="127.0.0.1", hostIPs=[{"ip": "127.0.0.1"}], podIP="127.0.0.1",
-                          podIPs=[{"ip": "127.0.0.1"}])
+        """The node's address, and the Pod's own (podnet.py)."""
+        status.update(hostIP=NODE_IP, hostIPs=[{"ip": NODE_IP}])
+        if self.ip:
+            status.update(podIP=self.ip, podIPs=[{"ip": self.ip}])
 
     def _container_status(self, state: dict[str, Any], *, ready: bool = False,
                           started: bool | None = None) -> list[dict[str, Any]]:
@@ -140,18 +210,11 @@ class PodRun:
                   "state": state, "lastState": self.last_state}
         return [status]
 
-    def _pending(self, reason: str, message: str, scheduled: bool) -> None:
+    def _pending(self, reason: str, message: str) -> None:
         def mutate(status: dict[str, Any]) -> None:
             status["phase"] = "Pending"
-            if not scheduled:
-                status["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": reason,
-                                         "message": message, "lastTransitionTime": now(), "lastProbeTime": None}]
-                status.pop("containerStatuses", None)
-                return
-            status["conditions"] = _conditions(PodReadyToStartContainers=(True, None), Initialized=(True, None),
-                                               Ready=(False, "ContainersNotReady"),
-                                               ContainersReady=(False, "ContainersNotReady"),
-                                               PodScheduled=(True, None))
+            status["conditions"] = kubelet_conditions(status.get("conditions") or [], self.pod["spec"],
+                                                      phase="Pending", containers_ready=False)
             status["containerStatuses"] = self._container_status({"waiting": {"reason": reason, "message": message}})
             self._ips(status)
 
@@ -168,9 +231,8 @@ class PodRun:
         def mutate(status: dict[str, Any]) -> None:
             status["phase"] = phase
             status["startTime"] = status.get("startTime") or started
-            status["conditions"] = _conditions(PodReadyToStartContainers=(False, None), Initialized=(True, None),
-                                               Ready=(False, "PodCompleted"), ContainersReady=(False, "PodCompleted"),
-                                               PodScheduled=(True, None))
+            status["conditions"] = kubelet_conditions(status.get("conditions") or [], self.pod["spec"], phase=phase,
+                                                      containers_ready=False)
             status["containerStatuses"] = self._container_status({"terminated": terminated})
             self._ips(status)
             if pod_reason:
@@ -194,7 +256,7 @@ class PodRun:
             self.on_done(self)
 
     def _event(self, reason: str, message: str, *, warning: bool = False, component: str = "kubelet") -> None:
-        """An Event on the Pod, as scheduler and kubelet record them (for `kubectl describe pod`)."""
+        """An Event on the Pod, as the kubelet records them (for `kubectl describe pod`)."""
         stamp = now()
         body = {
             "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
@@ -207,22 +269,6 @@ class PodRun:
             self.ctx.core.create_namespaced_event(self.namespace, body)
         except ApiException as exc:
             log.debug("pod %s: event %s not recorded: %s", self.key, reason, exc.reason)
-
-    def _bind(self) -> None:
-        """What the scheduler does once the Pod fits: bind it to the node (so `kubectl logs` finds us)."""
-        if self.bound or not self.ctx.node_name:
-            return
-        body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": self.name},
-                "target": {"apiVersion": "v1", "kind": "Node", "name": self.ctx.node_name}}
-        try:  # _preload_content=False: the client cannot deserialize this response
-            self.ctx.core.create_namespaced_pod_binding(self.name, self.namespace, body, _preload_content=False)
-        except ApiException as exc:
-            if exc.status != 409:  # 409: already bound
-                raise
-        self.bound = True
-        self._event("Scheduled", f"Successfully assigned {self.namespace}/{self.name} to {self.ctx.node_name}",
-                    component="default-scheduler")
-        self.pod["spec"]["nodeName"] = self.ctx.node_name
 
     def _finish_deletion(self) -> None:
         """A bound Pod being deleted waits for its kubelet: once the process is gone, remove it for good."""
@@ -242,18 +288,12 @@ class PodRun:
         last = ""
         while True:
             try:
-                if not self.bound:
-                    check_schedulable(self.pod, self.ctx)
-                    self._bind()
                 return resolve(self.pod, self.pod["spec"]["containers"][0], self.pod_dir, self.ctx)
             except NotYet as exc:
                 if exc.message != last:
                     log.info("pod %s pending: %s", self.key, exc.message)
-                    if exc.scheduled:
-                        self._event("Failed", f"Error: {exc.message}", warning=True)
-                    else:
-                        self._event("FailedScheduling", exc.message, warning=True, component="default-scheduler")
-                    self._pending(exc.reason, exc.message, exc.scheduled)
+                    self._event("Failed", f"Error: {exc.message}", warning=True)
+                    self._pending(exc.reason, exc.message)
                     last = exc.message
             if self._stop.wait(RETRY_PENDING_SECONDS):
                 return None
@@ -309,7 +349,7 @@ class PodRun:
                  (spec.get("command") or []) + (spec.get("args") or []))
         self._event("Started", f"Started container {self.container}")
         self.phase = "Running"
-        probes = Probes(spec, plan.name)
+        probes = Probes(spec, plan.name, self.ip or NODE_IP)
         self._write_running(started, probes)
         while run.poll() is None:
             if ends_at is not None and time.monotonic() >= ends_at and not self._stop.is_set():
@@ -323,27 +363,30 @@ class PodRun:
                 self._event("Killing", f"Container {self.container} failed liveness probe, will be restarted")
                 run.stop(self._grace)
                 break
-            if changed:
+            if changed or self._recheck.is_set():
+                self._recheck.clear()
                 self._write_running(started, probes)
         if run.poll() is None and self._stop.is_set():
             log.info("pod %s: stopping (%s)", self.key, self._stop_reason)
             self._event("Killing", f"Stopping container {self.container} ({self._stop_reason})")
-            run.stop(self._grace)
+            # A preStop sleep runs first, within the grace period, as the kubelet runs it.
+            slept = min(float(prestop_sleep(spec) or 0), self._grace)
+            if slept:
+                time.sleep(slept)
+            run.stop(max(self._grace - slept, 0))
         result = run.wait()
         if result.reason == "StartError":
             self._event("Failed", f"Error: cannot start container: {result.message[-500:]}", warning=True)
         return started, result
 
     def _write_running(self, started: str, probes: Probes) -> None:
-        ready = probes.ready
+        ready = self._containers_ready = probes.ready
 
         def running(status: dict[str, Any]) -> None:
             status["phase"] = "Running"
             status["startTime"] = status.get("startTime") or started
-            not_ready = None if ready else "ContainersNotReady"
-            status["conditions"] = _conditions(PodReadyToStartContainers=(True, None), Initialized=(True, None),
-                                               Ready=(ready, not_ready), ContainersReady=(ready, not_ready),
-                                               PodScheduled=(True, None))
+            status["conditions"] = kubelet_conditions(status.get("conditions") or [], self.pod["spec"],
+                                                      phase="Running", containers_ready=ready)
             status["containerStatuses"] = self._container_status({"running": {"startedAt": started}}, ready=ready,
                                                                  started=probes.started)
             self._ips(status)
@@ -358,11 +401,11 @@ class PodRun:
         message = f"back-off {backoff:.0f}s restarting failed container={self.container} pod={self.name}"
         self._event("BackOff", f"Back-off restarting failed container {self.container}", warning=True)
 
+        self._containers_ready = False
+
         def waiting(status: dict[str, Any]) -> None:
-            status["conditions"] = _conditions(PodReadyToStartContainers=(True, None), Initialized=(True, None),
-                                               Ready=(False, "ContainersNotReady"),
-                                               ContainersReady=(False, "ContainersNotReady"),
-                                               PodScheduled=(True, None))
+            status["conditions"] = kubelet_conditions(status.get("conditions") or [], self.pod["spec"],
+                                                      phase="Running", containers_ready=False)
             status["containerStatuses"] = self._container_status(
                 {"waiting": {"reason": "CrashLoopBackOff", "message": message}})
             self._ips(status)
@@ -371,11 +414,12 @@ class PodRun:
 
 
 class Probes:
-    """A container's startup, readiness and liveness probes, run as a kubelet runs them (host network: 127.0.0.1)."""
+    """A container's startup, readiness and liveness probes, run as a kubelet runs them: at the Pod's IP."""
 
-    def __init__(self, container: dict[str, Any], name: str) -> None:
+    def __init__(self, container: dict[str, Any], name: str, host: str = NODE_IP) -> None:
         self.container = container
         self.name = name
+        self.host = host
         self.t0 = time.monotonic()
         self.specs = {k: container.get(f"{k}Probe") for k in ("startup", "readiness", "liveness")}
         self.next = {k: self.t0 + float((p or {}).get("initialDelaySeconds", 0)) for k, p in self.specs.items()}
@@ -395,7 +439,7 @@ class Probes:
             if kind == "startup" and self.started:
                 continue
             self.next[kind] = now_ + float(spec.get("periodSeconds", 10))
-            ok, detail = probe_once(spec, self.container, self.name)
+            ok, detail = probe_once(spec, self.container, self.name, self.host)
             succ, fail = self.counts[kind]
             succ, fail = (succ + 1, 0) if ok else (0, fail + 1)
             self.counts[kind] = [succ, fail]
@@ -424,14 +468,14 @@ def _port(value: Any, container: dict[str, Any]) -> int:
     raise CannotEmulate(f"probe port {value!r} names no port of container {container['name']}")
 
 
-def probe_once(spec: dict[str, Any], container: dict[str, Any], name: str) -> tuple[bool, str]:
-    """One probe: (success, what failed).  The Pod shares the host network, so its IP is 127.0.0.1."""
+def probe_once(spec: dict[str, Any], container: dict[str, Any], name: str, host: str = NODE_IP) -> tuple[bool, str]:
+    """One probe: (success, what failed); httpGet and tcpSocket go to ``host`` (the Pod IP) unless they name one."""
     timeout = float(spec.get("timeoutSeconds", 1))
     try:
         if "httpGet" in spec:
             get = spec["httpGet"]
             scheme = str(get.get("scheme", "HTTP")).lower()
-            url = f"{scheme}://{get.get('host') or '127.0.0.1'}:{_port(get['port'], container)}{get.get('path', '/')}"
+            url = f"{scheme}://{get.get('host') or host}:{_port(get['port'], container)}{get.get('path', '/')}"
             request = urllib.request.Request(url, headers={h["name"]: h["value"] for h in get.get("httpHeaders") or []})
             try:
                 with urllib.request.urlopen(request, timeout=timeout) as rsp:
@@ -441,7 +485,7 @@ def probe_once(spec: dict[str, Any], container: dict[str, Any], name: str) -> tu
             return 200 <= code < 400, f"HTTP probe failed with statuscode: {code}"
         if "tcpSocket" in spec:
             port = _port(spec["tcpSocket"]["port"], container)
-            with socket.create_connection((spec["tcpSocket"].get("host") or "127.0.0.1", port), timeout=timeout):
+            with socket.create_connection((spec["tcpSocket"].get("host") or host, port), timeout=timeout):
                 return True, ""
         code = exec_in(name, list(spec["exec"]["command"]), timeout)
         return code == 0, f"command {spec['exec']['command']} exited with {code}"

@@ -49,7 +49,9 @@ import yaml
 
 from edgeopt_dev import processes
 from edgeopt_dev.binaries import KUEUE_VERSION, ensure_binaries, module_dir
-from edgeopt_dev.controlplane import ControlPlane, ControlPlaneError, _free_port, _kubeconfig, _tail
+from edgeopt_dev.controlplane import ControlPlane, ControlPlaneError, _kubeconfig, _tail
+from edgeopt_dev.layout import Layout
+from edgeopt_dev.netutil import free_port
 from edgeopt_dev.pki import CertPair, _signed
 
 NAMESPACE = "kueue-system"
@@ -168,7 +170,7 @@ def configuration(module: Path, webhook_port: int, health_port: int, cert_dir: P
 
 
 def _pidfile(root: Path) -> Path:
-    return root / "run" / "kueue.pid"  # controlplane.down stops it (OPTIONAL_COMPONENTS)
+    return Layout(root).pidfile("kueue")  # controlplane.down stops it (OPTIONAL_COMPONENTS)
 
 
 def _kubeconfig_for_kueue(cp: ControlPlane) -> Path:
@@ -231,7 +233,7 @@ def start(cp: ControlPlane, *, timeout: float = 180.0, die_with_parent: bool = F
 
     bins = ensure_binaries(["kueue", "kubectl"])
     module = module_dir("kueue")
-    webhook_port, health_port = _free_port(), _free_port()
+    webhook_port, health_port = free_port(), free_port()
     _apply(cp, bins["kubectl"], manifests(module, webhook_port))
     run, certs = cp.dir / "run", cp.dir / "run" / "kueue-certs"
     certs.mkdir(parents=True, exist_ok=True)

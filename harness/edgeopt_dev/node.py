@@ -2,8 +2,8 @@
 
 kube-apiserver answers ``pods/log`` by calling the kubelet of the Pod's node
 at the address and port the Node object advertises.  The node agent registers
-a Node (``edgeopt-local``, InternalIP 127.0.0.1), binds the Pods it can place
-to it as the scheduler would, and serves ``/containerLogs/<ns>/<pod>/<c>``
+a Node (``edgeopt-local``, InternalIP 127.0.0.1, podCIDR podnet.POD_CIDR,
+this machine's CPUs and memory, no GPU) that kube-scheduler binds Pods to, and serves ``/containerLogs/<ns>/<pod>/<c>``
 over TLS (client certificates from the cluster CA only) from the container log
 files.  ``follow``, ``tailLines`` and ``limitBytes`` work; other kubelet APIs
 (exec, attach, port-forward, stats) answer 501.
@@ -12,7 +12,10 @@ files.  ``follow``, ``tailLines`` and ``limitBytes`` work; other kubelet APIs
 from __future__ import annotations
 
 import logging
+import os
+import platform
 import re
+import shutil
 import ssl
 import threading
 import time
@@ -26,20 +29,45 @@ from kubernetes.client import CoreV1Api
 from kubernetes.client.rest import ApiException
 
 from edgeopt_dev.binaries import KUBERNETES_VERSION
-from edgeopt_dev.podspec import NODE_LABELS, NODE_NAME, node_capacity
+from edgeopt_dev.layout import Layout
+from edgeopt_dev.podnet import POD_CIDR
 
 log = logging.getLogger("edgeopt.nodeagent")
+NODE_NAME = "edgeopt-local"
 NODE_IP = "127.0.0.1"
+NODE_LABELS = {
+    "kubernetes.io/os": "linux",
+    "kubernetes.io/arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
+    "kubernetes.io/hostname": NODE_NAME,
+}
+
+
+def node_capacity(root: Path) -> dict[str, str]:
+    """This machine, as the Node advertises it (no GPU: kube-scheduler leaves Pods that ask for one Pending).
+
+    Its CPUs, its memory, the disk that holds the cluster folder (``root``) as
+    ephemeral storage, and the kubelet's default of 110 Pods. kube-scheduler
+    adds up the requests of the Pods bound here against these.
+    """
+    mem_kib = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    except OSError:
+        pass
+    disk = shutil.disk_usage(root).total
+    return {"cpu": str(os.cpu_count() or 1), "memory": f"{mem_kib}Ki", "ephemeral-storage": str(disk), "pods": "110"}
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
-def node_status(port: int) -> dict[str, Any]:
+def node_status(port: int, root: Path) -> dict[str, Any]:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return {
         "addresses": [{"type": "InternalIP", "address": NODE_IP}, {"type": "Hostname", "address": NODE_NAME}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
-        "capacity": node_capacity(),
-        "allocatable": node_capacity(),
+        "capacity": node_capacity(root),
+        "allocatable": node_capacity(root),
         "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                         "message": "edgeopt node agent is posting ready status", "lastHeartbeatTime": stamp,
                         "lastTransitionTime": stamp}],
@@ -49,17 +77,17 @@ def node_status(port: int) -> dict[str, Any]:
     }
 
 
-def register_node(core: CoreV1Api, port: int) -> None:
+def register_node(core: CoreV1Api, port: int, root: Path) -> None:
     """Create (or take over) the Node object and publish where its kubelet listens."""
-    body = {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": NODE_NAME, "labels": dict(NODE_LABELS)}}
+    body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE_NAME, "labels": dict(NODE_LABELS)},
+            "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]}}
     try:
         core.create_node(body)
     except ApiException as exc:
         if exc.status != 409:
             raise
     node = core.read_node(NODE_NAME)
-    node.status = node_status(port)
+    node.status = node_status(port, root)
     core.replace_node_status(NODE_NAME, node)
 
 
@@ -91,7 +119,7 @@ class _LogHandler(BaseHTTPRequestHandler):
         if query.get("previous") == ["true"]:
             self._error(400, f'previous terminated container in pod "{pod}" not found')
             return
-        path = self.server.root / "logs" / f"{namespace}_{pod}.log"
+        path = Layout(self.server.root).pod_log(namespace, pod)
         if not path.exists():
             self._error(404, f'no log for pod "{namespace}/{pod}"')
             return

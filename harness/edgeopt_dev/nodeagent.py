@@ -1,20 +1,19 @@
-"""The dev cluster's node agent: the scheduler's binding and the kubelet's work, for one local Node.
+"""The dev cluster's node agent: the kubelet's work for one local Node, and a volume provisioner.
 
-kube-controller-manager runs the real **job controller** (a Job's Pods, its
-back-off, backoffLimit, podFailurePolicy, activeDeadlineSeconds and every
-Job condition) and the **deployment and replicaset controllers** (the
-chart's operator and Triton).  No kubelet and no scheduler can run here (no
-CNI), so this process plays both for every Pod (``--selector`` narrows it):
+kube-controller-manager runs the real controllers (Jobs, Deployments,
+EndpointSlices, the persistentvolume-binder...) and kube-scheduler binds
+Pods to the one Node, ``edgeopt-local``, which this process registers.  No
+kubelet can run here (no CNI), so this process plays it for every Pod bound
+to that Node (``--selector`` narrows it):
 
-* scheduler: a Pod with no ``nodeName`` that fits the Node (resources,
-  nodeSelector, tolerations, claims; podspec.py) is bound to ``edgeopt-local``,
-  else it stays Pending with ``PodScheduled=False/Unschedulable`` and a
-  ``FailedScheduling`` Event in the scheduler's words;
-* kubelet: a bound Pod runs as an OCI container with podman and runc
-  (kubelet.py, podrun.py) from a local image (nothing is pulled: ``edgeopt
-  dev images`` builds the Dockerfile's), its status is written as kubelet
-  writes it, a Pod being deleted has its container stopped and is then
-  removed, and ``kubectl logs`` reads its output (node.py).
+* a bound Pod runs as an OCI container with podman and runc (kubelet.py,
+  podrun.py) from a local image (nothing is pulled: ``edgeopt dev images``
+  builds the Dockerfile's), at an address of its own with Service names in
+  its /etc/hosts (podnet.py); its status is written as kubelet writes it
+  (readiness gates included), a Pod being deleted has its container stopped
+  and is then removed, and ``kubectl logs`` reads its output (node.py);
+* each claim gets a hostPath PersistentVolume under the cluster folder
+  (volumes.py), which the binder binds to it.
 
 Pods bound here that are still Running when the agent starts lost their
 container with the previous agent (it is removed): they are marked Failed
@@ -33,7 +32,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -42,14 +41,57 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from edgeopt_dev.kubelet import PodRun, now
-from edgeopt_dev.node import NODE_NAME, KubeletServer, register_node
+from edgeopt_dev.layout import Layout
+from edgeopt_dev.node import NODE_IP, NODE_NAME, KubeletServer, register_node
+from edgeopt_dev.podnet import PodIPs, ServiceDirectory
 from edgeopt_dev.podrun import remove_cluster_containers
 from edgeopt_dev.podspec import RuntimeContext
+from edgeopt_dev.volumes import Provisioner
 
 log = logging.getLogger("edgeopt.nodeagent")
 #: Pods of Jobs (the job controller's label), for ``--selector``; the default is every Pod.
 JOB_PODS = "batch.kubernetes.io/controller-uid"
 TERMINAL = ("Succeeded", "Failed")
+
+
+class Informer:
+    """List then watch one resource, forever; a 410 Gone or a broken stream re-lists (client-go's informer)."""
+
+    def __init__(self, name: str, list_call: Callable[..., Any], listed: Callable[[list[dict[str, Any]]], None],
+                 event: Callable[[str, dict[str, Any]], None], stopping: threading.Event, synced: threading.Event,
+                 kwargs: dict[str, Any]) -> None:
+        self.name, self.list_call, self.listed, self.event = name, list_call, listed, event
+        self.stopping, self.synced, self.kwargs = stopping, synced, kwargs
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                data = json.loads(self.list_call(_preload_content=False, **self.kwargs).data)
+                self.listed(data["items"])
+                self.synced.set()
+                for kind, obj in self._events(data["metadata"]["resourceVersion"]):
+                    self.event(kind, obj)
+            except ApiException as exc:
+                if exc.status != 410:
+                    log.warning("watch %s: %s", self.name, exc.reason)
+                    time.sleep(1)
+            except Exception as exc:
+                if self.stopping.is_set():
+                    return
+                log.warning("watch %s broke: %r", self.name, exc)
+                time.sleep(1)
+
+    def _events(self, rv: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        w = watch.Watch()
+        for event in w.stream(self.list_call, resource_version=rv, timeout_seconds=60, allow_watch_bookmarks=True,
+                              **self.kwargs):
+            obj = event["raw_object"]
+            if event["type"] == "ERROR":
+                if obj.get("code") == 410:
+                    return
+                raise RuntimeError(obj.get("message"))
+            if event["type"] != "BOOKMARK":
+                yield event["type"], obj
 
 
 class NodeAgent:
@@ -61,8 +103,10 @@ class NodeAgent:
         self.root = root
         self.selector = selector
         host = urlparse(api.configuration.host)
+        self.services = ServiceDirectory(self._services_changed)
         self.ctx = RuntimeContext(root=root, core=self.core, api_host=host.hostname or "127.0.0.1",
-                                  api_port=host.port or 443, node_name=NODE_NAME)
+                                  api_port=host.port or 443, services=self.services)
+        self.ips = PodIPs()
         self.runs: dict[str, PodRun] = {}
         self.finished: set[str] = set()  # uids run to the end: a stale event never starts them again
         self.lock = threading.Lock()
@@ -73,6 +117,13 @@ class NodeAgent:
         with self.lock:
             self.runs.pop(run.uid, None)
             self.finished.add(run.uid)
+        self.ips.release(run.uid)
+
+    def _services_changed(self) -> None:
+        with self.lock:
+            runs = list(self.runs.values())
+        for run in runs:
+            run.update_hosts()
 
     def on_pod(self, kind: str, pod: dict[str, Any]) -> None:
         meta, spec, status = pod["metadata"], pod["spec"], pod.get("status") or {}
@@ -89,17 +140,22 @@ class NodeAgent:
             elif kind != "DELETED" and node == NODE_NAME:
                 self._finish_deletion(pod)
             return
-        if run is not None or status.get("phase") in TERMINAL or (node and node != NODE_NAME):
+        if run is not None:
+            run.observe(pod)
+            return
+        if status.get("phase") in TERMINAL or node != NODE_NAME:  # unbound: kube-scheduler's to place
             return
         if self.stopping.is_set():  # the node is going away: it takes no new Pod
             return
         if node == NODE_NAME and not self.started and status.get("phase") == "Running":
             self._mark_lost(pod)
             return
-        run = PodRun(pod, self.ctx, self.pod_done)
         with self.lock:
             if uid in self.runs or uid in self.finished:
                 return
+            # hostNetwork: the node's address, as a kubelet gives it; every other Pod an address of its own.
+            ip = NODE_IP if spec.get("hostNetwork") else self.ips.allocate(uid)
+            run = PodRun(pod, self.ctx, self.pod_done, ip)
             self.runs[uid] = run
         log.info("pod %s/%s: taking it", meta["namespace"], meta["name"])
         run.start()
@@ -125,39 +181,10 @@ class NodeAgent:
         except ApiException as exc:
             log.warning("cannot mark lost pod %s failed: %s", pod["metadata"]["name"], exc.reason)
 
-    def _stream(self, ready: threading.Event) -> None:
-        """List then watch, forever; a 410 Gone or a broken stream re-lists (an informer's resync)."""
-        while not self.stopping.is_set():
-            try:
-                resp = self.core.list_pod_for_all_namespaces(label_selector=self.selector, _preload_content=False)
-                data = json.loads(resp.data)
-                for item in data["items"]:
-                    self.on_pod("ADDED", item)
-                self.started = True
-                ready.set()
-                for kind, obj in self._events(data["metadata"]["resourceVersion"]):
-                    self.on_pod(kind, obj)
-            except ApiException as exc:
-                if exc.status != 410:
-                    log.warning("watch pods: %s", exc.reason)
-                    time.sleep(1)
-            except Exception as exc:
-                if self.stopping.is_set():
-                    return
-                log.warning("watch pods broke: %r", exc)
-                time.sleep(1)
-
-    def _events(self, rv: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        w = watch.Watch()
-        for event in w.stream(self.core.list_pod_for_all_namespaces, label_selector=self.selector,
-                              resource_version=rv, timeout_seconds=60, allow_watch_bookmarks=True):
-            obj = event["raw_object"]
-            if event["type"] == "ERROR":
-                if obj.get("code") == 410:
-                    return
-                raise RuntimeError(obj.get("message"))
-            if event["type"] != "BOOKMARK":
-                yield event["type"], obj
+    def _pods_listed(self, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            self.on_pod("ADDED", item)
+        self.started = True
 
     def is_running(self, key: str) -> bool:
         with self.lock:
@@ -169,13 +196,29 @@ class NodeAgent:
         # Port 0: the kernel picks a free one, and the Node object tells kube-apiserver.
         server = KubeletServer(self.root, 0, self.root / "pki", self.is_running)
         server.start()
-        register_node(self.core, server.server_address[1])
-        ready = threading.Event()
-        threading.Thread(target=self._stream, name="watch-pods", daemon=True, args=(ready,)).start()
-        while not ready.wait(0.2):
+        register_node(self.core, server.server_address[1], self.root)
+        discovery = client.DiscoveryV1Api(self.api)
+        volumes = Provisioner(self.core, self.root)
+        watches = ("persistentvolumes", "persistentvolumeclaims", "services", "endpointslices", "pods")
+        synced = {name: threading.Event() for name in watches}
+        for name, list_call, listed, event, kwargs in (
+            ("persistentvolumes", self.core.list_persistent_volume, volumes.volumes_listed, volumes.volume_event,
+             {}),
+            ("persistentvolumeclaims", self.core.list_persistent_volume_claim_for_all_namespaces,
+             volumes.claims_listed, volumes.claim_event, {}),
+            ("services", self.core.list_service_for_all_namespaces, self.services.services_listed,
+             self.services.service_event, {}),
+            ("endpointslices", discovery.list_endpoint_slice_for_all_namespaces, self.services.slices_listed,
+             self.services.slice_event, {}),
+            ("pods", self.core.list_pod_for_all_namespaces, self._pods_listed, self.on_pod,
+             {"label_selector": self.selector}),
+        ):
+            informer = Informer(name, list_call, listed, event, self.stopping, synced[name], kwargs)
+            threading.Thread(target=informer.run, name=f"watch-{name}", daemon=True).start()
+        while not all(e.wait(0.2) for e in synced.values()):
             if self.stopping.is_set():
                 return
-        (self.root / "run" / "nodeagent.ready").write_text(f"{now()}\n")
+        Layout(self.root).node_ready.write_text(f"{now()}\n")
         log.info("node agent ready: %s on node %s", f"Pods with {self.selector}" if self.selector else "every Pod",
                  NODE_NAME)
         self.stopping.wait()

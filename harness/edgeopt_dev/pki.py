@@ -41,6 +41,7 @@ class ClusterPKI:
     kubelet_client: CertPair  # kube-apiserver -> kubelet
     service_account_key: Path
     service_account_pub: Path
+    scheduler: CertPair  # system:kube-scheduler, bound to its bootstrap ClusterRoles
 
 
 def _openssl(*args: str) -> None:
@@ -105,6 +106,7 @@ def create_cluster_pki(folder: Path, service_ip: str) -> ClusterPKI:
     # manager gets the bootstrap RBAC identity real clusters give it.
     admin = _signed(folder, "admin", "/O=system:masters/CN=edgeopt-admin", ca, server=False)
     kcm = _signed(folder, "controller-manager", "/CN=system:kube-controller-manager", ca, server=False)
+    scheduler = _signed(folder, "scheduler", "/CN=system:kube-scheduler", ca, server=False)
     sa_key = _key(folder / "sa.key")
     sa_pub = folder / "sa.pub"
     _openssl("ec", "-in", str(sa_key), "-pubout", "-out", str(sa_pub))
@@ -112,4 +114,4 @@ def create_cluster_pki(folder: Path, service_ip: str) -> ClusterPKI:
                       sans=["IP:127.0.0.1", "DNS:localhost"])
     kubelet_client = _signed(folder, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client",
                              ca, server=False)
-    return ClusterPKI(ca, apiserver, admin, kcm, kubelet, kubelet_client, sa_key, sa_pub)
+    return ClusterPKI(ca, apiserver, admin, kcm, kubelet, kubelet_client, sa_key, sa_pub, scheduler)

@@ -16,11 +16,12 @@ The node agent's kubelet half (kubelet.py) runs every Pod through
 :func:`resolve` and :class:`Running`.
 
 Env values go through a 0600 env file, never the command line: a Secret's
-value must not show up in ``ps``.  Every container gets host networking (the
-dev cluster's Pods live on loopback; every Service's DNS names point at
-127.0.0.1), the image's own filesystem, and the securityContext enforced by
-the runtime: user and groups, ``--read-only``, capabilities (containerd's
-default set, then drop/add), no_new_privs, seccomp.
+value must not show up in ``ps``.  Every container gets host networking (each
+Pod has an address of its own on this machine, and an ``/etc/hosts`` where
+Service names resolve to their ready endpoints: podnet.py), the image's own
+filesystem, and the securityContext enforced by the runtime: user and groups,
+``--read-only``, capabilities (containerd's default set, then drop/add),
+no_new_privs, seccomp.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt_dev.containers import image_exists, image_user, podman_env
+from edgeopt_dev.podnet import directory_from_api, write_in_place
 from edgeopt_dev.podspec import (
     DEFAULT_CAPS,
     DEFAULT_TERMINATION_PATH,
@@ -91,7 +93,7 @@ class ContainerPlan:
     termination_path: str = DEFAULT_TERMINATION_PATH
     termination_file: str = ""  # the host file bound at termination_path
     fallback_to_logs: bool = False
-    hosts: list[tuple[str, str]] = field(default_factory=list)  # /etc/hosts entries (the dev cluster's Service names)
+    hosts_file: str = ""  # the host file bound at /etc/hosts (the node agent keeps its Service names current)
     labels: dict[str, str] = field(default_factory=dict)  # container labels (which cluster and Pod it belongs to)
     shm: list[str] = field(default_factory=list)  # mount targets of memory-medium emptyDirs (tmpfs, not a folder)
 
@@ -286,8 +288,8 @@ def podman_run_args(plan: ContainerPlan, env_file: Path, inherited: Sequence[str
         args += ["--mount", f"type=bind,source={m.source},destination={m.target}" + (",ro=true" if m.read_only else "")]
     for target in plan.shm:
         args += ["--mount", f"type=tmpfs,destination={target},tmpfs-mode=1777"]
-    for host, ip in plan.hosts:
-        args += ["--add-host", f"{host}:{ip}"]
+    if plan.hosts_file:
+        args += ["--no-hosts", "--mount", f"type=bind,source={plan.hosts_file},destination=/etc/hosts,ro=true"]
     for key, value in sorted(plan.labels.items()):
         args += ["--label", f"{key}={value}"]
     if plan.command is not None:
@@ -295,6 +297,15 @@ def podman_run_args(plan: ContainerPlan, env_file: Path, inherited: Sequence[str
     args.append(plan.image)
     args += plan.args or []
     return args
+
+
+def prestop_sleep(container: dict[str, Any]) -> int | None:
+    """Seconds of a ``lifecycle: {preStop: {sleep: {seconds: N}}}`` (the one hook emulated); None for any other hook."""
+    lifecycle = container.get("lifecycle") or {}
+    sleep = (lifecycle.get("preStop") or {}).get("sleep")
+    if set(lifecycle) != {"preStop"} or set(lifecycle["preStop"]) != {"sleep"} or not isinstance(sleep, dict):
+        return None
+    return max(int(sleep.get("seconds") or 0), 0)
 
 
 def check_pod(pod: dict[str, Any]) -> None:
@@ -309,8 +320,9 @@ def check_pod(pod: dict[str, Any]) -> None:
     if spec.get("restartPolicy", "Always") not in ("Always", "OnFailure", "Never"):
         raise CannotEmulate(f"restartPolicy {spec.get('restartPolicy')} is not a restart policy")
     container = spec["containers"][0]
-    if container.get("lifecycle"):
-        raise CannotEmulate("container lifecycle hooks are not emulated by the edgeopt node agent")
+    if container.get("lifecycle") and prestop_sleep(container) is None:
+        raise CannotEmulate("container lifecycle hooks other than a preStop sleep are not emulated by the edgeopt "
+                            "node agent")
     for key in ("livenessProbe", "readinessProbe", "startupProbe"):
         probe = container.get(key)
         if probe and not any(k in probe for k in ("httpGet", "tcpSocket", "exec")):
@@ -324,21 +336,18 @@ def check_pod(pod: dict[str, Any]) -> None:
         raise CannotEmulate("securityContext.procMount is not emulated")
 
 
-def service_hosts(ctx: RuntimeContext, namespace: str) -> list[tuple[str, str]]:
-    """The cluster DNS names of every Service, pointing at loopback: the dev cluster's stand-in for DNS and kube-proxy.
+def write_hosts(pod: dict[str, Any], pod_dir: Path, ctx: RuntimeContext) -> Path:
+    """The Pod's /etc/hosts (its own name at its IP, Service names at their ready endpoints), written now."""
+    services = ctx.services
+    if services is None:
+        from kubernetes.client import DiscoveryV1Api
 
-    Pods share the host network here, so a Service whose ``port`` equals its
-    ``targetPort`` (the chart's Triton, for one) is reached at its DNS name as
-    in a cluster.  The Pod's own namespace also gets the short name.
-    """
-    hosts: list[tuple[str, str]] = []
-    for svc in ctx.core.list_service_for_all_namespaces().items:
-        name, ns = svc.metadata.name, svc.metadata.namespace
-        names = [f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"]
-        if ns == namespace:
-            names.insert(0, name)
-        hosts += [(n, "127.0.0.1") for n in names]
-    return hosts
+        services = directory_from_api(ctx.core, DiscoveryV1Api(ctx.core.api_client))
+    path = pod_dir / "hosts"
+    pod_ip = str((pod.get("status") or {}).get("podIP") or "")
+    write_in_place(path, services.hosts(pod["metadata"]["namespace"], pod["metadata"]["name"][:63], pod_ip))
+    path.chmod(0o644)
+    return path
 
 
 def resolve(pod: dict[str, Any], container: dict[str, Any], pod_dir: Path, ctx: RuntimeContext) -> ContainerPlan:
@@ -388,7 +397,7 @@ def resolve(pod: dict[str, Any], container: dict[str, Any], pod_dir: Path, ctx: 
     # Bind what the paths resolve to now, checked above: a symlink swapped in later is not followed.
     plan.mounts = [Mount(os.path.realpath(m.source), m.target, m.read_only) for m in plan.mounts
                    if m.source not in in_memory]
-    plan.hosts = service_hosts(ctx, pod["metadata"]["namespace"])
+    plan.hosts_file = str(write_hosts(pod, pod_dir, ctx))
     plan.labels[CLUSTER_LABEL] = cluster_label(ctx.root)
     return plan
 
@@ -482,6 +491,8 @@ def remove_container(name: str) -> None:
 
 def remove_cluster_containers(root: Path) -> list[str]:
     """Remove every container left by an earlier node agent of this dev cluster (it lost them); their names."""
+    if shutil.which("podman") is None:  # none can have been started (up warns; Pods wait in ContainerCreating)
+        return []
     proc = subprocess.run(["podman", "ps", "--all", "--filter", f"label={CLUSTER_LABEL}={cluster_label(root)}",
                            "--format", "{{.Names}}"], env=podman_env(), capture_output=True, text=True, check=False)
     names = proc.stdout.split()

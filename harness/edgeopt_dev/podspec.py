@@ -2,14 +2,15 @@
 
 The node agent's Pod half (podrun.py turns the result into ``podman run``):
 env (values, ``$(VAR)`` expansion, fieldRef, ConfigMap/Secret refs), volumes
-materialized as local folders (PVC -> ``DIR/pvc/<claim>``,
-ConfigMap/Secret/projected/downwardAPI files and the projected
-ServiceAccount token, emptyDir, hostPath), fsGroup ownership, and what the
-scheduler checks against the one Node.  Two outcomes besides a result:
+materialized as local folders (a claim -> the hostPath of the
+PersistentVolume it is bound to, ConfigMap/Secret/projected/downwardAPI files
+and the projected ServiceAccount token, emptyDir, hostPath) and fsGroup
+ownership.  Whether the Pod fits the Node is kube-scheduler's to say; it
+binds the Pod here only once it does.  Two outcomes besides a result:
 
-* :class:`NotYet` - what kubelet/scheduler would keep Pending (a PVC or
-  ConfigMap that does not exist yet, runAsNonRoot with a root user, a GPU no
-  node offers); the runner retries and the Pod shows the reason.
+* :class:`NotYet` - what a kubelet would keep the Pod Pending on (a ConfigMap
+  that does not exist yet, runAsNonRoot with a root user); the runner retries
+  and the Pod shows the reason.
 * :class:`CannotEmulate` - a feature the dev node cannot give faithfully;
   the Pod fails with a message that says so.  We never pretend.
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import os
-import platform
 import re
 import shutil
 import stat
@@ -29,7 +29,7 @@ from typing import Any
 from kubernetes.client import CoreV1Api
 from kubernetes.client.rest import ApiException
 
-from edgeopt_dev.controlplane import pvc_dir
+from edgeopt_dev.podnet import ServiceDirectory
 
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 # containerd's default capability set: a root process in a container has
@@ -38,14 +38,7 @@ DEFAULT_CAPS = (
     "chown", "dac_override", "fsetid", "fowner", "mknod", "net_raw", "setgid", "setuid", "setfcap",
     "setpcap", "net_bind_service", "sys_chroot", "kill", "audit_write",
 )
-NODE_NAME = "edgeopt-local"
-NODE_LABELS = {
-    "kubernetes.io/os": "linux",
-    "kubernetes.io/arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
-    "kubernetes.io/hostname": NODE_NAME,
-}
 _SUFFIX = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-SCHEDULABLE_RESOURCES = {"cpu", "memory", "ephemeral-storage"}
 
 
 class CannotEmulate(Exception):
@@ -53,13 +46,12 @@ class CannotEmulate(Exception):
 
 
 class NotYet(Exception):
-    """What kubelet or the scheduler would wait on; the Pod stays Pending with this reason."""
+    """What a kubelet would wait on; the Pod stays Pending with this reason."""
 
-    def __init__(self, reason: str, message: str, *, scheduled: bool = True) -> None:
+    def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
-        self.scheduled = scheduled
 
 
 @dataclass
@@ -68,7 +60,7 @@ class RuntimeContext:
     core: CoreV1Api
     api_host: str
     api_port: int
-    node_name: str = ""  # Pods are bound to this Node once schedulable ("" = leave unbound)
+    services: ServiceDirectory | None = None  # what Service names resolve to (None: read once from the API)
 
 
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -87,19 +79,24 @@ def expand(value: str, env: dict[str, str]) -> str:
 
 def field_value(pod: dict[str, Any], path: str) -> str:
     meta = pod["metadata"]
+    status = pod.get("status") or {}
     simple = {
         "metadata.name": meta.get("name", ""),
         "metadata.namespace": meta.get("namespace", ""),
         "metadata.uid": meta.get("uid", ""),
         "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
         "spec.nodeName": pod["spec"].get("nodeName", ""),
+        "status.podIP": status.get("podIP", ""),
+        "status.podIPs": ",".join(ip["ip"] for ip in status.get("podIPs") or []),
+        "status.hostIP": status.get("hostIP", ""),
+        "status.hostIPs": ",".join(ip["ip"] for ip in status.get("hostIPs") or []),
     }
     if path in simple:
         return str(simple[path])
     m = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
     if m:
         return str((meta.get(m.group(1)) or {}).get(m.group(2), ""))
-    raise CannotEmulate(f"fieldRef {path} is not emulated (no node, no pod IP here)")
+    raise CannotEmulate(f"fieldRef {path} is not emulated by the edgeopt node agent")
 
 
 def _read(kind: str, name: str, namespace: str, ctx: RuntimeContext) -> dict[str, Any] | None:
@@ -232,6 +229,29 @@ def _token(pod: dict[str, Any], src: dict[str, Any], ctx: RuntimeContext) -> byt
     return str(result.status.token).encode()
 
 
+def claim_path(claim: str, namespace: str, ctx: RuntimeContext) -> Path:
+    """The folder of the hostPath (or local) PersistentVolume a claim is bound to, as a kubelet mounts it."""
+    try:
+        pvc = ctx.core.read_namespaced_persistent_volume_claim(claim, namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        raise NotYet("ContainerCreating", f'persistentvolumeclaim "{claim}" not found') from exc
+    if pvc.status.phase != "Bound" or not pvc.spec.volume_name:
+        raise NotYet("ContainerCreating", f'persistentvolumeclaim "{claim}" is not bound')
+    pv = ctx.core.read_persistent_volume(pvc.spec.volume_name)
+    source = pv.spec.host_path or pv.spec.local
+    if source is None:
+        raise CannotEmulate(f"PersistentVolume {pv.metadata.name}: only hostPath and local volumes are emulated")
+    path = Path(source.path)
+    if not path.is_dir():
+        if getattr(source, "type", None) != "DirectoryOrCreate":
+            raise NotYet("ContainerCreating", f"MountVolume.SetUp failed for volume {pv.metadata.name}: "
+                         f"{path} does not exist")
+        path.mkdir(parents=True)
+    return path
+
+
 def materialize_volume(
     pod: dict[str, Any], volume: dict[str, Any], folder: Path, ctx: RuntimeContext
 ) -> tuple[Path, bool]:
@@ -240,14 +260,7 @@ def materialize_volume(
     name = volume["name"]
     if "persistentVolumeClaim" in volume:
         src = volume["persistentVolumeClaim"]
-        claim = src["claimName"]
-        try:
-            ctx.core.read_namespaced_persistent_volume_claim(claim, ns)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            raise NotYet("Unschedulable", f'persistentvolumeclaim "{claim}" not found', scheduled=False) from exc
-        return pvc_dir(ctx.root, claim), bool(src.get("readOnly"))
+        return claim_path(src["claimName"], ns, ctx), bool(src.get("readOnly"))
     if "hostPath" in volume:
         path = Path(volume["hostPath"]["path"])
         kind = volume["hostPath"].get("type", "")
@@ -300,18 +313,6 @@ def materialize_volume(
     return target, True  # kubelet mounts these read-only
 
 
-def node_capacity() -> dict[str, str]:
-    """This machine, as the Node advertises it."""
-    mem_kib = 0
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    except OSError:
-        pass
-    return {"cpu": str(os.cpu_count() or 1), "memory": f"{mem_kib}Ki", "pods": "110"}
-
-
 def quantity(value: Any) -> float:
     """A Kubernetes quantity ("500m", "2", "1Gi", "1e3") as a number."""
     text = str(value)
@@ -319,45 +320,6 @@ def quantity(value: Any) -> float:
         if text.endswith(suffix):
             return float(text[: -len(suffix)]) * _SUFFIX[suffix]
     return float(text)
-
-
-def check_scheduling(pod: dict[str, Any]) -> None:
-    """What the scheduler would refuse on this one node; such a Pod stays Pending."""
-    spec = pod["spec"]
-    capacity = node_capacity()
-    totals: dict[str, float] = {}
-    for container in spec["containers"]:
-        res = container.get("resources") or {}
-        wanted = {**(res.get("limits") or {}), **(res.get("requests") or {})}  # limits imply requests
-        extra = sorted(set(wanted) - SCHEDULABLE_RESOURCES)
-        if extra:
-            raise NotYet("Unschedulable", f"0/1 nodes are available: 1 Insufficient {extra[0]}.", scheduled=False)
-        for name, amount in wanted.items():
-            totals[name] = totals.get(name, 0.0) + quantity(amount)
-    for name in ("cpu", "memory"):
-        if totals.get(name, 0.0) > quantity(capacity[name]):
-            raise NotYet("Unschedulable", f"0/1 nodes are available: 1 Insufficient {name}.", scheduled=False)
-    for key, value in (spec.get("nodeSelector") or {}).items():
-        if NODE_LABELS.get(key) != value:
-            raise NotYet("Unschedulable", "0/1 nodes are available: 1 node(s) didn't match Pod's node "
-                         f"affinity/selector ({key}={value}).", scheduled=False)
-    affinity = spec.get("affinity") or {}
-    if (affinity.get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution"):
-        raise CannotEmulate("required node affinity is not emulated by the edgeopt node agent")
-
-
-def check_schedulable(pod: dict[str, Any], ctx: RuntimeContext) -> None:
-    """Raise NotYet(scheduled=False) for what keeps a real scheduler from binding the Pod."""
-    check_scheduling(pod)
-    for volume in pod["spec"].get("volumes") or []:
-        claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
-        if claim:
-            try:
-                ctx.core.read_namespaced_persistent_volume_claim(claim, pod["metadata"]["namespace"])
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                raise NotYet("Unschedulable", f'persistentvolumeclaim "{claim}" not found', scheduled=False) from exc
 
 
 def subpath_source(volume: Path, sub: str) -> Path:

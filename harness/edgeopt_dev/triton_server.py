@@ -27,7 +27,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,10 +40,10 @@ from types import TracebackType
 from typing import IO
 
 from edgeopt.errors import ServingError
+from edgeopt_dev import cache
+from edgeopt_dev.netutil import free_port
 
 log = logging.getLogger(__name__)
-
-CACHE_ENV = "EDGEOPT_CACHE_DIR"
 
 
 @dataclass(frozen=True)
@@ -91,8 +90,7 @@ def find_distribution() -> TritonDistribution:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get(CACHE_ENV) or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "edgeopt")
-    return Path(base).expanduser() / "triton"
+    return cache.cache_dir() / "triton"
 
 
 def python_version() -> str:
@@ -140,12 +138,6 @@ def server_env(dist: TritonDistribution, base: dict[str, str] | None = None) -> 
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out of the server log
     return env
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def build_command(

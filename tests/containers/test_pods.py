@@ -107,7 +107,7 @@ def _serve_and_infer(image: str, dirs: dict[str, Path]) -> None:
     import numpy as np
     import tritonclient.http as httpclient
 
-    from edgeopt_dev.triton_server import free_port
+    from edgeopt_dev.netutil import free_port
 
     http, grpc, metrics = free_port(), free_port(), free_port()
     p = pod("triton", image, args=["--model-repository=/models", "--model-control-mode=explicit", "--load-model=add",

@@ -1,7 +1,7 @@
 """The podman runner resolving a Pod through the real API server, as the node agent does.
 
 env from a ConfigMap, a Secret and fieldRefs, a ConfigMap volume and a PVC
-(the claim's folder on the dev cluster) are resolved by podspec.py and run by
+(the hostPath volume the dev cluster binds it to) are resolved by podspec.py and run by
 podrun.py, the two halves the node agent runs every Pod with, then enforced
 by podman; the Secret's value reaches the container but never its command line.
 """
@@ -16,6 +16,7 @@ import pytest
 
 from edgeopt_dev.podrun import podman_run_args, resolve, run_container
 from edgeopt_dev.podspec import NotYet, RuntimeContext
+from tests.fixtures.common import wait_for
 
 pytestmark = [pytest.mark.containers, pytest.mark.k8s]
 
@@ -35,8 +36,10 @@ def test_pod_env_and_volumes_resolve_through_the_api_and_run_in_podman(
     core.create_namespaced_persistent_volume_claim(namespace, {
         "metadata": {"name": "data"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
-    claim = control_plane.pvc_dir("data")
+    claim = control_plane.pvc_dir("data")  # the folder of the hostPath volume the node agent makes for it
     os.chown(claim, 10001, 10001)
+    wait_for(lambda: core.read_namespaced_persistent_volume_claim("data", namespace).status.phase == "Bound",
+             timeout=30, what="the binder to bind the claim to its volume")
     pod: dict[str, Any] = {
         "metadata": {"name": "resolver", "namespace": namespace, "uid": "uid-resolver"},
         "spec": {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from edgeopt_dev.podnet import POD_CIDR
 from tests.fixtures.common import wait_for
 from tests.k8s.jobs import TEST_IMAGE, containers_of, job_manifest, job_pods, wait_job_finished
 
@@ -39,7 +41,7 @@ def batch(k8s_client):
 
 
 def make_claim(core, control_plane, namespace: str) -> tuple[str, Path]:
-    """A PVC object (the runner wants it to exist, like a scheduler) and its local folder."""
+    """A PVC (kube-scheduler places a Pod once it is bound) and the folder of its hostPath volume."""
     claim = f"data-{namespace}"  # PVC folders are per cluster: keep tests apart
     core.create_namespaced_persistent_volume_claim(namespace, {
         "metadata": {"name": claim},
@@ -102,7 +104,8 @@ def test_labelled_job_runs_in_a_container_to_complete(control_plane, kubectl, co
     log = (control_plane.dir / "logs" / f"{namespace}_{pod.metadata.name}.log").read_text()
     assert f"pod {pod.metadata.name} in {namespace} says hello-{pod.metadata.name}" in log
     # Bound to the dev node like a scheduler would, so kube-apiserver reaches its kubelet endpoint.
-    assert pod.spec.node_name == "edgeopt-local" and pod.status.pod_ip == "127.0.0.1"
+    assert pod.spec.node_name == "edgeopt-local" and pod.status.host_ip == "127.0.0.1"
+    assert ipaddress.ip_address(pod.status.pod_ip) in ipaddress.ip_network(POD_CIDR), "its own address"
     assert kubectl("logs", "-n", namespace, "job/convert").stdout == log
     assert message["pid"] == 1, "the command is the container's init, in its own PID namespace"
     assert not containers_of(pod.metadata.uid), "the container is removed once its status is written"
@@ -229,25 +232,6 @@ def test_read_only_root_covers_host_files_bound_into_the_pod(core, batch, namesp
     assert value == "1" and "Read-only file system" in hostname and new == "ro" and volume == "vol-rw"
 
 
-def test_pod_waits_like_kubelet_for_a_missing_claim_and_a_gpu(control_plane, core, batch, namespace):
-    claim = f"data-{namespace}"  # what make_claim creates, later
-    batch.create_namespaced_job(namespace, job_manifest("waits", ["true"], **pvc_volume(claim, "/mnt/late")))
-    gpu = job_manifest("gpu", ["true"], container={"resources": {"limits": {"nvidia.com/gpu": 1}}})
-    batch.create_namespaced_job(namespace, gpu)
-
-    def unschedulable(job: str) -> str:
-        [pod] = job_pods(core, job, namespace)
-        [cond] = [c for c in pod.status.conditions or [] if c.type == "PodScheduled"]
-        assert (pod.status.phase, cond.status, cond.reason) == ("Pending", "False", "Unschedulable")
-        return cond.message
-
-    assert wait_for(lambda: unschedulable("waits"), timeout=20) == f'persistentvolumeclaim "{claim}" not found'
-    assert "Insufficient nvidia.com/gpu" in wait_for(lambda: unschedulable("gpu"), timeout=20)
-    assert make_claim(core, control_plane, namespace)[0] == claim
-    assert wait_job_finished(batch, "waits", namespace, timeout=30)["type"] == "Complete"
-    assert unschedulable("gpu")  # still waiting: no node here has a GPU
-
-
 def test_service_account_token_is_real_and_rbac_applies_in_the_pod(core, batch, namespace):
     script = (
         "from kubernetes import client, config\n"
@@ -313,11 +297,12 @@ def test_run_as_non_root_against_a_root_image_waits_as_a_kubelet_refuses_it(core
 
 def test_a_deployment_pod_restarts_in_place_and_its_readiness_probe_sets_ready(core, k8s_client, namespace):
     """restartPolicy Always, as for the chart's operator and Triton: a crash restarts the container, not the Pod."""
-    from edgeopt_dev.triton_server import free_port
+    from edgeopt_dev.netutil import free_port
 
-    port = free_port()
-    # Serves until a second start; then it stays up. The claimless state lives in an emptyDir of the Pod.
-    script = (f"if [ -e /state/first ]; then exec python -m http.server {port} --bind 127.0.0.1; fi; "
+    port = free_port("0.0.0.0")
+    # Serves (at its Pod IP, where the probe goes) until a second start; then it stays up. The claimless
+    # state lives in an emptyDir of the Pod.
+    script = (f"if [ -e /state/first ]; then exec python -m http.server {port} --bind $POD_IP; fi; "
               "touch /state/first; echo crash > /dev/termination-log; exit 7")
     body = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
@@ -327,6 +312,7 @@ def test_a_deployment_pod_restarts_in_place_and_its_readiness_probe_sets_ready(c
                      "containers": [{
                          "name": "web", "image": TEST_IMAGE, "command": ["sh", "-c", script],
                          "ports": [{"name": "http", "containerPort": port}],
+                         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
                          "volumeMounts": [{"name": "state", "mountPath": "/state"}],
                          "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
                      }]}}},

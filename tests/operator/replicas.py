@@ -18,8 +18,9 @@ from typing import Any
 
 from edgeopt.operator.endpoints import SERVICE_NAME_LABEL
 from edgeopt.operator.serving_plan import READINESS_GATE
+from edgeopt_dev.netutil import free_port
 from edgeopt_dev.toy_models import write_model
-from edgeopt_dev.triton_server import TritonServer, free_port
+from edgeopt_dev.triton_server import TritonServer
 from tests.operator.support import Kubectl
 
 SERVICE = "triton"

@@ -11,7 +11,6 @@ import copy
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Any
 import yaml
 
 from edgeopt_dev.images import image_name
+from edgeopt_dev.netutil import free_port
 from tests.fixtures.common import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,12 +40,6 @@ TEST_ENV = {
     "EDGEOPT_SERVING_BACKOFF_SECONDS": "1",
     "EDGEOPT_MAX_CONCURRENT_CONVERSIONS": "1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class OperatorProcess:

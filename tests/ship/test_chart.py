@@ -326,6 +326,19 @@ def test_triton_runs_in_explicit_mode_on_the_repository_claim() -> None:
     assert example["spec"]["target"]["repository"] == "pvc://triton-models"
 
 
+@pytest.mark.parametrize("bind", [False, True])
+def test_triton_binds_its_pod_ip_from_the_downward_api_only_when_asked(bind: bool) -> None:
+    docs = chart.render("--set", "triton.enabled=true", "--set", f"triton.bindPodIP={str(bind).lower()}")
+    (c,) = one(docs, "Deployment", "-triton")["spec"]["template"]["spec"]["containers"]
+    addresses = [a for a in c["args"] if "-address=" in a]
+    env = {e["name"]: e for e in c.get("env") or []}
+    if not bind:  # Triton's default: every address
+        assert addresses == [] and "POD_IP" not in env
+        return
+    assert addresses == ["--http-address=$(POD_IP)", "--grpc-address=$(POD_IP)", "--metrics-address=$(POD_IP)"]
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+
+
 def test_default_triton_is_the_dockerfiles_triton_image_at_the_app_version() -> None:
     """The default backend (python) publishes a model.py that imports TensorFlow or onnxruntime: stock NGC
     images have neither, so the default Triton is the image that adds them, released with the chart."""

@@ -72,7 +72,7 @@ def ready_condition(obj: dict[str, Any]) -> dict[str, Any]:
 def installed(control_plane: Any, kubectl: Any, images: dict[str, str]) -> Iterator[None]:
     from edgeopt_dev.demo import chart_values
     from edgeopt_dev.images import image_name
-    from edgeopt_dev.triton_server import free_port
+    from edgeopt_dev.netutil import free_port
 
     values = chart_values(image_name, (free_port(), free_port(), free_port()))
     helm(control_plane, "install", RELEASE, str(chart.CHART), "--namespace", NS, "--create-namespace", *values,

@@ -1,8 +1,9 @@
 """Pod → reason on the OptimizedModel, on the status shapes kubelet and the scheduler write (no cluster).
 
 The Pod bodies below are what ``kubectl get pod -o json`` shows for each case
-on Kubernetes 1.32 (the dev node agent writes the same shapes for the cases it
-can produce: Unschedulable, a missing claim or ConfigMap, DeadlineExceeded).
+on Kubernetes 1.32. The scheduler's messages (GPU, NO_CLAIM) are the real
+kube-scheduler's: tests/k8s/test_scheduling.py captures them on the dev
+cluster and checks they equal these constants.
 """
 
 from __future__ import annotations

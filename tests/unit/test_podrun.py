@@ -216,11 +216,14 @@ def test_sub_path_is_made_with_the_volume_mode_and_never_follows_a_symlink_out(t
 
 def test_service_names_labels_and_memory_volumes_reach_the_command_line() -> None:
     plan = plan_of(pod())
-    plan.hosts = [("edgeopt-triton.edgeopt.svc", "127.0.0.1")]
+    assert "--no-hosts" not in podman_run_args(plan, Path("/e")), "no hosts file: podman's own /etc/hosts"
+    plan.hosts_file = "/run/pod/hosts"
     plan.shm = ["/dev/shm"]
     args = podman_run_args(plan, Path("/e"))
-    assert flag_values(args, "--add-host") == ["edgeopt-triton.edgeopt.svc:127.0.0.1"]
+    # The node agent's hosts file (Service names at their ready endpoints) replaces podman's /etc/hosts.
+    assert "--no-hosts" in args and "--add-host" not in args
+    assert "type=bind,source=/run/pod/hosts,destination=/etc/hosts,ro=true" in flag_values(args, "--mount")
     assert flag_values(args, "--label") == ["io.edgeopt.pod-uid=u-1"]
     assert "type=tmpfs,destination=/dev/shm,tmpfs-mode=1777" in flag_values(args, "--mount")
     # Options come before the image: nothing after it is read by podman.
-    assert args.index("--add-host") < args.index(plan.image) and args.index("--label") < args.index(plan.image)
+    assert args.index("--no-hosts") < args.index(plan.image) and args.index("--label") < args.index(plan.image)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from edgeopt_dev.kubelet import Probes, probe_once
+from edgeopt_dev.netutil import free_port
 from edgeopt_dev.podrun import check_pod
 from edgeopt_dev.podspec import CannotEmulate
 
@@ -36,9 +36,7 @@ def http_port() -> Iterator[int]:
 
 
 def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()  # nothing listens there
 
 
 def container(**probes: Any) -> dict[str, Any]:

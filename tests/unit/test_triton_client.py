@@ -19,7 +19,7 @@ from edgeopt.triton.client import (
     split_url,
     zero_inputs,
 )
-from edgeopt_dev.triton_server import free_port
+from edgeopt_dev.netutil import free_port
 
 
 def test_unreachable_url_fails_fast_with_bounded_retries() -> None:
