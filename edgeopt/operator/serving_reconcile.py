@@ -138,8 +138,11 @@ class ServingReconciler:
         self.heartbeat = time.monotonic()
 
     def active(self) -> bool:
-        """Standalone, or the active peer (kopf calls the heartbeat timer only there)."""
-        if self.rt.settings.peering_name is None:
+        """Standalone, or the active peer (kopf calls the heartbeat timer only there), or nothing to serve.
+
+        With no OptimizedModel there is no timer to beat, and a Triton Pod's gate must still turn True.
+        """
+        if self.rt.settings.peering_name is None or not self.wants:
             return True
         return time.monotonic() - self.heartbeat < 3 * HEARTBEAT_SECONDS
 
