@@ -183,16 +183,16 @@ ENTRYPOINT ["edgeopt", "convert"]
 FROM python AS triton-cpu
 
 ENV TF_CPP_MIN_LOG_LEVEL=2
-# The pip set of Triton's Python environment: TensorFlow, onnxruntime and numpy
+# The pip set of Triton's Python environment: TensorFlow, onnxruntime, openvino and numpy
 # exactly as the converter extra pins them (the models it publishes import them).
 ARG PIP_CERT
 RUN --mount=type=cache,id=edgeopt-wheels,target=/var/cache/edgeopt/wheels \
     python /usr/local/bin/edgeopt-requirements.py converter \
-    | grep -E '^(tensorflow-cpu|onnxruntime|numpy)[=<>; ]' > /tmp/requirements.txt \
+    | grep -E '^(tensorflow-cpu|onnxruntime|openvino|numpy)[=<>; ]' > /tmp/requirements.txt \
  && echo "nvidia-pytriton==0.7.0" > /tmp/pytriton.txt \
  && edgeopt-pip-install /tmp/requirements.txt \
  && edgeopt-pip-install /tmp/pytriton.txt --no-deps \
- && python -c "import tensorflow, onnxruntime; print('TensorFlow', tensorflow.__version__, 'onnxruntime', onnxruntime.__version__)"
+ && python -c "import tensorflow, onnxruntime, openvino; print('TensorFlow', tensorflow.__version__, 'onnxruntime', onnxruntime.__version__, 'openvino', openvino.__version__)"
 RUN site=$(python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") \
  && py=$(python -c "import sys; print('%d.%d' % sys.version_info[:2])") \
  && mkdir -p /opt/tritonserver/bin \
@@ -239,12 +239,12 @@ RUN --mount=type=cache,id=edgeopt-wheels,target=/var/cache/edgeopt/wheels \
     python3 -c "import sys, tomllib; \
 reqs = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['converter']; \
 print('\n'.join(r.replace('tensorflow-cpu', 'tensorflow', 1) for r in reqs \
-if r.split(';')[0].split('=')[0].split('<')[0].split('>')[0].strip() in ('tensorflow-cpu', 'onnxruntime', 'numpy')))" \
+if r.split(';')[0].split('=')[0].split('<')[0].split('>')[0].strip() in ('tensorflow-cpu', 'onnxruntime', 'openvino', 'numpy')))" \
     > /tmp/requirements.txt \
  && echo "pyyaml>=6.0" >> /tmp/requirements.txt \
  && python3 -m pip download --quiet --dest /var/cache/edgeopt/wheels -r /tmp/requirements.txt \
  && python3 -m pip install --no-cache-dir --no-index --find-links /var/cache/edgeopt/wheels -r /tmp/requirements.txt \
- && python3 -c "import tensorflow, onnxruntime; print('TensorFlow', tensorflow.__version__, 'onnxruntime', onnxruntime.__version__)" \
+ && python3 -c "import tensorflow, onnxruntime, openvino; print('TensorFlow', tensorflow.__version__, 'onnxruntime', onnxruntime.__version__, 'openvino', openvino.__version__)" \
  && rm /tmp/requirements.txt
 COPY README.md ./
 COPY edgeopt ./edgeopt

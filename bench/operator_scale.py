@@ -137,7 +137,7 @@ class Bench:
         )  # fmt: skip
         cluster.poll("the node agent", lambda: (self.root / "run" / "nodeagent.ready").exists(), 60)
 
-    def start_operator(self) -> None:
+    def start_operator(self, **extra_env: str) -> None:
         from edgeopt_dev import processes
         from edgeopt_dev.images import image_name
         from edgeopt_dev.netutil import free_port
@@ -148,12 +148,14 @@ class Bench:
             **os.environ,
             "KUBECONFIG": str(self.cp.kubeconfig),
             "EDGEOPT_MAX_CONCURRENT_CONVERSIONS": "1000",  # measure reconciling, not the capacity queue
+            "EDGEOPT_MAX_CONCURRENT_CPU_CONVERSIONS": "1000",
             "EDGEOPT_CONVERTER_RESOURCES": "{}",  # CPU-only: the node agent has no GPU to give the toy model
             "EDGEOPT_CONVERTER_IMAGE": image_name("converter-cpu"),  # the node agent runs Pods from local images
             "EDGEOPT_LIVENESS_PORT": str(liveness),
             "EDGEOPT_METRICS_PORT": str(metrics),
             # spec.serving.tritonURL must be on the operator's allow-list (issue 10): the bench's own Triton.
             "EDGEOPT_ALLOWED_TRITON_URLS": f"http://127.0.0.1:{self.triton_port}",
+            **extra_env,
         }
         pidfile = self.root / "run" / "bench-operator.pid"
         self.operator = processes.spawn(
@@ -299,7 +301,7 @@ class Bench:
         import kopf
 
         from edgeopt.operator import resources
-        from edgeopt.operator.conversion import model_from_body
+        from edgeopt.operator.runtime import model_from_body
 
         meta = body["metadata"]
         model = model_from_body(body)

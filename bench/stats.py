@@ -56,21 +56,38 @@ class Samples:
 
 
 def interleave(
-    contenders: dict[str, Callable[[], object]], iterations: int, *, warmup: int = 3
+    contenders: dict[str, Callable[[], object]],
+    iterations: int,
+    *,
+    warmup: int = 3,
+    shuffle_seed: int | None = None,
+    gap_s: float = 0.0,
 ) -> dict[str, Samples]:
     """Time each callable ``iterations`` times, alternating between them call by call.
 
-    The order rotates every round, so neither side always runs right after the
-    other (caches, turbo, a neighbour's burst of load hit both alike).
+    The order rotates every round, so neither side always runs first (caches,
+    turbo, a neighbour's burst of load hit both alike).  A rotation keeps who
+    runs *after* whom; with more than two contenders whose runtimes keep their
+    threads spinning after a call (ONNX Runtime, OpenVINO), ``shuffle_seed``
+    draws a fresh order each round and ``gap_s`` idles between calls, so no
+    contender always inherits the same neighbour's spinning threads.
     """
+    import random
+
     names = list(contenders)
+    rng = random.Random(shuffle_seed) if shuffle_seed is not None else None
     for _ in range(warmup):
         for name in names:
             contenders[name]()
     out = {name: Samples(name) for name in names}
     for i in range(iterations):
         shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
+        order = names[shift:] + names[:shift]
+        if rng is not None:
+            rng.shuffle(order)
+        for name in order:
+            if gap_s:
+                time.sleep(gap_s)
             t0 = time.perf_counter()
             contenders[name]()
             out[name].ms.append((time.perf_counter() - t0) * 1000)

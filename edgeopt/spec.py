@@ -30,9 +30,13 @@ KIND = "OptimizedModel"
 
 FORMATS = ("SavedModel", "Checkpoint", "FrozenGraph", "Keras")
 PRECISIONS = ("FP32", "FP16", "INT8")
-BACKENDS = ("tensorflow", "python", "onnxruntime", "tensorrt")
-#: Backends that serve the ONNX export (``python`` joins them with ``spec.onnx.enabled``).
-ONNX_BACKENDS = ("onnxruntime", "tensorrt")
+BACKENDS = ("tensorflow", "python", "onnxruntime", "tensorrt", "openvino")
+#: Backends that take the TF -> ONNX path (``python`` joins them with ``spec.onnx.enabled`` or
+#: ``spec.openvino.enabled``); openvino converts the ONNX export on to OpenVINO IR.
+ONNX_BACKENDS = ("onnxruntime", "tensorrt", "openvino")
+#: OpenVINO's inference precision: ``auto`` is OpenVINO's own choice (bf16 on CPUs with AVX512-BF16 or
+#: AMX, f32 elsewhere), ``f32`` forces true FP32.
+OPENVINO_PRECISIONS = ("auto", "f32")
 DEVICES = ("GPU", "CPU")
 CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
 #: tensorrt.hardwareCompatibility: one plan for every GPU from this architecture on (TensorRT's levels).
@@ -85,6 +89,8 @@ URI_PATTERN = rf"^(file://(/{_SEGMENT})+|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/{_
 REPOSITORY_URI_PATTERN = URI_PATTERN
 #: An http(s) URL: scheme, a host, an optional path; no whitespace anywhere.
 TRITON_URL_PATTERN = r"^https?://[^/\s]+(/\S*)?$"
+#: A Kueue LocalQueue name: an object name that is also a label value (the Job carries it as one).
+QUEUE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$"
 #: ``graph`` and ``checkpoint``: relative to the source, never absolute, no empty segment.
 RELATIVE_PATH_PATTERN = rf"^{_SEGMENT}(/{_SEGMENT})*$"
 #: What the CRD's CEL rule refuses on top of the pattern: '.' and '..' segments.
@@ -157,7 +163,11 @@ class Calibration:
 @dataclass
 class TensorRT:
     enabled: bool = spec_field(True, doc="Convert with TF-TRT (needs TensorRT and a GPU).")
-    precision: str = spec_field("FP16", enum=PRECISIONS, doc="TensorRT precision mode.")
+    precision: str | None = spec_field(
+        None,
+        enum=PRECISIONS,
+        doc="Precision of the converted model; unset: FP16 where TensorRT or a GPU runs it, FP32 on CPU.",
+    )
     max_batch_size: int = spec_field(8, key="maxBatchSize", minimum=1, doc="Largest batch engines are built for.")
     minimum_segment_size: int = spec_field(3, key="minimumSegmentSize", minimum=1, doc="Smallest TRT segment.")
     max_workspace_size_bytes: int = spec_field(
@@ -204,6 +214,14 @@ class Validation:
         maximum=1,
         doc="ONNX INT8: share of samples whose top-1 class must match, for [batch, classes] outputs.",
     )
+    min_correlation: float = spec_field(
+        0.99,
+        key="minCorrelation",
+        minimum=0,
+        maximum=1,
+        doc="ONNX path: every sample of a float output not equal within rtol/atol must correlate (Pearson) "
+        "at least this much with the original; a constant or all-zero output correlates 0.",
+    )
 
 
 @dataclass
@@ -214,6 +232,19 @@ class Onnx:
     opset: int = spec_field(DEFAULT_OPSET, minimum=13, maximum=18, doc="ONNX opset tf2onnx converts to.")
     calibration_method: str = spec_field(
         "MinMax", key="calibrationMethod", enum=CALIBRATION_METHODS, doc="INT8 range calibration."
+    )
+
+
+@dataclass
+class OpenVINO:
+    enabled: bool = spec_field(
+        False, doc="backend python: serve OpenVINO IR with OpenVINO in the Python backend (implied by openvino)."
+    )
+    inference_precision: str = spec_field(
+        "auto",
+        key="inferencePrecision",
+        enum=OPENVINO_PRECISIONS,
+        doc="auto: OpenVINO's choice (bf16 on AVX512-BF16/AMX CPUs, else f32); f32: true FP32.",
     )
 
 
@@ -235,7 +266,8 @@ class Target:
         "python",
         enum=BACKENDS,
         doc="python (Triton >= 25.03) or tensorflow (<= 25.02) serve the SavedModel; "
-        "onnxruntime (onnxruntime_onnx) and tensorrt (tensorrt_plan) serve the ONNX export.",
+        "onnxruntime (onnxruntime_onnx) and tensorrt (tensorrt_plan) serve the ONNX export; "
+        "openvino serves OpenVINO IR made from it (CPU).",
     )
     device: str | None = spec_field(
         None,
@@ -275,6 +307,12 @@ class Converter:
     ttl_seconds_after_finished: int | None = spec_field(
         None, key="ttlSecondsAfterFinished", minimum=0, doc="Job clean-up."
     )
+    queue_name: str | None = spec_field(
+        None,
+        key="queueName",
+        pattern=QUEUE_NAME_PATTERN,
+        doc="Kueue LocalQueue that admits the Job; the operator's own conversion slots then step aside.",
+    )
 
 
 @dataclass
@@ -284,6 +322,7 @@ class ModelSpec:
     optimize: Optimize = spec_field(factory=Optimize, doc="Graph optimization.")
     tensorrt: TensorRT = spec_field(factory=TensorRT, doc="TF-TRT conversion.")
     onnx: Onnx = spec_field(factory=Onnx, doc="The TF -> ONNX path (target.backend onnxruntime / tensorrt).")
+    openvino: OpenVINO = spec_field(factory=OpenVINO, doc="OpenVINO IR from the ONNX export (target.backend openvino).")
     xla: XLA = spec_field(factory=XLA, doc="XLA JIT compilation of the serving function.")
     validation: Validation = spec_field(factory=Validation, doc="Output comparison.")
     serving: Serving = spec_field(factory=Serving, doc="Triton to load the model into.")
@@ -315,12 +354,6 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
         if len(args) == 1:
             return args[0], True
     return tp, False
-
-
-def _type_name(tp: Any) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
-        tp, getattr(tp, "__name__", str(tp))
-    )
 
 
 def _convert(value: Any, tp: Any, path: str, meta: typing.Mapping[str, Any]) -> Any:
@@ -455,7 +488,29 @@ def _validate(spec: ModelSpec) -> None:
 
 def uses_onnx(spec: ModelSpec) -> bool:
     """Whether the model takes the TF → ONNX path instead of the SavedModel (TF-TRT) one."""
-    return spec.target.backend in ONNX_BACKENDS or (spec.target.backend == "python" and spec.onnx.enabled)
+    python_flavour = spec.target.backend == "python" and (spec.onnx.enabled or spec.openvino.enabled)
+    return spec.target.backend in ONNX_BACKENDS or python_flavour
+
+
+def uses_openvino(spec: ModelSpec) -> bool:
+    """Whether the artefact is OpenVINO IR (backend openvino, or python with ``openvino.enabled``)."""
+    return spec.target.backend == "openvino" or (spec.target.backend == "python" and spec.openvino.enabled)
+
+
+def default_precision(spec: ModelSpec) -> str:
+    """``tensorrt.precision`` when unset: FP16 where TensorRT or a GPU runs the model, FP32 on CPU.
+
+    On CPU, ONNX Runtime computes most FP16 ops in FP32 through casts (slower than FP32), and the
+    TF path without TF-TRT converts no precision at all.
+    """
+    if uses_onnx(spec):
+        return "FP16" if spec.target.backend == "tensorrt" or onnx_device(spec) == "GPU" else "FP32"
+    return "FP16" if spec.tensorrt.enabled else "FP32"
+
+
+def precision_of(spec: ModelSpec) -> str:
+    """The precision the model is converted to: ``tensorrt.precision``, else ``default_precision``."""
+    return spec.tensorrt.precision or default_precision(spec)
 
 
 def onnx_device(spec: ModelSpec) -> str:
@@ -467,8 +522,41 @@ def onnx_device(spec: ModelSpec) -> str:
     return spec.target.device or ("GPU" if spec.tensorrt.enabled else "CPU")
 
 
+def _validate_openvino(spec: ModelSpec) -> None:
+    target = spec.target
+    if spec.openvino.enabled and target.backend not in ("python", "openvino"):
+        raise SpecError(
+            f"spec.openvino.enabled: backend {target.backend} does not serve OpenVINO IR; use target.backend "
+            "openvino (Triton's OpenVINO backend) or python (OpenVINO in the Python backend)"
+        )
+    if target.backend == "python" and spec.openvino.enabled and spec.onnx.enabled:
+        raise SpecError(
+            "spec.openvino.enabled: the python backend serves either the ONNX export with ONNX Runtime "
+            "(onnx.enabled) or OpenVINO IR (openvino.enabled), not both; set one of them"
+        )
+    if not uses_openvino(spec):
+        return
+    if target.device == "GPU":
+        raise SpecError(
+            "spec.target.device: edgeopt's OpenVINO IR runs on the CPU (OpenVINO's CPU plugin); use device CPU, "
+            "or target.backend onnxruntime/tensorrt for GPUs"
+        )
+    if target.backend == "openvino" and spec.openvino.inference_precision == "f32":
+        raise SpecError(
+            "spec.openvino.inferencePrecision: Triton's openvino backend has no setting for the inference "
+            "precision (it runs OpenVINO's default, bf16 on AVX512-BF16/AMX CPUs); for true FP32 use "
+            "target.backend python with openvino.enabled: true"
+        )
+    if spec.tensorrt.enabled:
+        raise SpecError(
+            "spec.tensorrt.enabled: OpenVINO runs on the CPU without TensorRT; set tensorrt.enabled: false "
+            "(tensorrt.precision still picks FP32/FP16/INT8 for the OpenVINO model)"
+        )
+
+
 def _validate_onnx(spec: ModelSpec) -> None:
     target, trt = spec.target, spec.tensorrt
+    _validate_openvino(spec)
     if spec.onnx.enabled and target.backend == "tensorflow":
         raise SpecError(
             "spec.onnx.enabled: the tensorflow backend serves SavedModels; use target.backend onnxruntime, "
@@ -528,6 +616,8 @@ def parse_spec(data: Any) -> ModelSpec:
         raise SpecError("spec: must be a mapping")
     spec: ModelSpec = _parse_dataclass(ModelSpec, data, "spec")
     _validate(spec)
+    if spec.tensorrt.precision is None:
+        spec.tensorrt.precision = default_precision(spec)
     return spec
 
 
@@ -575,14 +665,6 @@ def load_manifest(path: str | os.PathLike[str]) -> OptimizedModel:
 
 def pvc_root() -> Path:
     return Path(os.environ.get(PVC_ROOT_ENV) or DEFAULT_PVC_ROOT)
-
-
-def uri_root(uri: str, *, base: Path | None = None) -> Path:
-    """The directory a URI must never leave: its claim's mount for ``pvc://``, the path itself for ``file://``."""
-    if uri.startswith("pvc://"):
-        claim = uri[len("pvc://") :].split("/", 1)[0]
-        return (base or pvc_root()) / claim
-    return resolve_uri(uri, base=base, contain=False)
 
 
 def resolve_uri(uri: str, *, base: Path | None = None, contain: bool = True) -> Path:

@@ -38,7 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-concurrent-conversions",
         type=int,
-        help="conversion Jobs allowed at once (default: EDGEOPT_MAX_CONCURRENT_CONVERSIONS or 1)",
+        help="GPU conversion Jobs allowed at once per GPU kind (default: EDGEOPT_MAX_CONCURRENT_CONVERSIONS or 1)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (kopf and edgeopt)")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")

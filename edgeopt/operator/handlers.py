@@ -16,9 +16,11 @@ from typing import Any
 
 import kopf
 
-from edgeopt.operator import conversion, metrics, resources, serving, serving_reconcile, status, tenancy
-from edgeopt.operator.conversion import Runtime
+from edgeopt.operator import conversion, metrics, queueing, resources, serving, serving_reconcile, status, tenancy
+from edgeopt.operator.conversion import Indexes
 from edgeopt.operator.kube import GROUP, PLURAL, VERSION, Kube, KubeError, load_api_client
+from edgeopt.operator.plan import post_event
+from edgeopt.operator.runtime import Runtime
 from edgeopt.operator.settings import OperatorSettings
 
 FINALIZER = "edgeopt.io/finalizer"
@@ -62,9 +64,10 @@ def configure(settings: Any, memo: Any, logger: Any, **_: Any) -> None:
     memo.runtime = Runtime(settings=config, kube=kube)
     metrics.serve(config.metrics_port)
     logger.info(
-        "edgeopt operator: namespaces=%s, max %d concurrent conversions, converter image %s",
+        "edgeopt operator: namespaces=%s, at once: %d conversions per GPU kind, %d without a GPU; converter image %s",
         ",".join(config.namespaces) or "(all)",
         config.max_concurrent_conversions,
+        config.max_concurrent_cpu_conversions,
         config.converter_image,
     )
 
@@ -96,14 +99,14 @@ async def serving_heartbeat(memo: Any, **_: Any) -> None:
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-async def capacity_queue(body: Any, namespace: Any, name: Any, **_: Any) -> dict[tuple[str, str], tuple[str, bool]]:
-    """(namespace, name) -> (creationTimestamp, waiting): the order in which waiting conversions start.
+async def capacity_queue(body: Any, namespace: Any, name: Any, memo: Any, **_: Any) -> dict[Any, Any]:
+    """(namespace, name) -> QueueEntry (created, waiting, slot class): who waits, in which order, for what.
 
     async although it does no I/O: a sync one runs in kopf's thread pool, where every event of every
     resource queued behind the reconcile handlers' API calls (seconds at 100 resources) before kopf
     could even add its finalizer.
     """
-    return {(namespace or "", name): conversion.queue_entry(body)}
+    return {(namespace or "", name): conversion.queue_entry(runtime(memo), body)}
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -113,24 +116,32 @@ async def publishers(body: Any, **_: Any) -> dict[str, dict[str, Any]]:
 
 
 @kopf.index("batch", "v1", "jobs", labels={resources.MANAGED_BY: resources.MANAGED_BY_VALUE})
-async def conversion_jobs(body: Any, namespace: Any, name: Any, **_: Any) -> dict[tuple[str, str], bool]:
-    """(namespace, job) -> holds a conversion slot: the capacity count, with no LIST of the cluster's Jobs.
+async def conversion_jobs(body: Any, namespace: Any, name: Any, **_: Any) -> dict[Any, Any]:
+    """(namespace, job) -> the slot class it holds, or None: the slot count, with no LIST of the cluster's Jobs.
 
     kopf fills it from the Job watch the operator has anyway (its own Jobs only, by label), and
-    after a restart from the initial listing before any handler runs, so the limit survives restarts.
+    after a restart from the initial listing before any handler runs, so the limits survive restarts.
     """
-    return {(namespace or "", name): conversion.holds_slot(body)}
+    return {(namespace or "", name): queueing.job_slot(body)}
+
+
+@kopf.index("v1", "pods", labels={resources.MANAGED_BY: resources.MANAGED_BY_VALUE})
+async def stalled_pods(body: Any, namespace: Any, **_: Any) -> dict[Any, Any]:
+    """(namespace, job) -> since when each of its Pods cannot start (None: it can): stalled Jobs give their slot up."""
+    job = (body.get("metadata", {}).get("labels") or {}).get(resources.JOB_LABEL)
+    if not job or queueing.is_cleanup(body):
+        return {}
+    return {(namespace or "", job): queueing.pod_stalled_since(body)}
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL, backoff=10)
 @kopf.on.create(GROUP, VERSION, PLURAL, backoff=10)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=10)
 def reconcile(body: Any, memo: Any, **kwargs: Any) -> None:
-    """One Job per (uid, generation); waits in Pending (WaitingForCapacity) when all slots are busy."""
+    """One Job per (uid, generation); waits in Pending (WaitingForCapacity) when its class's slots are busy."""
+    indexes = Indexes(kwargs["capacity_queue"], kwargs["conversion_jobs"], kwargs["publishers"], kwargs["stalled_pods"])
     with kopf_errors():
-        conversion.ensure_conversion(
-            runtime(memo), body, kwargs["capacity_queue"], kwargs["conversion_jobs"], kwargs["publishers"]
-        )
+        conversion.ensure_conversion(runtime(memo), body, indexes)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={resources.MANAGED_BY: resources.MANAGED_BY_VALUE})
@@ -139,12 +150,12 @@ def job_event(type: Any, body: Any, memo: Any, logger: Any, **_: Any) -> None:
     conversion.indexed(runtime(memo), body)
     try:
         if type == "DELETED":
-            runtime(memo).seen.pop((body.metadata.namespace or "", body.metadata.name or ""), None)
+            runtime(memo).seen.forget(body, "job")
             conversion.job_lost(runtime(memo), body)
             return
         conversion.track_job(runtime(memo), body)
     except KubeError as exc:  # event handlers are not retried; the next Job event or a restart re-tracks
-        runtime(memo).seen.pop((body.metadata.namespace or "", body.metadata.name or ""), None)
+        runtime(memo).seen.forget(body, "job")
         logger.warning("could not reflect Job %s on its OptimizedModel: %s", body.metadata.name, exc)
 
 
@@ -152,12 +163,12 @@ def job_event(type: Any, body: Any, memo: Any, logger: Any, **_: Any) -> None:
 def pod_event(type: Any, body: Any, memo: Any, logger: Any, **_: Any) -> None:
     """A converter Pod changed: its scheduler/kubelet reason (Unschedulable, ImagePullBackOff...) goes on the model."""
     if type == "DELETED":
-        runtime(memo).seen.pop((body.metadata.namespace or "", f"pod/{body.metadata.name}"), None)
+        runtime(memo).seen.forget(body, "pod")
         return
     try:
         conversion.track_pod(runtime(memo), body)
     except KubeError as exc:  # the next Pod event retries
-        runtime(memo).seen.pop((body.metadata.namespace or "", f"pod/{body.metadata.name}"), None)
+        runtime(memo).seen.forget(body, "pod")
         logger.warning("could not reflect Pod %s on its OptimizedModel: %s", body.metadata.name, exc)
 
 
@@ -214,4 +225,4 @@ async def unload_from_triton(body: Any, memo: Any, logger: Any, **kwargs: Any) -
         await asyncio.to_thread(conversion.delete_published, runtime(memo), body)
     except KubeError as exc:  # never block deletion on the clean-up
         logger.warning("could not start the clean-up Job: %s", exc)
-        conversion.post_event(body, warning=True, reason="FilesKept", message=f"could not remove the files: {exc}")
+        post_event(body, warning=True, reason="FilesKept", message=f"could not remove the files: {exc}")

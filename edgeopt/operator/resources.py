@@ -256,6 +256,17 @@ def default_resources(model: OptimizedModel, settings: OperatorSettings) -> dict
     return res
 
 
+def job_resources(model: OptimizedModel, settings: OperatorSettings) -> dict[str, Any]:
+    """The converter container's resources: the spec's, else the operator's default for this model."""
+    conv = model.spec.converter
+    return dict(conv.resources) if conv.resources is not None else default_resources(model, settings)
+
+
+def job_node_selector(model: OptimizedModel, settings: OperatorSettings) -> dict[str, str]:
+    conv = model.spec.converter
+    return dict(conv.node_selector) if conv.node_selector is not None else dict(settings.converter_node_selector)
+
+
 def conversion_job(
     model: OptimizedModel,
     settings: OperatorSettings,
@@ -285,8 +296,8 @@ def conversion_job(
     conv = model.spec.converter
     labels = model_labels(model.name, generation, uid)
     pod_labels = {**labels, JOB_LABEL: name}
-    resources = conv.resources if conv.resources is not None else default_resources(model, settings)
-    node_selector = conv.node_selector if conv.node_selector is not None else dict(settings.converter_node_selector)
+    resources = job_resources(model, settings)
+    node_selector = job_node_selector(model, settings)
     tolerations = (
         conv.tolerations if conv.tolerations is not None else [dict(t) for t in settings.converter_tolerations]
     )

@@ -45,8 +45,9 @@ import kopf
 
 from edgeopt.errors import ServingError, SpecError
 from edgeopt.operator import status, tenancy
-from edgeopt.operator.conversion import Runtime, model_from_body, patch_status_checked, post_event, triton_url
 from edgeopt.operator.endpoints import Endpoint
+from edgeopt.operator.plan import patch_status_checked, post_event
+from edgeopt.operator.runtime import Runtime, model_from_body, triton_url
 from edgeopt.triton.client import (
     SMOKE_INPUT_MAX_BYTES,
     AsyncTritonClient,

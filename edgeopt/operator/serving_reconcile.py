@@ -34,9 +34,10 @@ from typing import Any
 
 from edgeopt.errors import ServingError, SpecError
 from edgeopt.operator import serving_plan as plan
-from edgeopt.operator.conversion import Runtime, model_from_body, patch_status_checked, post_event, triton_url
 from edgeopt.operator.endpoints import SERVICE_NAME_LABEL, Endpoint, bare, from_slices, parse_service
 from edgeopt.operator.kube import KubeError
+from edgeopt.operator.plan import patch_status_checked, post_event
+from edgeopt.operator.runtime import Runtime, model_from_body, triton_url
 from edgeopt.operator.serving import wait_ready, with_versions
 from edgeopt.triton.client import AsyncTritonClient, RetryPolicy
 

@@ -19,6 +19,7 @@ from edgeopt import __version__
 from edgeopt.errors import SpecError
 from edgeopt.limits import Limits
 from edgeopt.operator.endpoints import parse_service
+from edgeopt.spec import QUEUE_NAME_PATTERN
 
 PREFIX = "EDGEOPT_"
 #: The chart's own converter image (charts/edgeopt converter.image; test_chart checks they agree).
@@ -26,6 +27,7 @@ DEFAULT_CONVERTER_IMAGE = f"ghcr.io/edgeopt/edgeopt-converter:{__version__}"
 #: One GPU: TF-TRT engines are built on the kind of GPU that will serve them.
 DEFAULT_RESOURCES: dict[str, Any] = {"limits": {"nvidia.com/gpu": 1}}
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
 
 
 class SettingsError(SpecError):
@@ -52,6 +54,8 @@ class OperatorSettings:
     converter_node_selector: Mapping[str, str] = field(default_factory=dict)
     #: Default tolerations (JSON list), e.g. for tainted GPU nodes.
     converter_tolerations: tuple[Mapping[str, Any], ...] = ()
+    #: Default Kueue LocalQueue for conversion Jobs (spec.converter.queueName wins); empty = the operator's own slots.
+    converter_queue_name: str | None = None
     #: Default runtimeClassName (e.g. ``nvidia``); empty = the cluster default.
     converter_runtime_class: str | None = None
     #: UID the converter runs as (non-root); must be able to write the repository PVC.
@@ -62,8 +66,15 @@ class OperatorSettings:
     job_backoff_limit: int = 2
     #: Job ttlSecondsAfterFinished; the resource's status keeps the result after the Job is gone.
     job_ttl_seconds: int = 3600
-    #: Conversions allowed to run at once (GPUs are scarce); others wait in Pending.
+    #: GPU conversions allowed to run at once per GPU kind (extended resource, and product
+    #: nodeSelector where set): GPUs are scarce. Others of that kind wait in Pending, first in, first out.
     max_concurrent_conversions: int = 1
+    #: Per-kind limits over ``max_concurrent_conversions`` (JSON list of {resource, product?, max}).
+    gpu_conversion_limits: tuple[Mapping[str, Any], ...] = ()
+    #: Conversions that request no GPU allowed to run at once; they never wait for a GPU slot.
+    max_concurrent_cpu_conversions: int = 4
+    #: A Pod Unschedulable or in image-pull back-off this long gives its slot to the next in queue.
+    capacity_stall_seconds: float = 300.0
     #: How often a resource waiting for capacity re-checks, in seconds.
     capacity_poll_seconds: float = 5.0
     #: Triton HTTP endpoint used when spec.serving.tritonURL is empty; empty = do not load.
@@ -122,8 +133,8 @@ class OperatorSettings:
         if not self.converter_image:
             raise SettingsError(f"{PREFIX}CONVERTER_IMAGE: must not be empty")
         for key in (
-            "max_concurrent_conversions", "job_active_deadline_seconds", "serving_max_attempts",
-            "serving_load_parallelism",
+            "max_concurrent_conversions", "max_concurrent_cpu_conversions", "job_active_deadline_seconds",
+            "serving_max_attempts", "serving_load_parallelism",
         ):  # fmt: skip
             if getattr(self, key) < 1:
                 raise SettingsError(f"{PREFIX}{key.upper()}: must be >= 1, got {getattr(self, key)}")
@@ -138,7 +149,7 @@ class OperatorSettings:
             if not 0 <= getattr(self, key) <= 65535:
                 raise SettingsError(f"{PREFIX}{key.upper()}: {getattr(self, key)} is not a port")
         for key in ("triton_timeout_seconds", "serving_backoff_seconds", "capacity_poll_seconds",
-                    "serving_audit_seconds"):
+                    "capacity_stall_seconds", "serving_audit_seconds"):  # fmt: skip
             if getattr(self, key) <= 0:
                 raise SettingsError(f"{PREFIX}{key.upper()}: must be > 0, got {getattr(self, key)}")
         if self.triton_url and not re.match(r"^https?://", self.triton_url):
@@ -155,6 +166,31 @@ class OperatorSettings:
         if not all(isinstance(v, str) for v in self.converter_node_selector.values()):
             raise SettingsError(f"{PREFIX}CONVERTER_NODE_SELECTOR: values must be strings")
         self._check_allow_lists()
+        self._check_gpu_limits()
+
+    def _check_gpu_limits(self) -> None:
+        name = f"{PREFIX}GPU_CONVERSION_LIMITS"
+        for entry in self.gpu_conversion_limits:
+            if not isinstance(entry.get("resource"), str) or not entry["resource"]:
+                raise SettingsError(f"{name}: {dict(entry)} needs a resource, e.g. nvidia.com/gpu")
+            if not isinstance(entry.get("product", ""), str):
+                raise SettingsError(f"{name}: product must be a string in {dict(entry)}")
+            if not isinstance(entry.get("max"), int) or isinstance(entry["max"], bool) or entry["max"] < 1:
+                raise SettingsError(f"{name}: max must be an integer >= 1 in {dict(entry)}")
+        if self.converter_queue_name is not None and not _QUEUE_NAME.match(self.converter_queue_name):
+            raise SettingsError(f"{PREFIX}CONVERTER_QUEUE_NAME: {self.converter_queue_name!r} is not a LocalQueue name")
+
+    def conversion_limit(self, resource: str, product: str) -> int:
+        """How many conversions of one slot class run at once: "" resource = no GPU."""
+        if not resource:
+            return self.max_concurrent_cpu_conversions
+        matches = [e for e in self.gpu_conversion_limits if e["resource"] == resource]
+        exact = [e for e in matches if e.get("product", "") == product]
+        anyproduct = [e for e in matches if not e.get("product")]
+        for found in (exact, anyproduct):
+            if found:
+                return int(found[0]["max"])
+        return self.max_concurrent_conversions
 
     def _check_allow_lists(self) -> None:
         for image in self.allowed_converter_images:
@@ -222,14 +258,15 @@ def _parse(name: str, key: str, raw: str) -> Any:
         if key in ("allowed_converter_images", "allowed_runtime_classes", "allowed_triton_urls",
                    "converter_allowed_ops"):
             return tuple(item.strip() for item in raw.split(",") if item.strip())
-        if key in ("converter_tolerations", "allowed_tolerations"):
+        if key in ("converter_tolerations", "allowed_tolerations", "gpu_conversion_limits"):
             value = json.loads(raw)
             if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
                 raise ValueError("must be a JSON list of objects")
             return tuple(value)
         if key.endswith("_seconds") and key.startswith(("triton_", "serving_", "capacity_")):
             return float(raw)
-        if key in ("converter_image", "converter_runtime_class", "triton_url", "peering_name", "triton_service"):
+        if key in ("converter_image", "converter_runtime_class", "triton_url", "peering_name", "converter_queue_name",
+                   "triton_service"):
             return raw
         if key == "triton_readiness_gate":
             if raw.lower() not in ("true", "false", "1", "0"):

@@ -86,11 +86,6 @@ def condition(status: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any]
     return None
 
 
-def is_true(status: Mapping[str, Any] | None, type_: str) -> bool:
-    c = condition(status, type_)
-    return bool(c and c.get("status") == "True")
-
-
 # --------------------------------------------------------------------------- Job and Pod state
 
 
@@ -188,8 +183,16 @@ def _patch(
     }
 
 
-def waiting_for_capacity(status: Mapping[str, Any] | None, generation: int, running: int, limit: int) -> dict[str, Any]:
-    msg = f"{running} of {limit} conversions are running; this one starts when a slot frees up (in creation order)"
+def waiting_for_capacity(
+    status: Mapping[str, Any] | None, generation: int, running: int, limit: int, *, place: str = "", stalled: int = 0
+) -> dict[str, Any]:
+    """``place``: where it stands, e.g. "2nd in queue for nvidia.com/gpu, product NVIDIA-L4"."""
+    where = f"{place}: " if place else ""
+    gave_up = f" ({stalled} more cannot start and gave their slot up)" if stalled else ""
+    msg = (
+        f"{where}{running} of {limit} conversions are running{gave_up}; this one starts when a slot frees up"
+        " (first in, first out)"
+    )
     return _patch(status, generation, PENDING, [Condition(READY_CONDITION, "False", WAITING_FOR_CAPACITY, msg)])
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from edgeopt.artifact import Artifact, TensorInfo
 from edgeopt.errors import PublishError
-from edgeopt.spec import OptimizedModel, onnx_device
+from edgeopt.spec import OptimizedModel, onnx_device, precision_of
 
 #: Triton model config ``data_type`` for each Triton dtype the spec and artifact use.
 TRITON_TYPES: dict[str, str] = {
@@ -50,6 +50,13 @@ PARAM_MODEL_FORMAT = "model_format"
 PARAM_ONNX_FILE = "onnx_file"
 ONNX_FILENAME = "model.onnx"
 PLAN_FILENAME = "model.plan"
+#: OpenVINO IR: the graph (model.xml, Triton's openvino backend's default file name) and its weights beside it.
+OPENVINO_FILENAME = "model.xml"
+OPENVINO_WEIGHTS_FILENAME = "model.bin"
+#: The OpenVINO flavour of the python backend: model.py runs this file with OpenVINO (see _edgeopt_openvino).
+PARAM_OPENVINO_FILE = "openvino_file"
+PARAM_INFERENCE_PRECISION = "inference_precision"
+PARAM_STATIC_BATCHES = "static_batch_sizes"
 #: Triton platform per backend that has one (python is a backend, not a platform).
 PLATFORMS = {"tensorflow": "tensorflow_savedmodel", "onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
 #: Where ONNX Runtime's TensorRT EP keeps engines and timing caches inside the Triton container.  The
@@ -163,48 +170,14 @@ def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig
     rather than a config Triton would reject at load time.
     """
     target = model.spec.target
-    if not artifact.inputs or not artifact.outputs:
-        raise PublishError("the artifact's signature has no inputs or no outputs; nothing Triton could serve")
-    _check_format(artifact.model_format, target.backend)
-    names = [t.name for t in (*artifact.inputs, *artifact.outputs)]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise PublishError(f"tensor names must be unique across inputs and outputs; repeated: {', '.join(dupes)}")
-    _check_scalars(artifact, target.backend)
+    _check_signature(artifact, target.backend)
     max_batch = triton_max_batch(target.max_batch_size, [*artifact.inputs, *artifact.outputs])
     batched = max_batch > 0
     inputs = tuple(_tensor_config(t, batched) for t in artifact.inputs)
     outputs = tuple(_tensor_config(t, batched) for t in artifact.outputs)
-
-    preferred: tuple[int, ...] | None = None
-    delay = 0
-    if target.dynamic_batching is not None and batched:
-        preferred = tuple(s for s in target.dynamic_batching.preferred_batch_sizes if 1 <= s <= max_batch)
-        delay = target.dynamic_batching.max_queue_delay_microseconds
-
+    preferred, delay = _dynamic_batching(model, max_batch if batched else None)
     trt = model.spec.tensorrt
-    online_trt = None
-    workspace = None
-    if (
-        target.backend == "tensorflow"
-        and trt.enabled
-        and not artifact.trt_applied
-        and (artifact.precision or trt.precision) in ("FP32", "FP16")
-    ):
-        online_trt = artifact.precision or trt.precision
-        workspace = trt.max_workspace_size_bytes
-
-    params: list[tuple[str, str]] = []
-    if artifact.model_format == "onnx" and target.backend == "python":
-        params = [(PARAM_MODEL_FORMAT, "onnx"), (PARAM_ONNX_FILE, ONNX_FILENAME)]
-    elif target.backend == "python":
-        params = [
-            (PARAM_SIGNATURE_KEY, artifact.signature_key),
-            (PARAM_SAVEDMODEL_DIR, SAVEDMODEL_DIRNAME),
-            # model.py restores the exact per-item shapes the signature wants (scalars, fixed batch).
-            (PARAM_INPUT_SHAPES, json.dumps({t.name: t.shape for t in artifact.inputs}, separators=(",", ":"))),
-        ]
-
+    online_trt = _online_trt_precision(artifact, model)
     return ModelConfig(
         name=model.model_name,
         backend=target.backend,
@@ -217,22 +190,97 @@ def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig
         max_queue_delay_microseconds=delay,
         warmup=warmup_possible(inputs),
         online_trt_precision=online_trt,
-        online_trt_workspace_bytes=workspace,
+        online_trt_workspace_bytes=trt.max_workspace_size_bytes if online_trt else None,
         online_trt_minimum_segment_size=trt.minimum_segment_size if online_trt else None,
         online_trt_max_cached_engines=trt.maximum_cached_engines if online_trt else None,
-        parameters=tuple(params),
+        parameters=_backend_parameters(artifact, model, max_batch, preferred),
         trt_accelerator=trt_accelerator(artifact, model, max_batch),
         cuda_accelerator=cuda_accelerator(artifact, model),
+    )
+
+
+def _check_signature(artifact: Artifact, backend: str) -> None:
+    """Something to serve, in a format ``backend`` serves, with unique tensor names and scalars it can feed."""
+    if not artifact.inputs or not artifact.outputs:
+        raise PublishError("the artifact's signature has no inputs or no outputs; nothing Triton could serve")
+    _check_format(artifact.model_format, backend)
+    names = [t.name for t in (*artifact.inputs, *artifact.outputs)]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise PublishError(f"tensor names must be unique across inputs and outputs; repeated: {', '.join(dupes)}")
+    _check_scalars(artifact, backend)
+
+
+def _dynamic_batching(model: OptimizedModel, max_batch: int | None) -> tuple[tuple[int, ...] | None, int]:
+    """(preferred batch sizes within ``max_batch``, queue delay); (None, 0) without batching or without the spec's."""
+    batching = model.spec.target.dynamic_batching
+    if batching is None or max_batch is None:
+        return None, 0
+    preferred = tuple(s for s in batching.preferred_batch_sizes if 1 <= s <= max_batch)
+    return preferred, batching.max_queue_delay_microseconds
+
+
+def _online_trt_precision(artifact: Artifact, model: OptimizedModel) -> str | None:
+    """TF-TRT at load time (the tensorflow backend's optimization): when asked for and not already applied."""
+    trt = model.spec.tensorrt
+    precision = artifact.precision or precision_of(model.spec)
+    if model.spec.target.backend == "tensorflow" and trt.enabled and not artifact.trt_applied:
+        return precision if precision in ("FP32", "FP16") else None
+    return None
+
+
+def _backend_parameters(
+    artifact: Artifact, model: OptimizedModel, max_batch: int, preferred: tuple[int, ...] | None
+) -> tuple[tuple[str, str], ...]:
+    """OpenVINO's parameters, or the python backend's: which artefact model.py loads, and how."""
+    if artifact.model_format == "openvino":
+        return tuple(openvino_parameters(model, max_batch, preferred))
+    if model.spec.target.backend != "python":
+        return ()
+    if artifact.model_format == "onnx":
+        return ((PARAM_MODEL_FORMAT, "onnx"), (PARAM_ONNX_FILE, ONNX_FILENAME))
+    return (
+        (PARAM_SIGNATURE_KEY, artifact.signature_key),
+        (PARAM_SAVEDMODEL_DIR, SAVEDMODEL_DIRNAME),
+        # model.py restores the exact per-item shapes the signature wants (scalars, fixed batch).
+        (PARAM_INPUT_SHAPES, json.dumps({t.name: t.shape for t in artifact.inputs}, separators=(",", ":"))),
     )
 
 
 #: Which artefact format each backend serves.
 BACKEND_FORMATS = {
     "tensorflow": ("savedmodel",),
-    "python": ("savedmodel", "onnx"),
+    "python": ("savedmodel", "onnx", "openvino"),
     "onnxruntime": ("onnx",),
     "tensorrt": ("plan",),
+    "openvino": ("openvino",),
 }
+
+
+def static_batch_sizes(max_batch: int, preferred: Sequence[int] | None) -> tuple[int, ...]:
+    """The batch sizes an OpenVINO version compiles a static-shape model for: 1, the largest, the preferred."""
+    if max_batch <= 0:
+        return ()
+    return tuple(sorted({1, max_batch, *(preferred or ())}))
+
+
+def openvino_parameters(
+    model: OptimizedModel, max_batch: int, preferred: Sequence[int] | None
+) -> list[tuple[str, str]]:
+    """config.pbtxt parameters of an OpenVINO IR version: Triton's openvino backend's, or the python flavour's.
+
+    The openvino backend reads upper-case keys (PERFORMANCE_HINT, NUM_STREAMS...) and refuses unknown ones;
+    it has no key for the inference precision, so it runs OpenVINO's default (the spec refuses
+    ``inferencePrecision: f32`` there).  The python flavour's model.py reads the lower-case keys.
+    """
+    if model.spec.target.backend == "openvino":
+        return [("PERFORMANCE_HINT", "LATENCY"), ("NUM_STREAMS", "1")]
+    return [
+        (PARAM_MODEL_FORMAT, "openvino"),
+        (PARAM_OPENVINO_FILE, OPENVINO_FILENAME),
+        (PARAM_INFERENCE_PRECISION, model.spec.openvino.inference_precision),
+        (PARAM_STATIC_BATCHES, ",".join(str(b) for b in static_batch_sizes(max_batch, preferred))),
+    ]
 
 
 def _check_format(model_format: str, backend: str) -> None:
@@ -352,8 +400,8 @@ def render_config(cfg: ModelConfig) -> str:
     lines = [f"name: {_quote(cfg.name)}"]
     if cfg.backend in PLATFORMS:
         lines.append(f"platform: {_quote(PLATFORMS[cfg.backend])}")
-    else:
-        lines.append('backend: "python"')
+    else:  # python, openvino: backends without a platform name
+        lines.append(f"backend: {_quote(cfg.backend)}")
     lines.append(f"max_batch_size: {cfg.max_batch_size}")
     lines += _tensor_list("input", cfg.inputs)
     lines += _tensor_list("output", cfg.outputs)

@@ -22,8 +22,14 @@ MODEL_PY = "model.py"
 #: Imported by every model.py template from its own version directory.
 BATCHING_PY = "_edgeopt_batching.py"
 
-#: Template per artefact format: TensorFlow for SavedModels, ONNX Runtime (no TensorFlow) for ONNX.
-TEMPLATES = {"savedmodel": "model.py", "onnx": "onnx_model.py"}
+#: How an OpenVINO IR version runs (precision, static shapes), imported by its model.py.
+OPENVINO_PY = "_edgeopt_openvino.py"
+
+#: Template per artefact format: TensorFlow for SavedModels, ONNX Runtime (no TensorFlow) for ONNX,
+#: OpenVINO for OpenVINO IR.
+TEMPLATES = {"savedmodel": "model.py", "onnx": "onnx_model.py", "openvino": "openvino_model.py"}
+#: Modules a flavour's model.py imports from its own version directory, besides the batching one.
+HELPERS = {"openvino": (OPENVINO_PY,)}
 
 
 def _template(name: str) -> str:
@@ -42,8 +48,8 @@ def write_python_model(version_dir: Path, *, flavour: str = "savedmodel") -> lis
     The flavour is checked before anything is written.
     """
     model_py = model_py_source(flavour)
-    helper = _write_module(version_dir / BATCHING_PY, _template(BATCHING_PY))
-    return [helper, _write_module(version_dir / MODEL_PY, model_py)]
+    helpers = [_write_module(version_dir / name, _template(name)) for name in (BATCHING_PY, *HELPERS.get(flavour, ()))]
+    return [*helpers, _write_module(version_dir / MODEL_PY, model_py)]
 
 
 def _write_module(dest: Path, source: str) -> Path:

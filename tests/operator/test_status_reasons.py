@@ -116,8 +116,9 @@ def test_status_patches_are_conditional_on_resource_version(
     kubectl: Kubectl, model_namespace: str, operator: OperatorProcess, k8s_client: Any
 ) -> None:
     """A decision made on a stale read is refused (409) and made again on the fresh status (operator stopped)."""
-    from edgeopt.operator.conversion import Runtime, patch_status_checked
     from edgeopt.operator.kube import Kube
+    from edgeopt.operator.plan import patch_status_checked
+    from edgeopt.operator.runtime import Runtime
     from edgeopt.operator.settings import OperatorSettings
 
     ns = model_namespace

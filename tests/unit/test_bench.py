@@ -9,6 +9,7 @@ CSVs in ``data/`` are real files it wrote on this machine (2.51, CPU only).
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -317,3 +318,19 @@ def test_operator_rows_put_the_targets_at_100_and_500() -> None:
     assert by_name["operator RSS at 500 resources"].status == MISS  # 151 MiB > 150
     assert by_name["operator RSS at 100 resources"].target is None
     assert "→finalizer 200" in by_name["reconcile apply → Job created p50, 100 at once"].note
+
+
+def test_interleave_shuffled_varies_who_follows_whom() -> None:
+    """A rotation keeps each contender's predecessor; a shuffled order does not (seeded, so repeatable)."""
+    order: list[str] = []
+
+    def runs(shuffle_seed: int | None) -> set[tuple[str, str]]:
+        order.clear()
+        calls = {n: (lambda n=n: order.append(n)) for n in "abcd"}
+        samples = interleave(calls, 12, warmup=0, shuffle_seed=shuffle_seed)
+        assert all(len(s.ms) == 12 for s in samples.values())
+        return set(itertools.pairwise(order))
+
+    rotated, shuffled = runs(None), runs(3)
+    assert len(shuffled) > len(rotated)
+    assert runs(3) == shuffled

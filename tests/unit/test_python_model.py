@@ -22,11 +22,11 @@ import pytest
 
 from edgeopt.spec import parse_manifest
 from edgeopt.triton.publish import publish_version
-from edgeopt.triton.python_model import BATCHING_PY, TEMPLATES, write_python_model
+from edgeopt.triton.python_model import BATCHING_PY, HELPERS, TEMPLATES, write_python_model
 from tests.fixtures.triton import file_artifact, optimized_model
 
 #: What the stub's environment provides (the Dockerfile's triton images, the pytriton stub's venv).
-STUB_ENVIRONMENT = {"numpy", "tensorflow", "onnxruntime", "triton_python_backend_utils"}
+STUB_ENVIRONMENT = {"numpy", "tensorflow", "onnxruntime", "openvino", "triton_python_backend_utils"}
 
 
 def version_local_imports(source: str) -> set[str]:
@@ -44,8 +44,9 @@ def publish_flavour(flavour: str, tmp_path: Path) -> Path:
     art = file_artifact(tmp_path / "sm")
     if flavour == "savedmodel":
         return publish_version(art, optimized_model("m", tmp_path / "repo")).version_dir
-    onnx_file = tmp_path / "model.onnx"
+    onnx_file = tmp_path / f"model.{'xml' if flavour == 'openvino' else flavour}"
     onnx_file.write_bytes(b"not parsed by the publisher")
+    onnx_file.with_suffix(".bin").write_bytes(b"weights")
     model = parse_manifest(
         {
             "apiVersion": "edgeopt.io/v1alpha1",
@@ -54,12 +55,12 @@ def publish_flavour(flavour: str, tmp_path: Path) -> Path:
             "spec": {
                 "source": {"uri": "file:///unused", "format": "SavedModel"},
                 "tensorrt": {"enabled": False},
-                "onnx": {"enabled": True},
+                flavour: {"enabled": True},
                 "target": {"repository": f"file://{tmp_path / 'repo'}", "modelName": "m", "backend": "python"},
             },
         }
     )
-    art = dataclasses.replace(art, savedmodel_dir=onnx_file, model_format="onnx")
+    art = dataclasses.replace(art, savedmodel_dir=onnx_file, model_format=flavour)
     return publish_version(art, model).version_dir
 
 
@@ -67,7 +68,8 @@ def publish_flavour(flavour: str, tmp_path: Path) -> Path:
 def test_published_version_carries_every_module_model_py_imports(flavour: str, tmp_path: Path) -> None:
     version_dir = publish_flavour(flavour, tmp_path)
     local = version_local_imports((version_dir / "model.py").read_text())
-    assert local == {BATCHING_PY.removesuffix(".py")}, "a new version-local import needs publishing too"
+    helpers = {BATCHING_PY, *HELPERS.get(flavour, ())}
+    assert local == {h.removesuffix(".py") for h in helpers}, "a new version-local import needs publishing too"
     for name in local:
         assert (version_dir / f"{name}.py").is_file(), f"{name}.py is missing from the published version"
         assert version_local_imports((version_dir / f"{name}.py").read_text()) == set()
