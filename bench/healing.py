@@ -51,8 +51,8 @@ def _models(repo: Path, n: int) -> list[str]:
 def _reconciler(urls: list[str], names: list[str], *, service: bool = False) -> Iterator[object]:
     """The operator's serving reconcile in its own event loop (a thread), wanting ``names`` on ``urls``."""
     from edgeopt.operator import serving_plan as plan
-    from edgeopt.operator.runtime import Runtime
     from edgeopt.operator.endpoints import Endpoint
+    from edgeopt.operator.runtime import Runtime
     from edgeopt.operator.serving_reconcile import ServingReconciler
     from edgeopt.operator.settings import OperatorSettings
 
