@@ -37,8 +37,3 @@ def load_runner(path: Path, batch: int, *, seed: int = 0) -> tuple[Callable[[], 
         return {k: v.numpy() for k, v in result.items()}
 
     return run, inputs, obj
-
-
-def numpy_inputs_for(path: Path, batch: int, *, seed: int = 0) -> dict[str, Any]:
-    _, inputs, _ = load_runner(path, batch, seed=seed)
-    return inputs

@@ -336,12 +336,6 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _type_name(tp: Any) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
-        tp, getattr(tp, "__name__", str(tp))
-    )
-
-
 def _convert(value: Any, tp: Any, path: str, meta: typing.Mapping[str, Any]) -> Any:
     tp, optional = _unwrap_optional(tp)
     if value is None:
@@ -633,14 +627,6 @@ def load_manifest(path: str | os.PathLike[str]) -> OptimizedModel:
 
 def pvc_root() -> Path:
     return Path(os.environ.get(PVC_ROOT_ENV) or DEFAULT_PVC_ROOT)
-
-
-def uri_root(uri: str, *, base: Path | None = None) -> Path:
-    """The directory a URI must never leave: its claim's mount for ``pvc://``, the path itself for ``file://``."""
-    if uri.startswith("pvc://"):
-        claim = uri[len("pvc://") :].split("/", 1)[0]
-        return (base or pvc_root()) / claim
-    return resolve_uri(uri, base=base, contain=False)
 
 
 def resolve_uri(uri: str, *, base: Path | None = None, contain: bool = True) -> Path:

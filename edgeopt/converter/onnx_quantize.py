@@ -69,7 +69,6 @@ U8S8_QOPERATOR = QuantLayout(
 U8S8_QDQ = QuantLayout(
     "U8S8-QDQ", "QDQ", "uint8", "int8", False, True, "ONNX Runtime CPU, Q/DQ form (bench comparison)"
 )
-LAYOUTS = {q.name: q for q in (S8S8_QDQ, U8S8_QOPERATOR, U8S8_QDQ)}
 
 
 def runs_on_tensorrt(spec: ModelSpec) -> bool:

@@ -86,11 +86,6 @@ def condition(status: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any]
     return None
 
 
-def is_true(status: Mapping[str, Any] | None, type_: str) -> bool:
-    c = condition(status, type_)
-    return bool(c and c.get("status") == "True")
-
-
 # --------------------------------------------------------------------------- Job and Pod state
 
 

@@ -170,50 +170,14 @@ def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig
     rather than a config Triton would reject at load time.
     """
     target = model.spec.target
-    if not artifact.inputs or not artifact.outputs:
-        raise PublishError("the artifact's signature has no inputs or no outputs; nothing Triton could serve")
-    _check_format(artifact.model_format, target.backend)
-    names = [t.name for t in (*artifact.inputs, *artifact.outputs)]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise PublishError(f"tensor names must be unique across inputs and outputs; repeated: {', '.join(dupes)}")
-    _check_scalars(artifact, target.backend)
+    _check_signature(artifact, target.backend)
     max_batch = triton_max_batch(target.max_batch_size, [*artifact.inputs, *artifact.outputs])
     batched = max_batch > 0
     inputs = tuple(_tensor_config(t, batched) for t in artifact.inputs)
     outputs = tuple(_tensor_config(t, batched) for t in artifact.outputs)
-
-    preferred: tuple[int, ...] | None = None
-    delay = 0
-    if target.dynamic_batching is not None and batched:
-        preferred = tuple(s for s in target.dynamic_batching.preferred_batch_sizes if 1 <= s <= max_batch)
-        delay = target.dynamic_batching.max_queue_delay_microseconds
-
+    preferred, delay = _dynamic_batching(model, max_batch if batched else None)
     trt = model.spec.tensorrt
-    online_trt = None
-    workspace = None
-    if (
-        target.backend == "tensorflow"
-        and trt.enabled
-        and not artifact.trt_applied
-        and (artifact.precision or trt.precision) in ("FP32", "FP16")
-    ):
-        online_trt = artifact.precision or trt.precision
-        workspace = trt.max_workspace_size_bytes
-
-    params: list[tuple[str, str]] = []
-    if artifact.model_format == "openvino":
-        params = openvino_parameters(model, max_batch, preferred)
-    elif artifact.model_format == "onnx" and target.backend == "python":
-        params = [(PARAM_MODEL_FORMAT, "onnx"), (PARAM_ONNX_FILE, ONNX_FILENAME)]
-    elif target.backend == "python":
-        params = [
-            (PARAM_SIGNATURE_KEY, artifact.signature_key),
-            (PARAM_SAVEDMODEL_DIR, SAVEDMODEL_DIRNAME),
-            # model.py restores the exact per-item shapes the signature wants (scalars, fixed batch).
-            (PARAM_INPUT_SHAPES, json.dumps({t.name: t.shape for t in artifact.inputs}, separators=(",", ":"))),
-        ]
-
+    online_trt = _online_trt_precision(artifact, model)
     return ModelConfig(
         name=model.model_name,
         backend=target.backend,
@@ -226,12 +190,60 @@ def build_model_config(artifact: Artifact, model: OptimizedModel) -> ModelConfig
         max_queue_delay_microseconds=delay,
         warmup=warmup_possible(inputs),
         online_trt_precision=online_trt,
-        online_trt_workspace_bytes=workspace,
+        online_trt_workspace_bytes=trt.max_workspace_size_bytes if online_trt else None,
         online_trt_minimum_segment_size=trt.minimum_segment_size if online_trt else None,
         online_trt_max_cached_engines=trt.maximum_cached_engines if online_trt else None,
-        parameters=tuple(params),
+        parameters=_backend_parameters(artifact, model, max_batch, preferred),
         trt_accelerator=trt_accelerator(artifact, model, max_batch),
         cuda_accelerator=cuda_accelerator(artifact, model),
+    )
+
+
+def _check_signature(artifact: Artifact, backend: str) -> None:
+    """Something to serve, in a format ``backend`` serves, with unique tensor names and scalars it can feed."""
+    if not artifact.inputs or not artifact.outputs:
+        raise PublishError("the artifact's signature has no inputs or no outputs; nothing Triton could serve")
+    _check_format(artifact.model_format, backend)
+    names = [t.name for t in (*artifact.inputs, *artifact.outputs)]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise PublishError(f"tensor names must be unique across inputs and outputs; repeated: {', '.join(dupes)}")
+    _check_scalars(artifact, backend)
+
+
+def _dynamic_batching(model: OptimizedModel, max_batch: int | None) -> tuple[tuple[int, ...] | None, int]:
+    """(preferred batch sizes within ``max_batch``, queue delay); (None, 0) without batching or without the spec's."""
+    batching = model.spec.target.dynamic_batching
+    if batching is None or max_batch is None:
+        return None, 0
+    preferred = tuple(s for s in batching.preferred_batch_sizes if 1 <= s <= max_batch)
+    return preferred, batching.max_queue_delay_microseconds
+
+
+def _online_trt_precision(artifact: Artifact, model: OptimizedModel) -> str | None:
+    """TF-TRT at load time (the tensorflow backend's optimization): when asked for and not already applied."""
+    trt = model.spec.tensorrt
+    precision = artifact.precision or trt.precision
+    if model.spec.target.backend == "tensorflow" and trt.enabled and not artifact.trt_applied:
+        return precision if precision in ("FP32", "FP16") else None
+    return None
+
+
+def _backend_parameters(
+    artifact: Artifact, model: OptimizedModel, max_batch: int, preferred: tuple[int, ...] | None
+) -> tuple[tuple[str, str], ...]:
+    """OpenVINO's parameters, or the python backend's: which artefact model.py loads, and how."""
+    if artifact.model_format == "openvino":
+        return tuple(openvino_parameters(model, max_batch, preferred))
+    if model.spec.target.backend != "python":
+        return ()
+    if artifact.model_format == "onnx":
+        return ((PARAM_MODEL_FORMAT, "onnx"), (PARAM_ONNX_FILE, ONNX_FILENAME))
+    return (
+        (PARAM_SIGNATURE_KEY, artifact.signature_key),
+        (PARAM_SAVEDMODEL_DIR, SAVEDMODEL_DIRNAME),
+        # model.py restores the exact per-item shapes the signature wants (scalars, fixed batch).
+        (PARAM_INPUT_SHAPES, json.dumps({t.name: t.shape for t in artifact.inputs}, separators=(",", ":"))),
     )
 
 

@@ -51,6 +51,7 @@ from edgeopt.triton.config import (
     OPENVINO_WEIGHTS_FILENAME,
     PLAN_FILENAME,
     SAVEDMODEL_DIRNAME,
+    ModelConfig,
     build_model_config,
     same_interface,
 )
@@ -282,85 +283,133 @@ def publish_version(
     """
     started = time.monotonic()
     name = validate_model_name(model.model_name)
-    target = model.spec.target
-    repo = Path(repository) if repository is not None else resolve_uri(target.repository)
+    repo = Path(repository) if repository is not None else resolve_uri(model.spec.target.repository)
     model_config = build_model_config(artifact, model)
-    config_text = model_config.render()  # fails before any file is touched
-    served = _serving_versions(serving_versions)
-    owner = ownership.owner_of(model.name, model.namespace)
-    kept = _env_versions(KEPT_VERSIONS_ENV) or set()  # parsed before any file is touched
-    repo_existed = repo.is_dir()
-    model_dir = repo / name
-    model_dir_existed = model_dir.is_dir()
-    lock_existed = (model_dir / LOCK_NAME).exists()
+    pub = _Publication(
+        artifact=artifact,
+        model=model,
+        name=name,
+        repo=repo,
+        model_config=model_config,
+        config_text=model_config.render(),  # fails before any file is touched
+        served=_serving_versions(serving_versions),
+        owner=ownership.owner_of(model.name, model.namespace),
+        kept=_env_versions(KEPT_VERSIONS_ENV) or set(),  # parsed before any file is touched
+    )
+    repo_existed = _make_repository(repo)
     try:
-        repo.mkdir(parents=True, exist_ok=True)
-        if not repo_existed:
-            os.chmod(repo, 0o755)
-    except OSError as exc:
-        raise PublishError(f"cannot create model repository {repo}: {exc.strerror}") from exc
-
-    staging = model_dir / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
-    try:
-        with model_lock(model_dir):
-            version_dir: Path | None = None
-            wrote_owner = False
-            try:
-                recorded = ownership.refuse_unless_owner(model_dir, owner, "publish to")
-                sweep_stale(model_dir)
-                versions_before = existing_versions(model_dir)
-                version = _choose_version(model_dir, name, target.version, repo)
-                known = served if served is not None else ({max(versions_before)} if versions_before else set())
-                alongside = compatible_versions(model_dir, known, config_text)
-                config_text = replace(model_config, versions=(*alongside, version)).render()
-                staging.mkdir()
-                _stage_version(staging, artifact, target.backend, config_text, name, version)
-                version_dir = model_dir / str(version)
-                os.rename(staging, version_dir)
-                fsync_dir(model_dir)
-                if recorded != owner:
-                    wrote_owner = True
-                    ownership.write_owner(model_dir, owner)
-                config_path = model_dir / CONFIG_NAME
-                replace_file_atomically(config_path, config_text)
-            except BaseException:
-                # Put the repository back exactly as it was (under the lock, so a concurrent
-                # publisher of the same new model never loses its directory).
-                _remove_tree(staging)
-                if version_dir is not None and version_dir.exists():
-                    _withdraw(version_dir)
-                if wrote_owner:
-                    _restore_owner(model_dir, recorded)
-                if not model_dir_existed:
-                    _remove_new_model_dir(model_dir)
-                elif not lock_existed:
-                    # A model dir made by hand or another tool: our lock file must not stay behind.
-                    # (A publisher waiting on it re-checks the inode and retries: see model_lock.)
-                    with contextlib.suppress(OSError):
-                        (model_dir / LOCK_NAME).unlink()
-                raise
-            if served is None:  # unknown: keep the previous newest, the one most likely being served
-                served = {max(versions_before)} if versions_before else set()
-            protect = {version, *served, *kept}
-            pruned = prune_versions(model_dir, target.versions_to_keep, protect)
-    except OSError as exc:
+        pruned = pub.run()
+    except BaseException as exc:
         if not repo_existed:
             with contextlib.suppress(OSError):
                 repo.rmdir()
+        if not isinstance(exc, OSError):
+            raise
         if is_disk_full(exc):
             raise RepositoryFullError(
                 f"publishing {name} to {repo} failed: the volume is full ({exc}); nothing was published. "
                 "Free space (or lower spec.target.versionsToKeep); the Job retries"
             ) from exc
         raise PublishError(f"publishing {name} to {repo} failed: {exc}") from exc
-    except BaseException:
-        if not repo_existed:
-            with contextlib.suppress(OSError):
-                repo.rmdir()
-        raise
     seconds = time.monotonic() - started
-    log.info("published %s version %d to %s in %.2fs (pruned %s)", name, version, repo, seconds, pruned or "none")
-    return PublishResult(name, version, version_dir, config_path, seconds, pruned)
+    log.info("published %s version %d to %s in %.2fs (pruned %s)", name, pub.version, repo, seconds, pruned or "none")
+    version_dir, config_path = pub.model_dir / str(pub.version), pub.model_dir / CONFIG_NAME
+    return PublishResult(name, pub.version, version_dir, config_path, seconds, pruned)
+
+
+def _make_repository(repo: Path) -> bool:
+    """Create the repository directory (0755, for a Triton of another user) if needed; whether it existed."""
+    existed = repo.is_dir()
+    try:
+        repo.mkdir(parents=True, exist_ok=True)
+        if not existed:
+            os.chmod(repo, 0o755)
+    except OSError as exc:
+        raise PublishError(f"cannot create model repository {repo}: {exc.strerror}") from exc
+    return existed
+
+
+@dataclass
+class _Publication:
+    """One publish of a version: what it needs, and what it changed so far, so a failure undoes exactly that."""
+
+    artifact: Artifact
+    model: OptimizedModel
+    name: str
+    repo: Path
+    model_config: ModelConfig
+    config_text: str
+    served: set[int] | None
+    owner: ownership.Owner
+    kept: set[int]
+    version: int = 0
+    version_dir: Path | None = None
+    recorded: ownership.Owner | None = None
+    wrote_owner: bool = False
+    model_dir: Path = field(init=False)
+    staging: Path = field(init=False)
+    model_dir_existed: bool = field(init=False)
+    lock_existed: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.model_dir = self.repo / self.name
+        self.staging = self.model_dir / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+        self.model_dir_existed = self.model_dir.is_dir()
+        self.lock_existed = (self.model_dir / LOCK_NAME).exists()
+
+    def run(self) -> list[int]:
+        """Under the model's lock: install the version (undone whole on any failure), then prune; the pruned."""
+        target = self.model.spec.target
+        with model_lock(self.model_dir):
+            try:
+                versions_before = self._install()
+            except BaseException:
+                self._undo()
+                raise
+            served = self.served
+            if served is None:  # unknown: keep the previous newest, the one most likely being served
+                served = {max(versions_before)} if versions_before else set()
+            protect = {self.version, *served, *self.kept}
+            return prune_versions(self.model_dir, target.versions_to_keep, protect)
+
+    def _install(self) -> list[int]:
+        """Stage, rename into place, record the owner, replace config.pbtxt; the versions there before."""
+        target = self.model.spec.target
+        self.recorded = ownership.refuse_unless_owner(self.model_dir, self.owner, "publish to")
+        sweep_stale(self.model_dir)
+        versions_before = existing_versions(self.model_dir)
+        self.version = _choose_version(self.model_dir, self.name, target.version, self.repo)
+        known = self.served if self.served is not None else ({max(versions_before)} if versions_before else set())
+        alongside = compatible_versions(self.model_dir, known, self.config_text)
+        config_text = replace(self.model_config, versions=(*alongside, self.version)).render()
+        self.staging.mkdir()
+        _stage_version(self.staging, self.artifact, target.backend, config_text, self.name, self.version)
+        self.version_dir = self.model_dir / str(self.version)
+        os.rename(self.staging, self.version_dir)
+        fsync_dir(self.model_dir)
+        if self.recorded != self.owner:
+            self.wrote_owner = True
+            ownership.write_owner(self.model_dir, self.owner)
+        replace_file_atomically(self.model_dir / CONFIG_NAME, config_text)
+        return versions_before
+
+    def _undo(self) -> None:
+        """Put the repository back exactly as it was.
+
+        Under the lock, so a concurrent publisher of the same new model never loses its directory.
+        """
+        _remove_tree(self.staging)
+        if self.version_dir is not None and self.version_dir.exists():
+            _withdraw(self.version_dir)
+        if self.wrote_owner:
+            _restore_owner(self.model_dir, self.recorded)
+        if not self.model_dir_existed:
+            _remove_new_model_dir(self.model_dir)
+        elif not self.lock_existed:
+            # A model dir made by hand or another tool: our lock file must not stay behind.
+            # (A publisher waiting on it re-checks the inode and retries: see model_lock.)
+            with contextlib.suppress(OSError):
+                (self.model_dir / LOCK_NAME).unlink()
 
 
 def _restore_owner(model_dir: Path, recorded: ownership.Owner | None) -> None:

@@ -1,8 +1,8 @@
 """Container tooling the harness owns: podman, buildah, runc, debootstrap and their config.
 
 The dev harness runs images built from this repository's Dockerfile with
-podman.  Two facts of these machines shape how (see DESIGN.md, "Seen working
-here"):
+podman.  Two facts of these machines shape how (docs/development.md says the
+same for contributors, under "What the two commands install"):
 
 * crun, podman's default runtime on Debian 12, fails ("cgroups in hybrid mode
   not supported"); runc works.

@@ -176,8 +176,13 @@ def up(
     timeout: float = 90.0,
     die_with_parent: bool = False,
     audit: bool = False,
+    api_only: bool = False,
 ) -> ControlPlane:
     """Start etcd, kube-apiserver, the controllers, kube-scheduler and the node agent; return when ready.
+
+    ``api_only`` starts etcd and kube-apiserver alone (no controllers, no node
+    agent, so no podman and no images): enough for schema, dry-run and RBAC
+    checks, which the API server answers by itself.
 
     ``audit`` writes the API server's audit log (every request at Metadata
     level: who, verb, object, timestamps; never bodies) to ``logs/audit.log``,
@@ -199,18 +204,19 @@ def up(
     if alive or any(Layout(root).run.glob("**/*.pid")):
         _log(f"cleaning up a previous run in {root}")
         down(root)
-    bins = ensure_binaries(BINARIES)
+    bins = ensure_binaries(BINARIES[:2] if api_only else BINARIES)
     try:
-        ensure_local_route()
+        if not api_only:
+            ensure_local_route()
     except PodNetworkError as exc:
         raise ControlPlaneError(str(exc)) from exc
-    if shutil.which("podman") is None:
+    if shutil.which("podman") is None and not api_only:
         _log("warning: podman is not installed, so the node agent cannot run Pods (they wait in "
              "ContainerCreating); `edgeopt dev images` installs it and builds the images Pods run")
     for attempt in range(1, 4):
         _wipe(root)
         try:
-            return _start(root, bins, timeout, die_with_parent, audit)
+            return _start(root, bins, timeout, die_with_parent, audit, api_only)
         except PortTaken as exc:
             # Free ports are picked before the components bind them; on a busy
             # machine someone else can win that race.  New ports, new try.
@@ -280,7 +286,8 @@ class _Start:
 
 
 def _start(
-    root: Path, bins: dict[str, Path], timeout: float, die_with_parent: bool, audit: bool = False
+    root: Path, bins: dict[str, Path], timeout: float, die_with_parent: bool, audit: bool = False,
+    api_only: bool = False,
 ) -> ControlPlane:
     t0 = time.monotonic()
     layout = Layout(root)
@@ -296,6 +303,8 @@ def _start(
         admin.load_cert_chain(str(pki.admin.cert), str(pki.admin.key))
         run.wait("kube-apiserver /readyz", lambda: _https_ok(f"{run.server}/readyz", admin))
         _log(f"kube-apiserver ready after {time.monotonic() - t0:.1f}s at {run.server}")
+        if api_only:
+            return ControlPlane(root, run.server, layout.kubeconfig)
         _start_controllers(run)
         # Pods cannot be created before the default ServiceAccount exists, and
         # their token volume needs kube-root-ca.crt: wait for both controllers.

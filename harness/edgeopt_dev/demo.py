@@ -37,6 +37,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +62,19 @@ class DemoError(EdgeoptError):
 
 
 class Steps:
-    """Numbered, timed steps; an exception inside one becomes a DemoError naming it."""
+    """Numbered, timed steps; an exception inside one becomes a DemoError naming it.
+
+    Besides printing, each step is recorded (``record``: number, title,
+    status, seconds, error) and the steps put what they found in ``facts``;
+    ``results()`` is both, which ``--results`` writes as JSON for CI to read.
+    """
 
     def __init__(self, total: int) -> None:
         self.total = total
         self.n = 0
         self.t0 = time.monotonic()
-        self.times: list[tuple[str, float]] = []
+        self.record: list[dict[str, Any]] = []
+        self.facts: dict[str, Any] = {}
 
     def say(self, text: str) -> None:
         print(f"[demo {time.monotonic() - self.t0:6.1f}s] {text}", flush=True)
@@ -78,15 +85,23 @@ class Steps:
         label = f"{self.n}/{self.total} {title}"
         self.say(f"▶ {label}")
         start = time.monotonic()
+        entry: dict[str, Any] = {"n": self.n, "title": title, "status": "running"}
+        self.record.append(entry)
         try:
             yield
         except Exception as exc:
             took = time.monotonic() - start
+            entry.update(status="failed", seconds=round(took, 3), error=str(exc))
             self.say(f"✗ {label} FAILED after {took:.1f}s")
             raise DemoError(f"step {self.n}/{self.total} '{title}' failed: {exc}") from exc
         took = time.monotonic() - start
-        self.times.append((title, took))
+        entry.update(status="ok", seconds=round(took, 3))
         self.say(f"✓ {label} ({took:.1f}s)")
+
+    def results(self, error: str | None) -> dict[str, Any]:
+        ok = error is None and len(self.record) == self.total and all(s["status"] == "ok" for s in self.record)
+        return {"ok": ok, "error": error, "steps": self.record, "seconds": round(time.monotonic() - self.t0, 3),
+                **self.facts}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- helpers
@@ -171,6 +186,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--example", type=Path, default=None, help=f"OptimizedModel to apply (default: {EXAMPLE}, the y = a + x model)"
     )
+    parser.add_argument(
+        "--results", type=Path, default=None,
+        help="write what the demo did as JSON: each step's status and seconds, the Pods, the answers, the report",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -181,117 +200,215 @@ def run(args: argparse.Namespace) -> int:
     cluster_dir = work / "cluster"
     steps = Steps(total=STEPS)
     steps.say(f"edgeopt demo in {work}")
-    failed = True
+    error: str | None = "the demo stopped before its end (see its output)"
     try:
         report = _demo(steps, root, example, cluster_dir, args.timeout)
-        failed = False
+        error = None
         _print_report(steps, report)
         return 0
     except DemoError as exc:
+        error = str(exc)
         _print_logs(steps, cluster_dir)
         raise DemoError(f"{exc}\n(logs kept in {cluster_dir / 'logs'})") from exc
     finally:
-        t = time.monotonic()
-        if cluster_dir.exists():  # safe on a half-started or dead control plane
-            from edgeopt_dev import controlplane
-
-            controlplane.down(cluster_dir)
-        steps.say(f"torn down in {time.monotonic() - t:.1f}s")
-        if not args.keep and not args.dir and not failed:
+        _tear_down(steps, cluster_dir)
+        if not args.keep and not args.dir and error is None:
             shutil.rmtree(work, ignore_errors=True)
-        elif args.keep or failed:
+        elif args.keep or error is not None:
             steps.say(f"kept {work}")
+        if args.results:
+            _write_results(args.results, steps.results(error))
+
+
+def _tear_down(steps: Steps, cluster_dir: Path) -> None:
+    from edgeopt_dev import controlplane
+
+    t = time.monotonic()
+    left: list[str] = []
+    if cluster_dir.exists():  # safe on a half-started or dead control plane
+        controlplane.down(cluster_dir)
+        left = sorted(controlplane.running(cluster_dir))
+    steps.facts["tornDown"] = {"seconds": round(time.monotonic() - t, 3), "stillRunning": left}
+    steps.say(f"torn down in {time.monotonic() - t:.1f}s")
+
+
+def _write_results(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass
+class Cluster:
+    """What the steps share once the control plane runs: its tools, its admin env, Triton's host ports."""
+
+    cp: Any
+    tools: dict[str, Path]
+    admin: dict[str, str]
+    ports: tuple[int, int, int]
+    #: Triton's Pod IP, a ready endpoint of its Service's EndpointSlice (known once its Pod is Ready).
+    triton_host: str = "127.0.0.1"
+
+    def kubectl(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0) -> str:
+        return run_tool([str(self.tools["kubectl"]), *args], env=env or self.admin, timeout=timeout)
+
+    def helm(self, *args: str, timeout: float = 120.0) -> str:
+        return run_tool([str(self.tools["helm"]), *args], env=self.admin, timeout=timeout)
+
+    @property
+    def triton_url(self) -> str:
+        return f"http://{self.triton_host}:{self.ports[0]}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.triton_host}:{self.ports[1]}"
 
 
 def _demo(steps: Steps, root: Path, example: Path, cluster_dir: Path, timeout: float) -> dict[str, Any]:
+    cluster = _start(steps, cluster_dir)
+    _install(steps, cluster, root)
+    _pods_ready(steps, cluster)
+    status = _convert(steps, cluster, root, example, timeout)
+    return _infer_both(steps, cluster, status)
+
+
+def _start(steps: Steps, cluster_dir: Path) -> Cluster:
     from edgeopt_dev import controlplane
     from edgeopt_dev.binaries import ensure_binaries
     from edgeopt_dev.containers import image_size
-    from edgeopt_dev.images import build_images, image_name
+    from edgeopt_dev.images import build_images
     from edgeopt_dev.netutil import free_port
 
     with steps.step("build the images from the Dockerfile: operator, converter-cpu, triton-cpu (cached)"):
+        images = {}
         for built in build_images():
-            steps.say(f"  {built.image} ({image_size(built.image) / 1e6:.0f} MB) in {built.seconds:.1f}s")
+            images[built.image] = {"bytes": image_size(built.image), "seconds": round(built.seconds, 3)}
+            steps.say(f"  {built.image} ({images[built.image]['bytes'] / 1e6:.0f} MB) in {built.seconds:.1f}s")
+        steps.facts["images"] = images
 
     with steps.step("start the dev control plane (etcd, kube-apiserver with RBAC, controllers, node agent)"):
         tools = ensure_binaries(["kubectl", "helm"])
         cp = controlplane.up(cluster_dir, die_with_parent=True)
         admin = {**os.environ, "KUBECONFIG": str(cp.kubeconfig)}
+    return Cluster(cp, tools, admin, (free_port(), free_port(), free_port()))
 
-    def kubectl(*a: str, env: dict[str, str] = admin, timeout: float = 60.0) -> str:
-        return run_tool([str(tools["kubectl"]), *a], env=env, timeout=timeout)
 
-    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+#: What the operator's ServiceAccount must and must not be allowed: (verb, resource, answer).
+CAN_I = (("list", "optimizedmodels.edgeopt.io", "yes"), ("create", "jobs", "yes"),
+         ("get", "secrets", "no"), ("create", "pods", "no"))  # fmt: skip
+
+
+def _install(steps: Steps, cluster: Cluster, root: Path) -> None:
+    from edgeopt_dev.images import image_name
+
     with steps.step("helm install the chart: operator and Triton Deployments from the images, claims, RBAC"):
-        run_tool([str(tools["helm"]), "install", RELEASE, str(root / "charts" / "edgeopt"),
-                  "--namespace", NAMESPACE, "--create-namespace", *chart_values(image_name, (http_port, grpc_port,
-                                                                                               metrics_port))],
-                 env=admin, timeout=120)  # fmt: skip
-        kubectl("wait", "--for=condition=Established", "crd/optimizedmodels.edgeopt.io", "--timeout=60s")
+        cluster.helm("install", RELEASE, str(root / "charts" / "edgeopt"), "--namespace", NAMESPACE,
+                     "--create-namespace", *chart_values(image_name, cluster.ports))  # fmt: skip
+        cluster.kubectl("wait", "--for=condition=Established", "crd/optimizedmodels.edgeopt.io", "--timeout=60s")
 
     with steps.step("check the operator's ServiceAccount: the chart's RBAC, nothing more"):
         sa = f"system:serviceaccount:{NAMESPACE}:{RELEASE}"
-        for verb, resource, want in (("list", "optimizedmodels.edgeopt.io", "yes"), ("create", "jobs", "yes"),
-                                     ("get", "secrets", "no"), ("create", "pods", "no")):
-            can = subprocess.run([str(tools["kubectl"]), "auth", "can-i", verb, resource, "-A", f"--as={sa}"],
-                                 env=admin, capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
+        answers = steps.facts.setdefault("canI", {})
+        for verb, resource, want in CAN_I:
+            cmd = [str(cluster.tools["kubectl"]), "auth", "can-i", verb, resource, "-A", f"--as={sa}"]
+            can = subprocess.run(cmd, env=cluster.admin, capture_output=True, text=True, check=False).stdout.strip()
+            answers[f"{verb} {resource}"] = can
             if can != want:
                 raise RuntimeError(f"the operator's ServiceAccount: can-i {verb} {resource} is {can!r}, not {want}")
         steps.say("  it can reconcile OptimizedModels and create Jobs, and cannot read Secrets or create Pods")
 
     with steps.step("write the sample model (y = a + x checkpoint) into the `models` claim"):
-        run_tool([sys.executable, "-m", "edgeopt.cli", "samples", "add", "--dir", str(cp.pvc_dir("models") / MODEL)],
-                 timeout=300)  # fmt: skip
+        target = cluster.cp.pvc_dir("models") / MODEL
+        run_tool([sys.executable, "-m", "edgeopt.cli", "samples", "add", "--dir", str(target)], timeout=300)
 
+
+def _pods_ready(steps: Steps, cluster: Cluster) -> None:
     with steps.step("wait for the operator and Triton Pods: running in their containers, Ready"):
         for deployment in (RELEASE, f"{RELEASE}-triton"):
-            kubectl("rollout", "status", f"deployment/{deployment}", "-n", NAMESPACE, "--timeout=300s", timeout=320)
-        for line in kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide").splitlines():
+            cluster.kubectl("rollout", "status", f"deployment/{deployment}", "-n", NAMESPACE, "--timeout=300s",
+                            timeout=320)  # fmt: skip
+        for line in cluster.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide").splitlines():
             steps.say(f"  $ kubectl get pods | {line}")
-        token = kubectl("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=operator", "-o",
-                        "jsonpath={.items[0].spec.volumes[*].projected.sources[*].serviceAccountToken.path}")
+        steps.facts["pods"] = pod_facts(json.loads(cluster.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json")))
+        token = cluster.kubectl("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=operator", "-o",
+                                "jsonpath={.items[0].spec.volumes[*].projected.sources[*].serviceAccountToken.path}")
         if "token" not in token:
             raise RuntimeError("the operator Pod has no projected ServiceAccount token volume")
         # Where kube-proxy would send a client of the Service: a ready endpoint of its EndpointSlice.
-        endpoint = kubectl("get", "endpointslices", "-n", NAMESPACE, "-l",
-                           f"kubernetes.io/service-name={RELEASE}-triton", "-o",
-                           "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}").split()
+        endpoint = cluster.kubectl("get", "endpointslices", "-n", NAMESPACE, "-l",
+                                   f"kubernetes.io/service-name={RELEASE}-triton", "-o",
+                                   "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}").split()
         if not endpoint:
             raise RuntimeError(f"the EndpointSlice of Service {RELEASE}-triton lists no ready endpoint")
-        triton_url, grpc_url = f"http://{endpoint[0]}:{http_port}", f"{endpoint[0]}:{grpc_port}"
-        wait_until("Triton /v2/health/ready", lambda: http_ok(f"{triton_url}/v2/health/ready"), 60)
-        steps.say(f"  Triton HTTP {triton_url}, gRPC {grpc_url}")
+        cluster.triton_host = endpoint[0]
+        wait_until("Triton /v2/health/ready", lambda: http_ok(f"{cluster.triton_url}/v2/health/ready"), 60)
+        steps.say(f"  Triton HTTP {cluster.triton_url}, gRPC {cluster.grpc_url}")
         # The chart's own check, a Pod of the operator image that calls both Services by name.
-        run_tool([str(tools["helm"]), "test", RELEASE, "--namespace", NAMESPACE, "--timeout", "120s"], env=admin,
-                 timeout=150)
+        out = cluster.helm("test", RELEASE, "--namespace", NAMESPACE, "--timeout", "120s", timeout=150)
+        steps.facts["helmTest"] = helm_test_phases(out)
         steps.say("  helm test: the operator's and Triton's Services answer (Pod edgeopt-test-endpoints Succeeded)")
 
+
+def pod_facts(pods: dict[str, Any]) -> list[dict[str, Any]]:
+    """Name, component label, phase and ready containers of each Pod in ``kubectl get pods -o json``."""
+    facts = []
+    for pod in pods.get("items") or []:
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        facts.append({
+            "name": pod["metadata"]["name"],
+            "component": (pod["metadata"].get("labels") or {}).get("app.kubernetes.io/component"),
+            "phase": (pod.get("status") or {}).get("phase"),
+            "ready": f"{sum(1 for s in statuses if s.get('ready'))}/{len(statuses)}",
+        })  # fmt: skip
+    return facts
+
+
+def helm_test_phases(out: str) -> dict[str, str]:
+    """``helm test``'s summary as {test Pod: phase} (its ``TEST SUITE:`` and ``Phase:`` lines)."""
+    phases, suite = {}, None
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "TEST SUITE":
+            suite = value.strip()
+        elif key.strip() == "Phase" and suite:
+            phases[suite] = value.strip()
+    return phases
+
+
+def _convert(steps: Steps, cluster: Cluster, root: Path, example: Path, timeout: float) -> dict[str, Any]:
     with steps.step(f"kubectl apply -f {example.relative_to(root) if example.is_relative_to(root) else example}"):
-        kubectl("apply", "-n", NAMESPACE, "-f", str(example))
+        cluster.kubectl("apply", "-n", NAMESPACE, "-f", str(example))
 
     with steps.step("wait for Ready: conversion Job → publish → Triton loads the version"):
-        status = _wait_ready(steps, kubectl, timeout)
-        kubectl("wait", "-n", NAMESPACE, f"om/{MODEL}", "--for=condition=Ready", "--timeout=10s")
-        for line in kubectl("get", "-n", NAMESPACE, "optimizedmodels").splitlines():
+        status = _wait_ready(steps, cluster.kubectl, timeout)
+        cluster.kubectl("wait", "-n", NAMESPACE, f"om/{MODEL}", "--for=condition=Ready", "--timeout=10s")
+        for line in cluster.kubectl("get", "-n", NAMESPACE, "optimizedmodels").splitlines():
             steps.say(f"  $ kubectl get om | {line}")
+        steps.facts["status"] = status
 
     with steps.step("kubectl logs of the conversion Pod (it ran in the converter-cpu image)"):
         job = status.get("jobName") or ""
-        logs = kubectl("logs", "-n", NAMESPACE, f"job/{job}")
+        logs = cluster.kubectl("logs", "-n", NAMESPACE, f"job/{job}")
         progress = [line for line in logs.splitlines() if line.strip()]
         if not progress:
             raise RuntimeError(f"kubectl logs job/{job} printed nothing")
         for line in progress[-6:]:
             steps.say(f"  $ kubectl logs job/{job} | {line[:150]}")
+        steps.facts["convertLog"] = progress
+    return status
 
+
+def _infer_both(steps: Steps, cluster: Cluster, status: dict[str, Any]) -> dict[str, Any]:
     with steps.step("infer through Triton over HTTP and gRPC with tritonclient (x = 1 must give 6)"):
-        answer, latency_ms = _infer(triton_url)
+        answer, latency_ms = _infer(cluster.triton_url)
         steps.say(f"  Triton answered y = {answer:g} over HTTP (mean {latency_ms:.2f} ms per request)")
-        grpc_answer, grpc_ms = _infer_grpc(grpc_url)
+        grpc_answer, grpc_ms = _infer_grpc(cluster.grpc_url)
         steps.say(f"  Triton answered y = {grpc_answer:g} over gRPC (mean {grpc_ms:.2f} ms per request)")
+        steps.facts["answers"] = {"x": 1.0, "http": answer, "grpc": grpc_answer}
+        steps.facts["latencyMs"] = {"http": latency_ms, "grpc": grpc_ms}
     return {"status": status, "answer": answer, "tritonLatencyMs": latency_ms, "grpcAnswer": grpc_answer,
-            "grpcLatencyMs": grpc_ms, "grpcURL": grpc_url, "convertLog": progress}  # fmt: skip
+            "grpcLatencyMs": grpc_ms, "grpcURL": cluster.grpc_url}  # fmt: skip
 
 
 def chart_values(image_name: Any, triton_ports: tuple[int, int, int]) -> list[str]:
@@ -411,7 +528,7 @@ def _print_report(steps: Steps, result: dict[str, Any]) -> None:
           f"({result['tritonLatencyMs']:.2f} ms/request)")
     print(f"                     y = {result['grpcAnswer']:g} over gRPC at {result['grpcURL']} "
           f"({result['grpcLatencyMs']:.2f} ms/request)")
-    print("  step times         " + ", ".join(f"{i + 1}: {t:.1f}s" for i, (_, t) in enumerate(steps.times)))
+    print("  step times         " + ", ".join(f"{s['n']}: {s['seconds']:.1f}s" for s in steps.record))
     print(f"  total              {time.monotonic() - steps.t0:.1f}s")
     print("=" * 64, flush=True)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.k8s import wait_established
 from tests.operator.support import CRD, Kubectl, OperatorProcess, create_claims
 
 RBAC_NAMESPACE = "edgeopt-rbac"
@@ -19,7 +20,7 @@ RBAC_NAMESPACE = "edgeopt-rbac"
 @pytest.fixture(scope="session")
 def om_crd(kubectl: Kubectl) -> None:
     kubectl("apply", "-f", str(CRD))
-    kubectl("wait", "--for=condition=Established", "crd/optimizedmodels.edgeopt.io", "--timeout=60s")
+    wait_established(kubectl, "crd/optimizedmodels.edgeopt.io")
 
 
 @pytest.fixture(scope="session")

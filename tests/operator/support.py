@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,11 @@ import yaml
 from edgeopt_dev.images import image_name
 from edgeopt_dev.netutil import free_port
 from tests.fixtures.common import wait_for
+from tests.fixtures.k8s import Kubectl
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "optimizedmodels.edgeopt.io.yaml"
 EXAMPLE = REPO / "examples" / "add-checkpoint-cpu.yaml"
-Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
 
 #: The local tests run the converter on the CPU with the dev node agent, in the converter-cpu
 #: image built here; no GPU, no retries (a conversion error is deterministic), quick capacity re-checks.

@@ -8,7 +8,7 @@ import pytest
 
 from tests.operator.support import EXAMPLE, Kubectl, apply, example
 
-pytestmark = pytest.mark.k8s
+pytestmark = pytest.mark.apiserver
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from tests.operator.support import Kubectl, apply, example
 
-pytestmark = pytest.mark.k8s
+pytestmark = pytest.mark.apiserver
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.operator.support import Kubectl, apply, example
 
-pytestmark = pytest.mark.k8s
+pytestmark = pytest.mark.apiserver
 
 GUIDE_LIST = [
     "add_default_attributes",

@@ -9,6 +9,7 @@ Regenerate them with:
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,15 @@ def helm() -> str:
     from edgeopt_dev.binaries import ensure_binaries
 
     return str(ensure_binaries(["helm"])["helm"])
+
+
+def run_helm(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``helm ARGS`` against the cluster of ``kubeconfig``; with ``check``, a failure shows helm's stderr."""
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig))
+    proc = subprocess.run([helm(), *args], env=env, capture_output=True, text=True, timeout=180, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args[:2])} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
 
 
 def render_text(*args: str, namespace: str = "edgeopt", release: str = "edgeopt") -> str:

@@ -4,12 +4,13 @@ test_chart.py checks the rendering as data; this checks that the API server
 agrees: every object and every example passes server-side validation, the
 chart installs with helm, and its ServiceAccount can do exactly what
 edgeopt/operator/permissions.py lists — in particular not read Secrets.
+All of it is the API server's own answer (helm installs without ``--wait``),
+so this is the ``apiserver`` tier: no podman, no images, no node agent.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -20,19 +21,16 @@ import yaml
 
 from edgeopt.operator.permissions import RULES
 from tests.fixtures.common import wait_for
+from tests.fixtures.k8s import wait_established
 from tests.ship import chart
 
-pytestmark = pytest.mark.k8s
+pytestmark = pytest.mark.apiserver
 
 ROOT = chart.ROOT
 
 
-def helm(control_plane: Any, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, KUBECONFIG=str(control_plane.kubeconfig))
-    proc = subprocess.run([chart.helm(), *args], env=env, capture_output=True, text=True, timeout=180, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args[:2])} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
+def helm(api_server: Any, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return chart.run_helm(api_server.kubeconfig, *args, check=check)
 
 
 def split_crds(text: str) -> tuple[str, str]:
@@ -49,7 +47,7 @@ def crds_installed(kubectl: Any) -> None:
     kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=edgeopt-ship-tests", "-f", "-",
             input=crds)  # fmt: skip
     names = ("crd/optimizedmodels.edgeopt.io", "crd/clusterkopfpeerings.kopf.dev", "crd/kopfpeerings.kopf.dev")
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    wait_established(kubectl, *names)
 
 
 @pytest.mark.parametrize(
@@ -87,23 +85,23 @@ def test_examples_pass_server_side_validation(kubectl: Any, crds_installed: None
 
 
 @pytest.fixture(scope="module")
-def release(control_plane: Any, kubectl: Any, crds_installed: None) -> Iterator[tuple[str, str]]:
+def release(api_server: Any, kubectl: Any, crds_installed: None) -> Iterator[tuple[str, str]]:
     """The chart installed with helm into its own namespace (CRDs already present, so not re-owned)."""
     name = f"edgeopt-{uuid.uuid4().hex[:6]}"  # contains the chart name, so it is the full name too
     sets = ["crds.enabled=false", f"operator.peering.name={name}",
             "persistence.modelRepository.create=true", "persistence.modelSource.create=true"]  # fmt: skip
-    helm(control_plane, "install", name, str(chart.CHART), "--namespace", name, "--create-namespace",
+    helm(api_server, "install", name, str(chart.CHART), "--namespace", name, "--create-namespace",
          *[a for s in sets for a in ("--set", s)])  # fmt: skip
     try:
         yield name, name
     finally:
-        helm(control_plane, "uninstall", name, "--namespace", name, check=False)
+        helm(api_server, "uninstall", name, "--namespace", name, check=False)
         kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-def test_helm_install_creates_the_release(control_plane: Any, kubectl: Any, release: tuple[str, str]) -> None:
+def test_helm_install_creates_the_release(api_server: Any, kubectl: Any, release: tuple[str, str]) -> None:
     name, ns = release
-    status = helm(control_plane, "status", name, "-n", ns, "-o", "json").stdout
+    status = helm(api_server, "status", name, "-n", ns, "-o", "json").stdout
     assert '"status":"deployed"' in status.replace(" ", "")
     kubectl("get", "-n", ns, f"serviceaccount/{name}", f"deployment/{name}", f"service/{name}-metrics",
             "pvc/models", "pvc/triton-models")  # fmt: skip
@@ -220,15 +218,15 @@ def converter_job(namespace: str, image: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def as_operator(control_plane: Any, kubectl: Any, release: tuple[str, str]) -> Any:
+def as_operator(api_server: Any, kubectl: Any, release: tuple[str, str]) -> Any:
     """The batch API as the operator's ServiceAccount (a TokenRequest token, no admin certificate)."""
     from kubernetes import client
 
     name, ns = release
     token = kubectl("create", "token", name, "-n", ns, "--duration=10m").stdout.strip()
     cfg = client.Configuration()
-    cfg.host = control_plane.server
-    cfg.ssl_ca_cert = str(control_plane.ca_file)
+    cfg.host = api_server.server
+    cfg.ssl_ca_cert = str(api_server.ca_file)
     cfg.api_key = {"authorization": f"Bearer {token}"}
     return client.BatchV1Api(client.ApiClient(cfg))
 

@@ -57,15 +57,20 @@ def test_claim_symlink_out_of_the_claim_is_refused(add_model_dir: Path, tmp_path
     _refused(make_model("add", source, tmp_path / "repo"), tmp_path, "resolves to .* outside")
 
 
+NO_MATCH = "does not match"  # the field's pattern, the same one the CRD has
+DOT_SEGMENT = "must not contain '.' or '..' segments"
+
+
 @pytest.mark.parametrize(
-    "key,value",
-    [("uri", "pvc://models//etc"), ("graph", "/etc/passwd"), ("graph", "../x.pb"), ("checkpoint", "a//b"),
-     ("graph", "my_graph.pb\n")],
-)
-def test_spec_paths_are_refused_before_anything_runs(tmp_path: Path, key: str, value: str) -> None:
+    "key,value,rule",
+    [("uri", "pvc://models//etc", NO_MATCH), ("graph", "/etc/passwd", NO_MATCH), ("graph", "../x.pb", DOT_SEGMENT),
+     ("checkpoint", "a//b", NO_MATCH), ("graph", "my_graph.pb\n", NO_MATCH)],
+)  # fmt: skip
+def test_spec_paths_are_refused_before_anything_runs(tmp_path: Path, key: str, value: str, rule: str) -> None:
     source = {**add_source(tmp_path), key: value}
-    with pytest.raises(SpecError):
+    with pytest.raises(SpecError) as err:
         make_model("add", source, tmp_path / "repo")
+    assert str(err.value).startswith(f"spec.source.{key}: {value!r} {rule}"), err.value
     assert manifest_dict("add", source, tmp_path)  # the same dict is what kubectl would be given
 
 

@@ -56,7 +56,8 @@ def test_outside_the_list_is_refused_naming_the_setting(
 
 def test_every_violation_is_named_at_once() -> None:
     bad = model({"image": "x/y:1", "runtimeClassName": "kata"}, {"tritonURL": "http://10.0.0.1:8000"})
-    assert len(tenancy.violations(bad, DEFAULT)) == 3
+    fields = [problem.split(" ", 1)[0] for problem in tenancy.violations(bad, DEFAULT)]
+    assert fields == ["spec.converter.image", "spec.converter.runtimeClassName", "spec.serving.tritonURL"]
 
 
 def test_admin_lists_widen_what_is_allowed() -> None:
@@ -79,11 +80,13 @@ def test_admin_lists_widen_what_is_allowed() -> None:
     assert tenancy.violations(ok, settings) == []
     assert tenancy.violations(model({"image": "other.io/conv:2"}), settings) == []
     # A prefix is a prefix, not a substring; an exact entry is exact.
-    assert tenancy.violations(model({"image": "evil.io/registry.corp/edgeopt/x"}), settings)
-    assert tenancy.violations(model({"image": "other.io/conv:20"}), settings)
+    for image in ("evil.io/registry.corp/edgeopt/x", "other.io/conv:20"):
+        (problem,) = tenancy.violations(model({"image": image}), settings)
+        assert problem.startswith(f"spec.converter.image {image!r} is not an allowed converter image"), problem
     # A toleration with another effect is another toleration.
     tol = {"key": "nvidia.com/gpu", "operator": "Exists"}
-    assert tenancy.violations(model({"tolerations": [tol]}), settings)
+    (problem,) = tenancy.violations(model({"tolerations": [tol]}), settings)
+    assert problem.startswith(f"spec.converter.tolerations[0] {tol} is not an allowed toleration"), problem
 
 
 def test_toleration_defaults_compare_by_meaning() -> None:

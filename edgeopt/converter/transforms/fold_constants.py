@@ -31,8 +31,6 @@ from edgeopt.converter.transforms.graph import (
 from edgeopt.converter.transforms.remove_nodes import CONTROL_FLOW_OPS
 from edgeopt.limits import Limits
 
-#: No folded value (nor any intermediate computed for it) may be larger than this.
-FOLD_LIMIT_BYTES = Limits().fold_bytes
 #: Dequantize too: folding it would undo quantize_weights when fold_constants runs after it.
 NEVER_FOLD = CONTROL_FLOW_OPS | {"Placeholder", "PlaceholderWithDefault", "Const", "NoOp", "Dequantize"}
 
