@@ -82,8 +82,11 @@ class Informer:
                 time.sleep(1)
 
     def _events(self, rv: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        def raw(**kwargs: Any) -> Any:  # no docstring, so no return type: the watch keeps the objects as JSON
+            return self.list_call(**kwargs)  # (the client's models refuse an EndpointSlice with no endpoints)
+
         w = watch.Watch()
-        for event in w.stream(self.list_call, resource_version=rv, timeout_seconds=60, allow_watch_bookmarks=True,
+        for event in w.stream(raw, resource_version=rv, timeout_seconds=60, allow_watch_bookmarks=True,
                               **self.kwargs):
             obj = event["raw_object"]
             if event["type"] == "ERROR":
