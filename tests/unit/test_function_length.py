@@ -18,8 +18,6 @@ LIMIT = 60
 #: "path::qualified.name" -> why it is still here (who splits it).
 ALLOWED: dict[str, str] = {
     "edgeopt/converter/pipeline.py::_run": "one converter skeleton (issue 24 item 3)",
-    "edgeopt/operator/conversion.py::_admit_and_create": "the operator as observe, decide, act (issue 24 item 1)",
-    "edgeopt/operator/resources.py::conversion_job": "the operator as observe, decide, act (issue 24 item 1)",
 }
 
 
