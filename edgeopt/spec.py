@@ -163,7 +163,11 @@ class Calibration:
 @dataclass
 class TensorRT:
     enabled: bool = spec_field(True, doc="Convert with TF-TRT (needs TensorRT and a GPU).")
-    precision: str = spec_field("FP16", enum=PRECISIONS, doc="TensorRT precision mode.")
+    precision: str | None = spec_field(
+        None,
+        enum=PRECISIONS,
+        doc="Precision of the converted model; unset: FP16 where TensorRT or a GPU runs it, FP32 on CPU.",
+    )
     max_batch_size: int = spec_field(8, key="maxBatchSize", minimum=1, doc="Largest batch engines are built for.")
     minimum_segment_size: int = spec_field(3, key="minimumSegmentSize", minimum=1, doc="Smallest TRT segment.")
     max_workspace_size_bytes: int = spec_field(
@@ -209,6 +213,14 @@ class Validation:
         minimum=0,
         maximum=1,
         doc="ONNX INT8: share of samples whose top-1 class must match, for [batch, classes] outputs.",
+    )
+    min_correlation: float = spec_field(
+        0.99,
+        key="minCorrelation",
+        minimum=0,
+        maximum=1,
+        doc="ONNX path: every sample of a float output not equal within rtol/atol must correlate (Pearson) "
+        "at least this much with the original; a constant or all-zero output correlates 0.",
     )
 
 
@@ -485,6 +497,22 @@ def uses_openvino(spec: ModelSpec) -> bool:
     return spec.target.backend == "openvino" or (spec.target.backend == "python" and spec.openvino.enabled)
 
 
+def default_precision(spec: ModelSpec) -> str:
+    """``tensorrt.precision`` when unset: FP16 where TensorRT or a GPU runs the model, FP32 on CPU.
+
+    On CPU, ONNX Runtime computes most FP16 ops in FP32 through casts (slower than FP32), and the
+    TF path without TF-TRT converts no precision at all.
+    """
+    if uses_onnx(spec):
+        return "FP16" if spec.target.backend == "tensorrt" or onnx_device(spec) == "GPU" else "FP32"
+    return "FP16" if spec.tensorrt.enabled else "FP32"
+
+
+def precision_of(spec: ModelSpec) -> str:
+    """The precision the model is converted to: ``tensorrt.precision``, else ``default_precision``."""
+    return spec.tensorrt.precision or default_precision(spec)
+
+
 def onnx_device(spec: ModelSpec) -> str:
     """Where the ONNX path's model runs: ``target.device``, else GPU exactly when the TensorRT accelerator is on.
 
@@ -588,6 +616,8 @@ def parse_spec(data: Any) -> ModelSpec:
         raise SpecError("spec: must be a mapping")
     spec: ModelSpec = _parse_dataclass(ModelSpec, data, "spec")
     _validate(spec)
+    if spec.tensorrt.precision is None:
+        spec.tensorrt.precision = default_precision(spec)
     return spec
 
 

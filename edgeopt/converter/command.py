@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.artifact import OPTIMIZED_GRAPH_FILE, Artifact, Summary, termination_log_path, write_summary
+from edgeopt.converter import native_log
 from edgeopt.converter.progress import Progress
 from edgeopt.errors import ConversionError, EdgeoptError
 from edgeopt.spec import OptimizedModel, load_manifest
@@ -74,6 +75,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="JSON summary path (default $EDGEOPT_TERMINATION_LOG, else /dev/termination-log if writable)",
     )
     parser.add_argument("--log-format", choices=["text", "json"], default="text", help="progress lines on stderr")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="let TensorFlow's own log through (kept out by default; its error lines still join a failure)",
+    )
 
 
 def write_output(artifact: Artifact, output: Path) -> Path:
@@ -111,7 +117,11 @@ def _publish(artifact: Artifact, model: OptimizedModel, repository: str | None) 
 
 
 def run(args: argparse.Namespace) -> int:
-    progress = Progress(args.log_format)
+    with native_log.captured(enabled=not getattr(args, "verbose", False)) as (tf_log, stderr):
+        return _run(args, Progress(args.log_format, stderr), tf_log)
+
+
+def _run(args: argparse.Namespace, progress: Progress, tf_log: native_log.NativeLog) -> int:
     term_path = termination_log_path(args.termination_log)
     model: OptimizedModel | None = None
     scratch: Path | None = None
@@ -157,10 +167,10 @@ def run(args: argparse.Namespace) -> int:
         print(summary.to_json(), file=sys.stdout, flush=True)
         return 0
     except EdgeoptError as exc:
-        _fail(progress, term_path, model, exc.reason, str(exc))
+        _fail(progress, term_path, model, exc.reason, str(exc), tf_log.error_lines())
         raise
     except Exception as exc:
-        _fail(progress, term_path, model, "InternalError", f"{type(exc).__name__}: {exc}")
+        _fail(progress, term_path, model, "InternalError", f"{type(exc).__name__}: {exc}", tf_log.error_lines())
         raise
     finally:
         if previous is not None:
@@ -169,6 +179,16 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _fail(progress: Progress, path: Path | None, model: OptimizedModel | None, reason: str, message: str) -> None:
+def _fail(
+    progress: Progress,
+    path: Path | None,
+    model: OptimizedModel | None,
+    reason: str,
+    message: str,
+    tf_lines: list[str],
+) -> None:
     write_summary(Summary(ok=False, reason=reason, message=message, model=model.model_name if model else None), path)
-    progress.event("convert", "failed", {"seconds": round(progress.elapsed(), 3), "reason": reason, "error": message})
+    fields: dict[str, Any] = {"seconds": round(progress.elapsed(), 3), "reason": reason, "error": message}
+    if tf_lines:  # what TensorFlow's own log said at error level before the failure
+        fields["tensorflow"] = " | ".join(tf_lines)
+    progress.event("convert", "failed", fields)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from edgeopt.converter import inline
 from edgeopt.converter.graph_model import Endpoint, FrozenModel
 from edgeopt.converter.load import VARIABLE_OPS, LoadedModel
 from edgeopt.errors import ConversionError, InputError
@@ -36,10 +37,10 @@ def _freeze_session(loaded: LoadedModel) -> Any:
         raise ConversionError(f"freezing the graph failed: {str(exc).splitlines()[0][:400]}") from exc
 
 
-def _freeze_function(loaded: LoadedModel) -> tuple[Any, list[Endpoint], list[Endpoint]]:
+def _freeze_function(loaded: LoadedModel, lower_control_flow: bool) -> tuple[Any, list[Endpoint], list[Endpoint]]:
     func = loaded.function
     try:
-        frozen = convert_to_constants.convert_variables_to_constants_v2(func)
+        frozen = convert_to_constants.convert_variables_to_constants_v2(func, lower_control_flow=lower_control_flow)
     except (tf.errors.OpError, ValueError) as exc:
         raise ConversionError(f"freezing the signature function failed: {str(exc).splitlines()[0][:400]}") from exc
     graph_def = frozen.graph.as_graph_def()
@@ -57,7 +58,29 @@ def _freeze_function(loaded: LoadedModel) -> tuple[Any, list[Endpoint], list[End
     return graph_def, inputs, outputs
 
 
-def freeze(loaded: LoadedModel) -> FrozenModel:
+#: The attribute ``tf.custom_gradient`` (``tf.nn.silu``/swish, Keras 3 activations) puts on its IdentityN
+#: markers.  A SavedModel save looks the gradient up by it and fails on the original's captures
+#: ("Found invalid capture ... when saving custom gradients"); inference never needs a gradient.
+GRADIENT_MARKER = "_gradient_op_type"
+
+
+def strip_gradient_markers(graph_def: Any) -> int:
+    """Remove the custom-gradient markers from every node (functions too); return how many went."""
+    nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
+    marked = [n for n in nodes if GRADIENT_MARKER in n.attr]
+    for node in marked:
+        del node.attr[GRADIENT_MARKER]
+    return len(marked)
+
+
+def freeze(loaded: LoadedModel, *, for_onnx: bool = False) -> FrozenModel:
+    """The loaded model with constants for variables.
+
+    ``for_onnx`` keeps functional While/If, which tf2onnx maps to ONNX Loop/If (and Keras LSTM/GRU to
+    an ONNX LSTM): lowered to Enter/Exit/Merge frames, a TensorList loop has no ONNX form.  It also
+    inlines the calls TensorFlow keeps for XLA (``inline.py``).  The TF path lowers, as TensorFlow
+    itself does before it runs a graph, and keeps those calls.
+    """
     if loaded.format == "FrozenGraph":
         # Already frozen: nothing to convert, and nothing stripped here either, so the
         # op counts and the transforms show what optimization really removed.
@@ -67,7 +90,10 @@ def freeze(loaded: LoadedModel) -> FrozenModel:
         graph_def = _freeze_session(loaded)
         inputs, outputs = list(loaded.inputs), list(loaded.outputs)
     else:
-        graph_def, inputs, outputs = _freeze_function(loaded)
+        graph_def, inputs, outputs = _freeze_function(loaded, lower_control_flow=not for_onnx)
+        if for_onnx:
+            graph_def = inline.inline_calls(graph_def, outputs)
+    strip_gradient_markers(graph_def)
     names = {n.name for n in graph_def.node}
     unused = [e.key for e in inputs if e.node not in names]
     if unused:

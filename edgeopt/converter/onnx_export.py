@@ -72,6 +72,31 @@ def unknown_ops(model: Any) -> Counter[str]:
     return missing
 
 
+#: Name-scope segments that are TensorFlow's plumbing, not a Keras layer.
+_PLUMBING = {"StatefulPartitionedCall", "PartitionedCall", "while", "body", "cond"}
+
+
+def layer_of(node_name: str) -> str | None:
+    """The Keras layer's scope an ONNX node came from, read off its TensorFlow name (None: top level).
+
+    ``StatefulPartitionedCall/convnext_tiny_1/stage_0_depthwise_conv_1/StatefulPartitionedCall`` →
+    ``stage_0_depthwise_conv_1`` (Keras 3 scopes a layer by its name, TensorFlow may add ``_N``).
+    """
+    scopes = [s for s in node_name.split("/")[:-1] if s not in _PLUMBING]
+    return scopes[-1] if scopes else None
+
+
+def unconvertible(model: Any, missing: Counter[str]) -> str:
+    """``op (xN) in layer(s) a, b`` for the ops tf2onnx left, for the refusal."""
+    parts = []
+    for op, n in sorted(missing.items()):
+        bare = op.split(".")[-1]
+        layers = sorted({lay for node in model.graph.node if node.op_type == bare if (lay := layer_of(node.name))})
+        where = f" in layer(s) {', '.join(layers[:5])}{', ...' if len(layers) > 5 else ''}" if layers else ""
+        parts.append(f"{op}{f' (x{n})' if n > 1 else ''}{where}")
+    return "; ".join(parts)
+
+
 def _rename_tensors(model: Any, renames: dict[str, str]) -> None:
     """Give graph inputs/outputs the signature keys, everywhere the tensor is referenced."""
     taken = {n for node in model.graph.node for n in (*node.input, *node.output)}
@@ -144,11 +169,10 @@ def export_onnx(frozen: FrozenModel, path: Path, *, opset: int) -> dict[str, Any
     model = _convert(frozen, opset)
     missing = unknown_ops(model)
     if missing:
-        ops = ", ".join(f"{op} (x{n})" if n > 1 else op for op, n in sorted(missing.items()))
         raise ConversionError(
-            f"tf2onnx cannot convert op(s) {ops} to ONNX opset {opset}: nothing was published; remove them from "
-            "the serving graph (export a signature without them), or serve this model on the TF-TRT path "
-            "(target.backend tensorflow or python)"
+            f"ONNX (opset {opset}) has no form for the TensorFlow op(s) {unconvertible(model, missing)}: nothing "
+            "was published; the TF path (target.backend python or tensorflow) runs every TensorFlow op, or leave "
+            "those ops out of the exported signature (e.g. string preprocessing done by the client)"
         )
     renames = {e.tensor: e.key for e in (*frozen.inputs, *frozen.outputs)}
     _rename_tensors(model, renames)

@@ -2,7 +2,7 @@
 
 ``pipeline.convert_model`` sends a spec here when ``spec.uses_onnx`` says so
 (``target.backend`` onnxruntime or tensorrt, or python with
-``onnx.enabled``).  The first three stages are the TF-TRT path's own; then
+``onnx.enabled``).  The first three stages are the TF-TRT path's own (``front``); then
 the optimized frozen graph goes to ONNX, and ``tensorrt.precision`` decides
 the artefact:
 
@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.artifact import Artifact, TensorInfo
+from edgeopt.converter.front import Front
 from edgeopt.converter.stages import StageLog
-from edgeopt.spec import OptimizedModel, onnx_device, uses_openvino
+from edgeopt.spec import OptimizedModel, onnx_device, precision_of, uses_openvino
 
 ONNX_FILE = "model.onnx"
 PLAN_FILE = "model.plan"
@@ -42,7 +43,7 @@ def _convert_precision(model: OptimizedModel, exported: Path, stage_dir: Path, l
     from edgeopt.converter import onnx_export, onnx_quantize
 
     spec = model.spec
-    precision = spec.tensorrt.precision
+    precision = precision_of(spec)
     final = stage_dir / ONNX_FILE
     if uses_openvino(spec):  # OpenVINO applies the precision to its IR (openvino_export)
         exported.rename(final)
@@ -51,7 +52,9 @@ def _convert_precision(model: OptimizedModel, exported: Path, stage_dir: Path, l
         with log.stage("quantize") as rec:
             inputs, _ = onnx_export.onnx_signature_of(exported)
             details = onnx_quantize.quantize(exported, final, spec, inputs)
-            rec.details.update(layout=details["layout"]["name"], method=details["method"])
+            rec.details.update(
+                layout=details["layout"]["name"], method=details["method"], floatNodes=len(details["floatNodes"])
+            )
         exported.unlink()
         return {"precision": "INT8", "int8": details, "precisionBy": "onnx"}
     if precision == "FP16":
@@ -82,8 +85,7 @@ class _Run:
     """What the stages of one ONNX conversion found, for the report and the Artifact."""
 
     t0: float = field(default_factory=time.monotonic)
-    ops: dict[str, Any] = field(default_factory=dict)
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    front: Front = field(default_factory=Front)
     onnx: dict[str, Any] = field(default_factory=dict)
     inputs: list[TensorInfo] = field(default_factory=list)
     outputs: list[TensorInfo] = field(default_factory=list)
@@ -96,8 +98,7 @@ class _Run:
 
 def run_onnx(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
     """Convert through ONNX into ``stage_dir``; the caller removes it on failure."""
-    from edgeopt.converter import load
-    from edgeopt.converter.graph_model import op_counts
+    from edgeopt.converter import front
 
     spec = model.spec
     run = _Run()
@@ -106,11 +107,7 @@ def run_onnx(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
             from edgeopt.converter import trt_build
 
             rec.details["tensorrt"] = trt_build.check_tensorrt()
-    with log.stage("load") as rec:
-        loaded = load.load_model(model)
-        run.ops["loaded"] = op_counts(loaded.graph_def)
-        loaded.graph_def = None  # only needed for the count; big models hold their weights in it
-        rec.details["ops"] = run.ops["loaded"]["total"]
+    loaded = front.load(model, log, run.front)
     artefact = stage_dir / ONNX_FILE
     try:
         _export(model, loaded, stage_dir, log, run)
@@ -133,20 +130,10 @@ def run_onnx(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
 
 
 def _export(model: OptimizedModel, loaded: Any, stage_dir: Path, log: StageLog, run: _Run) -> None:
-    """freeze → optimize (the TF-TRT path's own stages) → tf2onnx → the precision's ONNX artefact."""
-    from edgeopt.converter import freeze, onnx_export, optimize
-    from edgeopt.converter.graph_model import op_counts
+    """freeze → optimize (the front stages both paths share) → tf2onnx → the precision's ONNX artefact."""
+    from edgeopt.converter import front, onnx_export
 
-    with log.stage("freeze") as rec:
-        frozen = freeze.freeze(loaded)
-        run.ops["before"] = op_counts(frozen.graph_def)
-        rec.details["ops"] = run.ops["before"]["total"]
-    with log.stage("optimize") as rec:
-        optimized, run.steps = optimize.optimize(frozen, model.spec.optimize.transforms)
-        del frozen  # every GraphDef copy holds all the weights
-        gc.collect()
-        run.ops["after"] = op_counts(optimized.graph_def)
-        rec.details["ops"] = run.ops["after"]["total"]
+    optimized = front.freeze_optimize(loaded, model.spec.optimize.transforms, log, run.front, for_onnx=True)
     exported = stage_dir / "model.fp32.onnx"
     with log.stage("onnx") as rec:
         run.onnx = onnx_export.export_onnx(optimized, exported, opset=model.spec.onnx.opset)
@@ -154,24 +141,27 @@ def _export(model: OptimizedModel, loaded: Any, stage_dir: Path, log: StageLog, 
     del optimized
     gc.collect()
     run.onnx.update(_convert_precision(model, exported, stage_dir, log))
-    run.ops["onnx"] = run.onnx.get("int8", {}).get("ops", run.onnx["ops"])
+    run.front.ops["onnx"] = run.onnx.get("int8", {}).get("ops", run.onnx["ops"])
     run.inputs, run.outputs = onnx_export.onnx_signature_of(stage_dir / ONNX_FILE)
 
 
 def _validate(model: OptimizedModel, loaded: Any, path: Path, log: StageLog, run: _Run) -> None:
     """ONNX Runtime vs the TensorFlow original on the validation inputs, and both latencies."""
-    from edgeopt.converter import onnx_validate, validate
+    from edgeopt.converter import onnx_quantize, onnx_validate, validate
 
     spec = model.spec
     with log.stage("validate") as rec:
         runner = onnx_validate.ort_runner(onnx_validate.ort_session(path))
         run.feeds, origin = validate.validation_inputs(spec, run.inputs)
+        int8 = run.onnx.get("int8")
+        remedy = {"remedy": onnx_quantize.remedy(int8)} if int8 else {}
         run.errors = onnx_validate.compare(
             loaded.reference(run.feeds),
             runner(run.feeds),
             spec.validation,
-            int8=spec.tensorrt.precision == "INT8",
-            precision=spec.tensorrt.precision,
+            int8=bool(int8),
+            precision=precision_of(spec),
+            **remedy,
         )
         run.errors["inputs"] = origin
         run.latency = onnx_validate.latency(loaded.reference, runner, run.feeds)
@@ -208,7 +198,7 @@ def _build_plan(model: OptimizedModel, stage_dir: Path, log: StageLog, run: _Run
             stage_dir / ONNX_FILE,
             plan,
             inputs=run.inputs,
-            precision=spec.tensorrt.precision,
+            precision=precision_of(spec),
             max_batch_size=max(1, spec.target.max_batch_size),
             workspace_bytes=spec.tensorrt.max_workspace_size_bytes,
             version_compatible=spec.tensorrt.version_compatible,
@@ -230,8 +220,8 @@ def _report(model: OptimizedModel, log: StageLog, run: _Run) -> dict[str, Any]:
         model_name=model.model_name,
         source={"uri": spec.source.uri, "format": spec.source.format, "signature": spec.source.signature},
         stages=log.records,
-        ops={**run.ops, "note": "onnx = the published ONNX graph (after INT8 quantization when INT8)"},
-        transforms=run.steps,
+        ops={**run.front.ops, "note": "onnx = the published ONNX graph (after INT8 quantization when INT8)"},
+        transforms=run.front.steps,
         tensorrt={
             "enabled": spec.tensorrt.enabled,
             "applied": bool(run.plan),
@@ -272,7 +262,7 @@ def _finish(
         inputs=run.inputs,
         outputs=run.outputs,
         trt_applied=is_plan,
-        precision=model.spec.tensorrt.precision,
+        precision=precision_of(model.spec),
         gpu=bool(full["environment"].get("gpu")),
         report=full,
         warmup_inputs={k: v[:1] for k, v in run.feeds.items()},

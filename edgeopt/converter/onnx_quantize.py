@@ -18,6 +18,13 @@ The layout follows where the model runs, because the fastest layout differs:
 - ONNX Runtime on GPU without TensorRT (CUDA EP): S8S8 QDQ, the portable form.
 
 Weights are always quantized per channel.  The report says which layout.
+
+The output head stays in float (``float_nodes``): a Softmax quantized to a
+fixed 1/256 step turns every probability under ~0.002 into exactly 0, and
+logits after the last MatMul/Conv carry what a classifier means.  So every
+node between the last MatMul/Gemm/Conv and an output, and every Softmax and
+LogSoftmax anywhere (attention too), is excluded from quantization; the
+report lists them (``floatNodes``).
 """
 
 from __future__ import annotations
@@ -102,6 +109,41 @@ class _Reader:
         self._it = iter(self._batches)
 
 
+#: The ops whose output INT8 rounds away: probabilities (every Softmax); Sigmoid only in the head.
+FLOAT_ANYWHERE = ("Softmax", "LogSoftmax")
+#: Where the head starts: the last op that does a model's heavy arithmetic on each path to an output.
+COMPUTE_OPS = ("MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum")
+
+
+def float_nodes(model: Any) -> list[dict[str, str]]:
+    """The nodes INT8 leaves in float: the output heads, and every Softmax/LogSoftmax.
+
+    The head of an output is everything reached walking back from it without crossing a
+    MatMul/Gemm/Conv; a path that reaches a graph input without one has no head (nothing heavy
+    to keep quantized behind it), so it adds nothing.
+    """
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    keep: dict[str, Any] = {n.name: n for n in graph.node if n.op_type in FLOAT_ANYWHERE}
+    for output in graph.output:
+        head: dict[str, Any] = {}
+        stack = [output.name]
+        while stack:
+            node = producer.get(stack.pop())  # None: a graph input or an initializer
+            if node is None or node.op_type in COMPUTE_OPS or node.name in head:
+                continue
+            head[node.name] = node
+            stack.extend(i for i in node.input if i)
+        if not _reaches_input(head.values(), graph):
+            keep.update(head)
+    return [{"name": name, "op": node.op_type} for name, node in sorted(keep.items())]
+
+
+def _reaches_input(nodes: Any, graph: Any) -> bool:
+    inputs = {i.name for i in graph.input}
+    return any(i in inputs for node in nodes for i in node.input)
+
+
 def calibration_data(
     spec: ModelSpec, inputs: Sequence[TensorInfo]
 ) -> tuple[list[dict[str, np.ndarray]], dict[str, Any]]:
@@ -117,13 +159,32 @@ def calibration_data(
 
 def quantize(src: Path, dst: Path, spec: ModelSpec, inputs: Sequence[TensorInfo]) -> dict[str, Any]:
     """Write the INT8 model ``dst`` from the FP32 ``src``; return layout, calibration and op counts."""
+    import onnx
+
     layout = layout_for(spec)
     batches, calibration = calibration_data(spec, inputs)
-    return {**quantize_with(src, dst, layout, batches, spec.onnx.calibration_method), "calibration": calibration}
+    keep = float_nodes(onnx.load(str(src), load_external_data=False))
+    details = quantize_with(src, dst, layout, batches, spec.onnx.calibration_method, exclude=[n["name"] for n in keep])
+    return {**details, "calibration": calibration, "floatNodes": keep}
+
+
+def remedy(details: dict[str, Any]) -> str:
+    """What would help an INT8 model that fails validation, judged from how it was made."""
+    steps = []
+    if (details.get("calibration") or {}).get("source") == "synthetic":
+        steps.append("calibrate on real inputs (tensorrt.calibration.uri): random data sets wrong activation ranges")
+    steps.append("publish FP16 or FP32 (tensorrt.precision), which keep every layer in float")
+    return "; ".join(steps)
 
 
 def quantize_with(
-    src: Path, dst: Path, layout: QuantLayout, batches: list[dict[str, np.ndarray]], method: str
+    src: Path,
+    dst: Path,
+    layout: QuantLayout,
+    batches: list[dict[str, np.ndarray]],
+    method: str,
+    *,
+    exclude: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The quantize_static call itself (the bench uses it to compare layouts)."""
     import onnx
@@ -140,6 +201,7 @@ def quantize_with(
             activation_type=qtype[layout.activations],
             weight_type=qtype[layout.weights],
             calibrate_method=getattr(q.CalibrationMethod, method),
+            nodes_to_exclude=list(exclude),
             extra_options={"ActivationSymmetric": layout.symmetric_activations, "WeightSymmetric": True},
         )
     except (ValueError, RuntimeError, KeyError, IndexError) as exc:

@@ -7,6 +7,13 @@ FP16's 10-bit mantissa over tens of layers), and INT8, for outputs shaped like c
 (``[batch, classes]``, floats), top-1 agreement: quantization may move every
 score a little, but a model that still picks the same class is the one users
 want; below ``validation.minTop1Agreement`` the version is not published.
+
+Neither gate can tell a collapsed output from a good one: an all-zero
+softmax sits within ``int8Atol`` of small probabilities, and a regression
+output has no top-1.  So every float output must also follow the original:
+each sample that is not equal within ``rtol``/``atol`` must correlate
+(Pearson, per sample) at least ``validation.minCorrelation`` with it, which
+a constant output never does.
 """
 
 from __future__ import annotations
@@ -64,6 +71,21 @@ def top1_agreement(reference: dict[str, np.ndarray], result: dict[str, np.ndarra
     return out
 
 
+def correlations(
+    reference: dict[str, np.ndarray], result: dict[str, np.ndarray], validation: Validation
+) -> dict[str, dict[str, Any]]:
+    """Per float output: the lowest per-sample correlation with the original (``validate.correlation``)."""
+    out = {}
+    for key, ref in reference.items():
+        if key in result:
+            found = validate.correlation(
+                np.asarray(ref), np.asarray(result[key]), rtol=validation.rtol, atol=validation.atol
+            )
+            if found is not None:
+                out[key] = found
+    return out
+
+
 def tolerances(validation: Validation, precision: str) -> tuple[float, float]:
     """(rtol, atol) for the precision the ONNX graph computes in."""
     if precision == "INT8":
@@ -80,8 +102,13 @@ def compare(
     *,
     int8: bool,
     precision: str | None = None,
+    remedy: str = "publish FP16 or FP32 (tensorrt.precision)",
 ) -> dict[str, Any]:
-    """Errors and top-1 agreement; raise ValidationError beyond the precision's tolerances."""
+    """Errors, top-1 agreement and correlation; raise ValidationError where a gate fails.
+
+    The elementwise check uses the precision's tolerances; ``remedy`` ends an INT8 failure message:
+    what would actually help this conversion.
+    """
     rtol, atol = tolerances(validation, "INT8" if int8 else (precision or "FP32"))
     agreement = top1_agreement(reference, result)
     if int8:
@@ -90,12 +117,22 @@ def compare(
             key, share = next(iter(low.items()))
             raise ValidationError(
                 f"INT8 output {key!r} picks the original's top-1 class on only {share:.0%} of the validation "
-                f"samples (validation.minTop1Agreement {validation.min_top1_agreement:.0%}): calibrate on more "
-                "representative data (tensorrt.calibration), try onnx.calibrationMethod Entropy or Percentile, "
-                "or publish FP16/FP32"
+                f"samples (validation.minTop1Agreement {validation.min_top1_agreement:.0%}); {remedy}"
             )
+    corr = correlations(reference, result, validation)
+    poor = {k: c for k, c in corr.items() if c["min"] < validation.min_correlation}
+    if poor:
+        key, worst = next(iter(poor.items()))
+        what = "INT8 output" if int8 else "output"
+        raise ValidationError(
+            f"{what} {key!r} does not follow the original: sample {worst['sample']} correlates {worst['min']:.3f} "
+            f"with it (validation.minCorrelation {validation.min_correlation:g}; a constant or all-zero output "
+            f"correlates 0)" + (f"; {remedy}" if int8 else "")
+        )
     errors = validate.compare(reference, result, rtol=rtol, atol=atol)
     errors.update(rtol=rtol, atol=atol, top1Agreement=agreement)
+    errors["correlation"] = {k: round(c["min"], 6) for k, c in corr.items()}
+    errors["minCorrelation"] = validation.min_correlation
     if int8:
         errors["minTop1Agreement"] = validation.min_top1_agreement
     return errors

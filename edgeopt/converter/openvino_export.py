@@ -29,7 +29,7 @@ from typing import Any
 
 from edgeopt.converter.stages import StageLog
 from edgeopt.errors import ConversionError
-from edgeopt.spec import OptimizedModel
+from edgeopt.spec import OptimizedModel, precision_of
 
 XML_FILE = "model.xml"
 BIN_FILE = "model.bin"
@@ -81,7 +81,7 @@ def export(model: OptimizedModel, onnx_file: Path, stage_dir: Path, log: StageLo
 
     ov = _openvino()
     spec = model.spec
-    precision = spec.tensorrt.precision
+    precision = precision_of(spec)
     with log.stage("openvino") as rec:
         try:
             ov_model = ov.convert_model(str(onnx_file))
@@ -111,7 +111,7 @@ def validate(model: OptimizedModel, loaded: Any, xml: Path, log: StageLog, run: 
     with log.stage("validate") as rec:
         runner = runner_module().Runner(str(xml), precision=spec.openvino.inference_precision)
         runtime = runner.runtime_precision()
-        reduced = spec.tensorrt.precision == "INT8" or runtime != "f32"
+        reduced = precision_of(spec) == "INT8" or runtime != "f32"
         run.feeds, origin = validate.validation_inputs(spec, run.inputs)
         run.errors = onnx_validate.compare(loaded.reference(run.feeds), runner.run(run.feeds), spec.validation,
                                            int8=reduced)  # fmt: skip
@@ -132,7 +132,7 @@ def export_and_validate(model: OptimizedModel, loaded: Any, stage_dir: Path, log
     from edgeopt.converter.onnx_pipeline import ONNX_FILE
 
     run.onnx["openvino"] = export(model, stage_dir / ONNX_FILE, stage_dir, log, run.inputs)
-    run.onnx["precision"] = model.spec.tensorrt.precision
+    run.onnx["precision"] = precision_of(model.spec)
     xml = stage_dir / XML_FILE
     validate(model, loaded, xml, log, run)
     return xml

@@ -1,7 +1,8 @@
 """The conversion pipeline: load → freeze → optimize → export → TF-TRT → validate → report.
 
 Each stage is a module; this file only runs them in order, times them
-(``stages.StageLog``) and assembles the Artifact.  Everything is written in
+(``stages.StageLog``) and assembles the Artifact.  load → freeze → optimize
+are the front stages the ONNX path shares (``front``).  Everything is written in
 a fresh directory inside ``workdir``; on any failure that directory is
 removed, so a failed conversion never leaves a half-written model behind.
 On success the caller owns the directory (``artifact.savedmodel_dir.parent``)
@@ -15,20 +16,27 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeopt.artifact import OPTIMIZED_GRAPH_FILE, Artifact
+from edgeopt.artifact import OPTIMIZED_GRAPH_FILE, Artifact, TensorInfo
 from edgeopt.converter.feeds import batch_size as feeds_batch
 from edgeopt.converter.feeds import first_sample
+from edgeopt.converter.front import Front
 from edgeopt.converter.stages import ProgressCallback, StageLog
 from edgeopt.errors import ConversionError, EdgeoptError
 from edgeopt.limits import Limits, check_sample_counts
-from edgeopt.spec import OptimizedModel, uses_onnx
+from edgeopt.spec import OptimizedModel, precision_of, uses_onnx
 
 SAVEDMODEL_DIR = "model.savedmodel"
 REPORT_FILE = "report.json"
 SIGNATURE_FILE = "signature.json"
+OPS_NOTE = (
+    "before = the frozen graph the transforms start from: as stored for FrozenGraph, variables turned to "
+    "constants and cut to what the outputs need for Checkpoint, the inlined signature function for "
+    "SavedModel/Keras; loaded = the graph as stored"
+)
 
 
 def convert_model(model: OptimizedModel, workdir: Path, *, on_event: ProgressCallback | None = None) -> Artifact:
@@ -58,130 +66,155 @@ def convert_model(model: OptimizedModel, workdir: Path, *, on_event: ProgressCal
         raise
 
 
+@dataclass
+class _Run:
+    """What the stages of one SavedModel conversion found, for the report and the Artifact."""
+
+    front: Front
+    t0: float = field(default_factory=time.monotonic)
+    trt: dict[str, Any] = field(default_factory=dict)
+    inputs: list[TensorInfo] = field(default_factory=list)
+    outputs: list[TensorInfo] = field(default_factory=list)
+    errors: dict[str, Any] = field(default_factory=dict)
+    latency: dict[str, Any] = field(default_factory=dict)
+    feeds: dict[str, Any] = field(default_factory=dict)
+
+
 def _run(model: OptimizedModel, stage_dir: Path, log: StageLog) -> Artifact:
     # Imported here: TensorFlow loads only when a conversion really runs.
-    from edgeopt.converter import export, freeze, load, optimize, report, validate
-    from edgeopt.converter.graph_model import op_counts
+    from edgeopt.converter import front
 
     spec = model.spec
-    trt = spec.tensorrt
-    t0 = time.monotonic()
-    trt_details: dict[str, Any] = {"enabled": trt.enabled, "applied": False, "engines": 0, "precision": None}
-    if trt.enabled:
+    run = _Run(Front())
+    run.trt = {"enabled": spec.tensorrt.enabled, "applied": False, "engines": 0, "precision": None}
+    if spec.tensorrt.enabled:
         with log.stage("preflight") as rec:
             from edgeopt.converter import tftrt
 
             rec.details["tensorrt"] = tftrt.check_tensorrt()
-    with log.stage("load") as rec:
-        loaded = load.load_model(model)
-        ops_loaded = op_counts(loaded.graph_def)
-        loaded.graph_def = None  # only needed for the count; big models hold their weights in it
-        rec.details["ops"] = ops_loaded["total"]
-        if loaded.constants:
-            rec.details["constants"] = loaded.constants
+    loaded = front.load(model, log, run.front)
     try:
-        with log.stage("freeze") as rec:
-            frozen = freeze.freeze(loaded)
-            ops_before = op_counts(frozen.graph_def)
-            rec.details["ops"] = ops_before["total"]
-        with log.stage("optimize") as rec:
-            optimized, steps = optimize.optimize(frozen, spec.optimize.transforms)
-            del frozen  # every GraphDef copy holds all the weights
-            gc.collect()
-            ops_after = op_counts(optimized.graph_def)
-            rec.details["ops"] = ops_after["total"]
-            (stage_dir / OPTIMIZED_GRAPH_FILE).write_bytes(optimized.graph_def.SerializeToString())
-        exported = stage_dir / ("optimized.savedmodel" if trt.enabled else SAVEDMODEL_DIR)
-        with log.stage("export"):
-            export.export_saved_model(optimized, exported, jit_compile=spec.xla.jit)
-            gc.collect()
-        # The exported signature is built from these endpoints (validate re-reads the real one).
-        inputs = [e.info() for e in optimized.inputs]
-        final = stage_dir / SAVEDMODEL_DIR
-        if trt.enabled:
-            with log.stage("tftrt") as rec:
-                from edgeopt.converter import tftrt
-
-                trt_details.update(tftrt.convert(exported, final, trt, inputs, seed=spec.validation.seed))
-                trt_details.update(applied=True, precision=trt.precision)
-                rec.details["engines"] = trt_details["engines"]
-            shutil.rmtree(exported, ignore_errors=True)
-        else:
-            log.skip("tftrt", "spec.tensorrt.enabled is false")
-        with log.stage("validate") as rec:
-            obj, inputs, outputs = export.read_signature(final)
-            result = export.saved_model_runner(obj)
-            feeds, origin = validate.validation_inputs(spec, inputs)
-            if spec.xla.jit:
-                from edgeopt.converter.xla import check_compiles
-
-                check_compiles(result, feeds)
-            errors = validate.compare(
-                loaded.reference(feeds), result(feeds), rtol=spec.validation.rtol, atol=spec.validation.atol
-            )
-            errors.update(inputs=origin, rtol=spec.validation.rtol, atol=spec.validation.atol)
-            latency: dict[str, Any] = {
-                "before": validate.latency_ms(loaded.reference, feeds),
-                "after": validate.latency_ms(result, feeds),
-                "batch": feeds_batch(feeds) if feeds else 0,
-                "runs": 10,
-            }
-            rec.details.update(maxAbsError=errors["maxAbsError"], maxRelError=errors["maxRelError"])
-            if spec.xla.jit:
-                from edgeopt.converter.xla import xla_report
-
-                latency["xla"] = xla_report(optimized, final, result, feeds)
+        optimized = front.freeze_optimize(
+            loaded, spec.optimize.transforms, log, run.front, for_onnx=False, keep=stage_dir / OPTIMIZED_GRAPH_FILE
+        )
+        final = _export(model, optimized, stage_dir, log, run)
+        _validate(model, loaded, optimized, final, log, run)
     finally:
         loaded.close()
     with log.stage("report"):
-        sig = {
-            "signature_key": export.SIGNATURE_KEY,
-            "inputs": [vars(t) for t in inputs],
-            "outputs": [vars(t) for t in outputs],
+        full = _report(model, log, run)
+    return _finish(model, stage_dir, final, full, log, run)
+
+
+def _export(model: OptimizedModel, optimized: Any, stage_dir: Path, log: StageLog, run: _Run) -> Path:
+    """The SavedModel (XLA-compiled if asked), then TF-TRT when enabled; the path of the one published."""
+    from edgeopt.converter import export
+
+    trt = model.spec.tensorrt
+    exported = stage_dir / ("optimized.savedmodel" if trt.enabled else SAVEDMODEL_DIR)
+    with log.stage("export"):
+        export.export_saved_model(optimized, exported, jit_compile=model.spec.xla.jit)
+        gc.collect()
+    final = stage_dir / SAVEDMODEL_DIR
+    if not trt.enabled:
+        log.skip("tftrt", "spec.tensorrt.enabled is false")
+        return final
+    with log.stage("tftrt") as rec:
+        from edgeopt.converter import tftrt
+
+        # The exported signature is built from these endpoints (validate re-reads the real one).
+        inputs = [e.info() for e in optimized.inputs]
+        run.trt.update(tftrt.convert(exported, final, trt, inputs, seed=model.spec.validation.seed))
+        run.trt.update(applied=True, precision=trt.precision)
+        rec.details["engines"] = run.trt["engines"]
+    shutil.rmtree(exported, ignore_errors=True)
+    return final
+
+
+def _validate(model: OptimizedModel, loaded: Any, optimized: Any, final: Path, log: StageLog, run: _Run) -> None:
+    """The published SavedModel against the original on the validation inputs, and both latencies."""
+    from edgeopt.converter import export, validate
+
+    spec = model.spec
+    with log.stage("validate") as rec:
+        obj, run.inputs, run.outputs = export.read_signature(final)
+        result = export.saved_model_runner(obj)
+        run.feeds, origin = validate.validation_inputs(spec, run.inputs)
+        if spec.xla.jit:
+            from edgeopt.converter.xla import check_compiles
+
+            check_compiles(result, run.feeds)
+        v = spec.validation
+        run.errors = validate.compare(loaded.reference(run.feeds), result(run.feeds), rtol=v.rtol, atol=v.atol)
+        run.errors.update(inputs=origin, rtol=v.rtol, atol=v.atol)
+        run.latency = {
+            "before": validate.latency_ms(loaded.reference, run.feeds),
+            "after": validate.latency_ms(result, run.feeds),
+            "batch": feeds_batch(run.feeds) if run.feeds else 0,
+            "runs": 10,
         }
-        src = spec.source
-        full = report.build_report(
-            model_name=model.model_name,
-            source={
-                "uri": src.uri,
-                "format": src.format,
-                "graph": src.graph,
-                "checkpoint": src.checkpoint,
-                "signature": src.signature,
-            },
-            stages=log.records,
-            ops={
-                "loaded": ops_loaded,
-                "before": ops_before,
-                "after": ops_after,
-                "note": (
-                    "before = the frozen graph the transforms start from: as stored for FrozenGraph, "
-                    "variables turned to constants and cut to what the outputs need for Checkpoint, the "
-                    "inlined signature function for SavedModel/Keras; loaded = the graph as stored"
-                ),
-            },
-            transforms=steps,
-            tensorrt=trt_details,
-            validation=errors,
-            latency=latency,
-            env=report.environment(),
-            signature=sig,
-            seconds=time.monotonic() - t0,
-        )
+        rec.details.update(maxAbsError=run.errors["maxAbsError"], maxRelError=run.errors["maxRelError"])
+        if spec.xla.jit:
+            from edgeopt.converter.xla import xla_report
+
+            run.latency["xla"] = xla_report(optimized, final, result, run.feeds)
+
+
+def _signature(run: _Run) -> dict[str, Any]:
+    from edgeopt.converter.export import SIGNATURE_KEY
+
+    return {
+        "signature_key": SIGNATURE_KEY,
+        "inputs": [vars(t) for t in run.inputs],
+        "outputs": [vars(t) for t in run.outputs],
+    }
+
+
+def _report(model: OptimizedModel, log: StageLog, run: _Run) -> dict[str, Any]:
+    from edgeopt.converter import report
+
+    src = model.spec.source
+    return report.build_report(
+        model_name=model.model_name,
+        source={
+            "uri": src.uri,
+            "format": src.format,
+            "graph": src.graph,
+            "checkpoint": src.checkpoint,
+            "signature": src.signature,
+        },
+        stages=log.records,
+        ops={**run.front.ops, "note": OPS_NOTE},
+        transforms=run.front.steps,
+        tensorrt=run.trt,
+        validation=run.errors,
+        latency=run.latency,
+        env=report.environment(),
+        signature=_signature(run),
+        seconds=time.monotonic() - run.t0,
+    )
+
+
+def _finish(
+    model: OptimizedModel, stage_dir: Path, final: Path, full: dict[str, Any], log: StageLog, run: _Run
+) -> Artifact:
+    from edgeopt.converter import report
+    from edgeopt.converter.export import SIGNATURE_KEY
+
     # The report stage's own record is complete only now.
     full["stages"] = [s.as_report() for s in log.records]
-    full["conversionSeconds"] = round(time.monotonic() - t0, 3)
+    full["conversionSeconds"] = round(time.monotonic() - run.t0, 3)
     full["summary"] = report.compact(full)
     (stage_dir / REPORT_FILE).write_text(json.dumps(full, indent=2, default=str))
-    (stage_dir / SIGNATURE_FILE).write_text(json.dumps(sig, indent=2))
+    (stage_dir / SIGNATURE_FILE).write_text(json.dumps(_signature(run), indent=2))
     return Artifact(
         savedmodel_dir=final,
-        signature_key=export.SIGNATURE_KEY,
-        inputs=inputs,
-        outputs=outputs,
-        trt_applied=bool(trt_details["applied"]),
-        precision=trt.precision if trt_details["applied"] else None,
+        signature_key=SIGNATURE_KEY,
+        inputs=run.inputs,
+        outputs=run.outputs,
+        trt_applied=bool(run.trt["applied"]),
+        precision=precision_of(model.spec) if run.trt["applied"] else None,
         gpu=bool(full["environment"].get("gpu")),
         report=full,
-        warmup_inputs=first_sample(feeds),
+        warmup_inputs=first_sample(run.feeds),
     )

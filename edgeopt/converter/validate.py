@@ -81,6 +81,42 @@ def compare(
     return {"maxAbsError": max_abs, "maxRelError": max_rel, "outputs": per_output}
 
 
+def _rows(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-sample rows (batch first); a one-value-per-sample output is one row; None for a single value."""
+    if ref.size < 2:
+        return None
+    if ref.ndim >= 2 and ref.size // ref.shape[0] >= 2:
+        return ref.reshape(ref.shape[0], -1), got.reshape(got.shape[0], -1)
+    return ref.reshape(1, -1), got.reshape(1, -1)
+
+
+def correlation(ref: np.ndarray, got: np.ndarray, *, rtol: float, atol: float) -> dict[str, Any] | None:
+    """The lowest per-sample Pearson correlation of ``got`` with ``ref``, and where it is.
+
+    A sample equal to the original within ``rtol``/``atol`` counts as 1; so does a sample whose original
+    is constant (no correlation to speak of: the elementwise check judges it).  An output that went
+    constant (all zero, all one value) correlates 0, however close its values.  None: nothing to correlate
+    (a single value, or not floats).
+    """
+    if ref.dtype.kind not in "fc" or got.shape != ref.shape:
+        return None
+    rows = _rows(ref.astype(np.float64), got.astype(np.float64))
+    if rows is None:
+        return None
+    worst, at = 1.0, -1
+    for i, (r, g) in enumerate(zip(*rows, strict=True)):
+        if np.all(np.abs(g - r) <= atol + rtol * np.abs(r)):
+            continue
+        r, g = r - r.mean(), g - g.mean()
+        rn, gn = float(np.linalg.norm(r)), float(np.linalg.norm(g))
+        if rn <= 1e-12 * max(1.0, float(np.abs(rows[0][i]).max())):
+            continue
+        value = float(np.dot(r, g) / (rn * gn)) if gn > 0 and np.isfinite(gn) else 0.0
+        if value < worst:
+            worst, at = value, i
+    return {"min": worst, "sample": at}
+
+
 def latency_ms(fn: ModelFn, inputs: dict[str, np.ndarray], *, runs: int = 10, warmup: int = 2) -> float:
     """Median wall time of ``runs`` calls after ``warmup`` calls, in milliseconds."""
     for _ in range(warmup):

@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from edgeopt.operator import conversion, metrics, queueing, resources, serving, status, tenancy
+from edgeopt.operator import conversion, metrics, queueing, resources, serving, serving_reconcile, status, tenancy
 from edgeopt.operator.conversion import Indexes
 from edgeopt.operator.kube import GROUP, PLURAL, VERSION, Kube, KubeError, load_api_client
 from edgeopt.operator.plan import post_event
@@ -70,6 +70,32 @@ def configure(settings: Any, memo: Any, logger: Any, **_: Any) -> None:
         config.max_concurrent_cpu_conversions,
         config.converter_image,
     )
+
+
+@kopf.on.startup()
+async def start_serving(memo: Any, **_: Any) -> None:
+    """The serving reconcile (serving_reconcile.py): every Triton endpoint serves what the resources say."""
+    if getattr(memo, "runtime", None) is None:
+        raise kopf.TemporaryError("waiting for configure", delay=0.2)
+    memo.serving = serving_reconcile.ServingReconciler(runtime(memo))
+    memo.serving.start()
+
+
+@kopf.on.cleanup()
+async def stop_serving(memo: Any, **_: Any) -> None:
+    if getattr(memo, "serving", None) is not None:
+        await memo.serving.stop()
+
+
+def peered(memo: Any, **_: Any) -> bool:
+    rt = getattr(memo, "runtime", None)
+    return bool(rt and rt.settings.peering_name)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=serving_reconcile.HEARTBEAT_SECONDS, when=peered)
+async def serving_heartbeat(memo: Any, **_: Any) -> None:
+    """kopf runs timers on the active peer only: the serving reconcile acts only while these arrive."""
+    memo.serving.beat()
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -147,13 +173,14 @@ def pod_event(type: Any, body: Any, memo: Any, logger: Any, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def model_event(type: Any, body: Any, **_: Any) -> None:
-    """Keep the models-ready gauge exact, including after a restart (initial listing).
+async def model_event(type: Any, body: Any, memo: Any, **_: Any) -> None:
+    """Keep the models-ready gauge and what should serve exact, including after a restart (initial listing).
 
     async for the same reason as capacity_queue: no I/O, so no trip through the busy thread pool.
     """
     ns, name = body.metadata.namespace or "", body.metadata.name or ""
     metrics.observe_phase(ns, name, None if type == "DELETED" else (body.get("status") or {}).get("phase"))
+    memo.serving.observe_model(type, body)
 
 
 def needs_loading(body: Any, **_: Any) -> bool:
@@ -163,13 +190,14 @@ def needs_loading(body: Any, **_: Any) -> bool:
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=5.0, when=needs_loading)
-async def load_into_triton(body: Any, memo: Any, patch: Any, **kwargs: Any) -> None:
-    """Publishing → Ready: load the published version into Triton, wait ready, answer one request.
+async def load_into_triton(body: Any, memo: Any, **kwargs: Any) -> None:
+    """Publishing → Ready: switch every Triton endpoint to the published version, replica by replica.
 
     Triton unreachable is ServingReady=False and a retry with backoff; the
     conversion Job is never re-run for it.
     """
-    await serving.load_published(runtime(memo), body, patch, retry=int(kwargs.get("retry") or 0))
+    endpoints = await asyncio.to_thread(memo.serving.endpoints_for, body)
+    await serving.load_published(runtime(memo), body, endpoints, retry=int(kwargs.get("retry") or 0))
 
 
 def waits_in_kueue(body: Any, memo: Any = None, **_: Any) -> bool:
@@ -215,7 +243,12 @@ def needs_cleanup(body: Any, memo: Any = None, **_: Any) -> bool:
 @kopf.on.delete(GROUP, VERSION, PLURAL, when=needs_cleanup)
 async def unload_from_triton(body: Any, memo: Any, logger: Any, **kwargs: Any) -> None:
     """Unload (best effort, bounded), then remove files if deletionPolicy is Delete. Jobs go by GC."""
-    await serving.unload(runtime(memo), body, logger, kwargs["publishers"])
+    try:
+        endpoints = await asyncio.to_thread(memo.serving.endpoints_for, body)
+    except KubeError as exc:  # never block deletion on the clean-up
+        logger.warning("could not list Triton's endpoints to unload from: %s", exc)
+        endpoints = []
+    await serving.unload(runtime(memo), body, endpoints, logger, kwargs["publishers"])
     try:
         await asyncio.to_thread(conversion.delete_published, runtime(memo), body)
     except KubeError as exc:  # never block deletion on the clean-up

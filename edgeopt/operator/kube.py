@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
 from urllib3.exceptions import HTTPError
 
 from edgeopt.errors import EdgeoptError
@@ -75,12 +76,16 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.discovery = client.DiscoveryV1Api(api)
         self.kueue = client.CustomObjectsApi(api)  # kueue.x-k8s.io (a name of its own for the RBAC test)
         self.calls: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self.on_call: Callable[[str, str], None] | None = None
 
-    def _call(self, verb: str, resource: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _call(
+        self, verb: str, resource: str, what: str, fn: Callable[..., Any], *args: Any, raw: bool = False, **kwargs: Any
+    ) -> Any:
+        """``raw``: the open response (a watch stream), not its parsed body."""
         with self._lock:
             self.calls[(verb, resource)] += 1
         if self.on_call:
@@ -91,6 +96,8 @@ class Kube:
             raise _error(exc, what) from exc
         except (HTTPError, OSError) as exc:
             raise KubeError(f"{what}: {exc}", temporary=True) from exc
+        if raw:
+            return resp
         return json.loads(resp.data or b"null")
 
     def _maybe(self, fn: Callable[[], T]) -> T | None:
@@ -214,6 +221,81 @@ class Kube:
             label_selector=selector,
         )
         return list(resp.get("items") or [])
+
+    # ------------------------------------------------------------------ Triton's endpoints and Pods
+
+    def list_endpointslices(self, namespace: str, selector: str) -> dict[str, Any]:
+        """The EndpointSlice list (``items`` and ``metadata.resourceVersion``, where a watch starts)."""
+        return self._call(  # type: ignore[no-any-return]
+            "list",
+            "endpointslices",
+            f"listing the EndpointSlices of {selector} in {namespace}",
+            self.discovery.list_namespaced_endpoint_slice,
+            namespace,
+            label_selector=selector,
+        )
+
+    def watch_endpointslices(
+        self, namespace: str, selector: str, resource_version: str, timeout: int
+    ) -> Iterator[dict[str, Any]]:
+        """Watch events ({type, object}) until the server ends the watch after ``timeout`` seconds."""
+        resp = self._call(
+            "watch",
+            "endpointslices",
+            f"watching the EndpointSlices of {selector} in {namespace}",
+            self.discovery.list_namespaced_endpoint_slice,
+            namespace,
+            label_selector=selector,
+            watch=True,
+            resource_version=resource_version,
+            timeout_seconds=timeout,
+            allow_watch_bookmarks=False,
+            raw=True,
+        )
+        try:
+            for line in iter_resp_lines(resp):
+                yield json.loads(line)
+        except (HTTPError, OSError, ValueError) as exc:
+            raise KubeError(f"watching EndpointSlices in {namespace}: {exc}", temporary=True) from exc
+        finally:
+            resp.release_conn()
+
+    def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._maybe(
+            lambda: self._call(
+                "get", "pods", f"reading Pod {namespace}/{name}", self.core.read_namespaced_pod, name, namespace
+            )
+        )
+
+    def patch_pod_condition(
+        self, namespace: str, name: str, condition: dict[str, Any], *, index: int | None, resource_version: str
+    ) -> None:
+        """Set one condition of a Pod's status (a readiness gate), onto exactly the Pod version that was read.
+
+        A JSON patch: the condition at ``index`` is replaced (after testing that it is this type), or
+        appended (``index`` None; -1: the Pod has no conditions yet); the resourceVersion test turns a
+        concurrent kubelet write into a failed patch (the caller reads the Pod again later).
+        """
+        ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}]
+        if index == -1:
+            ops.append({"op": "add", "path": "/status/conditions", "value": [condition]})
+        elif index is None:
+            ops.append({"op": "add", "path": "/status/conditions/-", "value": condition})
+        else:
+            path = f"/status/conditions/{index}"
+            ops += [{"op": "test", "path": f"{path}/type", "value": condition["type"]},
+                    {"op": "replace", "path": path, "value": condition}]  # fmt: skip
+        self._maybe(
+            lambda: self._call(
+                "patch",
+                "pods/status",
+                f"setting condition {condition['type']} of Pod {namespace}/{name}",
+                self.core.patch_namespaced_pod_status,
+                name,
+                namespace,
+                ops,
+            )
+        )
 
     def list_workloads(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         """Kueue Workloads (kueue.x-k8s.io) matching ``selector``: read-only, granted with ``kueue.enabled``."""

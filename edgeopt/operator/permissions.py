@@ -69,6 +69,20 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 
+#: In the namespace where Triton runs only (a Role, never cluster-wide): find its replicas.
+TRITON_RULES: tuple[Rule, ...] = (
+    Rule(
+        ("discovery.k8s.io",),
+        ("endpointslices",),
+        ("list", "watch"),
+        "every Triton replica behind the Service: a load through the Service reaches one Pod",
+    ),
+)
+#: Also in Triton's namespace, with the readiness gate: a replica joins the Service once it serves.
+GATE_RULES: tuple[Rule, ...] = (
+    Rule(("",), ("pods",), ("get",), "read a Triton Pod's readiness-gate condition before setting it"),
+    Rule(("",), ("pods/status",), ("patch",), "set the edgeopt.io/models-loaded readiness gate of a Triton Pod"),
+)
 #: Granted only with the chart value ``kueue.enabled`` (or ``converter.queueName``): Kueue's word in the status.
 KUEUE_RULES: tuple[Rule, ...] = (
     Rule(
@@ -81,9 +95,18 @@ KUEUE_RULES: tuple[Rule, ...] = (
 
 
 def as_policy_rules() -> list[dict[str, list[str]]]:
-    """RULES in the shape of a ClusterRole's ``rules``."""
-    return [{"apiGroups": list(r.api_groups), "resources": list(r.resources), "verbs": list(r.verbs)} for r in RULES]
+    """RULES in the shape of a ClusterRole's ``rules`` (TRITON_RULES and GATE_RULES go in a Role)."""
+    return policy_rules(RULES)
+
+
+def policy_rules(rules: tuple[Rule, ...]) -> list[dict[str, list[str]]]:
+    return [{"apiGroups": list(r.api_groups), "resources": list(r.resources), "verbs": list(r.verbs)} for r in rules]
 
 
 def allows(api_group: str, resource: str, verb: str) -> bool:
-    return any(api_group in r.api_groups and resource in r.resources and verb in r.verbs for r in RULES)
+    """Granted somewhere: cluster-wide/watched namespaces (RULES), or Triton's namespace (TRITON_RULES, GATE_RULES).
+
+    KUEUE_RULES, granted only with ``kueue.enabled``, are not counted.
+    """
+    every = (*RULES, *TRITON_RULES, *GATE_RULES)
+    return any(api_group in r.api_groups and resource in r.resources and verb in r.verbs for r in every)

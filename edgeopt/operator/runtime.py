@@ -11,7 +11,7 @@ from edgeopt.operator import tenancy
 from edgeopt.operator.kube import Kube
 from edgeopt.operator.queueing import SlotClass, SlotLedger
 from edgeopt.operator.settings import OperatorSettings
-from edgeopt.spec import API_VERSION, KIND, OptimizedModel, parse_manifest
+from edgeopt.spec import API_VERSION, KIND, OptimizedModel, parse_manifest, precision_of, uses_onnx
 
 #: (namespace, "job/<name>" or "pod/<name>"): what the seen cache is keyed by.
 SeenKey = tuple[str, str]
@@ -83,4 +83,5 @@ def triton_url(rt: Runtime, model: OptimizedModel) -> str | None:
 
 
 def effective_precision(model: OptimizedModel) -> str:
-    return model.spec.tensorrt.precision if model.spec.tensorrt.enabled else "FP32"
+    # The ONNX path converts to its precision with or without TensorRT; the TF path only through TF-TRT.
+    return precision_of(model.spec) if model.spec.tensorrt.enabled or uses_onnx(model.spec) else "FP32"

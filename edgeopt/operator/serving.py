@@ -1,7 +1,11 @@
-"""Publishing → Ready: have Triton serve the published version, with no request dropped.
+"""Publishing → Ready: have every Triton replica serve the published version, with no request dropped.
 
 Triton runs in explicit model-control mode, so nothing changes until the
-operator asks. A switch is three loads, each of which Triton performs while it
+operator asks, and a load through a Service reaches one Pod: a switch goes
+to every endpoint (``serving_reconcile.ServingReconciler.endpoints_for``),
+replica by replica, each serving the old version until its new one is ready.
+A replica that is not ready and does not answer yet is skipped; the serving
+reconcile loads it when it starts. On one replica a switch is three loads, each of which Triton performs while it
 keeps answering with what it has (a reload replaces the model only once the
 new one is ready, and a failed reload leaves the old one serving):
 
@@ -23,7 +27,9 @@ Failures are classified: ``TritonUnavailable`` (no answer: retried with
 backoff for as long as it takes, which is normal at the edge), ``LoadFailed``
 (Triton refused, with its message) and ``SmokeTestFailed`` (loaded but the
 zero-input request failed); the last two give up to Failed after
-``serving_max_attempts``. A conversion Job is never re-run for any of them.
+``serving_max_attempts`` (``decide_failure``, a pure decision). A conversion
+Job is never re-run for any of them. Every status write is the conflict-checked
+``patch_status_checked``.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +45,8 @@ import kopf
 
 from edgeopt.errors import ServingError, SpecError
 from edgeopt.operator import status, tenancy
-from edgeopt.operator.plan import post_event
+from edgeopt.operator.endpoints import Endpoint
+from edgeopt.operator.plan import patch_status_checked, post_event
 from edgeopt.operator.runtime import Runtime, model_from_body, triton_url
 from edgeopt.triton.client import (
     SMOKE_INPUT_MAX_BYTES,
@@ -99,7 +106,7 @@ def backoff(base: float, attempt: int) -> float:
     return float(min(base * (2 ** min(attempt, 4)), base * 10))
 
 
-async def _wait_ready(triton: AsyncTritonClient, name: str, version: int | None, timeout: float) -> None:
+async def wait_ready(triton: AsyncTritonClient, name: str, version: int | None, timeout: float) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await triton.is_model_ready(name, version):
         if asyncio.get_running_loop().time() > deadline:
@@ -131,7 +138,7 @@ async def switch_to(
     if version is not None and not await triton.is_model_ready(name, version):
         loaded = await triton.model_config(name)
         await triton.load(name, config=with_versions(loaded, [*before, int(version)]))
-    await _wait_ready(triton, name, version, timeout)
+    await wait_ready(triton, name, version, timeout)
     try:
         smoke = await triton.smoke_infer(name, version, max_bytes=max_bytes)
         answered = f"answered a request in {smoke.latency_ms:.1f} ms"
@@ -152,75 +159,147 @@ async def switch_to(
     return Switch(version, time.monotonic() - started, dropped, answered)
 
 
-async def load_published(rt: Runtime, body: Mapping[str, Any], patch: Any, *, retry: int) -> None:
-    """Switch Triton to status.modelVersion; patch status either way. Raises kopf.TemporaryError to retry."""
-    meta = body["metadata"]
-    st = dict(body.get("status") or {})
+def _client(rt: Runtime, url: str) -> AsyncTritonClient:
+    timeout = rt.settings.triton_timeout_seconds
+    return AsyncTritonClient(url, timeout=timeout, load_timeout=max(timeout, 120.0), retry=_RETRY)
+
+
+async def switch_everywhere(
+    rt: Runtime, endpoints: Sequence[Endpoint], name: str, version: int | None, *, from_repository: bool
+) -> tuple[list[tuple[Endpoint, Switch]], list[Endpoint]]:
+    """``switch_to`` on each endpoint in turn: replica by replica, each serving the old version until its new one is.
+
+    An endpoint the EndpointSlice marks not ready that does not answer either (a replica still
+    starting) is skipped: it serves no one, and the serving reconcile loads it when it is up.
+    Returns (switched, skipped); raises the first endpoint's failure (a retry switches again, idempotently).
+    """
+    switched: list[tuple[Endpoint, Switch]] = []
+    skipped: list[Endpoint] = []
+    for ep in endpoints:
+        triton = _client(rt, ep.url)
+        if not ep.ready and not await triton.is_live():
+            skipped.append(ep)
+            continue
+        done = await switch_to(
+            triton, name, version, timeout=rt.settings.triton_timeout_seconds, from_repository=from_repository,
+            max_bytes=rt.settings.smoke_input_max_bytes,
+        )  # fmt: skip
+        switched.append((ep, done))
+    if not switched:
+        where = ", ".join(e.name for e in skipped) or "the Triton Service has no endpoints"
+        raise TritonUnavailable(f"no Triton endpoint answers ({where})")
+    return switched, skipped
+
+
+def switched_message(name: str, version: int | None, switched: Sequence[tuple[Endpoint, Switch]],
+                     skipped: Sequence[Endpoint]) -> str:  # fmt: skip
+    where = ", ".join(ep.name for ep, _ in switched)
+    seconds = sum(d.seconds for _, d in switched)
+    dropped = sorted({v for _, d in switched for v in d.dropped})
+    message = (
+        f"version {version} of {name} is served by Triton at {where} (switched in {seconds:.2f}s, "
+        f"{switched[-1][1].smoke}{'; version ' + ', '.join(map(str, dropped)) + ' unloaded' if dropped else ''})"
+    )
+    if skipped:
+        message += f"; {', '.join(e.name for e in skipped)} not answering yet: loaded when it starts"
+    return message
+
+
+def served_patch(
+    st: Mapping[str, Any] | None, gen: int, version: int | None, message: str, endpoints: int, ready: int
+) -> dict[str, Any] | None:
+    """Ready after a switch, with ``status.serving``; None when the status moved on (a newer spec)."""
+    st = st or {}
+    if st.get("phase") != status.PUBLISHING or st.get("observedGeneration") != gen:
+        return None
+    serving = {"endpoints": endpoints, "ready": ready, "version": version, "notServedSince": None}
+    return {**status.serving_ready(st, gen, message, versions=[version] if version else []), "serving": serving}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a failed switch means: a status patch (None: nothing new to say), an Event, and a retry delay."""
+
+    patch: dict[str, Any] | None
+    event: tuple[str, str] | None  # (reason, message), a Warning
+    retry_in: float | None  # None: gave up (Failed)
+
+
+def decide_failure(
+    st: Mapping[str, Any] | None, gen: int, exc: ServingError, *, limit: int, retry: int, backoff_base: float
+) -> Failure:
+    """Retry (TritonUnavailable for ever, the bounded kinds up to ``limit`` attempts) or give up to Failed."""
+    st = st or {}
+    reason, bounded = failure_reason(exc)
+    attempts = int(st.get("servingAttempts") or 0) + 1 if bounded else 0
+    if bounded and attempts >= limit:
+        patch = status.serving_failed(st, gen, reason, f"{exc} (gave up after {attempts} attempts)")
+        return Failure(patch, (reason, f"{exc}; gave up after {attempts} attempts"), None)
+    detail = f"{exc} (attempt {attempts} of {limit}; retrying)" if bounded else str(exc)
+    new = {**status.serving_unavailable(st, gen, reason, detail), "servingAttempts": attempts}
+    changed = status.changed(st, {k: v for k, v in new.items() if k != "servingAttempts"}) or bounded
+    new_reason = (status.condition(st, status.SERVING_READY) or {}).get("reason") != reason
+    event = (reason, str(exc)) if changed and new_reason else None
+    return Failure(new if changed else None, event, backoff(backoff_base, retry))
+
+
+async def load_published(rt: Runtime, body: Mapping[str, Any], endpoints: Sequence[Endpoint], *, retry: int) -> None:
+    """Switch every endpoint to status.modelVersion; one conflict-checked status patch. kopf.TemporaryError retries."""
+    meta, st = body["metadata"], dict(body.get("status") or {})
     gen = int(meta["generation"])
-    owner = dict(body)
     try:
         model = model_from_body(body)
     except SpecError:
         return
-    url = triton_url(rt, model)
-    version = st.get("modelVersion")
-    name = st.get("modelName") or model.model_name
-    if not url:
+    version, name = st.get("modelVersion"), st.get("modelName") or model.model_name
+    if not triton_url(rt, model):
         return
-    timeout = rt.settings.triton_timeout_seconds
     rollback = (status.condition(st, status.PUBLISHED) or {}).get("reason") == ROLLED_BACK
-    triton = AsyncTritonClient(url, timeout=timeout, load_timeout=max(timeout, 120.0), retry=_RETRY)
     try:
-        done = await switch_to(
-            triton, name, version, timeout=timeout, from_repository=not rollback,
-            max_bytes=rt.settings.smoke_input_max_bytes,
-        )  # fmt: skip
+        switched, skipped = await switch_everywhere(rt, endpoints, name, version, from_repository=not rollback)
     except ServingError as exc:
-        _serving_failed(rt, st, gen, owner, patch, exc, retry=retry, where=f"Triton at {url} is not serving {name}")
+        await _failed(rt, body, gen, exc, retry=retry, where=f"Triton is not serving {name}")
         return
-    dropped = f"; version {', '.join(map(str, done.dropped))} unloaded" if done.dropped else ""
-    message = (
-        f"version {version} of {name} is served by Triton at {url} (switched in {done.seconds:.2f}s, "
-        f"{done.smoke}{dropped})"
-    )
-    patch.status.update(status.serving_ready(st, gen, message, versions=[version] if version else []))
-    post_event(owner, reason=ROLLED_BACK if rollback else "Ready", message=message)
+    message = switched_message(name, version, switched, skipped)
+    n = len(switched) + len(skipped)
+
+    def decide(b: Mapping[str, Any]) -> dict[str, Any] | None:
+        return served_patch(b.get("status"), gen, version, message, n, len(switched))
+
+    done = await asyncio.to_thread(patch_status_checked, rt, body, decide)
+    if done is not None:
+        post_event(done, reason=ROLLED_BACK if rollback else "Ready", message=message)
 
 
-def _serving_failed(
-    rt: Runtime,
-    st: dict[str, Any],
-    gen: int,
-    owner: dict[str, Any],
-    patch: Any,
-    exc: ServingError,
-    *,
-    retry: int,
-    where: str,
-) -> None:
-    """Record the failure; retry (TemporaryError) unless a bounded kind ran out of attempts."""
-    reason, bounded = failure_reason(exc)
-    attempts = int(st.get("servingAttempts") or 0) + 1 if bounded else 0
-    limit = rt.settings.serving_max_attempts
-    if bounded and attempts >= limit:
-        new = status.serving_failed(st, gen, reason, f"{exc} (gave up after {attempts} attempts)")
-        patch.status.update(new)
-        post_event(owner, warning=True, reason=reason, message=f"{exc}; gave up after {attempts} attempts")
-        return
-    detail = f"{exc} (attempt {attempts} of {limit}; retrying)" if bounded else str(exc)
-    new = {**status.serving_unavailable(st, gen, reason, detail), "servingAttempts": attempts}
-    if status.changed(st, {k: v for k, v in new.items() if k != "servingAttempts"}) or bounded:
-        patch.status.update(new)
-        if (status.condition(st, status.SERVING_READY) or {}).get("reason") != reason:
-            post_event(owner, warning=True, reason=reason, message=str(exc))
-    delay = backoff(rt.settings.serving_backoff_seconds, retry)
-    raise kopf.TemporaryError(f"{where}: {exc}", delay=delay) from exc
+async def _failed(rt: Runtime, body: Mapping[str, Any], gen: int, exc: ServingError, *, retry: int, where: str) -> None:
+    s = rt.settings
+    decided: list[Failure] = []
+
+    def decide(b: Mapping[str, Any]) -> dict[str, Any] | None:
+        fresh = b.get("status") or {}
+        if fresh.get("phase") != status.PUBLISHING or fresh.get("observedGeneration") != gen:
+            return None
+        f = decide_failure(fresh, gen, exc, limit=s.serving_max_attempts, retry=retry,
+                           backoff_base=s.serving_backoff_seconds)  # fmt: skip
+        decided[:] = [f]
+        return f.patch
+
+    done = await asyncio.to_thread(patch_status_checked, rt, body, decide)
+    failure = decided[0] if decided else None
+    if done is not None and failure is not None and failure.event:
+        post_event(done, warning=True, reason=failure.event[0], message=failure.event[1])
+    if failure is not None and failure.retry_in is not None:
+        raise kopf.TemporaryError(f"{where}: {exc}", delay=failure.retry_in) from exc
 
 
 async def unload(
-    rt: Runtime, body: Mapping[str, Any], logger: logging.Logger, publishers: Mapping[str, Iterable[Any]]
+    rt: Runtime,
+    body: Mapping[str, Any],
+    endpoints: Sequence[Endpoint],
+    logger: logging.Logger,
+    publishers: Mapping[str, Iterable[Any]],
 ) -> None:
-    """Unload from Triton on delete; failures are logged and an Event posted, never blocking.
+    """Unload from every endpoint on delete; failures are logged and an Event posted, never blocking.
 
     ``publishers``: kopf's index (handlers.publishers), published model name -> its publishers.
     """
@@ -229,9 +308,8 @@ async def unload(
         model = model_from_body(body)
     except SpecError:
         return
-    url = triton_url(rt, model)
     name = st.get("modelName") or model.model_name
-    if not url or not st.get("modelVersion"):
+    if not endpoints or not st.get("modelVersion"):
         return
     other = tenancy.other_publisher(publishers.get(name, ()), body, name)
     if other:
@@ -239,11 +317,16 @@ async def unload(
         logger.warning(message)
         post_event(dict(body), warning=True, reason="UnloadRefused", message=message)
         return
-    try:
-        await AsyncTritonClient(url, timeout=rt.settings.triton_timeout_seconds, retry=_RETRY).unload(name)
-        post_event(dict(body), reason="Unloaded", message=f"unloaded {name} from Triton at {url}")
-    except ServingError as exc:
-        logger.warning("could not unload %s from %s: %s", name, url, exc)
-        post_event(
-            dict(body), warning=True, reason="UnloadFailed", message=f"could not unload {name} from Triton: {exc}"
-        )
+    done, failed = [], []
+    for ep in endpoints:
+        try:
+            await AsyncTritonClient(ep.url, timeout=rt.settings.triton_timeout_seconds, retry=_RETRY).unload(name)
+            done.append(ep.name)
+        except ServingError as exc:
+            logger.warning("could not unload %s from %s: %s", name, ep.url, exc)
+            failed.append(f"{ep.name}: {exc}")
+    if done:
+        post_event(dict(body), reason="Unloaded", message=f"unloaded {name} from Triton at {', '.join(done)}")
+    if failed:
+        message = f"could not unload {name} from Triton: {'; '.join(failed)}"
+        post_event(dict(body), warning=True, reason="UnloadFailed", message=message)

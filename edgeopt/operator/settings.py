@@ -18,6 +18,7 @@ from typing import Any
 from edgeopt import __version__
 from edgeopt.errors import SpecError
 from edgeopt.limits import Limits
+from edgeopt.operator.endpoints import parse_service
 from edgeopt.spec import QUEUE_NAME_PATTERN
 
 PREFIX = "EDGEOPT_"
@@ -81,6 +82,15 @@ class OperatorSettings:
     kueue_poll_seconds: float = 10.0
     #: Triton HTTP endpoint used when spec.serving.tritonURL is empty; empty = do not load.
     triton_url: str | None = None
+    #: The Service in front of Triton (``namespace/name``): the operator loads into every endpoint of its
+    #: EndpointSlices, for resources that use the default triton_url. Empty: triton_url is one endpoint.
+    triton_service: str | None = None
+    #: Set the ``edgeopt.io/models-loaded`` readiness gate on the Service's Pods (they must declare it).
+    triton_readiness_gate: bool = False
+    #: Seconds between audits of what every Triton endpoint serves (endpoint changes trigger one at once).
+    serving_audit_seconds: float = 30.0
+    #: Loads the serving reconcile runs at once, over all endpoints (a fresh replica loads in name order).
+    serving_load_parallelism: int = 4
     #: Timeout for each Triton call (load, ready, inference, unload), in seconds.
     triton_timeout_seconds: float = 30.0
     #: Delay before retrying an unreachable Triton, in seconds (doubles up to 10x).
@@ -127,7 +137,7 @@ class OperatorSettings:
             raise SettingsError(f"{PREFIX}CONVERTER_IMAGE: must not be empty")
         for key in (
             "max_concurrent_conversions", "max_concurrent_cpu_conversions", "job_active_deadline_seconds",
-            "serving_max_attempts",
+            "serving_max_attempts", "serving_load_parallelism",
         ):  # fmt: skip
             if getattr(self, key) < 1:
                 raise SettingsError(f"{PREFIX}{key.upper()}: must be >= 1, got {getattr(self, key)}")
@@ -142,11 +152,18 @@ class OperatorSettings:
             if not 0 <= getattr(self, key) <= 65535:
                 raise SettingsError(f"{PREFIX}{key.upper()}: {getattr(self, key)} is not a port")
         for key in ("triton_timeout_seconds", "serving_backoff_seconds", "capacity_poll_seconds",
-                    "capacity_stall_seconds", "kueue_poll_seconds"):  # fmt: skip
+                    "capacity_stall_seconds", "kueue_poll_seconds", "serving_audit_seconds"):  # fmt: skip
             if getattr(self, key) <= 0:
                 raise SettingsError(f"{PREFIX}{key.upper()}: must be > 0, got {getattr(self, key)}")
         if self.triton_url and not re.match(r"^https?://", self.triton_url):
             raise SettingsError(f"{PREFIX}TRITON_URL: {self.triton_url!r} must start with http:// or https://")
+        if self.triton_service:
+            if not self.triton_url:
+                raise SettingsError(f"{PREFIX}TRITON_SERVICE needs {PREFIX}TRITON_URL (the Service's own URL)")
+            try:
+                parse_service(self.triton_service)
+            except SpecError as exc:
+                raise SettingsError(f"{PREFIX}TRITON_SERVICE: {exc}") from exc
         if not isinstance(self.converter_resources, Mapping):
             raise SettingsError(f"{PREFIX}CONVERTER_RESOURCES: must be a JSON object")
         if not all(isinstance(v, str) for v in self.converter_node_selector.values()):
@@ -251,8 +268,13 @@ def _parse(name: str, key: str, raw: str) -> Any:
             return tuple(value)
         if key.endswith("_seconds") and key.startswith(("triton_", "serving_", "capacity_")):
             return float(raw)
-        if key in ("converter_image", "converter_runtime_class", "triton_url", "peering_name", "converter_queue_name"):
+        if key in ("converter_image", "converter_runtime_class", "triton_url", "peering_name", "converter_queue_name",
+                   "triton_service"):
             return raw
+        if key == "triton_readiness_gate":
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError("must be true or false")
+            return raw.lower() in ("true", "1")
         return int(raw)
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         raise SettingsError(f"{name}: {raw!r} is not valid ({exc})") from exc

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from edgeopt.artifact import Artifact, TensorInfo
 from edgeopt.errors import PublishError
-from edgeopt.spec import OptimizedModel, onnx_device
+from edgeopt.spec import OptimizedModel, onnx_device, precision_of
 
 #: Triton model config ``data_type`` for each Triton dtype the spec and artifact use.
 TRITON_TYPES: dict[str, str] = {
@@ -223,7 +223,7 @@ def _dynamic_batching(model: OptimizedModel, max_batch: int | None) -> tuple[tup
 def _online_trt_precision(artifact: Artifact, model: OptimizedModel) -> str | None:
     """TF-TRT at load time (the tensorflow backend's optimization): when asked for and not already applied."""
     trt = model.spec.tensorrt
-    precision = artifact.precision or trt.precision
+    precision = artifact.precision or precision_of(model.spec)
     if model.spec.target.backend == "tensorflow" and trt.enabled and not artifact.trt_applied:
         return precision if precision in ("FP32", "FP16") else None
     return None

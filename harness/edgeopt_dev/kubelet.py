@@ -42,7 +42,7 @@ from kubernetes.client.rest import ApiException
 from edgeopt_dev.layout import Layout
 from edgeopt_dev.node import NODE_IP
 from edgeopt_dev.podnet import write_in_place
-from edgeopt_dev.podrun import ContainerPlan, ContainerResult, Running, exec_in, resolve
+from edgeopt_dev.podrun import ContainerPlan, ContainerResult, Running, exec_in, prestop_sleep, resolve
 from edgeopt_dev.podspec import CannotEmulate, NotYet, RuntimeContext
 
 log = logging.getLogger("edgeopt.nodeagent")
@@ -369,7 +369,11 @@ class PodRun:
         if run.poll() is None and self._stop.is_set():
             log.info("pod %s: stopping (%s)", self.key, self._stop_reason)
             self._event("Killing", f"Stopping container {self.container} ({self._stop_reason})")
-            run.stop(self._grace)
+            # A preStop sleep runs first, within the grace period, as the kubelet runs it.
+            slept = min(float(prestop_sleep(spec) or 0), self._grace)
+            if slept:
+                time.sleep(slept)
+            run.stop(max(self._grace - slept, 0))
         result = run.wait()
         if result.reason == "StartError":
             self._event("Failed", f"Error: cannot start container: {result.message[-500:]}", warning=True)

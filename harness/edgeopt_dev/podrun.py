@@ -299,6 +299,15 @@ def podman_run_args(plan: ContainerPlan, env_file: Path, inherited: Sequence[str
     return args
 
 
+def prestop_sleep(container: dict[str, Any]) -> int | None:
+    """Seconds of a ``lifecycle: {preStop: {sleep: {seconds: N}}}`` (the one hook emulated); None for any other hook."""
+    lifecycle = container.get("lifecycle") or {}
+    sleep = (lifecycle.get("preStop") or {}).get("sleep")
+    if set(lifecycle) != {"preStop"} or set(lifecycle["preStop"]) != {"sleep"} or not isinstance(sleep, dict):
+        return None
+    return max(int(sleep.get("seconds") or 0), 0)
+
+
 def check_pod(pod: dict[str, Any]) -> None:
     """What the node agent's runtime does not give a Pod: it fails with a message that says so (CannotEmulate)."""
     spec = pod["spec"]
@@ -311,8 +320,9 @@ def check_pod(pod: dict[str, Any]) -> None:
     if spec.get("restartPolicy", "Always") not in ("Always", "OnFailure", "Never"):
         raise CannotEmulate(f"restartPolicy {spec.get('restartPolicy')} is not a restart policy")
     container = spec["containers"][0]
-    if container.get("lifecycle"):
-        raise CannotEmulate("container lifecycle hooks are not emulated by the edgeopt node agent")
+    if container.get("lifecycle") and prestop_sleep(container) is None:
+        raise CannotEmulate("container lifecycle hooks other than a preStop sleep are not emulated by the edgeopt "
+                            "node agent")
     for key in ("livenessProbe", "readinessProbe", "startupProbe"):
         probe = container.get(key)
         if probe and not any(k in probe for k in ("httpGet", "tcpSocket", "exec")):

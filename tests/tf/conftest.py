@@ -14,6 +14,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from edgeopt.spec import OptimizedModel, parse_manifest
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The whole zoo runs only when asked for (``-m zoo``); otherwise its ``zoo(quick=True)`` cases run."""
+    if "zoo" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="the whole model zoo runs with -m zoo")
+    for item in items:
+        marker = item.get_closest_marker("zoo")
+        if marker is not None and not marker.kwargs.get("quick"):
+            item.add_marker(skip)
+
+
 def manifest_dict(name: str, source: dict[str, Any], repository: Path, **spec: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "source": source,

@@ -129,6 +129,9 @@ def test_mobilenet_v2_random_weights(mobilenet_dir: Path, tmp_path: Path, precis
     rep = art.report
     assert rep["validation"]["maxAbsError"] < (1e-4 if precision == "FP32" else 0.1)
     assert "top1Agreement" in rep["validation"]
+    if precision == "INT8":  # the softmax head stays in float: INT8 would round small probabilities to 0
+        assert "Softmax" in {n["op"] for n in rep["onnx"]["int8"]["floatNodes"]}
+        assert rep["validation"]["correlation"][next(iter(rep["validation"]["correlation"]))] >= 0.99
     assert rep["ops"]["onnx"]["byType"].get("Conv", 0) + rep["ops"]["onnx"]["byType"].get("QLinearConv", 0) > 30
 
 
@@ -158,7 +161,7 @@ def test_op_tf2onnx_cannot_convert_is_named_and_nothing_published(tmp_path: Path
 
     repo = tmp_path / "repo"
     model = onnx_model("hash", _unsupported_op_graph(tmp_path), repo, "FP32", None)
-    with pytest.raises(ConversionError, match=r"tf2onnx cannot convert op\(s\) .*StringToHashBucketFast"):
+    with pytest.raises(ConversionError, match=r"no form for the TensorFlow op\(s\) StringToHashBucketFast.*TF path"):
         convert_model(model, tmp_path / "work")
     assert not repo.exists() and not any((tmp_path / "work").iterdir())
 

@@ -87,7 +87,7 @@ def test_names_and_scope(crd: dict[str, Any], version: dict[str, Any]) -> None:
 
 def test_printer_columns(version: dict[str, Any]) -> None:
     cols = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
-    assert list(cols) == ["Phase", "Precision", "Version", "Ready", "Reason", "Age", "Message"]
+    assert list(cols) == ["Phase", "Precision", "Version", "Ready", "Reason", "Served", "Age", "Endpoints", "Message"]
     assert cols["Phase"] == ".status.phase"
     assert cols["Version"] == ".status.modelVersion"
     assert cols["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
@@ -97,6 +97,9 @@ def test_printer_columns(version: dict[str, Any]) -> None:
     priority = {c["name"]: c.get("priority", 0) for c in version["additionalPrinterColumns"]}
     assert priority["Message"] == 1 and priority["Reason"] == 0
     assert cols["Age"] == ".metadata.creationTimestamp"
+    # Ready means served: how many Triton endpoints serve it now, of how many (-o wide).
+    assert (cols["Served"], cols["Endpoints"]) == (".status.serving.ready", ".status.serving.endpoints")
+    assert priority["Served"] == 0 and priority["Endpoints"] == 1
 
 
 @pytest.mark.parametrize("path,field,tp", list(S.walk_fields(S.ModelSpec)), ids=lambda v: str(v)[:60])

@@ -22,7 +22,9 @@ from edgeopt.operator import kube as kube_module
 from edgeopt.operator import permissions
 
 OPERATOR = Path(permissions.__file__).parent
-API_GROUPS = {"core": "", "batch": "batch", "custom": "edgeopt.io", "kueue": "kueue.x-k8s.io"}
+API_GROUPS = {
+    "core": "", "batch": "batch", "custom": "edgeopt.io", "kueue": "kueue.x-k8s.io", "discovery": "discovery.k8s.io",
+}
 Triple = tuple[str, str, str]
 
 
@@ -91,7 +93,8 @@ def kopf_uses() -> set[Triple]:
 
 
 def granted() -> set[Triple]:
-    rules = permissions.RULES + permissions.KUEUE_RULES  # the chart grants the latter with kueue.enabled
+    # KUEUE_RULES with kueue.enabled; TRITON_RULES and GATE_RULES in a Role in Triton's namespace
+    rules = (*permissions.RULES, *permissions.KUEUE_RULES, *permissions.TRITON_RULES, *permissions.GATE_RULES)
     return {(g, r, v) for rule in rules for g in rule.api_groups for r in rule.resources for v in rule.verbs}
 
 

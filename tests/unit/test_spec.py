@@ -60,13 +60,37 @@ def error_of(doc: dict[str, Any]) -> str:
     return str(info.value)
 
 
+@pytest.mark.parametrize(
+    "backend,device,trt,onnx,want",
+    [
+        ("python", None, True, False, "FP16"),  # TF-TRT runs the model
+        ("python", None, False, False, "FP32"),
+        ("tensorflow", "CPU", False, False, "FP32"),
+        ("onnxruntime", "CPU", False, False, "FP32"),  # ORT's CPU kernels compute FP16 through casts
+        ("onnxruntime", None, False, False, "FP32"),  # no TensorRT accelerator: the device is CPU
+        ("onnxruntime", "GPU", False, False, "FP16"),  # CUDA EP
+        ("onnxruntime", None, True, False, "FP16"),  # the TensorRT accelerator on GPU
+        ("tensorrt", None, False, False, "FP16"),  # a TensorRT plan
+        ("python", "CPU", False, True, "FP32"),  # the python backend's ONNX flavour on CPU
+        ("openvino", None, False, False, "FP32"),  # OpenVINO's CPU plugin
+    ],
+)
+def test_precision_follows_the_target(backend: str, device: str | None, trt: bool, onnx: bool, want: str) -> None:
+    target = {"repository": "pvc://triton-models", "backend": backend, **({"device": device} if device else {})}
+    spec = parse_manifest(manifest(spec__target=target, spec__tensorrt={"enabled": trt}, spec__onnx={"enabled": onnx}))
+    assert spec.spec.tensorrt.precision == want
+    other = "FP32" if want == "FP16" else "FP16"
+    explicit = manifest(spec__target=target, spec__tensorrt={"enabled": trt, "precision": other})
+    assert parse_manifest(explicit).spec.tensorrt.precision == other  # asked for: kept
+
+
 def test_defaults_are_applied() -> None:
     model = parse_manifest(manifest())
     spec = model.spec
     assert model.name == "add" and model.namespace == "ml"
     assert model.model_name == "add"
     assert spec.optimize.transforms == DEFAULT_TRANSFORMS
-    assert spec.tensorrt.precision == "FP16"
+    assert spec.tensorrt.precision == "FP32"  # TF path without TF-TRT: nothing to convert
     assert spec.tensorrt.max_workspace_size_bytes == 1 << 30
     assert spec.validation.rtol == pytest.approx(1e-3)
     assert spec.target.versions_to_keep == 3

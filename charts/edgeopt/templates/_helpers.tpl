@@ -73,3 +73,17 @@ app.kubernetes.io/component: converter
 {{- $own := include "edgeopt.image" (list .Values.converter.image .) }}
 {{- toJson (prepend (without .Values.tenancy.allowedConverterImages $own) $own) }}
 {{- end }}
+
+{{/* The Service in front of Triton (namespace/name) whose every endpoint the operator loads. */}}
+{{- define "edgeopt.tritonService" -}}
+{{- if .Values.operator.tritonService }}
+{{- .Values.operator.tritonService }}
+{{- else if .Values.triton.enabled }}
+{{- printf "%s/%s-triton" .Release.Namespace (include "edgeopt.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the operator sets the readiness gate on that Service's Pods. */}}
+{{- define "edgeopt.tritonReadinessGate" -}}
+{{- if .Values.triton.enabled }}{{ .Values.triton.readinessGate }}{{ else }}{{ .Values.operator.tritonReadinessGate }}{{ end }}
+{{- end }}
