@@ -4,5 +4,6 @@ pytest_plugins = [
     "tests.fixtures.common",
     "tests.fixtures.containers",
     "tests.fixtures.k8s",
+    "tests.fixtures.kueue",
     "tests.fixtures.triton",
 ]

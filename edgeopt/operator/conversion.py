@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgeopt.errors import SpecError
-from edgeopt.operator import decide, diagnosis, progress, queueing, resources, status
+from edgeopt.operator import decide, diagnosis, kueue, progress, queueing, resources, status
 from edgeopt.operator.kube import KubeError
 from edgeopt.operator.plan import act
 from edgeopt.operator.plan import patch_status_checked as patch_status_checked  # re-exported: serving.py
@@ -180,6 +180,10 @@ def track_job(rt: Runtime, job: Mapping[str, Any]) -> None:
     key = rt.seen.key(job, "job")
     if rt.seen.same(key, state):
         return
+    if state == status.JOB_PENDING and kueue.queue_of(job) is not None and kueue.suspended(job):
+        _kueue_word(rt, job, ref)  # Kueue holds it: its Workload speaks (and watch_kueue re-reads it)
+        rt.seen.remember(key, state)
+        return
     if state in (status.JOB_PENDING, status.JOB_STARTING):
         rt.seen.remember(key, state)  # nothing to say yet: ensure_conversion already wrote Pending
         return
@@ -191,6 +195,37 @@ def track_job(rt: Runtime, job: Mapping[str, Any]) -> None:
     if plan is not None and body is not None:
         act(rt, body, plan)
     rt.seen.remember(key, state)
+
+
+def _kueue_word(
+    rt: Runtime, job: Mapping[str, Any], ref: progress.Ref, body: Mapping[str, Any] | None = None
+) -> None:
+    """Observe the Job's Workload, decide (``progress.queued``), act; ``body`` when already read."""
+    found = kueue.observe(rt.kube, job)
+    if found is None:
+        return
+    body = body if body is not None else rt.kube.read_model(ref.namespace, ref.model)
+    plan = progress.queued(body, ref, found)
+    if plan is not None and body is not None:
+        act(rt, body, plan)
+
+
+def watch_kueue(rt: Runtime, namespace: str, name: str) -> None:
+    """Re-read the Workload of a resource whose Job waits, suspended, for Kueue (the ``kueue_watch`` daemon).
+
+    A Workload changing (quota reserved, evicted, a new pending reason) does not
+    touch its Job, so no Job event would say so.
+    """
+    body = rt.kube.read_model(namespace, name)
+    job_name = ((body or {}).get("status") or {}).get("jobName")
+    if body is None or not job_name:
+        return
+    jobs = rt.kube.list_jobs(f"{resources.UID_LABEL}={body['metadata']['uid']}", namespace=namespace)
+    job = next((j for j in jobs if (j.get("metadata") or {}).get("name") == job_name), None)
+    ref = progress.ref_of(job) if job is not None else None
+    if job is None or ref is None or status.job_state(job) != status.JOB_PENDING or not kueue.suspended(job):
+        return
+    _kueue_word(rt, job, ref, body)
 
 
 def track_pod(rt: Runtime, pod: Mapping[str, Any]) -> None:

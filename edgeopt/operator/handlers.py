@@ -200,6 +200,34 @@ async def load_into_triton(body: Any, memo: Any, **kwargs: Any) -> None:
     await serving.load_published(runtime(memo), body, endpoints, retry=int(kwargs.get("retry") or 0))
 
 
+def waits_in_kueue(body: Any, memo: Any = None, **_: Any) -> bool:
+    """A resource whose current Job may be queue-managed and not yet admitted: Pending, with a queue name."""
+    st = body.get("status") or {}
+    if st.get("phase") != status.PENDING or not st.get("jobName"):
+        return False
+    if st.get("observedGeneration") != (body.get("metadata") or {}).get("generation"):
+        return False
+    rt = getattr(memo, "runtime", None) if memo is not None else None
+    default = rt.settings.converter_queue_name if rt is not None else None
+    return bool(((body.get("spec") or {}).get("converter") or {}).get("queueName") or default)
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, when=waits_in_kueue, cancellation_timeout=5.0)
+async def kueue_watch(body: Any, memo: Any, logger: Any, stopped: Any, **_: Any) -> None:
+    """Every ``kueue_poll_seconds``, re-read the Workload of a Job Kueue holds: its changes touch no Job.
+
+    kopf stops the daemon once the resource leaves Pending (the filter no longer matches).
+    """
+    rt = runtime(memo)
+    ns, name = body.metadata.namespace or "", body.metadata.name or ""
+    while not stopped:
+        try:
+            await asyncio.to_thread(conversion.watch_kueue, rt, ns, name)
+        except KubeError as exc:  # the next round retries
+            logger.warning("could not read Kueue's word on %s/%s: %s", ns, name, exc)
+        await stopped.wait(rt.settings.kueue_poll_seconds)
+
+
 def needs_cleanup(body: Any, memo: Any = None, **_: Any) -> bool:
     """The finalizer only where a delete has work: a Triton that may serve it, or files to remove.
 

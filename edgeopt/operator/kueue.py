@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeopt.operator import status
 from edgeopt.operator.diagnosis import Diagnosis
+from edgeopt.spec import QUEUE_NAME_PATTERN
 
 if TYPE_CHECKING:
     from edgeopt.operator.kube import Kube
@@ -47,8 +48,8 @@ WAITING_FOR_KUEUE = "WaitingForKueue"
 EVICTED_BY_KUEUE = "EvictedByKueue"
 KUEUE_REASONS = (QUEUED_IN_KUEUE, QUOTA_RESERVED_REASON, WAITING_FOR_KUEUE, EVICTED_BY_KUEUE)
 
-#: A LocalQueue name: an object name (DNS-1123 subdomain) that is also a valid label value.
-_QUEUE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
+#: A LocalQueue name: the spec's own pattern for ``spec.converter.queueName`` (one source).
+_QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
 
 
 def queue_name_error(name: str) -> str | None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from edgeopt.artifact import Summary
 from edgeopt.errors import SpecError
-from edgeopt.operator import diagnosis, resources, status
+from edgeopt.operator import diagnosis, kueue, resources, status
 from edgeopt.operator.decide import generation
 from edgeopt.operator.plan import Event, Plan
 from edgeopt.operator.runtime import model_from_body, serving_url
@@ -197,7 +197,9 @@ def pod_seen(found: diagnosis.Diagnosis | None) -> str:
     return str((found.reason, found.message)) if found else ""
 
 
-def pod_diagnosed(body: Mapping[str, Any] | None, ref: Ref, found: diagnosis.Diagnosis | None) -> Plan | None:
+def pod_diagnosed(
+    body: Mapping[str, Any] | None, ref: Ref, found: diagnosis.Diagnosis | None, *, warning: bool = True
+) -> Plan | None:
     """A converter Pod's own reason (Unschedulable, ImagePullBackOff, OOMKilled...) on the model.
 
     One Event per distinct reason (``status.decide_pod``), however often the Pod is seen.
@@ -214,8 +216,20 @@ def pod_diagnosed(body: Mapping[str, Any] | None, ref: Ref, found: diagnosis.Dia
         decision = status.decide_pod(b.get("status"), ref.generation, ref.job, found)
         return decision.patch if decision else None
 
-    events = (Event(found.reason, found.message, warning=True),) if first.event else ()
+    events = (Event(found.reason, found.message, warning=warning),) if first.event else ()
     return Plan(status=decide, events=events)
+
+
+def queued(body: Mapping[str, Any] | None, ref: Ref, found: diagnosis.Diagnosis | None) -> Plan | None:
+    """Kueue's word on a suspended queue-managed Job (``kueue.kueue_diagnosis``), the way a Pod's is shown.
+
+    Converted=Unknown, Ready=False with Kueue's reason and message, for the
+    current generation's Job while it is Pending; one Event per change of
+    reason (Normal while it queues, Warning when evicted or when Kueue is
+    missing). None when there is nothing new to say.
+    """
+    warning = found is not None and found.reason in (kueue.EVICTED_BY_KUEUE, kueue.WAITING_FOR_KUEUE)
+    return pod_diagnosed(body, ref, found, warning=warning)
 
 
 def cleanup_needed(body: Mapping[str, Any], settings: OperatorSettings) -> bool:

@@ -293,63 +293,10 @@ def conversion_job(
     through its termination message; FallbackToLogsOnError keeps the log tail
     when it dies before writing one (OOM, a crash in TensorFlow).
     """
-    conv = model.spec.converter
     labels = model_labels(model.name, generation, uid)
-    pod_labels = {**labels, JOB_LABEL: name}
-    resources = job_resources(model, settings)
-    node_selector = job_node_selector(model, settings)
-    tolerations = (
-        conv.tolerations if conv.tolerations is not None else [dict(t) for t in settings.converter_tolerations]
-    )
-    runtime_class = conv.runtime_class_name or settings.converter_runtime_class
-    uid_gid = settings.converter_run_as_user
-
-    mounts: list[dict[str, Any]] = [
-        {"name": "manifest", "mountPath": MANIFEST_DIR, "readOnly": True},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
-    volumes: list[dict[str, Any]] = [
-        {"name": "manifest", "configMap": {"name": configmap}},
-        {"name": "tmp", "emptyDir": {}},
-    ]
     claim_mounts, claim_volumes = _claim_mounts(model)
-    mounts += claim_mounts
-    volumes += claim_volumes
-
-    container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
-        "image": conv.image or settings.converter_image,
-        "imagePullPolicy": "IfNotPresent",
-        "command": list(COMMAND),
-        "env": [
-            {"name": PVC_ROOT_ENV, "value": DEFAULT_PVC_ROOT},
-            {"name": "HOME", "value": "/tmp"},  # TF and Keras write caches under $HOME
-            {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "1"},
-            {"name": OWNER_UID_ENV, "value": uid},  # the owner record of the model directory
-            # The cluster admin's graph-policy exceptions and size caps: operator settings, never the spec.
-            *([{"name": ALLOWED_OPS_ENV, "value": ",".join(settings.converter_allowed_ops)}]
-              if settings.converter_allowed_ops else []),
-            *({"name": k, "value": v} for k, v in settings.limits.as_env().items()),
-            *_versions_env(SERVING_VERSIONS_ENV, serving_versions),
-            *_versions_env(KEPT_VERSIONS_ENV, kept_versions),
-        ],
-        "resources": resources,
-        "volumeMounts": mounts,
-        "terminationMessagePath": "/dev/termination-log",
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": _locked_down(),
-    }
-    pod_spec = _pod_spec(container, volumes, uid_gid)
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
-    if runtime_class:
-        pod_spec["runtimeClassName"] = runtime_class
-
-    deadline = conv.active_deadline_seconds or settings.job_active_deadline_seconds
-    backoff = conv.backoff_limit if conv.backoff_limit is not None else settings.job_backoff_limit
-    ttl = conv.ttl_seconds_after_finished
+    container = _converter_container(model, settings, uid, claim_mounts, (serving_versions, kept_versions))
+    pod_spec = _job_pod_spec(model, settings, container, configmap, claim_volumes)
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -360,27 +307,108 @@ def conversion_job(
             "annotations": {MODEL_NAME_ANNOTATION: model.model_name, RESOURCE_ANNOTATION: model.name},
         },
         "spec": {
-            "backoffLimit": backoff,
-            "activeDeadlineSeconds": deadline,
-            "ttlSecondsAfterFinished": ttl if ttl is not None else settings.job_ttl_seconds,
-            "podFailurePolicy": {
-                "rules": [
-                    # An evicted or preempted Pod (node drain, node pressure) is retried, not counted.
-                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-                    {
-                        "action": "FailJob",
-                        "onExitCodes": {
-                            "containerName": CONTAINER_NAME,
-                            "operator": "In",
-                            "values": list(PERMANENT_EXIT_CODES),
-                        },
-                    },
-                ]
-            },
+            **_job_limits(model, settings),
+            "podFailurePolicy": _pod_failure_policy(),
             "template": {
-                "metadata": {"labels": pod_labels, "annotations": {RESOURCE_ANNOTATION: model.name}},
+                "metadata": {"labels": {**labels, JOB_LABEL: name}, "annotations": {RESOURCE_ANNOTATION: model.name}},
                 "spec": pod_spec,
             },
         },
     }
     return kueue.queue_job(job, queue_name) if queue_name else job
+
+
+def _pod_failure_policy() -> dict[str, Any]:
+    """An evicted or preempted Pod (node drain, pressure) is retried, not counted; a permanent exit ends the Job."""
+    return {
+        "rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": CONTAINER_NAME,
+                    "operator": "In",
+                    "values": list(PERMANENT_EXIT_CODES),
+                },
+            },
+        ]
+    }
+
+
+def _job_limits(model: OptimizedModel, settings: OperatorSettings) -> dict[str, Any]:
+    """backoffLimit, activeDeadlineSeconds, ttlSecondsAfterFinished: ``spec.converter`` over the settings."""
+    conv = model.spec.converter
+    ttl = conv.ttl_seconds_after_finished
+    return {
+        "backoffLimit": conv.backoff_limit if conv.backoff_limit is not None else settings.job_backoff_limit,
+        "activeDeadlineSeconds": conv.active_deadline_seconds or settings.job_active_deadline_seconds,
+        "ttlSecondsAfterFinished": ttl if ttl is not None else settings.job_ttl_seconds,
+    }
+
+
+def _converter_env(
+    settings: OperatorSettings, uid: str, serving_versions: list[int] | None, kept_versions: list[int] | None
+) -> list[dict[str, Any]]:
+    return [
+        {"name": PVC_ROOT_ENV, "value": DEFAULT_PVC_ROOT},
+        {"name": "HOME", "value": "/tmp"},  # TF and Keras write caches under $HOME
+        {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "1"},
+        {"name": OWNER_UID_ENV, "value": uid},  # the owner record of the model directory
+        # The cluster admin's graph-policy exceptions and size caps: operator settings, never the spec.
+        *([{"name": ALLOWED_OPS_ENV, "value": ",".join(settings.converter_allowed_ops)}]
+          if settings.converter_allowed_ops else []),
+        *({"name": k, "value": v} for k, v in settings.limits.as_env().items()),
+        *_versions_env(SERVING_VERSIONS_ENV, serving_versions),
+        *_versions_env(KEPT_VERSIONS_ENV, kept_versions),
+    ]  # fmt: skip
+
+
+def _converter_container(
+    model: OptimizedModel,
+    settings: OperatorSettings,
+    uid: str,
+    claim_mounts: list[dict[str, Any]],
+    versions: tuple[list[int] | None, list[int] | None],
+) -> dict[str, Any]:
+    """The ``edgeopt convert`` container; ``versions``: (serving, kept) for the publisher's pruning."""
+    return {
+        "name": CONTAINER_NAME,
+        "image": model.spec.converter.image or settings.converter_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": list(COMMAND),
+        "env": _converter_env(settings, uid, *versions),
+        "resources": job_resources(model, settings),
+        "volumeMounts": [
+            {"name": "manifest", "mountPath": MANIFEST_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+            *claim_mounts,
+        ],
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": _locked_down(),
+    }
+
+
+def _job_pod_spec(
+    model: OptimizedModel,
+    settings: OperatorSettings,
+    container: dict[str, Any],
+    configmap: str,
+    claim_volumes: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The Pod: volumes, and where it may run (``spec.converter`` over the settings)."""
+    conv = model.spec.converter
+    volumes = [{"name": "manifest", "configMap": {"name": configmap}}, {"name": "tmp", "emptyDir": {}}, *claim_volumes]
+    pod_spec = _pod_spec(container, volumes, settings.converter_run_as_user)
+    node_selector = job_node_selector(model, settings)
+    tolerations = (
+        conv.tolerations if conv.tolerations is not None else [dict(t) for t in settings.converter_tolerations]
+    )
+    runtime_class = conv.runtime_class_name or settings.converter_runtime_class
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    if runtime_class:
+        pod_spec["runtimeClassName"] = runtime_class
+    return pod_spec

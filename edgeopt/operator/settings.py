@@ -77,6 +77,9 @@ class OperatorSettings:
     capacity_stall_seconds: float = 300.0
     #: How often a resource waiting for capacity re-checks, in seconds.
     capacity_poll_seconds: float = 5.0
+    #: How often a queue-managed Job still suspended has its Kueue Workload re-read, in seconds
+    #: (a Workload changing does not touch its Job, so no Job event says so).
+    kueue_poll_seconds: float = 10.0
     #: Triton HTTP endpoint used when spec.serving.tritonURL is empty; empty = do not load.
     triton_url: str | None = None
     #: The Service in front of Triton (``namespace/name``): the operator loads into every endpoint of its
@@ -149,7 +152,7 @@ class OperatorSettings:
             if not 0 <= getattr(self, key) <= 65535:
                 raise SettingsError(f"{PREFIX}{key.upper()}: {getattr(self, key)} is not a port")
         for key in ("triton_timeout_seconds", "serving_backoff_seconds", "capacity_poll_seconds",
-                    "capacity_stall_seconds", "serving_audit_seconds"):  # fmt: skip
+                    "capacity_stall_seconds", "kueue_poll_seconds", "serving_audit_seconds"):  # fmt: skip
             if getattr(self, key) <= 0:
                 raise SettingsError(f"{PREFIX}{key.upper()}: must be > 0, got {getattr(self, key)}")
         if self.triton_url and not re.match(r"^https?://", self.triton_url):

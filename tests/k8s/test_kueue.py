@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ from edgeopt.operator.kube import Kube
 from edgeopt.operator.settings import OperatorSettings
 from edgeopt.spec import parse_manifest
 from tests.fixtures.common import wait_for
+from tests.fixtures.kueue import local_queue
 from tests.k8s.jobs import job_manifest, job_pods, wait_job_finished
 from tests.unit.test_operator_resources import manifest
 
@@ -29,27 +29,6 @@ pytestmark = pytest.mark.k8s
 
 LOCAL_QUEUE = "conversions"
 G, V = kueue.GROUP, kueue.VERSION
-
-
-@pytest.fixture(scope="module")
-def kueue_running(control_plane: Any, kubectl_path: Path) -> Iterator[Any]:
-    """Kueue installed and running in the session's dev cluster, stopped (webhooks removed) after this module."""
-    from edgeopt_dev import kueue as dev_kueue
-    from edgeopt_dev.binaries import BuildError
-
-    try:
-        running = dev_kueue.start(control_plane, die_with_parent=True)
-    except (BuildError, dev_kueue.KueueError) as exc:
-        pytest.fail(f"Kueue could not run on the dev cluster: {exc}", pytrace=False)
-    try:
-        yield running
-    finally:
-        dev_kueue.stop(control_plane.dir, control_plane.kubeconfig, kubectl_path)
-
-
-@pytest.fixture
-def custom(k8s_client: Any) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(k8s_client)
 
 
 @pytest.fixture
@@ -60,41 +39,8 @@ def batch(k8s_client: Any) -> client.BatchV1Api:
 @pytest.fixture
 def queue(kueue_running: Any, namespace: str, custom: client.CustomObjectsApi) -> Iterator[str]:
     """A LocalQueue in ``namespace`` on a ClusterQueue with 1 nvidia.com/gpu and a CPU flavor; its name."""
-    cpu, gpu, cq = f"cpu-{namespace}"[:63], f"gpu-{namespace}"[:63], f"cq-{namespace}"[:63]
-    for flavor in (cpu, gpu):
-        custom.create_cluster_custom_object(G, V, "resourceflavors", {
-            "apiVersion": f"{G}/{V}", "kind": "ResourceFlavor", "metadata": {"name": flavor}})
-    custom.create_cluster_custom_object(G, V, "clusterqueues", {
-        "apiVersion": f"{G}/{V}", "kind": "ClusterQueue", "metadata": {"name": cq},
-        "spec": {
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-            "queueingStrategy": "BestEffortFIFO",
-            "resourceGroups": [
-                {"coveredResources": ["cpu", "memory"], "flavors": [{"name": cpu, "resources": [
-                    {"name": "cpu", "nominalQuota": "16"}, {"name": "memory", "nominalQuota": "64Gi"}]}]},
-                {"coveredResources": ["nvidia.com/gpu"], "flavors": [{"name": gpu, "resources": [
-                    {"name": "nvidia.com/gpu", "nominalQuota": "1"}]}]},
-            ],
-        },
-    })
-    custom.create_namespaced_custom_object(G, V, namespace, "localqueues", {
-        "apiVersion": f"{G}/{V}", "kind": "LocalQueue", "metadata": {"name": LOCAL_QUEUE},
-        "spec": {"clusterQueue": cq}})
-    wait_for(lambda: _active(custom, cq), timeout=30, what=f"ClusterQueue {cq} to be Active")
-    try:
-        yield LOCAL_QUEUE
-    finally:
-        for plural, name in (("clusterqueues", cq), ("resourceflavors", cpu), ("resourceflavors", gpu)):
-            try:  # Kueue's finalizers go once no Workload uses them (the namespace deletion takes care)
-                custom.delete_cluster_custom_object(G, V, plural, name)
-            except client.ApiException as exc:
-                if exc.status != 404:
-                    raise
-
-
-def _active(custom: client.CustomObjectsApi, cq: str) -> bool:
-    obj = custom.get_cluster_custom_object(G, V, "clusterqueues", cq)
-    return any(c["type"] == "Active" and c["status"] == "True" for c in obj.get("status", {}).get("conditions", []))
+    with local_queue(custom, namespace, LOCAL_QUEUE, gpu="1") as name:
+        yield name
 
 
 def gpu_job(namespace: str, name: str, queue_name: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from edgeopt.operator import kueue, resources
+from edgeopt.operator import kueue, progress, resources
 from edgeopt.operator.settings import OperatorSettings
 from edgeopt.spec import parse_manifest
 from tests.unit.test_operator_resources import UID, manifest
@@ -152,3 +152,63 @@ def test_every_kueue_reason_is_on_the_troubleshooting_page() -> None:
     page = (Path(__file__).resolve().parents[2] / "docs" / "troubleshooting.md").read_text()
     for reason in kueue.KUEUE_REASONS:
         assert f"`{reason}`" in page, f"docs/troubleshooting.md never names {reason}"
+
+
+# --------------------------------------------------------------------------- the decision: Kueue's word as a Plan
+
+REF = progress.Ref("ml", "add-g3-abc123", "add", UID, 3)
+RESERVED_PENDING = ("QuotaReserved", "False", "Pending", PENDING_MSG)
+
+
+def model_body(reason: str = "JobCreated", *, phase: str = "Pending", generation: int = 3, uid: str = UID,
+               job_name: str = "add-g3-abc123") -> dict[str, Any]:
+    st = {"phase": phase, "observedGeneration": generation, "jobName": job_name,
+          "conditions": [{"type": "Ready", "status": "False", "reason": reason, "message": "..."}]}
+    return {"metadata": {"name": "add", "namespace": "ml", "uid": uid, "generation": generation,
+                         "resourceVersion": "7"}, "status": st}
+
+
+@pytest.mark.parametrize(
+    ("body", "the_workload", "reason", "event", "warning"),
+    [
+        # Kueue keeps it pending: its reason and message on the status, one Normal Event
+        (model_body(), workload(RESERVED_PENDING), kueue.QUEUED_IN_KUEUE, True, False),
+        # still queued, with a new pending message: written, but no second Event
+        (model_body(kueue.QUEUED_IN_KUEUE), workload(RESERVED_PENDING), kueue.QUEUED_IN_KUEUE, False, False),
+        # quota reserved, admission checks pending: a new reason, a new Event
+        (model_body(kueue.QUEUED_IN_KUEUE), workload(("QuotaReserved", "True", "QuotaReserved", "ok"),
+                                                     admission=ADMISSION), kueue.QUOTA_RESERVED_REASON, True, False),
+        # evicted and requeued: a Warning
+        (model_body(), workload(("Evicted", "True", "Preempted", "preempted by a higher priority"),
+                                RESERVED_PENDING), kueue.EVICTED_BY_KUEUE, True, True),
+        # no Workload yet: WaitingForKueue, a Warning (is Kueue running? does the LocalQueue exist?)
+        (model_body(), None, kueue.WAITING_FOR_KUEUE, True, True),
+        # admitted: the Pod speaks from now on
+        (model_body(), workload(("QuotaReserved", "True", "QuotaReserved", "ok"),
+                                ("Admitted", "True", "Admitted", "ok"), admission=ADMISSION), None, False, False),
+        # a re-created namesake, a newer generation, a resource already past Pending: not this Job's to say
+        (model_body(uid="another"), workload(RESERVED_PENDING), None, False, False),
+        (model_body(generation=4), workload(RESERVED_PENDING), None, False, False),
+        (model_body(phase="Failed"), workload(RESERVED_PENDING), None, False, False),
+        (model_body(job_name="add-g2-abc123"), workload(RESERVED_PENDING), None, False, False),
+    ],
+)
+def test_queued_plan(body: dict[str, Any], the_workload: dict[str, Any] | None, reason: str | None, event: bool,
+                     warning: bool) -> None:
+    found = kueue.kueue_diagnosis(job(), the_workload)
+    plan = progress.queued(body, REF, found)
+    if reason is None:
+        assert plan is None or plan.status is None or plan.status(body) is None
+        return
+    assert plan is not None and plan.status is not None and found is not None
+    patch = plan.status(body)
+    assert patch is not None
+    ready = next(c for c in patch["conditions"] if c["type"] == "Ready")
+    converted = next(c for c in patch["conditions"] if c["type"] == "Converted")
+    assert (ready["status"], ready["reason"], converted["status"]) == ("False", reason, "Unknown")
+    assert ready["message"] == found.message
+    if reason == kueue.QUEUED_IN_KUEUE:
+        assert PENDING_MSG in ready["message"]  # Kueue's own words, not ours
+    assert [(e.reason, e.warning) for e in plan.events] == ([(reason, warning)] if event else [])
+    # written once, the decision has nothing more to say about the same Workload
+    assert progress.queued({**body, "status": {**body["status"], **patch}}, REF, found) is None
