@@ -37,6 +37,7 @@ images: setup
 
 lint: setup
 	$(BIN)/ruff check edgeopt harness tests bench
+	$(BIN)/ruff format --check edgeopt harness tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

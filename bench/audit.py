@@ -26,8 +26,12 @@ from pathlib import Path
 from typing import Any
 
 BENCH_USER_AGENT = "edgeopt-bench"
-CLIENTS = (("kopf/", "kopf"), ("OpenAPI-Generator/", "operator"), ("kube-controller-manager", "controller-manager"),
-           (BENCH_USER_AGENT, "bench"))  # fmt: skip
+CLIENTS = (
+    ("kopf/", "kopf"),
+    ("OpenAPI-Generator/", "operator"),
+    ("kube-controller-manager", "controller-manager"),
+    (BENCH_USER_AGENT, "bench"),
+)
 
 
 @dataclass(frozen=True)
@@ -117,9 +121,13 @@ def timelines(requests: Iterable[Request], namespace: str, names: Iterable[str])
         owner = r.name if r.name in wanted else r.name.rsplit("-g", 1)[0] if "-g" in r.name else ""
         if owner not in wanted:
             continue
-        key = {("create", "optimizedmodels"): "create", ("patch", "optimizedmodels"): "finalizer",
-               ("create", "configmaps"): "configmap", ("create", "jobs"): "job",
-               ("patch", "optimizedmodels/status"): "status"}.get((r.verb, r.resource))  # fmt: skip
+        key = {
+            ("create", "optimizedmodels"): "create",
+            ("patch", "optimizedmodels"): "finalizer",
+            ("create", "configmaps"): "configmap",
+            ("create", "jobs"): "job",
+            ("patch", "optimizedmodels/status"): "status",
+        }.get((r.verb, r.resource))
         if key == "finalizer" and r.client != "kopf":
             continue
         if key and key not in first[owner]:
@@ -142,5 +150,7 @@ def phase_summary(lines: dict[str, dict[str, float]]) -> dict[str, Any]:
             if phase in marks:
                 steps[f"→{phase}"].append(marks[phase] - prev)
                 prev = marks[phase]
-    return {k: {"n": len(v), "p50": round(percentile(v, 50), 1), "p99": round(percentile(v, 99), 1)}
-            for k, v in steps.items()}  # fmt: skip
+    return {
+        k: {"n": len(v), "p50": round(percentile(v, 50), 1), "p99": round(percentile(v, 99), 1)}
+        for k, v in steps.items()
+    }

@@ -124,8 +124,15 @@ def _latency_bars(ax: Any, model: str, batches: dict[int, dict[str, Point]], col
             xs.append(g - 0.4 + width * (i + 0.5))
             ys.append(p.p50_ms)
             err.append(max((p.p99_ms or p.p50_ms) - p.p50_ms, 0.0))
-        ax.bar(xs, ys, width, color=colours[runtime], yerr=[[0.0] * len(err), err], capsize=2,
-               error_kw={"elinewidth": 0.8, "ecolor": "#333333"})  # fmt: skip
+        ax.bar(
+            xs,
+            ys,
+            width,
+            color=colours[runtime],
+            yerr=[[0.0] * len(err), err],
+            capsize=2,
+            error_kw={"elinewidth": 0.8, "ecolor": "#333333"},
+        )
         for x, y in zip(xs, ys, strict=True):
             ax.text(x, 0, f" {y:.3g}", ha="center", va="bottom", fontsize=7, color="white", rotation=90)
     tallest = max((p.p50_ms or 0.0) for by_rt in batches.values() for p in by_rt.values())

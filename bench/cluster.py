@@ -107,8 +107,13 @@ class JobWatch:
                 self.ready.set()
             w = watch.Watch()
             try:
-                for event in w.stream(batch.list_namespaced_job, self.namespace, label_selector=self.selector,
-                                      resource_version=rv, timeout_seconds=5):  # fmt: skip
+                for event in w.stream(
+                    batch.list_namespaced_job,
+                    self.namespace,
+                    label_selector=self.selector,
+                    resource_version=rv,
+                    timeout_seconds=5,
+                ):
                     now = time.perf_counter()
                     rv = event["object"].metadata.resource_version or rv
                     if event["type"] == "ADDED":

@@ -40,8 +40,10 @@ def measure_latency(prep: models.Prepared, ctx: Context) -> dict[int, dict[str, 
         opt, _, keep_b = load_runner(prep.optimized, batch)
         samples = interleave({"original": orig, "optimized": opt}, prep.case.iterations, warmup=5)
         out[batch] = {k: v.summary() for k, v in samples.items()}
-        ctx.log(f"{prep.case.label} b{batch}: p50 original {out[batch]['original']['p50']:.2f} ms, "
-                f"optimized {out[batch]['optimized']['p50']:.2f} ms")
+        ctx.log(
+            f"{prep.case.label} b{batch}: p50 original {out[batch]['original']['p50']:.2f} ms, "
+            f"optimized {out[batch]['optimized']['p50']:.2f} ms"
+        )
         del orig, opt, keep_a, keep_b, samples
         gc.collect()
     return out
@@ -59,9 +61,13 @@ def run(ctx: Context) -> AreaResult:
         peak = max((s["peakRssMiB"] or 0 for s in stages), default=None)
         latency = measure_latency(prep, ctx)
         result.details[case.label] = {
-            "ops": {"before": before, "after": after, "loaded": (ops.get("loaded") or {}).get("total"),
-                    "beforeByType": (ops.get("before") or {}).get("byType"),
-                    "afterByType": (ops.get("after") or {}).get("byType")},
+            "ops": {
+                "before": before,
+                "after": after,
+                "loaded": (ops.get("loaded") or {}).get("total"),
+                "beforeByType": (ops.get("before") or {}).get("byType"),
+                "afterByType": (ops.get("after") or {}).get("byType"),
+            },
             "conversionSeconds": report.get("conversionSeconds"),
             "stages": stages,
             "latencyMs": latency,
@@ -78,9 +84,19 @@ def run(ctx: Context) -> AreaResult:
             for runtime, s in (("TF original", b), (TF_OPTIMIZED, o)):
                 result.point(label, runtime, batch=batch, p50_ms=s["p50"], p99_ms=s["p99"])
             n = o["n"]
-            result.rows.append(Row(AREA, f"{label} latency p50, batch {batch} (n={n}, interleaved)", o["p50"],
-                                   b["p50"], "ms", Target(1.0), baseline_name="original"))  # fmt: skip
-            result.rows.append(Row(AREA, f"{label} latency p99, batch {batch}", o["p99"], b["p99"], "ms",
-                                   baseline_name="original"))  # fmt: skip
+            result.rows.append(
+                Row(
+                    AREA,
+                    f"{label} latency p50, batch {batch} (n={n}, interleaved)",
+                    o["p50"],
+                    b["p50"],
+                    "ms",
+                    Target(1.0),
+                    baseline_name="original",
+                )
+            )
+            result.rows.append(
+                Row(AREA, f"{label} latency p99, batch {batch}", o["p99"], b["p99"], "ms", baseline_name="original")
+            )
         result.details.setdefault("environment", report.get("environment"))
     return result

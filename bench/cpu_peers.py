@@ -57,10 +57,16 @@ def _specs(cal: Path, samples: int) -> dict[str, dict[str, Any]]:
             "tensorrt": {"enabled": False, "precision": "INT8", **int8_cal},
             "validation": loose,
         },
-        "edgeopt OpenVINO default": {"target": ov, "tensorrt": {"enabled": False, "precision": "FP32"},
-                                     "validation": loose},  # fmt: skip
-        "edgeopt OpenVINO INT8": {"target": ov, "tensorrt": {"enabled": False, "precision": "INT8", **int8_cal},
-                                  "validation": loose},  # fmt: skip
+        "edgeopt OpenVINO default": {
+            "target": ov,
+            "tensorrt": {"enabled": False, "precision": "FP32"},
+            "validation": loose,
+        },
+        "edgeopt OpenVINO INT8": {
+            "target": ov,
+            "tensorrt": {"enabled": False, "precision": "INT8", **int8_cal},
+            "validation": loose,
+        },
     }
 
 
@@ -182,10 +188,19 @@ def _rows(result: AreaResult, label: str, batch: int, lat: dict[str, Any], peers
     min_peer = min(peers, key=lambda k: lat[k]["min"])
     min_ratio = lat[min_ours]["min"] / lat[min_peer]["min"]
     every = ", ".join(f"{k} {v['p50']:.1f}/{v['min']:.1f}" for k, v in lat.items())
-    result.rows.append(Row(AREA, f"{label} b{batch} edgeopt fastest CPU artefact ({best}) vs fastest peer, p50",
-                           ours[best], theirs[best_peer], "ms", Target(1.0), best_peer,
-                           note=f"minima: {min_ours} ÷ {min_peer} = {min_ratio:.2f}×; n={lat[best]['n']}, {THREADS} "
-                                f"threads; p50/min ms: {every}"))  # fmt: skip
+    result.rows.append(
+        Row(
+            AREA,
+            f"{label} b{batch} edgeopt fastest CPU artefact ({best}) vs fastest peer, p50",
+            ours[best],
+            theirs[best_peer],
+            "ms",
+            Target(1.0),
+            best_peer,
+            note=f"minima: {min_ours} ÷ {min_peer} = {min_ratio:.2f}×; n={lat[best]['n']}, {THREADS} "
+            f"threads; p50/min ms: {every}",
+        )
+    )
     for name, s in lat.items():
         result.point(label, name, batch=batch, p50_ms=s["p50"], p99_ms=s["p99"])
 
@@ -214,12 +229,22 @@ def _accuracy(ctx: Context, result: AreaResult) -> None:
     ov = {"repository": "file:///unused", "modelName": "x", "backend": "openvino"}
     cal = {"calibration": {"uri": f"file://{d['cal']}", "samples": 128}}
     arts = {
-        "OpenVINO default": _convert(ctx, "cpu-digits-ov", d["src"], target=ov,
-                                     tensorrt={"enabled": False, "precision": "FP32"},
-                                     validation={"samples": 8, "rtol": 0.05, "atol": 0.01}),  # fmt: skip
-        "OpenVINO INT8": _convert(ctx, "cpu-digits-ov-int8", d["src"], target=ov,
-                                  tensorrt={"enabled": False, "precision": "INT8", **cal},
-                                  validation={"samples": 8}),  # fmt: skip
+        "OpenVINO default": _convert(
+            ctx,
+            "cpu-digits-ov",
+            d["src"],
+            target=ov,
+            tensorrt={"enabled": False, "precision": "FP32"},
+            validation={"samples": 8, "rtol": 0.05, "atol": 0.01},
+        ),
+        "OpenVINO INT8": _convert(
+            ctx,
+            "cpu-digits-ov-int8",
+            d["src"],
+            target=ov,
+            tensorrt={"enabled": False, "precision": "INT8", **cal},
+            validation={"samples": 8},
+        ),
     }
     tf_acc = d["tfAccuracy"]
     details: dict[str, Any] = {"tfAccuracy": tf_acc, "testSamples": len(d["y_test"])}
@@ -228,13 +253,24 @@ def _accuracy(ctx: Context, result: AreaResult) -> None:
         (probs,) = runner.run({"image": d["x_test"]}).values()
         acc = float(np.mean(np.argmax(probs, axis=1) == d["y_test"]))
         ov_rep, val = art.report["onnx"]["openvino"], art.report["validation"]
-        details[name] = {"accuracy": acc, "runtimePrecision": ov_rep["runtimePrecision"],
-                         "maxAbsErrorVsTF": val["maxAbsError"], "maxRelErrorVsTF": val["maxRelError"]}  # fmt: skip
-        result.rows.append(Row(AREA, f"digits CNN accuracy drop, edgeopt {name} ({ov_rep['runtimePrecision']}) vs TF "
-                               f"FP32 (n={len(d['y_test'])})", (tf_acc - acc) * 100, None, "pp",
-                               Target(1.0, on="value"),
-                               note=f"accuracy {acc:.4f} vs {tf_acc:.4f}; max abs error vs TF "
-                                    f"{val['maxAbsError']:.2g}"))  # fmt: skip
+        details[name] = {
+            "accuracy": acc,
+            "runtimePrecision": ov_rep["runtimePrecision"],
+            "maxAbsErrorVsTF": val["maxAbsError"],
+            "maxRelErrorVsTF": val["maxRelError"],
+        }
+        result.rows.append(
+            Row(
+                AREA,
+                f"digits CNN accuracy drop, edgeopt {name} ({ov_rep['runtimePrecision']}) vs TF "
+                f"FP32 (n={len(d['y_test'])})",
+                (tf_acc - acc) * 100,
+                None,
+                "pp",
+                Target(1.0, on="value"),
+                note=f"accuracy {acc:.4f} vs {tf_acc:.4f}; max abs error vs TF " f"{val['maxAbsError']:.2g}",
+            )
+        )
     result.details["digits"] = details
 
 

@@ -167,9 +167,7 @@ def _profile_summary(path: str) -> dict[str, Any]:
     return {
         "runs": runs,
         "nodeUsPerRun": round(total / runs, 1),
-        "byOpType": [
-            {"op": op, "share": round(us / total, 3), "calls": count[op]} for op, us in by_op.most_common(12)
-        ],
+        "byOpType": [{"op": op, "share": round(us / total, 3), "calls": count[op]} for op, us in by_op.most_common(12)],
         "nodesPerRun": round(sum(count.values()) / runs, 1),
     }
 

@@ -114,8 +114,9 @@ def new_replica_seconds(ctx: Context, n: int, *, baseline: bool) -> float:
     port = free_port(host)
     url = f"http://{host}:{port}"
     log = ctx.dir("healing", "logs") / f"new-{n}-{'baseline' if baseline else 'edgeopt'}.log"
-    server = TritonServer(repo, host=host, http_port=port, log_path=log, load_models=names if baseline else (),
-                          startup_timeout=300)  # fmt: skip
+    server = TritonServer(
+        repo, host=host, http_port=port, log_path=log, load_models=names if baseline else (), startup_timeout=300
+    )
     if baseline:
         started = time.monotonic()
         with server:
@@ -206,14 +207,30 @@ def run(ctx: Context) -> AreaResult:
     for n in (1, 20):
         edgeopt = new_replica_seconds(ctx, n, baseline=False)
         base = new_replica_seconds(ctx, n, baseline=True)
-        result.row(f"new Triton replica → {n} model{'s' if n > 1 else ''} served", edgeopt, base, "s",
-                   target=Target(FLOOR_RATIO), baseline_name="Triton --load-model at start",
-                   note="from the new tritonserver's start; the operator's serving reconcile loads them")  # fmt: skip
+        result.row(
+            f"new Triton replica → {n} model{'s' if n > 1 else ''} served",
+            edgeopt,
+            base,
+            "s",
+            target=Target(FLOOR_RATIO),
+            baseline_name="Triton --load-model at start",
+            note="from the new tritonserver's start; the operator's serving reconcile loads them",
+        )
     failed, sent, errors = rolling_restart(ctx, gate=True)
     base_failed, base_sent, base_errors = rolling_restart(ctx, gate=False)
-    result.row("failed requests in a rolling restart of 2 replicas", failed, base_failed, "requests",
-               target=Target(0, "value"), baseline_name="no readiness gate (joins once Triton is live)",
-               note=f"{sent} requests (baseline {base_sent})")  # fmt: skip
-    result.details["rolling"] = {"sent": sent, "failed": failed, "errors": errors,
-                                 "baseline": {"sent": base_sent, "failed": base_failed, "errors": base_errors}}
+    result.row(
+        "failed requests in a rolling restart of 2 replicas",
+        failed,
+        base_failed,
+        "requests",
+        target=Target(0, "value"),
+        baseline_name="no readiness gate (joins once Triton is live)",
+        note=f"{sent} requests (baseline {base_sent})",
+    )
+    result.details["rolling"] = {
+        "sent": sent,
+        "failed": failed,
+        "errors": errors,
+        "baseline": {"sent": base_sent, "failed": base_failed, "errors": base_errors},
+    }
     return result

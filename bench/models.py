@@ -129,8 +129,17 @@ def write_source(case: ModelCase, src: Path, log: Path) -> None:
     if (src / ".done").exists():
         return
     if case.kind == "keras":
-        cli("samples", "keras", "--architecture", case.architecture, "--input-size", str(case.input_size),
-            "--dir", str(src), log=log)  # fmt: skip
+        cli(
+            "samples",
+            "keras",
+            "--architecture",
+            case.architecture,
+            "--input-size",
+            str(case.input_size),
+            "--dir",
+            str(src),
+            log=log,
+        )
     else:
         cli("samples", case.kind, "--dir", str(src), log=log)
     (src / ".done").touch()
@@ -143,9 +152,21 @@ def convert(
     if not (out / "report.json").exists():
         spec_file = out.parent / f"{out.name}.yaml"
         spec_file.write_text(yaml.safe_dump(manifest(case, src, ctx.dir("repo"), transforms=transforms)))
-        cli("convert", "-f", str(spec_file), "--no-publish", "--output", str(out), "--log-format", "json",
-            "--workdir", str(ctx.dir("convert-work")), "--termination-log", str(out.parent / f"{out.name}.summary"),
-            log=ctx.dir("logs") / f"convert-{out.name}.log")  # fmt: skip
+        cli(
+            "convert",
+            "-f",
+            str(spec_file),
+            "--no-publish",
+            "--output",
+            str(out),
+            "--log-format",
+            "json",
+            "--workdir",
+            str(ctx.dir("convert-work")),
+            "--termination-log",
+            str(out.parent / f"{out.name}.summary"),
+            log=ctx.dir("logs") / f"convert-{out.name}.log",
+        )
     report: dict[str, Any] = json.loads((out / "report.json").read_text())
     return report
 

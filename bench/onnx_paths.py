@@ -45,8 +45,9 @@ def _manifest(name: str, src: Path, repo: Path, **spec: Any) -> Any:
         "target": {"repository": f"file://{repo}", "modelName": name},
     }
     body.update(spec)
-    return parse_manifest({"apiVersion": "edgeopt.io/v1alpha1", "kind": "OptimizedModel",
-                           "metadata": {"name": name}, "spec": body})  # fmt: skip
+    return parse_manifest(
+        {"apiVersion": "edgeopt.io/v1alpha1", "kind": "OptimizedModel", "metadata": {"name": name}, "spec": body}
+    )
 
 
 def _convert(ctx: Context, name: str, src: Path, **spec: Any) -> Any:
@@ -87,8 +88,12 @@ def _prepare(ctx: Context, arch: str, size: int) -> dict[str, Any]:
     src = Path(info["dir"]) / info["path"]
     name = label.replace("@", "-")
     optimized = _convert(ctx, f"{name}-tf", src, target={"repository": "file:///x", "modelName": "x"})
-    fp32 = _convert(ctx, f"{name}-fp32", src, target={"repository": "file:///x", "modelName": "x",
-                                                       "backend": "onnxruntime", "device": "CPU"})  # fmt: skip
+    fp32 = _convert(
+        ctx,
+        f"{name}-fp32",
+        src,
+        target={"repository": "file:///x", "modelName": "x", "backend": "onnxruntime", "device": "CPU"},
+    )
     in_name = fp32.inputs[0].name
     samples = 16 if ctx.quick else 64
     cal = ctx.dir("cal") / f"{name}.npz"
@@ -101,8 +106,15 @@ def _prepare(ctx: Context, arch: str, size: int) -> dict[str, Any]:
         out = ctx.dir("layouts") / f"{name}-{layout.name}.onnx"
         onnx_quantize.quantize_with(fp32.savedmodel_dir, out, layout, batches, "MinMax")
         paths[f"ORT INT8 {layout.name}"] = out
-    return {"label": label, "arch": arch, "src": src, "optimized": optimized, "fp32": fp32, "int8": paths,
-            "layout": int8.report["onnx"]["int8"]["layout"]["name"]}  # fmt: skip
+    return {
+        "label": label,
+        "arch": arch,
+        "src": src,
+        "optimized": optimized,
+        "fp32": fp32,
+        "int8": paths,
+        "layout": int8.report["onnx"]["int8"]["layout"]["name"],
+    }
 
 
 def _latency(ctx: Context, prep: dict[str, Any], batch: int, iterations: int) -> dict[str, Any]:
@@ -123,18 +135,40 @@ def _latency(ctx: Context, prep: dict[str, Any], batch: int, iterations: int) ->
 def _latency_rows(result: AreaResult, prep: dict[str, Any], batch: int, lat: dict[str, Any]) -> None:
     label, n = prep["label"], lat["ORT FP32"]["n"]
     for name, s in lat.items():
-        result.rows.append(Row(AREA, f"{label} b{batch} {name} p50 / p99 (n={n})", s["p50"], None, "ms",
-                               note=f"p99 {s['p99']:.2f} ms"))  # fmt: skip
+        result.rows.append(
+            Row(AREA, f"{label} b{batch} {name} p50 / p99 (n={n})", s["p50"], None, "ms", note=f"p99 {s['p99']:.2f} ms")
+        )
     fp32, tf_opt = lat["ORT FP32"]["p50"], lat["TF edgeopt-optimized"]["p50"]
-    result.rows.append(Row(AREA, f"{label} b{batch} ORT FP32 vs edgeopt-optimized TF, p50", fp32, tf_opt, "ms",
-                           Target(1.0), "TF edgeopt-optimized"))  # fmt: skip
+    result.rows.append(
+        Row(
+            AREA,
+            f"{label} b{batch} ORT FP32 vs edgeopt-optimized TF, p50",
+            fp32,
+            tf_opt,
+            "ms",
+            Target(1.0),
+            "TF edgeopt-optimized",
+        )
+    )
     int8 = lat[f"ORT INT8 {prep['layout']}"]["p50"]
     target = Target(INT8_TARGETS[prep["arch"]]) if batch == 1 else None
-    result.rows.append(Row(AREA, f"{label} b{batch} ORT INT8 ({prep['layout']}) vs ORT FP32, p50", int8, fp32,
-                           "ms", target, "ORT FP32"))  # fmt: skip
+    result.rows.append(
+        Row(
+            AREA, f"{label} b{batch} ORT INT8 ({prep['layout']}) vs ORT FP32, p50", int8, fp32, "ms", target, "ORT FP32"
+        )
+    )
     for other in ("U8S8-QDQ", "S8S8-QDQ"):
-        result.rows.append(Row(AREA, f"{label} b{batch} ORT INT8 {other} vs ORT FP32, p50",
-                               lat[f"ORT INT8 {other}"]["p50"], fp32, "ms", None, "ORT FP32"))  # fmt: skip
+        result.rows.append(
+            Row(
+                AREA,
+                f"{label} b{batch} ORT INT8 {other} vs ORT FP32, p50",
+                lat[f"ORT INT8 {other}"]["p50"],
+                fp32,
+                "ms",
+                None,
+                "ORT FP32",
+            )
+        )
 
 
 def digits_model(ctx: Context) -> dict[str, Any]:
@@ -168,8 +202,13 @@ def digits_model(ctx: Context) -> dict[str, Any]:
     cal = ctx.dir("digits") / "calibration.npz"
     np.savez(cal, image=x_train[:128])
     tf_probs = model.predict(x_test, verbose=0)
-    ctx.cache["digits"] = {"src": src, "cal": cal, "x_test": x_test, "y_test": y_test,
-                           "tfAccuracy": float(np.mean(np.argmax(tf_probs, axis=1) == y_test))}  # fmt: skip
+    ctx.cache["digits"] = {
+        "src": src,
+        "cal": cal,
+        "x_test": x_test,
+        "y_test": y_test,
+        "tfAccuracy": float(np.mean(np.argmax(tf_probs, axis=1) == y_test)),
+    }
     return ctx.cache["digits"]
 
 
@@ -177,8 +216,12 @@ def _digits(ctx: Context) -> dict[str, Any]:
     """Convert the digits CNN at FP32 and INT8, and score both on the held-out split."""
     d = digits_model(ctx)
     src, cal, x_test, y_test = d["src"], d["cal"], d["x_test"], d["y_test"]
-    fp32 = _convert(ctx, "digits-fp32", src, target={"repository": "file:///x", "modelName": "x",
-                                                     "backend": "onnxruntime", "device": "CPU"})  # fmt: skip
+    fp32 = _convert(
+        ctx,
+        "digits-fp32",
+        src,
+        target={"repository": "file:///x", "modelName": "x", "backend": "onnxruntime", "device": "CPU"},
+    )
     spec = _int8_spec(cal, 128)
     spec["validation"] = {"samples": 8}  # a trained model: the default INT8 gates apply
     int8 = _convert(ctx, "digits-int8", src, **spec)
@@ -209,7 +252,15 @@ def run(ctx: Context) -> AreaResult:
     acc = _digits(ctx)
     result.details["digits"] = acc
     drop_pp = (acc["fp32"] - acc["int8"]) * 100
-    result.rows.append(Row(AREA, f"digits CNN test accuracy FP32 → INT8 {acc['layout']} (n={acc['testSamples']})",
-                           acc["int8"], acc["fp32"], "", note=f"FP32 {acc['fp32']:.4f}"))  # fmt: skip
+    result.rows.append(
+        Row(
+            AREA,
+            f"digits CNN test accuracy FP32 → INT8 {acc['layout']} (n={acc['testSamples']})",
+            acc["int8"],
+            acc["fp32"],
+            "",
+            note=f"FP32 {acc['fp32']:.4f}",
+        )
+    )
     result.rows.append(Row(AREA, "digits CNN INT8 accuracy drop", drop_pp, None, "pp", Target(1.0, on="value")))
     return result

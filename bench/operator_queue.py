@@ -60,8 +60,12 @@ def round_seconds(bench: Bench, ns: str, cpu: int, gpu: int) -> float:
     t0 = time.monotonic()
     for name in names:
         bench.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, doc_for(name, gpu=False))
-    cluster.poll(f"{cpu} CPU conversions in {ns} to be Ready",
-                 lambda: all(phase_ready(bench, ns, n) for n in names), 300 + 60 * cpu, interval=1.0)  # fmt: skip
+    cluster.poll(
+        f"{cpu} CPU conversions in {ns} to be Ready",
+        lambda: all(phase_ready(bench, ns, n) for n in names),
+        300 + 60 * cpu,
+        interval=1.0,
+    )
     return time.monotonic() - t0
 
 
@@ -70,10 +74,13 @@ def prepare(ctx: Context, bench: Bench, ns: str) -> str:
 
     bench.namespace(ns)
     for claim in ("models", "triton-models"):
-        bench.core.create_namespaced_persistent_volume_claim(ns, {
-            "metadata": {"name": claim},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-        })  # fmt: skip
+        bench.core.create_namespaced_persistent_volume_claim(
+            ns,
+            {
+                "metadata": {"name": claim},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            },
+        )
     target = bench.cp.pvc_dir("models") / "add"
     if not (target / "checkpoint").exists():
         cli("samples", "add", "--dir", str(target), log=ctx.dir("logs") / "samples-queue.log")
@@ -92,6 +99,12 @@ def run(ctx: Context) -> AreaResult:
     behind = round_seconds(bench, prepare(ctx, bench, "behind"), cpu, gpu)
     ctx.log(f"queueing: {cpu} CPU conversions behind {gpu} Unschedulable GPU ones: all Ready in {behind:.1f}s")
     result.details = {"cpu": cpu, "gpu": gpu, "aloneSeconds": alone, "behindSeconds": behind}
-    result.row(f"{cpu} CPU conversions Ready, behind {gpu} GPU ones that cannot schedule", behind, alone, "s",
-               target=Target(TARGET_RATIO), baseline_name="the same applied alone")  # fmt: skip
+    result.row(
+        f"{cpu} CPU conversions Ready, behind {gpu} GPU ones that cannot schedule",
+        behind,
+        alone,
+        "s",
+        target=Target(TARGET_RATIO),
+        baseline_name="the same applied alone",
+    )
     return result

@@ -110,9 +110,11 @@ class Bench:
         crd = REPO_ROOT / "crds" / "optimizedmodels.edgeopt.io.yaml"
         import subprocess
 
-        for args in (["apply", "-f", str(crd)],
-                     ["wait", "--for=condition=Established", "crd/optimizedmodels.edgeopt.io", "--timeout=60s"]):
-            subprocess.run([kubectl, *args], env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
+        for args in (
+            ["apply", "-f", str(crd)],
+            ["wait", "--for=condition=Established", "crd/optimizedmodels.edgeopt.io", "--timeout=60s"],
+        ):
+            subprocess.run([kubectl, *args], env=env, check=True, capture_output=True, timeout=120)
 
     def stop_job_runner(self) -> None:
         """Stop the node agent ``up`` started, remembering its exact command line to start it again later."""
@@ -132,9 +134,12 @@ class Bench:
         from edgeopt_dev import processes
 
         processes.spawn(
-            self.job_runner_cmd, log=self.root / "logs" / "nodeagent.log", pidfile=self.root / "run" / "nodeagent.pid",
-            cwd=self.root, die_with_parent=True,
-        )  # fmt: skip
+            self.job_runner_cmd,
+            log=self.root / "logs" / "nodeagent.log",
+            pidfile=self.root / "run" / "nodeagent.pid",
+            cwd=self.root,
+            die_with_parent=True,
+        )
         cluster.poll("the node agent", lambda: (self.root / "run" / "nodeagent.ready").exists(), 60)
 
     def start_operator(self, **extra_env: str) -> None:
@@ -159,10 +164,22 @@ class Bench:
         }
         pidfile = self.root / "run" / "bench-operator.pid"
         self.operator = processes.spawn(
-            [sys.executable, "-m", "edgeopt.cli", "operator", "--standalone", "-q",
-             "--liveness", f"http://127.0.0.1:{liveness}/healthz"],
-            log=self.root / "logs" / "operator.log", pidfile=pidfile, env=env, cwd=self.root, die_with_parent=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "edgeopt.cli",
+                "operator",
+                "--standalone",
+                "-q",
+                "--liveness",
+                f"http://127.0.0.1:{liveness}/healthz",
+            ],
+            log=self.root / "logs" / "operator.log",
+            pidfile=pidfile,
+            env=env,
+            cwd=self.root,
+            die_with_parent=True,
+        )
         self.ctx.cleanups.append(lambda: processes.stop_pidfile(pidfile, grace=10.0))
         self.metrics_url = f"http://127.0.0.1:{metrics}/metrics"
 
@@ -182,8 +199,11 @@ class Bench:
 
     def namespace(self, name: str) -> str:
         self.core.create_namespace({"metadata": {"name": name}})
-        cluster.poll(f"the default ServiceAccount in {name}",
-                     lambda: self.core.read_namespaced_service_account("default", name), 30)  # fmt: skip
+        cluster.poll(
+            f"the default ServiceAccount in {name}",
+            lambda: self.core.read_namespaced_service_account("default", name),
+            30,
+        )
         return name
 
     # ------------------------------------------------------------------ one round
@@ -249,14 +269,18 @@ class Bench:
         self.own_calls.clear()
         out: dict[str, Any] = {
             "n": n,
-            "latencyMs": {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
-                          "max": max(latencies), "all": [round(x, 2) for x in latencies]},
+            "latencyMs": {
+                "p50": percentile(latencies, 50),
+                "p99": percentile(latencies, 99),
+                "max": max(latencies),
+                "all": [round(x, 2) for x in latencies],
+            },
             **self.audit_round(ns, names, wall_begin, wall_end),
             "requestsPerResourceMetrics": round(total / n, 1),
             "requestsRaw": dict(raw),
             "backgroundPerSecond": round(background_per_s, 2),
             "seconds": round(seconds, 1),
-        }  # fmt: skip
+        }
         if not direct:
             out["operatorOwnCallsPerResource"] = round(
                 sum(cluster.delta(cluster.operator_requests(self.metrics_url), op_before).values()) / n, 1
@@ -285,7 +309,7 @@ class Bench:
         lifecycle = {
             client: sum(v for k, v in calls.items() if client != "bench" or not k.startswith(polling))
             for client, calls in by_client.items()
-        }  # fmt: skip
+        }
         lines = audit.timelines(requests, ns, names)
         n = len(names)
         return {
@@ -344,8 +368,10 @@ def run(ctx: Context) -> AreaResult:
     direct: dict[int, dict[str, Any]] = {}
     for n in sizes:
         direct[n] = bench.apply_round(bench.namespace(f"direct-{n}"), n, direct=True)
-        ctx.log(f"operator: direct n={n}: {direct[n]['latencyMs']['p50']:.1f} ms p50, "
-                f"{direct[n]['requestsPerResource']} requests/resource")  # fmt: skip
+        ctx.log(
+            f"operator: direct n={n}: {direct[n]['latencyMs']['p50']:.1f} ms p50, "
+            f"{direct[n]['requestsPerResource']} requests/resource"
+        )
     bench.start_operator()
     time.sleep(5.0)
     rss_idle = bench.operator_rss_mib()
@@ -354,8 +380,10 @@ def run(ctx: Context) -> AreaResult:
     via: dict[int, dict[str, Any]] = {}
     for n in sizes:
         via[n] = bench.apply_round(bench.namespace(f"operator-{n}"), n, direct=False)
-        ctx.log(f"operator: n={n}: {via[n]['latencyMs']['p50']:.1f} ms p50, {via[n]['latencyMs']['p99']:.1f} ms p99, "
-                f"{via[n]['requestsPerResource']} requests/resource, RSS {via[n]['rssMiBLoaded']:.0f} MiB")  # fmt: skip
+        ctx.log(
+            f"operator: n={n}: {via[n]['latencyMs']['p50']:.1f} ms p50, {via[n]['latencyMs']['p99']:.1f} ms p99, "
+            f"{via[n]['requestsPerResource']} requests/resource, RSS {via[n]['rssMiBLoaded']:.0f} MiB"
+        )
     result.details = {"direct": direct, "operator": via, "rssMiBIdle": rss_idle}
     scale_rows(result, sizes, direct, via, rss_idle)
     try:
@@ -374,21 +402,44 @@ def scale_rows(
     for n in sizes:
         o, d = via[n]["latencyMs"], direct[n]["latencyMs"]
         steps = ", ".join(f"{k} {v['p50']:.0f}" for k, v in (via[n].get("phasesMs") or {}).items())
-        result.row(f"reconcile apply → Job created p50, {n} at once", o["p50"], d["p50"], "ms",
-                   target=Target(P50_TARGET) if n == 100 else None, baseline_name="direct client",
-                   note=f"median ms per step: {steps}" if steps and n >= 100 else "")  # fmt: skip
-        result.row(f"reconcile apply → Job created p99, {n} at once", o["p99"], d["p99"], "ms",
-                   target=Target(P99_TARGET) if n == 100 else None, baseline_name="direct client")  # fmt: skip
+        result.row(
+            f"reconcile apply → Job created p50, {n} at once",
+            o["p50"],
+            d["p50"],
+            "ms",
+            target=Target(P50_TARGET) if n == 100 else None,
+            baseline_name="direct client",
+            note=f"median ms per step: {steps}" if steps and n >= 100 else "",
+        )
+        result.row(
+            f"reconcile apply → Job created p99, {n} at once",
+            o["p99"],
+            d["p99"],
+            "ms",
+            target=Target(P99_TARGET) if n == 100 else None,
+            baseline_name="direct client",
+        )
     for n in [s for s in sizes if s >= 10]:
         by = via[n]["requestsPerResourceByClient"]
-        result.row(f"API requests per resource lifecycle, {n} resources (audit log)", via[n]["requestsPerResource"],
-                   direct[n]["requestsPerResource"], "req", baseline_name="direct client",
-                   note=", ".join(f"{k} {v:g}" for k, v in by.items()))  # fmt: skip
+        result.row(
+            f"API requests per resource lifecycle, {n} resources (audit log)",
+            via[n]["requestsPerResource"],
+            direct[n]["requestsPerResource"],
+            "req",
+            baseline_name="direct client",
+            note=", ".join(f"{k} {v:g}" for k, v in by.items()),
+        )
     result.row("operator RSS at 0 resources", rss_idle, None, "MiB")
     for n in [s for s in sizes if s >= 100] or [max(sizes)]:
-        result.row(f"operator RSS at {n} resources", via[n]["rssMiBLoaded"], rss_idle, "MiB",
-                   target=Target(RSS_TARGET_MIB, "value") if n == 500 else None, baseline_name="idle",
-                   note=f"peak during the round {via[n]['rssMiBPeak']:.0f} MiB")  # fmt: skip
+        result.row(
+            f"operator RSS at {n} resources",
+            via[n]["rssMiBLoaded"],
+            rss_idle,
+            "MiB",
+            target=Target(RSS_TARGET_MIB, "value") if n == 500 else None,
+            baseline_name="idle",
+            note=f"peak during the round {via[n]['rssMiBPeak']:.0f} MiB",
+        )
 
 
 def ready_rows(ctx: Context, bench: Bench, result: AreaResult) -> None:
@@ -400,10 +451,13 @@ def ready_rows(ctx: Context, bench: Bench, result: AreaResult) -> None:
     bench.start_job_runner()
     ns = bench.namespace("toy")
     for claim in ("models", "triton-models"):
-        bench.core.create_namespaced_persistent_volume_claim(ns, {
-            "metadata": {"name": claim},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-        })  # fmt: skip
+        bench.core.create_namespaced_persistent_volume_claim(
+            ns,
+            {
+                "metadata": {"name": claim},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            },
+        )
     pvc = bench.root / "pvc"
     cli("samples", "add", "--dir", str(bench.cp.pvc_dir("models") / "add"), log=ctx.dir("logs") / "samples-toy.log")
     repo = bench.cp.pvc_dir("triton-models")
@@ -416,7 +470,7 @@ def ready_rows(ctx: Context, bench: Bench, result: AreaResult) -> None:
         rounds = 1 if ctx.quick else 2
         times: dict[str, list[float]] = {"operator": [], "direct": []}
         for r in range(rounds):
-            for side in (("direct", "operator") if r % 2 == 0 else ("operator", "direct")):
+            for side in ("direct", "operator") if r % 2 == 0 else ("operator", "direct"):
                 name = f"add-{side}-{r}"
                 doc = copy.deepcopy(example)
                 doc["metadata"] = {"name": name}
@@ -426,9 +480,17 @@ def ready_rows(ctx: Context, bench: Bench, result: AreaResult) -> None:
                     spec_file = ctx.dir("toy") / f"{name}.yaml"
                     spec_file.write_text(yaml.safe_dump(doc))
                     t0 = time.monotonic()
-                    cli("convert", "-f", str(spec_file), "--termination-log", str(spec_file) + ".summary",
-                        "--workdir", str(ctx.dir("toy-work")), log=ctx.dir("logs") / f"{name}.log",
-                        env={**os.environ, "EDGEOPT_PVC_ROOT": str(pvc)})  # fmt: skip
+                    cli(
+                        "convert",
+                        "-f",
+                        str(spec_file),
+                        "--termination-log",
+                        str(spec_file) + ".summary",
+                        "--workdir",
+                        str(ctx.dir("toy-work")),
+                        log=ctx.dir("logs") / f"{name}.log",
+                        env={**os.environ, "EDGEOPT_PVC_ROOT": str(pvc)},
+                    )
                     client.load(name)
                     client.smoke_infer(name)
                     took = time.monotonic() - t0
@@ -440,8 +502,13 @@ def ready_rows(ctx: Context, bench: Bench, result: AreaResult) -> None:
                 ctx.log(f"operator: {name} Ready after {took:.1f}s")
         result.details["applyToReadySeconds"] = times
         med = {k: percentile(v, 50) for k, v in times.items()}
-        result.row(f"apply → Ready, toy model y=a+x (median of {rounds})", med["operator"], med["direct"], "s",
-                   baseline_name="convert + load directly")
+        result.row(
+            f"apply → Ready, toy model y=a+x (median of {rounds})",
+            med["operator"],
+            med["direct"],
+            "s",
+            baseline_name="convert + load directly",
+        )
     finally:
         server.stop()
 

@@ -92,8 +92,11 @@ def parse_csv(text: str) -> list[Measurement]:
             Measurement(
                 concurrency=int(row["Concurrency"]),
                 inferences_per_second=float(row["Inferences/Second"]),
-                latency_ms={key: int(row[col]) / 1000 for col, key in {**_LATENCY_COLUMNS, **_OPTIONAL_LATENCY}.items()
-                            if row.get(col)},  # fmt: skip
+                latency_ms={
+                    key: int(row[col]) / 1000
+                    for col, key in {**_LATENCY_COLUMNS, **_OPTIONAL_LATENCY}.items()
+                    if row.get(col)
+                },
                 stages_ms={key: int(row[col]) / 1000 for col, key in _STAGE_COLUMNS.items() if row.get(col)},
             )
         )
@@ -142,8 +145,9 @@ def check_runs() -> str:
     if "libb64" in text:
         raise PerfAnalyzerError(f"perf_analyzer cannot load libb64.so.0d: apt-get install libb64-0d ({text[-200:]})")
     if "libcudart" in text:
-        raise PerfAnalyzerError(f"perf_analyzer cannot load libcudart.so.12: pip install nvidia-cuda-runtime-cu12 "
-                                f"({text[-200:]})")  # fmt: skip
+        raise PerfAnalyzerError(
+            f"perf_analyzer cannot load libcudart.so.12: pip install nvidia-cuda-runtime-cu12 " f"({text[-200:]})"
+        )
     if proc.returncode != 0:
         raise PerfAnalyzerError(f"perf_analyzer --version exited {proc.returncode}: {text[-400:]}")
     return text.splitlines()[-1] if text else ""
@@ -167,27 +171,58 @@ class Window:
 
 
 def command(
-    model: str, url: str, protocol: str, batch: int, concurrency: int, *, window: Window, csv_path: Path,
+    model: str,
+    url: str,
+    protocol: str,
+    batch: int,
+    concurrency: int,
+    *,
+    window: Window,
+    csv_path: Path,
     input_data: Path | None = None,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol is one of {PROTOCOLS}, not {protocol!r}")
     cmd = [
-        str(binary()), "-m", model, "-u", url, "-i", protocol, "-b", str(batch),
-        "--concurrency-range", f"{concurrency}:{concurrency}",
-        "--measurement-mode", "count_windows", "--measurement-request-count", str(window.requests),
-        "--max-trials", str(window.max_trials), "--stability-percentage", str(window.stability_percent),
-        "-f", str(csv_path),
-    ]  # fmt: skip
+        str(binary()),
+        "-m",
+        model,
+        "-u",
+        url,
+        "-i",
+        protocol,
+        "-b",
+        str(batch),
+        "--concurrency-range",
+        f"{concurrency}:{concurrency}",
+        "--measurement-mode",
+        "count_windows",
+        "--measurement-request-count",
+        str(window.requests),
+        "--max-trials",
+        str(window.max_trials),
+        "--stability-percentage",
+        str(window.stability_percent),
+        "-f",
+        str(csv_path),
+    ]
     if input_data is not None:
         cmd += ["--input-data", str(input_data)]
     return cmd
 
 
 def measure(
-    model: str, url: str, protocol: str, batch: int, concurrency: int, *, window: Window, workdir: Path,
-    input_data: Path | None = None, timeout: float = 900.0,
-) -> tuple[Measurement, Path]:  # fmt: skip
+    model: str,
+    url: str,
+    protocol: str,
+    batch: int,
+    concurrency: int,
+    *,
+    window: Window,
+    workdir: Path,
+    input_data: Path | None = None,
+    timeout: float = 900.0,
+) -> tuple[Measurement, Path]:
     """One point; returns the measurement and the CSV it came from (kept for the results)."""
     workdir.mkdir(parents=True, exist_ok=True)
     stem = f"{model}-{protocol}-b{batch}-c{concurrency}"

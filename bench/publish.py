@@ -82,11 +82,18 @@ def run(ctx: Context) -> AreaResult:
     )
 
     def model_for(repo: Path) -> object:
-        return parse_manifest({
-            "apiVersion": "edgeopt.io/v1alpha1", "kind": "OptimizedModel", "metadata": {"name": "big"},
-            "spec": {"source": {"uri": "file:///unused", "format": "SavedModel"}, "tensorrt": {"enabled": False},
-                     "target": {"repository": f"file://{repo}", "modelName": "big", "backend": "python"}},
-        })  # fmt: skip
+        return parse_manifest(
+            {
+                "apiVersion": "edgeopt.io/v1alpha1",
+                "kind": "OptimizedModel",
+                "metadata": {"name": "big"},
+                "spec": {
+                    "source": {"uri": "file:///unused", "format": "SavedModel"},
+                    "tensorrt": {"enabled": False},
+                    "target": {"repository": f"file://{repo}", "modelName": "big", "backend": "python"},
+                },
+            }
+        )
 
     def publish_once(i: int) -> float:
         repo = base / f"repo-{i}"
@@ -129,8 +136,18 @@ def run(ctx: Context) -> AreaResult:
         "throughputMiBs": mib_s,
     }
     label = f"{total / MIB:.0f} MiB"
-    result.rows.append(Row(AREA, f"publish_version {label} (median of {rounds}, interleaved)", med["publish"],
-                           med["copy"], "s", Target(1.2), baseline_name="copy+fsync"))  # fmt: skip
-    result.rows.append(Row(AREA, f"publish throughput {label}", mib_s["publish"], mib_s["copy"], "MiB/s",
-                           baseline_name="copy+fsync"))  # fmt: skip
+    result.rows.append(
+        Row(
+            AREA,
+            f"publish_version {label} (median of {rounds}, interleaved)",
+            med["publish"],
+            med["copy"],
+            "s",
+            Target(1.2),
+            baseline_name="copy+fsync",
+        )
+    )
+    result.rows.append(
+        Row(AREA, f"publish throughput {label}", mib_s["publish"], mib_s["copy"], "MiB/s", baseline_name="copy+fsync")
+    )
     return result

@@ -172,16 +172,34 @@ class AreaResult:
     seconds: float = 0.0
     points: list[Point] = field(default_factory=list)
 
-    def row(self, name: str, value: float | None, baseline: float | None = None, unit: str = "", *,
-            target: Target | None = None, baseline_name: str = "", note: str = "") -> Row:  # fmt: skip
+    def row(
+        self,
+        name: str,
+        value: float | None,
+        baseline: float | None = None,
+        unit: str = "",
+        *,
+        target: Target | None = None,
+        baseline_name: str = "",
+        note: str = "",
+    ) -> Row:
         """Add a table row of this area and return it."""
         r = Row(self.area, name, value, baseline, unit, target, baseline_name, note)
         self.rows.append(r)
         return r
 
-    def point(self, model: str, runtime: str, *, batch: int = 1, concurrency: int = 1, p50_ms: float | None = None,
-              p90_ms: float | None = None, p99_ms: float | None = None,
-              per_second: float | None = None) -> Point:  # fmt: skip
+    def point(
+        self,
+        model: str,
+        runtime: str,
+        *,
+        batch: int = 1,
+        concurrency: int = 1,
+        p50_ms: float | None = None,
+        p90_ms: float | None = None,
+        p99_ms: float | None = None,
+        per_second: float | None = None,
+    ) -> Point:
         """Add a chart point: latency panels use concurrency 1, throughput curves every concurrency."""
         p = Point(model, runtime, batch, concurrency, p50_ms, p90_ms, p99_ms, per_second, self.area)
         self.points.append(p)

@@ -56,12 +56,14 @@ def write_source(case: models.ModelCase, src: Path) -> None:
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, gamma.shape).astype("float32"),
-                rng.normal(0, 0.1, beta.shape).astype("float32"),
-                rng.normal(0, 0.1, mean.shape).astype("float32"),
-                rng.uniform(0.5, 1.5, var.shape).astype("float32"),
-            ])  # fmt: skip
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape).astype("float32"),
+                    rng.normal(0, 0.1, beta.shape).astype("float32"),
+                    rng.normal(0, 0.1, mean.shape).astype("float32"),
+                    rng.uniform(0.5, 1.5, var.shape).astype("float32"),
+                ]
+            )
     model.export(str(src / "saved_model"), verbose=False)
     (src / ".done").touch()
 
@@ -88,9 +90,21 @@ def convert_variant(ctx: Context, case: models.ModelCase, src: Path, name: str, 
         doc["spec"].update(spec)
         spec_file = out.parent / f"{name}.yaml"
         spec_file.write_text(yaml.safe_dump(doc))
-        models.cli("convert", "-f", str(spec_file), "--no-publish", "--output", str(out), "--log-format", "json",
-                   "--workdir", str(ctx.dir("convert-work")), "--termination-log", str(out.parent / f"{name}.summary"),
-                   log=ctx.dir("logs") / f"convert-{name}.log")  # fmt: skip
+        models.cli(
+            "convert",
+            "-f",
+            str(spec_file),
+            "--no-publish",
+            "--output",
+            str(out),
+            "--log-format",
+            "json",
+            "--workdir",
+            str(ctx.dir("convert-work")),
+            "--termination-log",
+            str(out.parent / f"{name}.summary"),
+            log=ctx.dir("logs") / f"convert-{name}.log",
+        )
     return out
 
 
@@ -103,9 +117,13 @@ def quantize_weights_rows(ctx: Context, prep: models.Prepared) -> tuple[list[Row
     transforms = [*DEFAULT_TRANSFORMS[:-2], "quantize_weights", *DEFAULT_TRANSFORMS[-2:]]
     # 8-bit weights move outputs by far more than float rounding: validate loosely, report the real error.
     out = convert_variant(
-        ctx, prep.case, prep.source_dir, "quantized",
-        optimize={"transforms": transforms}, validation={"rtol": 1.0, "atol": 1.0},
-    )  # fmt: skip
+        ctx,
+        prep.case,
+        prep.source_dir,
+        "quantized",
+        optimize={"transforms": transforms},
+        validation={"rtol": 1.0, "atol": 1.0},
+    )
     quantized = dir_bytes(out / "model.savedmodel")
     plain = dir_bytes(prep.optimized)
     run_q, _, keep_q = load_runner(out / "model.savedmodel", 8)
@@ -117,15 +135,34 @@ def quantize_weights_rows(ctx: Context, prep: models.Prepared) -> tuple[list[Row
     gc.collect()
     report = json.loads((out / "report.json").read_text())
     step = next((s for s in report.get("transforms") or [] if s["transform"] == "quantize_weights"), {})
-    details = {"bytesQuantized": quantized, "bytesDefault": plain, "maxAbsError": error, "maxAbsLogit": scale,
-               "step": step}  # fmt: skip
+    details = {
+        "bytesQuantized": quantized,
+        "bytesDefault": plain,
+        "maxAbsError": error,
+        "maxAbsLogit": scale,
+        "step": step,
+    }
     rows = [
-        Row(AREA, f"{prep.case.label} quantize_weights SavedModel size", quantized / 2**20, plain / 2**20, "MiB",
-            Target(0.3), "default transforms", note="default transforms + quantize_weights"),
-        Row(AREA, f"{prep.case.label} quantize_weights max abs logit error", error, None, "",
+        Row(
+            AREA,
+            f"{prep.case.label} quantize_weights SavedModel size",
+            quantized / 2**20,
+            plain / 2**20,
+            "MiB",
+            Target(0.3),
+            "default transforms",
+            note="default transforms + quantize_weights",
+        ),
+        Row(
+            AREA,
+            f"{prep.case.label} quantize_weights max abs logit error",
+            error,
+            None,
+            "",
             note=f"vs the original on batch 8; logits up to {scale:.3g}; "
-                 f"max weight error {step.get('maxWeightError', float('nan')):.3g}"),
-    ]  # fmt: skip
+            f"max weight error {step.get('maxWeightError', float('nan')):.3g}",
+        ),
+    ]
     return rows, details
 
 
@@ -142,9 +179,16 @@ def xla_rows(ctx: Context, prep: models.Prepared) -> tuple[list[Row], dict[str, 
         details[f"batch{batch}"] = summary
         ctx.log(f"{prep.case.label} b{batch}: xla {summary['xla']}, without {summary['plain']}")
         rows.append(
-            Row(AREA, f"{prep.case.label} XLA p50 latency, batch {batch}", float(summary["xla"]["p50"]),
-                float(summary["plain"]["p50"]), "ms", Target(1.0), "same graph without XLA")
-        )  # fmt: skip
+            Row(
+                AREA,
+                f"{prep.case.label} XLA p50 latency, batch {batch}",
+                float(summary["xla"]["p50"]),
+                float(summary["plain"]["p50"]),
+                "ms",
+                Target(1.0),
+                "same graph without XLA",
+            )
+        )
         del xla, plain, keep_x, keep_p, samples
         gc.collect()
     return rows, details

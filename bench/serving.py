@@ -214,9 +214,15 @@ def _publish(prep: models.Prepared, repo: Path) -> Path:
 
 
 def measure_cell(
-    ctx: Context, plan: Plan, server: Any, tf_make: Callable[[], Call], input_file: Path, batch: int,
-    concurrency: int, turn: int,
-) -> dict[str, dict[str, Any]]:  # fmt: skip
+    ctx: Context,
+    plan: Plan,
+    server: Any,
+    tf_make: Callable[[], Call],
+    input_file: Path,
+    batch: int,
+    concurrency: int,
+    turn: int,
+) -> dict[str, dict[str, Any]]:
     """HTTP, gRPC and in-process TF for one (batch, concurrency), in an order rotated by ``turn``."""
     name = plan.case.name
     urls = {"http": server.http_url.removeprefix("http://"), "grpc": server.grpc_url}
@@ -228,10 +234,22 @@ def measure_cell(
             lat, wall = run_block(tf_make, 3 * plan.window.requests, concurrency)
             out[TF] = block_stats(lat, wall, batch)
             continue
-        m, csv_path = pa.measure(name, urls[side], side, batch, concurrency, window=plan.window,
-                                 workdir=ctx.dir("perf_analyzer"), input_data=input_file)  # fmt: skip
-        out[RUNTIME[side]] = {**m.latency_ms, "inferencesPerSecond": m.inferences_per_second,
-                              "stagesMs": m.stages_ms, "csv": csv_path.name}  # fmt: skip
+        m, csv_path = pa.measure(
+            name,
+            urls[side],
+            side,
+            batch,
+            concurrency,
+            window=plan.window,
+            workdir=ctx.dir("perf_analyzer"),
+            input_data=input_file,
+        )
+        out[RUNTIME[side]] = {
+            **m.latency_ms,
+            "inferencesPerSecond": m.inferences_per_second,
+            "stagesMs": m.stages_ms,
+            "csv": csv_path.name,
+        }
     return out
 
 
@@ -252,10 +270,20 @@ def measure_model(ctx: Context, plan: Plan, server: Any, savedmodel: Path, resul
             turn += 1
             details["cells"][f"b{batch}c{concurrency}"] = cell
             for runtime, s in cell.items():
-                result.point(label, runtime, batch=batch, concurrency=concurrency, p50_ms=s["p50"], p90_ms=s["p90"],
-                             p99_ms=s["p99"], per_second=s["inferencesPerSecond"])  # fmt: skip
-            ctx.log(f"serving: {label} b{batch} c{concurrency}: " + ", ".join(
-                f"{rt} p50 {s['p50']:.2f} ms {s['inferencesPerSecond']:.0f}/s" for rt, s in cell.items()))  # fmt: skip
+                result.point(
+                    label,
+                    runtime,
+                    batch=batch,
+                    concurrency=concurrency,
+                    p50_ms=s["p50"],
+                    p90_ms=s["p90"],
+                    p99_ms=s["p99"],
+                    per_second=s["inferencesPerSecond"],
+                )
+            ctx.log(
+                f"serving: {label} b{batch} c{concurrency}: "
+                + ", ".join(f"{rt} p50 {s['p50']:.2f} ms {s['inferencesPerSecond']:.0f}/s" for rt, s in cell.items())
+            )
         if batch == 1:
             lat, _ = run_block(http_make, plan.crosscheck_requests, 1)
             details["crosscheckTritonclientHttp"] = Samples("loop", lat).summary()
@@ -272,21 +300,39 @@ def table_rows(result: AreaResult, plan: Plan, details: dict[str, Any]) -> None:
         target = Target(OVERHEAD_TARGET) if batch == 8 else None
         for runtime in RUNTIME.values():
             s, tf = c1[runtime], c1[TF]
-            result.row(f"{label} b{batch} c1 latency p50, {runtime}", s["p50"], tf["p50"], "ms", target=target,
-                       baseline_name=BASELINE, note=f"p99 {fmt(s['p99'])} vs {fmt(tf['p99'], 'ms')}")  # fmt: skip
+            result.row(
+                f"{label} b{batch} c1 latency p50, {runtime}",
+                s["p50"],
+                tf["p50"],
+                "ms",
+                target=target,
+                baseline_name=BASELINE,
+                note=f"p99 {fmt(s['p99'])} vs {fmt(tf['p99'], 'ms')}",
+            )
     if top > 1:
         batch = max(plan.batches)
         cell = cells[f"b{batch}c{top}"]
         tf_ips = cell[TF]["inferencesPerSecond"]
         for runtime in RUNTIME.values():
             ips = cell[runtime]["inferencesPerSecond"]
-            result.row(f"{label} b{batch} c{top} time per inference, {runtime}", 1000 / ips if ips else None,
-                       1000 / tf_ips if tf_ips else None, "ms", target=Target(OVERHEAD_TARGET) if batch == 8 else None,
-                       baseline_name=BASELINE, note=f"{fmt(ips)} vs {fmt(tf_ips, 'inf/s')}")  # fmt: skip
+            result.row(
+                f"{label} b{batch} c{top} time per inference, {runtime}",
+                1000 / ips if ips else None,
+                1000 / tf_ips if tf_ips else None,
+                "ms",
+                target=Target(OVERHEAD_TARGET) if batch == 8 else None,
+                baseline_name=BASELINE,
+                note=f"{fmt(ips)} vs {fmt(tf_ips, 'inf/s')}",
+            )
     loop = details.get("crosscheckTritonclientHttp")
     if loop:
-        result.row(f"{label} b1 c1 p50, tritonclient.http loop (cross-check, n={loop['n']})", loop["p50"],
-                   cells["b1c1"][RUNTIME["http"]]["p50"], "ms", baseline_name="perf_analyzer HTTP")  # fmt: skip
+        result.row(
+            f"{label} b1 c1 p50, tritonclient.http loop (cross-check, n={loop['n']})",
+            loop["p50"],
+            cells["b1c1"][RUNTIME["http"]]["p50"],
+            "ms",
+            baseline_name="perf_analyzer HTTP",
+        )
 
 
 def run(ctx: Context) -> AreaResult:

@@ -34,18 +34,35 @@ from edgeopt.errors import ConversionError
 FP32_OPS = frozenset(
     {
         # reductions: long sums lose small terms, sums of squares overflow
-        "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp",
-        "ReduceProd", "GlobalLpPool", "CumSum",
+        "ReduceMean",
+        "ReduceSum",
+        "ReduceSumSquare",
+        "ReduceL1",
+        "ReduceL2",
+        "ReduceLogSum",
+        "ReduceLogSumExp",
+        "ReduceProd",
+        "GlobalLpPool",
+        "CumSum",
         # softmax family: exp of large logits overflows FP16
-        "Softmax", "LogSoftmax", "Hardmax",
+        "Softmax",
+        "LogSoftmax",
+        "Hardmax",
         # normalizations: variance of FP16 values, epsilon below FP16's resolution
-        "BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization",
-        "LpNormalization", "MeanVarianceNormalization", "SimplifiedLayerNormalization",
+        "BatchNormalization",
+        "InstanceNormalization",
+        "LayerNormalization",
+        "GroupNormalization",
+        "LpNormalization",
+        "MeanVarianceNormalization",
+        "SimplifiedLayerNormalization",
         "SkipLayerNormalization",
         # exp/log: range
-        "Exp", "Log", "Pow",
+        "Exp",
+        "Log",
+        "Pow",
     }
-)  # fmt: skip
+)
 
 #: ONNX TensorProto element types counted in the report.
 _FLOAT16, _FLOAT = 10, 1

@@ -113,8 +113,9 @@ def validate(model: OptimizedModel, loaded: Any, xml: Path, log: StageLog, run: 
         runtime = runner.runtime_precision()
         reduced = precision_of(spec) == "INT8" or runtime != "f32"
         run.feeds, origin = validate.validation_inputs(spec, run.inputs)
-        run.errors = onnx_validate.compare(loaded.reference(run.feeds), runner.run(run.feeds), spec.validation,
-                                           int8=reduced)  # fmt: skip
+        run.errors = onnx_validate.compare(
+            loaded.reference(run.feeds), runner.run(run.feeds), spec.validation, int8=reduced
+        )
         run.errors["inputs"] = origin
         run.latency = onnx_validate.latency(loaded.reference, runner.run, run.feeds)
         run.latency["afterRuntime"] = f"openvino-cpu ({runtime})"

@@ -34,8 +34,15 @@ from edgeopt.errors import ConversionError
 
 #: Triton's onnxruntime_backend keys that differ from ONNX Runtime's TensorRT EP option names.
 TRITON_TO_ORT = {"max_workspace_size_bytes": "trt_max_workspace_size"}
-_NUMPY = {"FP32": np.float32, "FP16": np.float16, "INT32": np.int32, "INT64": np.int64, "UINT8": np.uint8,
-          "INT8": np.int8, "BOOL": np.bool_}  # fmt: skip
+_NUMPY = {
+    "FP32": np.float32,
+    "FP16": np.float16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT8": np.uint8,
+    "INT8": np.int8,
+    "BOOL": np.bool_,
+}
 
 
 def ort_options(triton_params: Sequence[tuple[str, str]], cache_dir: Path) -> dict[str, str]:

@@ -88,9 +88,7 @@ DENIED_FAMILIES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 #: Checkpoint ops a saver subgraph may hold; cut out, never run.
-SAVER_OPS = frozenset(
-    {"SaveV2", "RestoreV2", "MergeV2Checkpoints", "Save", "SaveSlices", "Restore", "RestoreSlice"}
-)
+SAVER_OPS = frozenset({"SaveV2", "RestoreV2", "MergeV2Checkpoints", "Save", "SaveSlices", "Restore", "RestoreSlice"})
 _SAVER_SCOPE = re.compile(r"save(_\d+)?")
 _PRINT_STREAMS = {"stderr", "stdout", "log(info)", "log(warning)", "log(error)"}
 
@@ -261,8 +259,10 @@ def saved_model_saver_exemptions(meta_graph: Any, where: str) -> tuple[set[str],
         tf1_nodes = saver_nodes(graph_def)
         filename = _node_of(saver.filename_tensor_name)
         for n in graph_def.node:
-            if n.name in tf1_nodes and n.op in ("RestoreV2", "Restore", "RestoreSlice") and (
-                not n.input or _node_of(n.input[0]) != filename
+            if (
+                n.name in tf1_nodes
+                and n.op in ("RestoreV2", "Restore", "RestoreSlice")
+                and (not n.input or _node_of(n.input[0]) != filename)
             ):
                 raise InputError(
                     f"{where}: restore op {n.name!r} does not read from the saver's filename tensor "

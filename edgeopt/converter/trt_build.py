@@ -93,8 +93,11 @@ class PlanFlags:
     hardware_compatibility: str | None = None
 
     def as_report(self) -> dict[str, Any]:
-        return {"network": list(self.network), "builder": list(self.builder),
-                "hardwareCompatibility": self.hardware_compatibility}  # fmt: skip
+        return {
+            "network": list(self.network),
+            "builder": list(self.builder),
+            "hardwareCompatibility": self.hardware_compatibility,
+        }
 
 
 def plan_flags(*, version_compatible: bool, hardware_compatibility: str | None) -> PlanFlags:

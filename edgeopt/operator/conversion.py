@@ -197,9 +197,7 @@ def track_job(rt: Runtime, job: Mapping[str, Any]) -> None:
     rt.seen.remember(key, state)
 
 
-def _kueue_word(
-    rt: Runtime, job: Mapping[str, Any], ref: progress.Ref, body: Mapping[str, Any] | None = None
-) -> None:
+def _kueue_word(rt: Runtime, job: Mapping[str, Any], ref: progress.Ref, body: Mapping[str, Any] | None = None) -> None:
     """Observe the Job's Workload, decide (``progress.queued``), act; ``body`` when already read."""
     found = kueue.observe(rt.kube, job)
     if found is None:

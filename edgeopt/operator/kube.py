@@ -283,8 +283,10 @@ class Kube:
             ops.append({"op": "add", "path": "/status/conditions/-", "value": condition})
         else:
             path = f"/status/conditions/{index}"
-            ops += [{"op": "test", "path": f"{path}/type", "value": condition["type"]},
-                    {"op": "replace", "path": path, "value": condition}]  # fmt: skip
+            ops += [
+                {"op": "test", "path": f"{path}/type", "value": condition["type"]},
+                {"op": "replace", "path": path, "value": condition},
+            ]
         self._maybe(
             lambda: self._call(
                 "patch",

@@ -123,8 +123,11 @@ def is_admitted(workload: Mapping[str, Any] | None) -> bool:
 def _flavors(workload: Mapping[str, Any]) -> str:
     admission = (workload.get("status") or {}).get("admission") or {}
     found = sorted(
-        {f"{res}: {flavor}" for ps in admission.get("podSetAssignments") or [] for res, flavor in
-         (ps.get("flavors") or {}).items()}
+        {
+            f"{res}: {flavor}"
+            for ps in admission.get("podSetAssignments") or []
+            for res, flavor in (ps.get("flavors") or {}).items()
+        }
     )
     queue = admission.get("clusterQueue")
     where = f"ClusterQueue {queue}" if queue else "its ClusterQueue"

@@ -128,9 +128,13 @@ def job_summary(job: Mapping[str, Any], state: str, pods: list[dict[str, Any]]) 
 
 
 def finished(
-    body: Mapping[str, Any], ref: Ref, job: Mapping[str, Any], state: str, pods: list[dict[str, Any]],
+    body: Mapping[str, Any],
+    ref: Ref,
+    job: Mapping[str, Any],
+    state: str,
+    pods: list[dict[str, Any]],
     settings: OperatorSettings,
-) -> Plan:  # fmt: skip
+) -> Plan:
     """Published (Publishing or Ready), or Failed with the converter's own reason."""
     summary = job_summary(job, state, pods)
     seconds = status.job_seconds(job)

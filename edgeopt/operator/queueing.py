@@ -91,9 +91,7 @@ def slot_class(container_resources: Mapping[str, Any] | None, node_selector: Map
 def job_slot_class(job: Mapping[str, Any]) -> SlotClass:
     """The class of a Job, from its own Pod template: the same function as for the resource."""
     pod = (((job.get("spec") or {}).get("template") or {}).get("spec")) or {}
-    container = next(
-        (c for c in pod.get("containers") or [] if c.get("name") == resources.CONTAINER_NAME), None
-    ) or {}
+    container = next((c for c in pod.get("containers") or [] if c.get("name") == resources.CONTAINER_NAME), None) or {}
     return slot_class(container.get("resources"), pod.get("nodeSelector"))
 
 

@@ -355,12 +355,15 @@ def _converter_env(
         {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "1"},
         {"name": OWNER_UID_ENV, "value": uid},  # the owner record of the model directory
         # The cluster admin's graph-policy exceptions and size caps: operator settings, never the spec.
-        *([{"name": ALLOWED_OPS_ENV, "value": ",".join(settings.converter_allowed_ops)}]
-          if settings.converter_allowed_ops else []),
+        *(
+            [{"name": ALLOWED_OPS_ENV, "value": ",".join(settings.converter_allowed_ops)}]
+            if settings.converter_allowed_ops
+            else []
+        ),
         *({"name": k, "value": v} for k, v in settings.limits.as_env().items()),
         *_versions_env(SERVING_VERSIONS_ENV, serving_versions),
         *_versions_env(KEPT_VERSIONS_ENV, kept_versions),
-    ]  # fmt: skip
+    ]
 
 
 def _converter_container(

@@ -181,9 +181,13 @@ async def switch_everywhere(
             skipped.append(ep)
             continue
         done = await switch_to(
-            triton, name, version, timeout=rt.settings.triton_timeout_seconds, from_repository=from_repository,
+            triton,
+            name,
+            version,
+            timeout=rt.settings.triton_timeout_seconds,
+            from_repository=from_repository,
             max_bytes=rt.settings.smoke_input_max_bytes,
-        )  # fmt: skip
+        )
         switched.append((ep, done))
     if not switched:
         where = ", ".join(e.name for e in skipped) or "the Triton Service has no endpoints"
@@ -191,8 +195,9 @@ async def switch_everywhere(
     return switched, skipped
 
 
-def switched_message(name: str, version: int | None, switched: Sequence[tuple[Endpoint, Switch]],
-                     skipped: Sequence[Endpoint]) -> str:  # fmt: skip
+def switched_message(
+    name: str, version: int | None, switched: Sequence[tuple[Endpoint, Switch]], skipped: Sequence[Endpoint]
+) -> str:
     where = ", ".join(ep.name for ep, _ in switched)
     seconds = sum(d.seconds for _, d in switched)
     dropped = sorted({v for _, d in switched for v in d.dropped})
@@ -279,8 +284,9 @@ async def _failed(rt: Runtime, body: Mapping[str, Any], gen: int, exc: ServingEr
         fresh = b.get("status") or {}
         if fresh.get("phase") != status.PUBLISHING or fresh.get("observedGeneration") != gen:
             return None
-        f = decide_failure(fresh, gen, exc, limit=s.serving_max_attempts, retry=retry,
-                           backoff_base=s.serving_backoff_seconds)  # fmt: skip
+        f = decide_failure(
+            fresh, gen, exc, limit=s.serving_max_attempts, retry=retry, backoff_base=s.serving_backoff_seconds
+        )
         decided[:] = [f]
         return f.patch
 

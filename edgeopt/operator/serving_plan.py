@@ -188,8 +188,10 @@ def decide_gates(snap: Snapshot) -> list[GatePatch]:
         else:
             missing = sorted({w.model for w in via_service if not satisfied(obs, w)})
             new, reason = ("False", "ModelsMissing") if missing else ("True", "ModelsLoaded")
-            message = f"not loaded: {', '.join(missing)}"[: status.MESSAGE_LIMIT] if missing else (
-                f"all {len({w.model for w in via_service})} models that should serve are loaded"
+            message = (
+                f"not loaded: {', '.join(missing)}"[: status.MESSAGE_LIMIT]
+                if missing
+                else (f"all {len({w.model for w in via_service})} models that should serve are loaded")
             )
         if obs.gate != new:
             patches.append(GatePatch(ep.namespace or "", ep.pod, new, reason, message))

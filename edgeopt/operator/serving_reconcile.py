@@ -105,8 +105,12 @@ class ServingReconciler:
             self.bodies.pop(key, None)
         else:
             self.wants[key] = want
-            self.bodies[key] = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
-                                "metadata": dict(meta), "status": dict(body.get("status") or {})}  # fmt: skip
+            self.bodies[key] = {
+                "apiVersion": body.get("apiVersion"),
+                "kind": body.get("kind"),
+                "metadata": dict(meta),
+                "status": dict(body.get("status") or {}),
+            }
         if old != want:
             self.kick()
 
@@ -271,8 +275,10 @@ class ServingReconciler:
             log.warning("could not load %s into %s: %s", want.model, load.endpoint.name, exc)
             return str(exc)
         took = time.monotonic() - started
-        message = (f"loaded version {', '.join(map(str, versions))} of {want.model} into Triton "
-                   f"{load.endpoint.name} ({load.endpoint.url}), which lacked it, in {took:.2f}s")  # fmt: skip
+        message = (
+            f"loaded version {', '.join(map(str, versions))} of {want.model} into Triton "
+            f"{load.endpoint.name} ({load.endpoint.url}), which lacked it, in {took:.2f}s"
+        )
         body = self.bodies.get(want.key)
         if body:
             self.post(body, plan.RELOADED, message)
@@ -281,8 +287,13 @@ class ServingReconciler:
     def post(self, body: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
         """An Event on the resource, through kopf's queue (see ``_events``)."""
         if self._events is None:
-            log.info("%s/%s: %s: %s", (body.get("metadata") or {}).get("namespace"),
-                     (body.get("metadata") or {}).get("name"), reason, message)  # fmt: skip
+            log.info(
+                "%s/%s: %s: %s",
+                (body.get("metadata") or {}).get("namespace"),
+                (body.get("metadata") or {}).get("name"),
+                reason,
+                message,
+            )
             return
         self._events.run(post_event, body, reason, message, warning=warning)
 
@@ -295,8 +306,14 @@ class ServingReconciler:
             if ref is None:
                 failed = True
                 continue
-            cond = {"type": plan.READINESS_GATE, "status": p.status, "reason": p.reason, "message": p.message,
-                    "lastProbeTime": None, "lastTransitionTime": _now().strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
+            cond = {
+                "type": plan.READINESS_GATE,
+                "status": p.status,
+                "reason": p.reason,
+                "message": p.message,
+                "lastProbeTime": None,
+                "lastTransitionTime": _now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
             try:
                 await asyncio.to_thread(
                     self.rt.kube.patch_pod_condition, p.namespace, p.pod, cond, index=ref[0], resource_version=ref[1]

@@ -136,9 +136,12 @@ class OperatorSettings:
         if not self.converter_image:
             raise SettingsError(f"{PREFIX}CONVERTER_IMAGE: must not be empty")
         for key in (
-            "max_concurrent_conversions", "max_concurrent_cpu_conversions", "job_active_deadline_seconds",
-            "serving_max_attempts", "serving_load_parallelism",
-        ):  # fmt: skip
+            "max_concurrent_conversions",
+            "max_concurrent_cpu_conversions",
+            "job_active_deadline_seconds",
+            "serving_max_attempts",
+            "serving_load_parallelism",
+        ):
             if getattr(self, key) < 1:
                 raise SettingsError(f"{PREFIX}{key.upper()}: must be >= 1, got {getattr(self, key)}")
         if self.peering_lifetime_seconds < 5:
@@ -151,8 +154,14 @@ class OperatorSettings:
         for key in ("liveness_port", "metrics_port"):
             if not 0 <= getattr(self, key) <= 65535:
                 raise SettingsError(f"{PREFIX}{key.upper()}: {getattr(self, key)} is not a port")
-        for key in ("triton_timeout_seconds", "serving_backoff_seconds", "capacity_poll_seconds",
-                    "capacity_stall_seconds", "kueue_poll_seconds", "serving_audit_seconds"):  # fmt: skip
+        for key in (
+            "triton_timeout_seconds",
+            "serving_backoff_seconds",
+            "capacity_poll_seconds",
+            "capacity_stall_seconds",
+            "kueue_poll_seconds",
+            "serving_audit_seconds",
+        ):
             if getattr(self, key) <= 0:
                 raise SettingsError(f"{PREFIX}{key.upper()}: must be > 0, got {getattr(self, key)}")
         if self.triton_url and not re.match(r"^https?://", self.triton_url):
@@ -258,8 +267,12 @@ def _parse(name: str, key: str, raw: str) -> Any:
             if not isinstance(value, dict):
                 raise ValueError("must be a JSON object")
             return value
-        if key in ("allowed_converter_images", "allowed_runtime_classes", "allowed_triton_urls",
-                   "converter_allowed_ops"):
+        if key in (
+            "allowed_converter_images",
+            "allowed_runtime_classes",
+            "allowed_triton_urls",
+            "converter_allowed_ops",
+        ):
             return tuple(item.strip() for item in raw.split(",") if item.strip())
         if key in ("converter_tolerations", "allowed_tolerations", "gpu_conversion_limits"):
             value = json.loads(raw)
@@ -268,8 +281,14 @@ def _parse(name: str, key: str, raw: str) -> Any:
             return tuple(value)
         if key.endswith("_seconds") and key.startswith(("triton_", "serving_", "capacity_")):
             return float(raw)
-        if key in ("converter_image", "converter_runtime_class", "triton_url", "peering_name", "converter_queue_name",
-                   "triton_service"):
+        if key in (
+            "converter_image",
+            "converter_runtime_class",
+            "triton_url",
+            "peering_name",
+            "converter_queue_name",
+            "triton_service",
+        ):
             return raw
         if key == "triton_readiness_gate":
             if raw.lower() not in ("true", "false", "1", "0"):

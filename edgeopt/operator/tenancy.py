@@ -37,6 +37,7 @@ class NameTakenError(SpecError):
 
     reason = "OwnedByAnotherModel"  # the converter's word for the same refusal (ownership.OwnedElsewhereError)
 
+
 def image_allowed(image: str, patterns: Iterable[str]) -> bool:
     """Exact match, or a prefix match for entries ending in ``*`` (``registry.corp/edgeopt/*``)."""
     for pattern in patterns:

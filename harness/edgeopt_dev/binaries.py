@@ -190,8 +190,13 @@ def module_dir(name: str) -> Path:
         raise KeyError(name)
     env = dict(os.environ, GOFLAGS="-mod=mod", GOTOOLCHAIN="local")
     cache_root().mkdir(parents=True, exist_ok=True)
-    out = subprocess.run([_go(), "mod", "download", "-json", f"{b.module}@{b.version}"],
-                         cwd=cache_root(), env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [_go(), "mod", "download", "-json", f"{b.module}@{b.version}"],
+        cwd=cache_root(),
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         raise BuildError(f"cannot download {b.module}@{b.version}: {out.stdout or out.stderr}")
     return Path(json.loads(out.stdout)["Dir"])

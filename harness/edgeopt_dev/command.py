@@ -19,20 +19,30 @@ DEFAULT_DIR = Path(".local/dev")
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="dev_command", metavar="{build,up,down,images}")
     sub.required = True
-    build = sub.add_parser("build", help="build (or find cached) etcd, kube-apiserver, kube-controller-manager, "
-                                         "kube-scheduler, kubectl, helm and kube-score from their Go modules "
-                                         "(kueue: by name)")
+    build = sub.add_parser(
+        "build",
+        help="build (or find cached) etcd, kube-apiserver, kube-controller-manager, "
+        "kube-scheduler, kubectl, helm and kube-score from their Go modules "
+        "(kueue: by name)",
+    )
     build.add_argument("names", nargs="*", help="only these binaries")
-    up = sub.add_parser("up", help="start etcd, kube-apiserver, kube-controller-manager, kube-scheduler "
-                                   "and the node agent")
+    up = sub.add_parser(
+        "up", help="start etcd, kube-apiserver, kube-controller-manager, kube-scheduler " "and the node agent"
+    )
     up.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
     up.add_argument("--detach", action="store_true", help="return once ready; stop later with `dev down`")
-    up.add_argument("--kueue", action="store_true", help="also install and start Kueue (built from its Go module, "
-                                                          "sigs.k8s.io/kueue), the batch/job integration only")
+    up.add_argument(
+        "--kueue",
+        action="store_true",
+        help="also install and start Kueue (built from its Go module, "
+        "sigs.k8s.io/kueue), the batch/job integration only",
+    )
     down = sub.add_parser("down", help="stop everything `dev up` started in DIR")
     down.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
-    images = sub.add_parser("images", help="install podman & co, build the Debian stand-in base and the "
-                                           "Dockerfile's images with podman (cached)")
+    images = sub.add_parser(
+        "images",
+        help="install podman & co, build the Debian stand-in base and the " "Dockerfile's images with podman (cached)",
+    )
     from edgeopt_dev import images as images_module
 
     images_module.configure(images)
@@ -62,18 +72,20 @@ def _build(args: argparse.Namespace) -> int:
 
 def _usage(cp: Any, kubectl: Path, detached: bool) -> str:
     stop = f"edgeopt dev down --dir {cp.dir}" if detached else "Ctrl-C (or `edgeopt dev down --dir DIR`)"
-    return "\n".join([
-        f"Kubernetes control plane ready at {cp.server}",
-        "",
-        f"  export KUBECONFIG={cp.kubeconfig}",
-        f"  {kubectl} get namespaces",
-        "",
-        f"  PVC claim NAME      -> {cp.dir / 'pvc'}/NAME/",
-        f"  logs                -> {cp.dir / 'logs'}/ (container logs: <namespace>_<pod>.log)",
-        "  Jobs and Deployments run through the real controllers; every Pod runs on node edgeopt-local",
-        "  as an OCI container (podman, runc) from a local image (nothing is pulled: `edgeopt dev images`).",
-        f"  stop                -> {stop}",
-    ])
+    return "\n".join(
+        [
+            f"Kubernetes control plane ready at {cp.server}",
+            "",
+            f"  export KUBECONFIG={cp.kubeconfig}",
+            f"  {kubectl} get namespaces",
+            "",
+            f"  PVC claim NAME      -> {cp.dir / 'pvc'}/NAME/",
+            f"  logs                -> {cp.dir / 'logs'}/ (container logs: <namespace>_<pod>.log)",
+            "  Jobs and Deployments run through the real controllers; every Pod runs on node edgeopt-local",
+            "  as an OCI container (podman, runc) from a local image (nothing is pulled: `edgeopt dev images`).",
+            f"  stop                -> {stop}",
+        ]
+    )
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -97,8 +109,11 @@ def _up(args: argparse.Namespace) -> int:
             return 1
     print(_usage(cp, kubectl, args.detach), flush=True)
     if args.kueue:
-        print(f"  Kueue               -> {cp.dir / 'logs' / 'kueue.log'} (batch/job; label Jobs "
-              "kueue.x-k8s.io/queue-name)", flush=True)
+        print(
+            f"  Kueue               -> {cp.dir / 'logs' / 'kueue.log'} (batch/job; label Jobs "
+            "kueue.x-k8s.io/queue-name)",
+            flush=True,
+        )
     if args.detach:
         return 0
 

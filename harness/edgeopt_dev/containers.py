@@ -42,7 +42,6 @@ class ContainerToolError(RuntimeError):
     """podman or a helper is missing or unusable; the message says what to do."""
 
 
-
 def _log(msg: str) -> None:
     print(f"[containers] {msg}", file=sys.stderr, flush=True)
 
@@ -67,7 +66,7 @@ def containers_conf_text() -> str:
         "[engine]\n"
         '# crun fails here ("cgroups in hybrid mode not supported"); runc works.\n'
         'runtime = "runc"\n'
-        '# No systemd to talk to (and no journal): plain cgroupfs, files for events.\n'
+        "# No systemd to talk to (and no journal): plain cgroupfs, files for events.\n"
         'cgroup_manager = "cgroupfs"\n'
         'events_logger = "file"\n'
     )
@@ -155,8 +154,19 @@ def probe(image: str) -> Probe:
     if shutil.which("podman") is None:
         return Probe(False, "podman is not installed (apt-get install podman buildah runc debootstrap)")
     try:
-        proc = podman("run", "--rm", "--network", "host", "--read-only", "--user", "10001:10001", image, "true",
-                      check=False, timeout=120)
+        proc = podman(
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "--read-only",
+            "--user",
+            "10001:10001",
+            image,
+            "true",
+            check=False,
+            timeout=120,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return Probe(False, f"podman cannot run a container here: {exc}")
     if proc.returncode != 0:

@@ -109,8 +109,7 @@ def _kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: 
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "edgeopt-dev", "cluster": {
-            "server": server, "certificate-authority-data": b64(ca)}}],
+        "clusters": [{"name": "edgeopt-dev", "cluster": {"server": server, "certificate-authority-data": b64(ca)}}],
         "users": [{"name": user, "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}],
         "contexts": [{"name": "edgeopt-dev", "context": {"cluster": "edgeopt-dev", "user": user}}],
         "current-context": "edgeopt-dev",
@@ -211,8 +210,10 @@ def up(
     except PodNetworkError as exc:
         raise ControlPlaneError(str(exc)) from exc
     if shutil.which("podman") is None and not api_only:
-        _log("warning: podman is not installed, so the node agent cannot run Pods (they wait in "
-             "ContainerCreating); `edgeopt dev images` installs it and builds the images Pods run")
+        _log(
+            "warning: podman is not installed, so the node agent cannot run Pods (they wait in "
+            "ContainerCreating); `edgeopt dev images` installs it and builds the images Pods run"
+        )
     for attempt in range(1, 4):
         _wipe(root)
         try:
@@ -246,8 +247,13 @@ def _audit_args(layout: Layout) -> list[str]:
     policy = layout.run / "audit-policy.yaml"
     policy.parent.mkdir(parents=True, exist_ok=True)
     policy.write_text(AUDIT_POLICY)
-    return [f"--audit-policy-file={policy}", f"--audit-log-path={layout.log('audit')}",
-            "--audit-log-format=json", "--audit-log-mode=batch", "--audit-log-batch-max-wait=1s"]  # fmt: skip
+    return [
+        f"--audit-policy-file={policy}",
+        f"--audit-log-path={layout.log('audit')}",
+        "--audit-log-format=json",
+        "--audit-log-mode=batch",
+        "--audit-log-batch-max-wait=1s",
+    ]
 
 
 @dataclass
@@ -267,8 +273,13 @@ class _Start:
         return f"https://127.0.0.1:{self.ports['apiserver']}"
 
     def start(self, name: str, cmd: list[str]) -> None:
-        self.started[name] = processes.spawn(cmd, log=self.layout.log(name), pidfile=self.layout.pidfile(name),
-                                             cwd=self.layout.root, die_with_parent=self.die_with_parent)
+        self.started[name] = processes.spawn(
+            cmd,
+            log=self.layout.log(name),
+            pidfile=self.layout.pidfile(name),
+            cwd=self.layout.root,
+            die_with_parent=self.die_with_parent,
+        )
 
     def wait(self, what: str, check: Callable[[], bool]) -> None:
         _wait(what, check, self.deadline, self.started, self.layout.root)
@@ -286,7 +297,11 @@ class _Start:
 
 
 def _start(
-    root: Path, bins: dict[str, Path], timeout: float, die_with_parent: bool, audit: bool = False,
+    root: Path,
+    bins: dict[str, Path],
+    timeout: float,
+    die_with_parent: bool,
+    audit: bool = False,
     api_only: bool = False,
 ) -> ControlPlane:
     t0 = time.monotonic()
@@ -308,9 +323,11 @@ def _start(
         _start_controllers(run)
         # Pods cannot be created before the default ServiceAccount exists, and
         # their token volume needs kube-root-ca.crt: wait for both controllers.
-        run.wait("the default ServiceAccount and kube-root-ca.crt",
-                 lambda: _https_ok(f"{run.server}/api/v1/namespaces/default/serviceaccounts/default", admin)
-                 and _https_ok(f"{run.server}/api/v1/namespaces/default/configmaps/kube-root-ca.crt", admin))
+        run.wait(
+            "the default ServiceAccount and kube-root-ca.crt",
+            lambda: _https_ok(f"{run.server}/api/v1/namespaces/default/serviceaccounts/default", admin)
+            and _https_ok(f"{run.server}/api/v1/namespaces/default/configmaps/kube-root-ca.crt", admin),
+        )
         run.wait("the node agent", layout.node_ready.exists)
     except BaseException:
         down(root)
@@ -324,67 +341,121 @@ def _start_api(run: _Start, audit: bool) -> None:
     root, pki, ports = run.layout.root, run.pki, run.ports
     etcd = f"http://127.0.0.1:{ports['etcd']}"
     peer = f"http://127.0.0.1:{ports['peer']}"
-    run.start("etcd", [
-        str(run.bins["etcd"]), "--name=edgeopt", f"--data-dir={run.layout.etcd}",
-        f"--listen-client-urls={etcd}", f"--advertise-client-urls={etcd}", f"--listen-peer-urls={peer}",
-        f"--initial-advertise-peer-urls={peer}", f"--initial-cluster=edgeopt={peer}",
-        "--initial-cluster-state=new", "--unsafe-no-fsync", "--log-level=warn",
-    ])
-    run.start("kube-apiserver", [
-        str(run.bins["kube-apiserver"]), f"--etcd-servers={etcd}",
-        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={ports['apiserver']}",
-        f"--tls-cert-file={pki.apiserver.cert}", f"--tls-private-key-file={pki.apiserver.key}",
-        f"--client-ca-file={pki.ca.cert}", "--authorization-mode=RBAC",
-        f"--service-account-issuer={ISSUER}", f"--service-account-key-file={pki.service_account_pub}",
-        f"--service-account-signing-key-file={pki.service_account_key}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
-        # StorageObjectInUseProtection: its finalizers are removed by the pvc- and
-        # pv-protection controllers, which we do not run (claims would block
-        # namespace deletion forever). TaintNodesByCondition: the not-ready taint it
-        # puts on a new Node is lifted by the node lifecycle controller, which has
-        # no heartbeats to watch here (the node agent's Node is Ready while it runs).
-        "--disable-admission-plugins=StorageObjectInUseProtection,TaintNodesByCondition",
-        f"--cert-dir={root / 'pki' / 'apiserver-generated'}", "--profiling=false",
-        # `kubectl logs` goes through the node agent's kubelet endpoint.
-        f"--kubelet-client-certificate={pki.kubelet_client.cert}",
-        f"--kubelet-client-key={pki.kubelet_client.key}",
-        f"--kubelet-certificate-authority={pki.ca.cert}", "--kubelet-preferred-address-types=InternalIP",
-        # Endpoints may not hold a loopback address, so the lease reconciler
-        # would fail every few seconds; nothing here routes to it anyway.
-        "--endpoint-reconciler-type=none",
-        *(_audit_args(run.layout) if audit else []),
-    ])  # fmt: skip
+    run.start(
+        "etcd",
+        [
+            str(run.bins["etcd"]),
+            "--name=edgeopt",
+            f"--data-dir={run.layout.etcd}",
+            f"--listen-client-urls={etcd}",
+            f"--advertise-client-urls={etcd}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=edgeopt={peer}",
+            "--initial-cluster-state=new",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ],
+    )
+    run.start(
+        "kube-apiserver",
+        [
+            str(run.bins["kube-apiserver"]),
+            f"--etcd-servers={etcd}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={ports['apiserver']}",
+            f"--tls-cert-file={pki.apiserver.cert}",
+            f"--tls-private-key-file={pki.apiserver.key}",
+            f"--client-ca-file={pki.ca.cert}",
+            "--authorization-mode=RBAC",
+            f"--service-account-issuer={ISSUER}",
+            f"--service-account-key-file={pki.service_account_pub}",
+            f"--service-account-signing-key-file={pki.service_account_key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # StorageObjectInUseProtection: its finalizers are removed by the pvc- and
+            # pv-protection controllers, which we do not run (claims would block
+            # namespace deletion forever). TaintNodesByCondition: the not-ready taint it
+            # puts on a new Node is lifted by the node lifecycle controller, which has
+            # no heartbeats to watch here (the node agent's Node is Ready while it runs).
+            "--disable-admission-plugins=StorageObjectInUseProtection,TaintNodesByCondition",
+            f"--cert-dir={root / 'pki' / 'apiserver-generated'}",
+            "--profiling=false",
+            # `kubectl logs` goes through the node agent's kubelet endpoint.
+            f"--kubelet-client-certificate={pki.kubelet_client.cert}",
+            f"--kubelet-client-key={pki.kubelet_client.key}",
+            f"--kubelet-certificate-authority={pki.ca.cert}",
+            "--kubelet-preferred-address-types=InternalIP",
+            # Endpoints may not hold a loopback address, so the lease reconciler
+            # would fail every few seconds; nothing here routes to it anyway.
+            "--endpoint-reconciler-type=none",
+            *(_audit_args(run.layout) if audit else []),
+        ],
+    )
 
 
 def _start_controllers(run: _Start) -> None:
     """kube-controller-manager, kube-scheduler (each with its bootstrap RBAC identity) and the node agent."""
     pki, ports, layout = run.pki, run.ports, run.layout
     kcm = run.client_kubeconfig("controller-manager", pki.controller_manager, "system:kube-controller-manager")
-    run.start("kube-controller-manager", [
-        str(run.bins["kube-controller-manager"]), f"--kubeconfig={kcm}",
-        f"--authentication-kubeconfig={kcm}", f"--authorization-kubeconfig={kcm}",
-        f"--controllers={CONTROLLERS}", "--use-service-account-credentials=true",
-        f"--service-account-private-key-file={pki.service_account_key}", f"--root-ca-file={pki.ca.cert}",
-        "--bind-address=127.0.0.1", f"--secure-port={ports['controller-manager']}",
-        f"--cert-dir={layout.pki / 'controller-manager-generated'}", "--leader-elect=false", "--profiling=false",
-    ])  # fmt: skip
+    run.start(
+        "kube-controller-manager",
+        [
+            str(run.bins["kube-controller-manager"]),
+            f"--kubeconfig={kcm}",
+            f"--authentication-kubeconfig={kcm}",
+            f"--authorization-kubeconfig={kcm}",
+            f"--controllers={CONTROLLERS}",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki.service_account_key}",
+            f"--root-ca-file={pki.ca.cert}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports['controller-manager']}",
+            f"--cert-dir={layout.pki / 'controller-manager-generated'}",
+            "--leader-elect=false",
+            "--profiling=false",
+        ],
+    )
     scheduler = run.client_kubeconfig("scheduler", pki.scheduler, "system:kube-scheduler")
-    run.start("kube-scheduler", [
-        str(run.bins["kube-scheduler"]), f"--kubeconfig={scheduler}",
-        f"--authentication-kubeconfig={scheduler}", f"--authorization-kubeconfig={scheduler}",
-        "--bind-address=127.0.0.1", f"--secure-port={ports['scheduler']}",
-        f"--cert-dir={layout.pki / 'scheduler-generated'}", "--leader-elect=false", "--profiling=false",
-    ])  # fmt: skip
-    run.start("nodeagent", [sys.executable, "-m", "edgeopt_dev.nodeagent", "--kubeconfig", str(layout.kubeconfig),
-                            "--dir", str(layout.root)])  # fmt: skip
+    run.start(
+        "kube-scheduler",
+        [
+            str(run.bins["kube-scheduler"]),
+            f"--kubeconfig={scheduler}",
+            f"--authentication-kubeconfig={scheduler}",
+            f"--authorization-kubeconfig={scheduler}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports['scheduler']}",
+            f"--cert-dir={layout.pki / 'scheduler-generated'}",
+            "--leader-elect=false",
+            "--profiling=false",
+        ],
+    )
+    run.start(
+        "nodeagent",
+        [
+            sys.executable,
+            "-m",
+            "edgeopt_dev.nodeagent",
+            "--kubeconfig",
+            str(layout.kubeconfig),
+            "--dir",
+            str(layout.root),
+        ],
+    )
     run.healthz("kube-controller-manager", ports["controller-manager"])
     run.healthz("kube-scheduler", ports["scheduler"])
 
 
 def _write_state(layout: Layout, server: str, ports: dict[str, int]) -> None:
-    state = {"server": server, "etcdPort": ports["etcd"], "apiserverPort": ports["apiserver"],
-             "controllerManagerPort": ports["controller-manager"], "schedulerPort": ports["scheduler"],
-             "kubernetesVersion": KUBERNETES_VERSION}
+    state = {
+        "server": server,
+        "etcdPort": ports["etcd"],
+        "apiserverPort": ports["apiserver"],
+        "controllerManagerPort": ports["controller-manager"],
+        "schedulerPort": ports["scheduler"],
+        "kubernetesVersion": KUBERNETES_VERSION,
+    }
     layout.state.write_text(json.dumps(state, indent=2) + "\n")
 
 

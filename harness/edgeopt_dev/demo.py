@@ -100,8 +100,13 @@ class Steps:
 
     def results(self, error: str | None) -> dict[str, Any]:
         ok = error is None and len(self.record) == self.total and all(s["status"] == "ok" for s in self.record)
-        return {"ok": ok, "error": error, "steps": self.record, "seconds": round(time.monotonic() - self.t0, 3),
-                **self.facts}  # fmt: skip
+        return {
+            "ok": ok,
+            "error": error,
+            "steps": self.record,
+            "seconds": round(time.monotonic() - self.t0, 3),
+            **self.facts,
+        }
 
 
 # --------------------------------------------------------------------------- helpers
@@ -165,12 +170,19 @@ def token_kubeconfig(path: Path, server: str, ca_file: Path, token: str, user: s
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "dev", "cluster": {
-            "server": server, "certificate-authority-data": base64.b64encode(ca_file.read_bytes()).decode()}}],
+        "clusters": [
+            {
+                "name": "dev",
+                "cluster": {
+                    "server": server,
+                    "certificate-authority-data": base64.b64encode(ca_file.read_bytes()).decode(),
+                },
+            }
+        ],
         "users": [{"name": user, "user": {"token": token}}],
         "contexts": [{"name": user, "context": {"cluster": "dev", "user": user, "namespace": NAMESPACE}}],
         "current-context": user,
-    }  # fmt: skip
+    }
     path.touch(mode=0o600)
     path.write_text(json.dumps(config))
 
@@ -187,9 +199,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--example", type=Path, default=None, help=f"OptimizedModel to apply (default: {EXAMPLE}, the y = a + x model)"
     )
     parser.add_argument(
-        "--results", type=Path, default=None,
+        "--results",
+        type=Path,
+        default=None,
         help="write what the demo did as JSON: each step's status and seconds, the Pods, the answers, the report",
-    )  # fmt: skip
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -295,16 +309,27 @@ def _start(steps: Steps, cluster_dir: Path) -> Cluster:
 
 
 #: What the operator's ServiceAccount must and must not be allowed: (verb, resource, answer).
-CAN_I = (("list", "optimizedmodels.edgeopt.io", "yes"), ("create", "jobs", "yes"),
-         ("get", "secrets", "no"), ("create", "pods", "no"))  # fmt: skip
+CAN_I = (
+    ("list", "optimizedmodels.edgeopt.io", "yes"),
+    ("create", "jobs", "yes"),
+    ("get", "secrets", "no"),
+    ("create", "pods", "no"),
+)
 
 
 def _install(steps: Steps, cluster: Cluster, root: Path) -> None:
     from edgeopt_dev.images import image_name
 
     with steps.step("helm install the chart: operator and Triton Deployments from the images, claims, RBAC"):
-        cluster.helm("install", RELEASE, str(root / "charts" / "edgeopt"), "--namespace", NAMESPACE,
-                     "--create-namespace", *chart_values(image_name, cluster.ports))  # fmt: skip
+        cluster.helm(
+            "install",
+            RELEASE,
+            str(root / "charts" / "edgeopt"),
+            "--namespace",
+            NAMESPACE,
+            "--create-namespace",
+            *chart_values(image_name, cluster.ports),
+        )
         cluster.kubectl("wait", "--for=condition=Established", "crd/optimizedmodels.edgeopt.io", "--timeout=60s")
 
     with steps.step("check the operator's ServiceAccount: the chart's RBAC, nothing more"):
@@ -326,19 +351,35 @@ def _install(steps: Steps, cluster: Cluster, root: Path) -> None:
 def _pods_ready(steps: Steps, cluster: Cluster) -> None:
     with steps.step("wait for the operator and Triton Pods: running in their containers, Ready"):
         for deployment in (RELEASE, f"{RELEASE}-triton"):
-            cluster.kubectl("rollout", "status", f"deployment/{deployment}", "-n", NAMESPACE, "--timeout=300s",
-                            timeout=320)  # fmt: skip
+            cluster.kubectl(
+                "rollout", "status", f"deployment/{deployment}", "-n", NAMESPACE, "--timeout=300s", timeout=320
+            )
         for line in cluster.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide").splitlines():
             steps.say(f"  $ kubectl get pods | {line}")
         steps.facts["pods"] = pod_facts(json.loads(cluster.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json")))
-        token = cluster.kubectl("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=operator", "-o",
-                                "jsonpath={.items[0].spec.volumes[*].projected.sources[*].serviceAccountToken.path}")
+        token = cluster.kubectl(
+            "get",
+            "pods",
+            "-n",
+            NAMESPACE,
+            "-l",
+            "app.kubernetes.io/component=operator",
+            "-o",
+            "jsonpath={.items[0].spec.volumes[*].projected.sources[*].serviceAccountToken.path}",
+        )
         if "token" not in token:
             raise RuntimeError("the operator Pod has no projected ServiceAccount token volume")
         # Where kube-proxy would send a client of the Service: a ready endpoint of its EndpointSlice.
-        endpoint = cluster.kubectl("get", "endpointslices", "-n", NAMESPACE, "-l",
-                                   f"kubernetes.io/service-name={RELEASE}-triton", "-o",
-                                   "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}").split()
+        endpoint = cluster.kubectl(
+            "get",
+            "endpointslices",
+            "-n",
+            NAMESPACE,
+            "-l",
+            f"kubernetes.io/service-name={RELEASE}-triton",
+            "-o",
+            "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}",
+        ).split()
         if not endpoint:
             raise RuntimeError(f"the EndpointSlice of Service {RELEASE}-triton lists no ready endpoint")
         cluster.triton_host = endpoint[0]
@@ -355,12 +396,14 @@ def pod_facts(pods: dict[str, Any]) -> list[dict[str, Any]]:
     facts = []
     for pod in pods.get("items") or []:
         statuses = (pod.get("status") or {}).get("containerStatuses") or []
-        facts.append({
-            "name": pod["metadata"]["name"],
-            "component": (pod["metadata"].get("labels") or {}).get("app.kubernetes.io/component"),
-            "phase": (pod.get("status") or {}).get("phase"),
-            "ready": f"{sum(1 for s in statuses if s.get('ready'))}/{len(statuses)}",
-        })  # fmt: skip
+        facts.append(
+            {
+                "name": pod["metadata"]["name"],
+                "component": (pod["metadata"].get("labels") or {}).get("app.kubernetes.io/component"),
+                "phase": (pod.get("status") or {}).get("phase"),
+                "ready": f"{sum(1 for s in statuses if s.get('ready'))}/{len(statuses)}",
+            }
+        )
     return facts
 
 
@@ -407,8 +450,14 @@ def _infer_both(steps: Steps, cluster: Cluster, status: dict[str, Any]) -> dict[
         steps.say(f"  Triton answered y = {grpc_answer:g} over gRPC (mean {grpc_ms:.2f} ms per request)")
         steps.facts["answers"] = {"x": 1.0, "http": answer, "grpc": grpc_answer}
         steps.facts["latencyMs"] = {"http": latency_ms, "grpc": grpc_ms}
-    return {"status": status, "answer": answer, "tritonLatencyMs": latency_ms, "grpcAnswer": grpc_answer,
-            "grpcLatencyMs": grpc_ms, "grpcURL": cluster.grpc_url}  # fmt: skip
+    return {
+        "status": status,
+        "answer": answer,
+        "tritonLatencyMs": latency_ms,
+        "grpcAnswer": grpc_answer,
+        "grpcLatencyMs": grpc_ms,
+        "grpcURL": cluster.grpc_url,
+    }
 
 
 def chart_values(image_name: Any, triton_ports: tuple[int, int, int]) -> list[str]:
@@ -424,19 +473,43 @@ def chart_values(image_name: Any, triton_ports: tuple[int, int, int]) -> list[st
 
     def image(key: str, target: str) -> list[str]:
         repository, tag = image_name(target).rsplit(":", 1)
-        return ["--set", f"{key}.image.repository={repository}", "--set", f"{key}.image.tag={tag}",
-                "--set", f"{key}.image.pullPolicy=Never"]
+        return [
+            "--set",
+            f"{key}.image.repository={repository}",
+            "--set",
+            f"{key}.image.tag={tag}",
+            "--set",
+            f"{key}.image.pullPolicy=Never",
+        ]
 
     return [
-        *image("operator", "operator"), *image("converter", "converter-cpu"), *image("triton", "triton-cpu"),
-        "--set", f"operator.livenessPort={free_port()}", "--set", f"operator.metricsPort={free_port()}",
-        "--set", "triton.enabled=true", "--set", "triton.bindPodIP=true",
-        "--set", f"triton.service.httpPort={http}", "--set", f"triton.service.grpcPort={grpc}",
-        "--set", f"triton.service.metricsPort={metrics}",
+        *image("operator", "operator"),
+        *image("converter", "converter-cpu"),
+        *image("triton", "triton-cpu"),
+        "--set",
+        f"operator.livenessPort={free_port()}",
+        "--set",
+        f"operator.metricsPort={free_port()}",
+        "--set",
+        "triton.enabled=true",
+        "--set",
+        "triton.bindPodIP=true",
+        "--set",
+        f"triton.service.httpPort={http}",
+        "--set",
+        f"triton.service.grpcPort={grpc}",
+        "--set",
+        f"triton.service.metricsPort={metrics}",
         # The chart's Triton asks for a GPU; the dev node has none (null removes the key from the defaults).
-        "--set", "triton.resources.limits.nvidia\\.com/gpu=null", "--set", "triton.resources.requests.cpu=500m",
-        "--set", "persistence.modelRepository.create=true", "--set", "persistence.modelSource.create=true",
-    ]  # fmt: skip
+        "--set",
+        "triton.resources.limits.nvidia\\.com/gpu=null",
+        "--set",
+        "triton.resources.requests.cpu=500m",
+        "--set",
+        "persistence.modelRepository.create=true",
+        "--set",
+        "persistence.modelSource.create=true",
+    ]
 
 
 def _wait_ready(steps: Steps, kubectl: Any, timeout: float) -> dict[str, Any]:
@@ -524,10 +597,14 @@ def _print_report(steps: Steps, result: dict[str, Any]) -> None:
     print(f"  precision / TRT    {fmt('precision')} / {fmt('trtEngines')} TensorRT engines (TF-TRT off on CPU)")
     print(f"  max abs error      {fmt('maxAbsError')}")
     print(f"  conversion         {fmt('conversionSeconds', ' s')} (TensorFlow {fmt('tensorflow')})")
-    print(f"  Triton answer      y = {result['answer']:g} for x = 1 over HTTP "
-          f"({result['tritonLatencyMs']:.2f} ms/request)")
-    print(f"                     y = {result['grpcAnswer']:g} over gRPC at {result['grpcURL']} "
-          f"({result['grpcLatencyMs']:.2f} ms/request)")
+    print(
+        f"  Triton answer      y = {result['answer']:g} for x = 1 over HTTP "
+        f"({result['tritonLatencyMs']:.2f} ms/request)"
+    )
+    print(
+        f"                     y = {result['grpcAnswer']:g} over gRPC at {result['grpcURL']} "
+        f"({result['grpcLatencyMs']:.2f} ms/request)"
+    )
     print("  step times         " + ", ".join(f"{s['n']}: {s['seconds']:.1f}s" for s in steps.record))
     print(f"  total              {time.monotonic() - steps.t0:.1f}s")
     print("=" * 64, flush=True)

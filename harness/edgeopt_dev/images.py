@@ -108,15 +108,28 @@ class BaseRecipe:
 
     def digest(self) -> str:
         data = json.dumps(
-            {"suite": self.suite, "mirror": self.mirror, "packages": sorted(self.packages), "variant": self.variant,
-             "venv": self.venv, "path": BASE_PATH, "recipe": 1},
+            {
+                "suite": self.suite,
+                "mirror": self.mirror,
+                "packages": sorted(self.packages),
+                "variant": self.variant,
+                "venv": self.venv,
+                "path": BASE_PATH,
+                "recipe": 1,
+            },
             sort_keys=True,
         )
         return hashlib.sha256(data.encode()).hexdigest()[:16]
 
     def debootstrap_command(self, root: Path) -> list[str]:
-        return ["debootstrap", f"--variant={self.variant}", f"--include={','.join(self.packages)}", self.suite,
-                str(root), self.mirror]
+        return [
+            "debootstrap",
+            f"--variant={self.variant}",
+            f"--include={','.join(self.packages)}",
+            self.suite,
+            str(root),
+            self.mirror,
+        ]
 
 
 def base_recipe() -> BaseRecipe:
@@ -180,8 +193,12 @@ BUILD_CA_PATH = "/run/edgeopt/ca-certificates.crt"
 def host_ca_bundle(env: dict[str, str] | None = None) -> Path | None:
     """The CA bundle this machine's pip trusts: PIP_CERT, REQUESTS_CA_BUNDLE, SSL_CERT_FILE or the system's."""
     env = dict(os.environ if env is None else env)
-    for candidate in (env.get("PIP_CERT"), env.get("REQUESTS_CA_BUNDLE"), env.get("SSL_CERT_FILE"),
-                      "/etc/ssl/certs/ca-certificates.crt"):
+    for candidate in (
+        env.get("PIP_CERT"),
+        env.get("REQUESTS_CA_BUNDLE"),
+        env.get("SSL_CERT_FILE"),
+        "/etc/ssl/certs/ca-certificates.crt",
+    ):
         if candidate and Path(candidate).is_file():
             return Path(candidate).resolve()
     return None
@@ -197,10 +214,21 @@ def build_command(target: str, base: str, context: Path = ROOT, ca_bundle: Path 
     if ca_bundle is not None:
         ca = ["--volume", f"{ca_bundle}:{BUILD_CA_PATH}:ro", "--build-arg", f"PIP_CERT={BUILD_CA_PATH}"]
     return [
-        "podman", "build", "--layers", "--target", target, "--tag", image_name(target),
-        "--build-arg", f"PYTHON_BASE={base}", *ca,
-        "--label", f"io.edgeopt.version={__version__}",
-        "--file", str(context / "Dockerfile"), str(context),
+        "podman",
+        "build",
+        "--layers",
+        "--target",
+        target,
+        "--tag",
+        image_name(target),
+        "--build-arg",
+        f"PYTHON_BASE={base}",
+        *ca,
+        "--label",
+        f"io.edgeopt.version={__version__}",
+        "--file",
+        str(context / "Dockerfile"),
+        str(context),
     ]
 
 
@@ -216,8 +244,9 @@ def build_target(target: str, base: str | None = None) -> Built:
     seconds = time.monotonic() - t0
     if proc.returncode != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
-        raise ContainerToolError(f"podman build --target {target} failed after {seconds:.0f}s "
-                                 f"(full log: {log_path}):\n{tail}")
+        raise ContainerToolError(
+            f"podman build --target {target} failed after {seconds:.0f}s " f"(full log: {log_path}):\n{tail}"
+        )
     return Built(target, image_name(target), seconds)
 
 
@@ -230,14 +259,19 @@ def build_images(targets: list[str] | None = None) -> list[Built]:
 
 def prune_superseded() -> None:
     """Remove our own images that a rebuild left untagged (never anyone else's: filtered by our label)."""
-    subprocess.run(["podman", "image", "prune", "--force", "--filter", "label=io.edgeopt.version"],
-                   env=podman_env(), capture_output=True, check=False)
+    subprocess.run(
+        ["podman", "image", "prune", "--force", "--filter", "label=io.edgeopt.version"],
+        env=podman_env(),
+        capture_output=True,
+        check=False,
+    )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """``edgeopt dev images [TARGET...]`` (wired in by command.py)."""
-    parser.add_argument("targets", nargs="*", metavar="TARGET",
-                        help=f"Dockerfile targets to build (default: {' '.join(LOCAL_TARGETS)})")
+    parser.add_argument(
+        "targets", nargs="*", metavar="TARGET", help=f"Dockerfile targets to build (default: {' '.join(LOCAL_TARGETS)})"
+    )
     parser.add_argument("--base-only", action="store_true", help="only install the tools and build the base")
     parser.add_argument("--rebuild-base", action="store_true", help="debootstrap the base again even if current")
 

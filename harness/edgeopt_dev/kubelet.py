@@ -73,13 +73,16 @@ def gates_state(spec: dict[str, Any], conditions: list[dict[str, Any]]) -> State
         if cond is None:
             unready.append(f'corresponding condition of pod readiness gate "{gate["conditionType"]}" does not exist.')
         elif cond.get("status") != "True":
-            unready.append(f'the status of pod readiness gate "{gate["conditionType"]}" is not "True", '
-                           f'but {cond.get("status")}')
+            unready.append(
+                f'the status of pod readiness gate "{gate["conditionType"]}" is not "True", '
+                f'but {cond.get("status")}'
+            )
     return (False, "ReadinessGatesNotReady", ", ".join(unready)) if unready else (True, "", "")
 
 
-def kubelet_conditions(old: list[dict[str, Any]], spec: dict[str, Any], *, phase: str,
-                       containers_ready: bool) -> list[dict[str, Any]]:
+def kubelet_conditions(
+    old: list[dict[str, Any]], spec: dict[str, Any], *, phase: str, containers_ready: bool
+) -> list[dict[str, Any]]:
     """The Pod's conditions as a kubelet writes them: its own five recomputed, every other one kept as it was.
 
     Ready is ContainersReady and every readiness gate True (the kubelet's
@@ -91,12 +94,20 @@ def kubelet_conditions(old: list[dict[str, Any]], spec: dict[str, Any], *, phase
         ended: State = (False, "PodCompleted" if phase == "Succeeded" else "PodFailed", "")
         containers, ready, started = ended, ended, False
     else:
-        containers = (True, "", "") if containers_ready else (
-            False, "ContainersNotReady", f"containers with unready status: [{container}]")
+        containers = (
+            (True, "", "")
+            if containers_ready
+            else (False, "ContainersNotReady", f"containers with unready status: [{container}]")
+        )
         ready = gates_state(spec, old) if containers_ready else containers
         started = True
-    mine: dict[str, State] = {"PodReadyToStartContainers": (started, "", ""), "Initialized": (True, "", ""),
-                              "Ready": ready, "ContainersReady": containers, "PodScheduled": (True, "", "")}
+    mine: dict[str, State] = {
+        "PodReadyToStartContainers": (started, "", ""),
+        "Initialized": (True, "", ""),
+        "Ready": ready,
+        "ContainersReady": containers,
+        "PodScheduled": (True, "", ""),
+    }
     stamp = now()
     before = {c.get("type"): c for c in old}
     made = {}
@@ -104,8 +115,12 @@ def kubelet_conditions(old: list[dict[str, Any]], spec: dict[str, Any], *, phase
         status = "True" if ok else "False"
         previous = before.get(kind) or {}
         kept = previous.get("status") == status and previous.get("lastTransitionTime")
-        cond: dict[str, Any] = {"type": kind, "status": status, "lastProbeTime": None,
-                                "lastTransitionTime": kept or stamp}
+        cond: dict[str, Any] = {
+            "type": kind,
+            "status": status,
+            "lastProbeTime": None,
+            "lastTransitionTime": kept or stamp,
+        }
         if reason:
             cond["reason"] = reason
         if message:
@@ -118,8 +133,9 @@ def kubelet_conditions(old: list[dict[str, Any]], spec: dict[str, Any], *, phase
 class PodRun:
     """One Pod, run to completion in a thread; ``on_done(self)`` is called at the end."""
 
-    def __init__(self, pod: dict[str, Any], ctx: RuntimeContext, on_done: Callable[[PodRun], None],
-                 ip: str = "") -> None:
+    def __init__(
+        self, pod: dict[str, Any], ctx: RuntimeContext, on_done: Callable[[PodRun], None], ip: str = ""
+    ) -> None:
         self.pod = pod
         self.ip = ip  # the Pod's own address (podnet.PodIPs), for its life
         if ip:  # what the downward API's status.podIP and the Pod's /etc/hosts read
@@ -202,37 +218,52 @@ class PodRun:
         if self.ip:
             status.update(podIP=self.ip, podIPs=[{"ip": self.ip}])
 
-    def _container_status(self, state: dict[str, Any], *, ready: bool = False,
-                          started: bool | None = None) -> list[dict[str, Any]]:
+    def _container_status(
+        self, state: dict[str, Any], *, ready: bool = False, started: bool | None = None
+    ) -> list[dict[str, Any]]:
         c = self.pod["spec"]["containers"][0]
-        status = {"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": ready,
-                  "started": "running" in state if started is None else started, "restartCount": self.restarts,
-                  "state": state, "lastState": self.last_state}
+        status = {
+            "name": c["name"],
+            "image": c.get("image", ""),
+            "imageID": "",
+            "ready": ready,
+            "started": "running" in state if started is None else started,
+            "restartCount": self.restarts,
+            "state": state,
+            "lastState": self.last_state,
+        }
         return [status]
 
     def _pending(self, reason: str, message: str) -> None:
         def mutate(status: dict[str, Any]) -> None:
             status["phase"] = "Pending"
-            status["conditions"] = kubelet_conditions(status.get("conditions") or [], self.pod["spec"],
-                                                      phase="Pending", containers_ready=False)
+            status["conditions"] = kubelet_conditions(
+                status.get("conditions") or [], self.pod["spec"], phase="Pending", containers_ready=False
+            )
             status["containerStatuses"] = self._container_status({"waiting": {"reason": reason, "message": message}})
             self._ips(status)
 
         self._write_status(mutate)
 
-    def _finish(self, exit_code: int, reason: str, message: str, started: str, *, pod_reason: str = "",
-                pod_message: str = "") -> None:
+    def _finish(
+        self, exit_code: int, reason: str, message: str, started: str, *, pod_reason: str = "", pod_message: str = ""
+    ) -> None:
         phase = "Succeeded" if exit_code == 0 and not pod_reason else "Failed"
-        terminated: dict[str, Any] = {"exitCode": exit_code, "reason": reason, "startedAt": started,
-                                      "finishedAt": now()}
+        terminated: dict[str, Any] = {
+            "exitCode": exit_code,
+            "reason": reason,
+            "startedAt": started,
+            "finishedAt": now(),
+        }
         if message:
             terminated["message"] = message
 
         def mutate(status: dict[str, Any]) -> None:
             status["phase"] = phase
             status["startTime"] = status.get("startTime") or started
-            status["conditions"] = kubelet_conditions(status.get("conditions") or [], self.pod["spec"], phase=phase,
-                                                      containers_ready=False)
+            status["conditions"] = kubelet_conditions(
+                status.get("conditions") or [], self.pod["spec"], phase=phase, containers_ready=False
+            )
             status["containerStatuses"] = self._container_status({"terminated": terminated})
             self._ips(status)
             if pod_reason:
@@ -260,10 +291,20 @@ class PodRun:
         stamp = now()
         body = {
             "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": self.name, "namespace": self.namespace,
-                               "uid": self.uid},
-            "reason": reason, "message": message, "type": "Warning" if warning else "Normal", "count": 1,
-            "firstTimestamp": stamp, "lastTimestamp": stamp, "source": {"component": component},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": self.name,
+                "namespace": self.namespace,
+                "uid": self.uid,
+            },
+            "reason": reason,
+            "message": message,
+            "type": "Warning" if warning else "Normal",
+            "count": 1,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "source": {"component": component},
         }
         try:
             self.ctx.core.create_namespaced_event(self.namespace, body)
@@ -277,8 +318,9 @@ class PodRun:
             pod = json.loads(resp.data)
             if pod["metadata"]["uid"] == self.uid and pod["metadata"].get("deletionTimestamp"):
                 # Options go in the body (the API ignores query options when a body is sent).
-                self.ctx.core.delete_namespaced_pod(self.name, self.namespace, body={
-                    "gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}})
+                self.ctx.core.delete_namespaced_pod(
+                    self.name, self.namespace, body={"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}}
+                )
         except ApiException as exc:
             if exc.status not in (404, 409):
                 log.warning("pod %s: cannot finish deletion: %s", self.key, exc.reason)
@@ -321,8 +363,14 @@ class PodRun:
         while True:
             started, result = self._attempt(plan, ends_at)
             if self._stop_reason == "DeadlineExceeded":
-                self._finish(result.exit_code, result.reason, result.message, started, pod_reason="DeadlineExceeded",
-                             pod_message="Pod was active on the node longer than the specified deadline")
+                self._finish(
+                    result.exit_code,
+                    result.reason,
+                    result.message,
+                    started,
+                    pod_reason="DeadlineExceeded",
+                    pod_message="Pod was active on the node longer than the specified deadline",
+                )
                 return
             again = not self._stop.is_set() and (policy == "Always" or (policy == "OnFailure" and result.exit_code))
             if not again:
@@ -345,8 +393,13 @@ class PodRun:
         run = Running(plan, self.pod_dir, self.log_path)
         spec = self.pod["spec"]["containers"][0]
         # The command as written, not as expanded: $(VAR) may stand for a Secret.
-        log.info("pod %s: started container %s (%s): %s", self.key, plan.name, plan.image,
-                 (spec.get("command") or []) + (spec.get("args") or []))
+        log.info(
+            "pod %s: started container %s (%s): %s",
+            self.key,
+            plan.name,
+            plan.image,
+            (spec.get("command") or []) + (spec.get("args") or []),
+        )
         self._event("Started", f"Started container {self.container}")
         self.phase = "Running"
         probes = Probes(spec, plan.name, self.ip or NODE_IP)
@@ -385,29 +438,39 @@ class PodRun:
         def running(status: dict[str, Any]) -> None:
             status["phase"] = "Running"
             status["startTime"] = status.get("startTime") or started
-            status["conditions"] = kubelet_conditions(status.get("conditions") or [], self.pod["spec"],
-                                                      phase="Running", containers_ready=ready)
-            status["containerStatuses"] = self._container_status({"running": {"startedAt": started}}, ready=ready,
-                                                                 started=probes.started)
+            status["conditions"] = kubelet_conditions(
+                status.get("conditions") or [], self.pod["spec"], phase="Running", containers_ready=ready
+            )
+            status["containerStatuses"] = self._container_status(
+                {"running": {"startedAt": started}}, ready=ready, started=probes.started
+            )
             self._ips(status)
 
         self._write_status(running)
 
     def _back_off(self, result: ContainerResult, started: str, backoff: float) -> None:
         """Between restarts: Running, not ready, the container Waiting in CrashLoopBackOff with its last end."""
-        self.last_state = {"terminated": {"exitCode": result.exit_code, "reason": result.reason, "startedAt": started,
-                                          "finishedAt": now(), **({"message": result.message} if result.message
-                                                                  else {})}}
+        self.last_state = {
+            "terminated": {
+                "exitCode": result.exit_code,
+                "reason": result.reason,
+                "startedAt": started,
+                "finishedAt": now(),
+                **({"message": result.message} if result.message else {}),
+            }
+        }
         message = f"back-off {backoff:.0f}s restarting failed container={self.container} pod={self.name}"
         self._event("BackOff", f"Back-off restarting failed container {self.container}", warning=True)
 
         self._containers_ready = False
 
         def waiting(status: dict[str, Any]) -> None:
-            status["conditions"] = kubelet_conditions(status.get("conditions") or [], self.pod["spec"],
-                                                      phase="Running", containers_ready=False)
+            status["conditions"] = kubelet_conditions(
+                status.get("conditions") or [], self.pod["spec"], phase="Running", containers_ready=False
+            )
             status["containerStatuses"] = self._container_status(
-                {"waiting": {"reason": "CrashLoopBackOff", "message": message}})
+                {"waiting": {"reason": "CrashLoopBackOff", "message": message}}
+            )
             self._ips(status)
 
         self._write_status(waiting)

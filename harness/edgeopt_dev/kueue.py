@@ -129,8 +129,15 @@ def _rbac(src: Path) -> list[dict[str, Any]]:
             meta["namespace"] = NAMESPACE
         out.append({**doc, "metadata": meta})
         ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": doc["kind"], "name": meta["name"]}
-        out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": binding, "metadata": dict(meta),
-                    "roleRef": ref, "subjects": subject})
+        out.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": binding,
+                "metadata": dict(meta),
+                "roleRef": ref,
+                "subjects": subject,
+            }
+        )
     return out
 
 
@@ -142,9 +149,12 @@ def manifests(module: Path, webhook_port: int) -> list[dict[str, Any]]:
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
         {**secret, "metadata": {"name": _prefixed(secret["metadata"]["name"]), "namespace": NAMESPACE}},
-        {"apiVersion": "v1", "kind": "Service",
-         "metadata": {"name": _prefixed(service["metadata"]["name"]), "namespace": NAMESPACE},
-         "spec": {"type": "ExternalName", "externalName": WEBHOOK_HOST}},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": _prefixed(service["metadata"]["name"]), "namespace": NAMESPACE},
+            "spec": {"type": "ExternalName", "externalName": WEBHOOK_HOST},
+        },
         *_crds(comp / "crd", webhook_port),
         *_rbac(comp / "rbac"),
         *_webhooks(comp / "webhook" / "manifests.yaml", webhook_port),
@@ -186,9 +196,21 @@ def _apply(cp: ControlPlane, kubectl: Path, docs: list[dict[str, Any]]) -> None:
     """Server-side apply (the CRDs are too large for client-side apply's annotation)."""
     body = yaml.safe_dump_all(docs, sort_keys=False)
     proc = subprocess.run(
-        [str(kubectl), "--kubeconfig", str(cp.kubeconfig), "apply", "--server-side", "--force-conflicts",
-         "--field-manager=edgeopt-dev", "-f", "-"],
-        input=body, capture_output=True, text=True, timeout=120,
+        [
+            str(kubectl),
+            "--kubeconfig",
+            str(cp.kubeconfig),
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=edgeopt-dev",
+            "-f",
+            "-",
+        ],
+        input=body,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if proc.returncode != 0:
         raise KueueError(f"installing Kueue's manifests failed:\n{proc.stderr.strip()}")
@@ -271,7 +293,18 @@ def stop(root: Path, kubeconfig: Path | None = None, kubectl: Path | None = None
     processes.stop_pidfile(_pidfile(root))
     if kubeconfig is not None and kubectl is not None:
         for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
-            subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), "delete", kind,
-                            f"{PREFIX}{kind.split('webhook')[0]}-webhook-configuration", "--ignore-not-found"],
-                           capture_output=True, text=True, timeout=60)
+            subprocess.run(
+                [
+                    str(kubectl),
+                    "--kubeconfig",
+                    str(kubeconfig),
+                    "delete",
+                    kind,
+                    f"{PREFIX}{kind.split('webhook')[0]}-webhook-configuration",
+                    "--ignore-not-found",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
     return was

@@ -58,6 +58,8 @@ def node_capacity(root: Path) -> dict[str, str]:
         pass
     disk = shutil.disk_usage(root).total
     return {"cpu": str(os.cpu_count() or 1), "memory": f"{mem_kib}Ki", "ephemeral-storage": str(disk), "pods": "110"}
+
+
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -68,19 +70,39 @@ def node_status(port: int, root: Path) -> dict[str, Any]:
         "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
         "capacity": node_capacity(root),
         "allocatable": node_capacity(root),
-        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                        "message": "edgeopt node agent is posting ready status", "lastHeartbeatTime": stamp,
-                        "lastTransitionTime": stamp}],
-        "nodeInfo": {"kubeletVersion": KUBERNETES_VERSION, "kubeProxyVersion": "", "operatingSystem": "linux",
-                     "architecture": "amd64", "containerRuntimeVersion": "edgeopt-nodeagent://local",
-                     "kernelVersion": "", "osImage": "", "machineID": "", "systemUUID": "", "bootID": ""},
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "edgeopt node agent is posting ready status",
+                "lastHeartbeatTime": stamp,
+                "lastTransitionTime": stamp,
+            }
+        ],
+        "nodeInfo": {
+            "kubeletVersion": KUBERNETES_VERSION,
+            "kubeProxyVersion": "",
+            "operatingSystem": "linux",
+            "architecture": "amd64",
+            "containerRuntimeVersion": "edgeopt-nodeagent://local",
+            "kernelVersion": "",
+            "osImage": "",
+            "machineID": "",
+            "systemUUID": "",
+            "bootID": "",
+        },
     }
 
 
 def register_node(core: CoreV1Api, port: int, root: Path) -> None:
     """Create (or take over) the Node object and publish where its kubelet listens."""
-    body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE_NAME, "labels": dict(NODE_LABELS)},
-            "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]}}
+    body = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": NODE_NAME, "labels": dict(NODE_LABELS)},
+        "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]},
+    }
     try:
         core.create_node(body)
     except ApiException as exc:
@@ -126,7 +148,7 @@ class _LogHandler(BaseHTTPRequestHandler):
         data = path.read_bytes()
         if "tailLines" in query:
             lines = data.splitlines(keepends=True)
-            data = b"".join(lines[len(lines) - int(query["tailLines"][0]):]) if int(query["tailLines"][0]) else b""
+            data = b"".join(lines[len(lines) - int(query["tailLines"][0]) :]) if int(query["tailLines"][0]) else b""
         limit = int(query["limitBytes"][0]) if "limitBytes" in query else None
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")

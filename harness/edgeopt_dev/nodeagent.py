@@ -57,9 +57,16 @@ TERMINAL = ("Succeeded", "Failed")
 class Informer:
     """List then watch one resource, forever; a 410 Gone or a broken stream re-lists (client-go's informer)."""
 
-    def __init__(self, name: str, list_call: Callable[..., Any], listed: Callable[[list[dict[str, Any]]], None],
-                 event: Callable[[str, dict[str, Any]], None], stopping: threading.Event, synced: threading.Event,
-                 kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        list_call: Callable[..., Any],
+        listed: Callable[[list[dict[str, Any]]], None],
+        event: Callable[[str, dict[str, Any]], None],
+        stopping: threading.Event,
+        synced: threading.Event,
+        kwargs: dict[str, Any],
+    ) -> None:
         self.name, self.list_call, self.listed, self.event = name, list_call, listed, event
         self.stopping, self.synced, self.kwargs = stopping, synced, kwargs
 
@@ -86,8 +93,7 @@ class Informer:
             return self.list_call(**kwargs)  # (the client's models refuse an EndpointSlice with no endpoints)
 
         w = watch.Watch()
-        for event in w.stream(raw, resource_version=rv, timeout_seconds=60, allow_watch_bookmarks=True,
-                              **self.kwargs):
+        for event in w.stream(raw, resource_version=rv, timeout_seconds=60, allow_watch_bookmarks=True, **self.kwargs):
             obj = event["raw_object"]
             if event["type"] == "ERROR":
                 if obj.get("code") == 410:
@@ -107,8 +113,13 @@ class NodeAgent:
         self.selector = selector
         host = urlparse(api.configuration.host)
         self.services = ServiceDirectory(self._services_changed)
-        self.ctx = RuntimeContext(root=root, core=self.core, api_host=host.hostname or "127.0.0.1",
-                                  api_port=host.port or 443, services=self.services)
+        self.ctx = RuntimeContext(
+            root=root,
+            core=self.core,
+            api_host=host.hostname or "127.0.0.1",
+            api_port=host.port or 443,
+            services=self.services,
+        )
         self.ips = PodIPs()
         self.runs: dict[str, PodRun] = {}
         self.finished: set[str] = set()  # uids run to the end: a stale event never starts them again
@@ -167,8 +178,11 @@ class NodeAgent:
         """Bound here but no process (e.g. from before a restart): nothing to wait for, as kubelet would."""
         try:
             # Options go in the body (the API ignores query options when a body is sent).
-            self.core.delete_namespaced_pod(pod["metadata"]["name"], pod["metadata"]["namespace"], body={
-                "gracePeriodSeconds": 0, "preconditions": {"uid": pod["metadata"]["uid"]}})
+            self.core.delete_namespaced_pod(
+                pod["metadata"]["name"],
+                pod["metadata"]["namespace"],
+                body={"gracePeriodSeconds": 0, "preconditions": {"uid": pod["metadata"]["uid"]}},
+            )
         except ApiException as exc:
             if exc.status not in (404, 409):
                 log.warning("cannot finish deleting pod %s: %s", pod["metadata"]["name"], exc.reason)
@@ -177,8 +191,15 @@ class NodeAgent:
         status = pod.setdefault("status", {})
         status.update(phase="Failed", reason="Lost", message="the edgeopt node agent restarted and lost this process")
         for cs in status.get("containerStatuses") or []:
-            cs["state"] = {"terminated": {"exitCode": 137, "reason": "Error", "startedAt": now(),
-                                          "finishedAt": now(), "message": "lost with the node agent"}}
+            cs["state"] = {
+                "terminated": {
+                    "exitCode": 137,
+                    "reason": "Error",
+                    "startedAt": now(),
+                    "finishedAt": now(),
+                    "message": "lost with the node agent",
+                }
+            }
         try:
             self.core.replace_namespaced_pod_status(pod["metadata"]["name"], pod["metadata"]["namespace"], pod)
         except ApiException as exc:
@@ -205,16 +226,35 @@ class NodeAgent:
         watches = ("persistentvolumes", "persistentvolumeclaims", "services", "endpointslices", "pods")
         synced = {name: threading.Event() for name in watches}
         for name, list_call, listed, event, kwargs in (
-            ("persistentvolumes", self.core.list_persistent_volume, volumes.volumes_listed, volumes.volume_event,
-             {}),
-            ("persistentvolumeclaims", self.core.list_persistent_volume_claim_for_all_namespaces,
-             volumes.claims_listed, volumes.claim_event, {}),
-            ("services", self.core.list_service_for_all_namespaces, self.services.services_listed,
-             self.services.service_event, {}),
-            ("endpointslices", discovery.list_endpoint_slice_for_all_namespaces, self.services.slices_listed,
-             self.services.slice_event, {}),
-            ("pods", self.core.list_pod_for_all_namespaces, self._pods_listed, self.on_pod,
-             {"label_selector": self.selector}),
+            ("persistentvolumes", self.core.list_persistent_volume, volumes.volumes_listed, volumes.volume_event, {}),
+            (
+                "persistentvolumeclaims",
+                self.core.list_persistent_volume_claim_for_all_namespaces,
+                volumes.claims_listed,
+                volumes.claim_event,
+                {},
+            ),
+            (
+                "services",
+                self.core.list_service_for_all_namespaces,
+                self.services.services_listed,
+                self.services.service_event,
+                {},
+            ),
+            (
+                "endpointslices",
+                discovery.list_endpoint_slice_for_all_namespaces,
+                self.services.slices_listed,
+                self.services.slice_event,
+                {},
+            ),
+            (
+                "pods",
+                self.core.list_pod_for_all_namespaces,
+                self._pods_listed,
+                self.on_pod,
+                {"label_selector": self.selector},
+            ),
         ):
             informer = Informer(name, list_call, listed, event, self.stopping, synced[name], kwargs)
             threading.Thread(target=informer.run, name=f"watch-{name}", daemon=True).start()
@@ -222,8 +262,9 @@ class NodeAgent:
             if self.stopping.is_set():
                 return
         Layout(self.root).node_ready.write_text(f"{now()}\n")
-        log.info("node agent ready: %s on node %s", f"Pods with {self.selector}" if self.selector else "every Pod",
-                 NODE_NAME)
+        log.info(
+            "node agent ready: %s on node %s", f"Pods with {self.selector}" if self.selector else "every Pod", NODE_NAME
+        )
         self.stopping.wait()
 
     def shutdown(self) -> None:
@@ -241,8 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgeopt_dev.nodeagent", description=__doc__.splitlines()[0])
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--dir", required=True, type=Path, help="the control plane folder (PVCs, logs, pid files)")
-    parser.add_argument("--selector", default="",
-                        help=f"label selector of the Pods this node runs (default: all; {JOB_PODS}: Jobs' only)")
+    parser.add_argument(
+        "--selector",
+        default="",
+        help=f"label selector of the Pods this node runs (default: all; {JOB_PODS}: Jobs' only)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
     logging.getLogger("kubernetes").setLevel(logging.WARNING)

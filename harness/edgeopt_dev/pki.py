@@ -76,9 +76,23 @@ def _signed(
     ext.write_text("\n".join(lines) + "\n")
     cert = folder / f"{name}.crt"
     _openssl(
-        "x509", "-req", "-in", str(csr), "-CA", str(ca.cert), "-CAkey", str(ca.key),
-        "-set_serial", str(secrets.randbits(63)), "-days", "365", "-sha256",
-        "-extfile", str(ext), "-out", str(cert),
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca.cert),
+        "-CAkey",
+        str(ca.key),
+        "-set_serial",
+        str(secrets.randbits(63)),
+        "-days",
+        "365",
+        "-sha256",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(cert),
     )
     csr.unlink()
     ext.unlink()
@@ -92,14 +106,32 @@ def create_cluster_pki(folder: Path, service_ip: str) -> ClusterPKI:
     ca_key = _key(folder / "ca.key")
     ca_cert = folder / "ca.crt"
     _openssl(
-        "req", "-x509", "-new", "-key", str(ca_key), "-subj", "/CN=edgeopt-dev-ca", "-days", "3650",
-        "-sha256", "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", "-out", str(ca_cert),
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        str(ca_key),
+        "-subj",
+        "/CN=edgeopt-dev-ca",
+        "-days",
+        "3650",
+        "-sha256",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        "-out",
+        str(ca_cert),
     )
     ca = CertPair(ca_cert, ca_key)
     sans = [
-        "IP:127.0.0.1", f"IP:{service_ip}", "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default",
-        "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local",
+        "IP:127.0.0.1",
+        f"IP:{service_ip}",
+        "DNS:localhost",
+        "DNS:kubernetes",
+        "DNS:kubernetes.default",
+        "DNS:kubernetes.default.svc",
+        "DNS:kubernetes.default.svc.cluster.local",
     ]
     apiserver = _signed(folder, "apiserver", "/CN=kube-apiserver", ca, server=True, sans=sans)
     # O=system:masters is the built-in cluster-admin group; the controller
@@ -110,8 +142,10 @@ def create_cluster_pki(folder: Path, service_ip: str) -> ClusterPKI:
     sa_key = _key(folder / "sa.key")
     sa_pub = folder / "sa.pub"
     _openssl("ec", "-in", str(sa_key), "-pubout", "-out", str(sa_pub))
-    kubelet = _signed(folder, "kubelet", "/CN=system:node:edgeopt-local", ca, server=True,
-                      sans=["IP:127.0.0.1", "DNS:localhost"])
-    kubelet_client = _signed(folder, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client",
-                             ca, server=False)
+    kubelet = _signed(
+        folder, "kubelet", "/CN=system:node:edgeopt-local", ca, server=True, sans=["IP:127.0.0.1", "DNS:localhost"]
+    )
+    kubelet_client = _signed(
+        folder, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client", ca, server=False
+    )
     return ClusterPKI(ca, apiserver, admin, kcm, kubelet, kubelet_client, sa_key, sa_pub, scheduler)

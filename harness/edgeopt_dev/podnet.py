@@ -138,11 +138,13 @@ def ready_addresses(slices: Iterable[dict[str, Any]]) -> dict[Key, list[str]]:
     return {key: sorted(ips, key=ipaddress.ip_address) for key, ips in table.items()}
 
 
-def hosts_text(namespace: str, hostname: str, pod_ip: str, services: Iterable[Key],
-               ready: dict[Key, list[str]]) -> str:
+def hosts_text(namespace: str, hostname: str, pod_ip: str, services: Iterable[Key], ready: dict[Key, list[str]]) -> str:
     """A Pod's /etc/hosts: loopback, its own name at its IP, every Service's names at its ready endpoints."""
-    lines = ["# Kubernetes-managed hosts file (edgeopt dev node: Service names -> ready endpoints).",
-             "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    lines = [
+        "# Kubernetes-managed hosts file (edgeopt dev node: Service names -> ready endpoints).",
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+    ]
     if pod_ip:
         lines.append(f"{pod_ip}\t{hostname}")
     for ns, name in sorted(services):
@@ -218,8 +220,12 @@ class ServiceDirectory:
 def directory_from_api(core: Any, discovery: Any) -> ServiceDirectory:
     """A one-off ServiceDirectory read from the API (for a Pod resolved without a node agent)."""
     directory = ServiceDirectory()
-    directory.services_listed([{"metadata": {"namespace": s.metadata.namespace, "name": s.metadata.name}}
-                               for s in core.list_service_for_all_namespaces().items])
+    directory.services_listed(
+        [
+            {"metadata": {"namespace": s.metadata.namespace, "name": s.metadata.name}}
+            for s in core.list_service_for_all_namespaces().items
+        ]
+    )
     slices = discovery.list_endpoint_slice_for_all_namespaces(_preload_content=False)
     directory.slices_listed(json.loads(slices.data)["items"])
     return directory

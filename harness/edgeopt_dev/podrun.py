@@ -260,9 +260,21 @@ def env_file_text(env: dict[str, str]) -> tuple[str, list[str]]:
 def podman_run_args(plan: ContainerPlan, env_file: Path, inherited: Sequence[str] = ()) -> list[str]:
     """The ``podman run`` arguments for a plan (pure; the env values live in ``env_file``)."""
     args = [
-        "run", "--name", plan.name, "--pull", "never", "--network", "host", "--hostname", plan.hostname,
-        "--http-proxy=false", "--env-file", str(env_file), *[a for n in inherited for a in ("--env", n)],
-        "--stop-timeout", str(plan.stop_timeout),
+        "run",
+        "--name",
+        plan.name,
+        "--pull",
+        "never",
+        "--network",
+        "host",
+        "--hostname",
+        plan.hostname,
+        "--http-proxy=false",
+        "--env-file",
+        str(env_file),
+        *[a for n in inherited for a in ("--env", n)],
+        "--stop-timeout",
+        str(plan.stop_timeout),
     ]
     if plan.user is not None:
         args += ["--user", plan.user]
@@ -321,8 +333,9 @@ def check_pod(pod: dict[str, Any]) -> None:
         raise CannotEmulate(f"restartPolicy {spec.get('restartPolicy')} is not a restart policy")
     container = spec["containers"][0]
     if container.get("lifecycle") and prestop_sleep(container) is None:
-        raise CannotEmulate("container lifecycle hooks other than a preStop sleep are not emulated by the edgeopt "
-                            "node agent")
+        raise CannotEmulate(
+            "container lifecycle hooks other than a preStop sleep are not emulated by the edgeopt " "node agent"
+        )
     for key in ("livenessProbe", "readinessProbe", "startupProbe"):
         probe = container.get(key)
         if probe and not any(k in probe for k in ("httpGet", "tcpSocket", "exec")):
@@ -362,13 +375,19 @@ def resolve(pod: dict[str, Any], container: dict[str, Any], pod_dir: Path, ctx: 
     if not _IMAGE_REF.fullmatch(image):
         raise CannotEmulate(f"container {container['name']}: image {image!r} is not an image reference")
     if shutil.which("podman") is None:
-        raise NotYet("ContainerCreating", "podman is not installed on the dev node: `edgeopt dev images` installs "
-                     "podman, buildah, runc and debootstrap and builds the images Pods run")
+        raise NotYet(
+            "ContainerCreating",
+            "podman is not installed on the dev node: `edgeopt dev images` installs "
+            "podman, buildah, runc and debootstrap and builds the images Pods run",
+        )
     if not image_exists(image):
         if container.get("imagePullPolicy") == "Never":
             raise NotYet("ErrImageNeverPull", f'Container image "{image}" is not present with pull policy of Never')
-        raise NotYet("ErrImagePull", f'Container image "{image}" is not in local storage, and the edgeopt dev node '
-                     "pulls no image: build it (`edgeopt dev images`) or name a local one")
+        raise NotYet(
+            "ErrImagePull",
+            f'Container image "{image}" is not in local storage, and the edgeopt dev node '
+            "pulls no image: build it (`edgeopt dev images`) or name a local one",
+        )
     refusal = verify_run_as_non_root(pod, container, image_user(image))
     if refusal:
         raise NotYet("CreateContainerConfigError", refusal)
@@ -395,8 +414,9 @@ def resolve(pod: dict[str, Any], container: dict[str, Any], pod_dir: Path, ctx: 
     in_memory = {str(volumes[n][0]) for n, v in specs.items() if (v.get("emptyDir") or {}).get("medium") == "Memory"}
     plan.shm = [m.target for m in plan.mounts if m.source in in_memory]
     # Bind what the paths resolve to now, checked above: a symlink swapped in later is not followed.
-    plan.mounts = [Mount(os.path.realpath(m.source), m.target, m.read_only) for m in plan.mounts
-                   if m.source not in in_memory]
+    plan.mounts = [
+        Mount(os.path.realpath(m.source), m.target, m.read_only) for m in plan.mounts if m.source not in in_memory
+    ]
     plan.hosts_file = str(write_hosts(pod, pod_dir, ctx))
     plan.labels[CLUSTER_LABEL] = cluster_label(ctx.root)
     return plan
@@ -430,8 +450,13 @@ class Running:
         remove_container(plan.name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
-            self.proc = subprocess.Popen(["podman", *podman_run_args(plan, self.env_path, inherited)], env=self.penv,
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(
+                ["podman", *podman_run_args(plan, self.env_path, inherited)],
+                env=self.penv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
 
     def poll(self) -> int | None:
         return self.proc.poll()
@@ -446,7 +471,11 @@ class Running:
             self.proc.wait()
             state = subprocess.run(
                 ["podman", "inspect", "--format", "{{.State.ExitCode}} {{.State.Error}}", self.plan.name],
-                env=self.penv, capture_output=True, text=True, check=False)
+                env=self.penv,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
         finally:
             self.env_path.unlink(missing_ok=True)
         if state.returncode != 0:
@@ -477,24 +506,31 @@ def run_container(
 def exec_in(name: str, command: list[str], timeout: float) -> int:
     """``podman exec`` (an exec probe); the exit code, or 1 on a timeout."""
     try:
-        return subprocess.run(["podman", "exec", name, *command], env=podman_env(), capture_output=True,
-                              check=False, timeout=timeout).returncode
+        return subprocess.run(
+            ["podman", "exec", name, *command], env=podman_env(), capture_output=True, check=False, timeout=timeout
+        ).returncode
     except subprocess.TimeoutExpired:
         return 1
 
 
 def remove_container(name: str) -> None:
     """Remove a container at once (SIGKILL): a leftover of a lost run, or one that already ended."""
-    subprocess.run(["podman", "rm", "--force", "--ignore", "--time", "0", name], env=podman_env(),
-                   capture_output=True, check=False)
+    subprocess.run(
+        ["podman", "rm", "--force", "--ignore", "--time", "0", name], env=podman_env(), capture_output=True, check=False
+    )
 
 
 def remove_cluster_containers(root: Path) -> list[str]:
     """Remove every container left by an earlier node agent of this dev cluster (it lost them); their names."""
     if shutil.which("podman") is None:  # none can have been started (up warns; Pods wait in ContainerCreating)
         return []
-    proc = subprocess.run(["podman", "ps", "--all", "--filter", f"label={CLUSTER_LABEL}={cluster_label(root)}",
-                           "--format", "{{.Names}}"], env=podman_env(), capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["podman", "ps", "--all", "--filter", f"label={CLUSTER_LABEL}={cluster_label(root)}", "--format", "{{.Names}}"],
+        env=podman_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     names = proc.stdout.split()
     for name in names:
         remove_container(name)
@@ -515,5 +551,6 @@ def stop_container(plan: ContainerPlan, grace: float | None = None) -> None:
     ``grace`` is the deletion's (default: the Pod's terminationGracePeriodSeconds).
     """
     seconds = plan.stop_timeout if grace is None else max(int(grace), 0)
-    subprocess.run(["podman", "stop", "--time", str(seconds), plan.name], env=podman_env(),
-                   capture_output=True, check=False)
+    subprocess.run(
+        ["podman", "stop", "--time", str(seconds), plan.name], env=podman_env(), capture_output=True, check=False
+    )

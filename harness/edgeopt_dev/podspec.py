@@ -35,8 +35,20 @@ DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 # containerd's default capability set: a root process in a container has
 # these, not everything root has on the host.
 DEFAULT_CAPS = (
-    "chown", "dac_override", "fsetid", "fowner", "mknod", "net_raw", "setgid", "setuid", "setfcap",
-    "setpcap", "net_bind_service", "sys_chroot", "kill", "audit_write",
+    "chown",
+    "dac_override",
+    "fsetid",
+    "fowner",
+    "mknod",
+    "net_raw",
+    "setgid",
+    "setuid",
+    "setfcap",
+    "setpcap",
+    "net_bind_service",
+    "sys_chroot",
+    "kill",
+    "audit_write",
 )
 _SUFFIX = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
@@ -120,7 +132,11 @@ def _key_ref(kind: str, ref: dict[str, Any], namespace: str, ctx: RuntimeContext
     if data is None or ref["key"] not in data:
         if ref.get("optional"):
             return None
-        what = f'{kind} "{ref["name"]}" not found' if data is None else f"couldn't find key {ref['key']} in {kind} {namespace}/{ref['name']}"  # noqa: E501
+        what = (
+            f'{kind} "{ref["name"]}" not found'
+            if data is None
+            else f"couldn't find key {ref['key']} in {kind} {namespace}/{ref['name']}"
+        )
         raise NotYet("CreateContainerConfigError", what)
     return bytes(data[ref["key"]]).decode()
 
@@ -246,8 +262,10 @@ def claim_path(claim: str, namespace: str, ctx: RuntimeContext) -> Path:
     path = Path(source.path)
     if not path.is_dir():
         if getattr(source, "type", None) != "DirectoryOrCreate":
-            raise NotYet("ContainerCreating", f"MountVolume.SetUp failed for volume {pv.metadata.name}: "
-                         f"{path} does not exist")
+            raise NotYet(
+                "ContainerCreating",
+                f"MountVolume.SetUp failed for volume {pv.metadata.name}: " f"{path} does not exist",
+            )
         path.mkdir(parents=True)
     return path
 

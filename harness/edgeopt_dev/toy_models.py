@@ -42,4 +42,3 @@ version_policy: {{ specific: {{ versions: [ {versions} ] }} }}
     tmp = repo / name / "config.pbtxt.tmp"
     tmp.write_text(config)
     tmp.replace(repo / name / "config.pbtxt")
-

@@ -34,9 +34,13 @@ def volume_for(claim: dict[str, Any], folder: Path) -> dict[str, Any]:
     meta, spec = claim["metadata"], claim.get("spec") or {}
     size = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
     return {
-        "apiVersion": "v1", "kind": "PersistentVolume",
-        "metadata": {"name": f"pvc-{meta['uid']}", "labels": {PROVISIONED_BY: "true"},
-                     "annotations": {"edgeopt.io/claim": f"{meta['namespace']}/{meta['name']}"}},
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {
+            "name": f"pvc-{meta['uid']}",
+            "labels": {PROVISIONED_BY: "true"},
+            "annotations": {"edgeopt.io/claim": f"{meta['namespace']}/{meta['name']}"},
+        },
         "spec": {
             "capacity": {"storage": size},
             "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
@@ -44,17 +48,25 @@ def volume_for(claim: dict[str, Any], folder: Path) -> dict[str, Any]:
             "storageClassName": spec.get("storageClassName") or "",
             "persistentVolumeReclaimPolicy": "Retain",
             "hostPath": {"path": str(folder), "type": "DirectoryOrCreate"},
-            "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": meta["namespace"],
-                         "name": meta["name"], "uid": meta["uid"]},
+            "claimRef": {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "namespace": meta["namespace"],
+                "name": meta["name"],
+                "uid": meta["uid"],
+            },
         },
-    }  # fmt: skip
+    }
 
 
 def wants_volume(claim: dict[str, Any]) -> bool:
     """A claim no volume serves yet (and not on its way out)."""
-    return (not claim["metadata"].get("deletionTimestamp") and not (claim.get("spec") or {}).get("volumeName")
-            and (claim.get("status") or {}).get("phase", "Pending") == "Pending"
-            and (claim.get("spec") or {}).get("volumeMode", "Filesystem") == "Filesystem")
+    return (
+        not claim["metadata"].get("deletionTimestamp")
+        and not (claim.get("spec") or {}).get("volumeName")
+        and (claim.get("status") or {}).get("phase", "Pending") == "Pending"
+        and (claim.get("spec") or {}).get("volumeMode", "Filesystem") == "Filesystem"
+    )
 
 
 class Provisioner:

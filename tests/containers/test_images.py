@@ -18,8 +18,19 @@ from edgeopt_dev.podrun import verify_run_as_non_root
 
 pytestmark = pytest.mark.containers
 
-LOCKED_DOWN = ("--rm", "--network", "host", "--read-only", "--read-only-tmpfs=false", "--user", "10001:10001",
-               "--cap-drop", "all", "--security-opt", "no-new-privileges")
+LOCKED_DOWN = (
+    "--rm",
+    "--network",
+    "host",
+    "--read-only",
+    "--read-only-tmpfs=false",
+    "--user",
+    "10001:10001",
+    "--cap-drop",
+    "all",
+    "--security-opt",
+    "no-new-privileges",
+)
 
 
 @pytest.mark.parametrize("target", ["operator", "converter-cpu", "triton-cpu"])
@@ -37,13 +48,14 @@ def test_every_image_declares_the_numeric_non_root_user(images: dict[str, str], 
 
 
 def test_operator_image_contains_no_tensorflow(images: dict[str, str]) -> None:
-    code = ("import importlib.util, sys; "
-            "found = [m for m in ('tensorflow', 'keras', 'onnxruntime') if importlib.util.find_spec(m)]; "
-            "print(found); sys.exit(1 if found else 0)")
+    code = (
+        "import importlib.util, sys; "
+        "found = [m for m in ('tensorflow', 'keras', 'onnxruntime') if importlib.util.find_spec(m)]; "
+        "print(found); sys.exit(1 if found else 0)"
+    )
     proc = podman("run", *LOCKED_DOWN, "--entrypoint", "python", images["operator"], "-c", code, check=False)
     assert proc.returncode == 0, f"operator image has {proc.stdout.strip()} {proc.stderr}"
-    pip = podman("run", *LOCKED_DOWN, "--entrypoint", "pip", images["operator"], "list", "--format=freeze",
-                 check=False)
+    pip = podman("run", *LOCKED_DOWN, "--entrypoint", "pip", images["operator"], "list", "--format=freeze", check=False)
     assert pip.returncode == 0 and "kopf==" in pip.stdout
     assert "tensorflow" not in pip.stdout.lower()
 
@@ -52,20 +64,50 @@ def test_converter_cpu_and_triton_cpu_have_tensorflow_and_onnxruntime(images: di
     """With a read-only root and /tmp as the chart gives it (an emptyDir): TensorFlow needs a temp dir."""
     code = "import tensorflow, onnxruntime; print(tensorflow.__version__, onnxruntime.__version__)"
     for target in ("converter-cpu", "triton-cpu"):
-        proc = podman("run", *LOCKED_DOWN, "--tmpfs", "/tmp", "-e", "TF_CPP_MIN_LOG_LEVEL=3", "--entrypoint", "python",
-                      images[target], "-c", code, check=False)
+        proc = podman(
+            "run",
+            *LOCKED_DOWN,
+            "--tmpfs",
+            "/tmp",
+            "-e",
+            "TF_CPP_MIN_LOG_LEVEL=3",
+            "--entrypoint",
+            "python",
+            images[target],
+            "-c",
+            code,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert proc.stdout.split() == ["2.17.1", "1.32.0"], proc.stdout
 
 
 def test_a_container_writing_to_its_read_only_root_fails(images: dict[str, str]) -> None:
-    proc = podman("run", *LOCKED_DOWN, "--entrypoint", "sh", images["converter-cpu"], "-c",
-                  "echo x > /tmp/hello && echo wrote", check=False)
+    proc = podman(
+        "run",
+        *LOCKED_DOWN,
+        "--entrypoint",
+        "sh",
+        images["converter-cpu"],
+        "-c",
+        "echo x > /tmp/hello && echo wrote",
+        check=False,
+    )
     assert proc.returncode != 0 and "wrote" not in proc.stdout
     assert "Read-only file system" in proc.stderr
     # the same write works when the root is writable: it is the flag that refuses, not a permission
-    rw = podman("run", "--rm", "--network", "host", "--entrypoint", "sh", images["converter-cpu"], "-c",
-                "echo x > /tmp/hello && echo wrote", check=False)
+    rw = podman(
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--entrypoint",
+        "sh",
+        images["converter-cpu"],
+        "-c",
+        "echo x > /tmp/hello && echo wrote",
+        check=False,
+    )
     assert rw.returncode == 0 and "wrote" in rw.stdout, rw.stderr
 
 
@@ -95,8 +137,19 @@ def test_converter_target_refuses_a_base_without_tf_trt(images: dict[str, str], 
     containerfile.write_text(f"FROM {images['converter-cpu']}\nUSER 0\nENTRYPOINT []\n")
     podman("build", "--tag", standin, "--file", str(containerfile), str(tmp_path))
     try:
-        proc = podman("build", "--force-rm", "--target", "converter", "--build-arg", f"TENSORFLOW_BASE={standin}",
-                      "--file", str(ROOT / "Dockerfile"), str(ROOT), check=False, timeout=600)
+        proc = podman(
+            "build",
+            "--force-rm",
+            "--target",
+            "converter",
+            "--build-arg",
+            f"TENSORFLOW_BASE={standin}",
+            "--file",
+            str(ROOT / "Dockerfile"),
+            str(ROOT),
+            check=False,
+            timeout=600,
+        )
     finally:
         podman("rmi", "--force", standin, check=False)
     assert proc.returncode != 0, "a converter image was built on a TensorFlow without TensorRT"

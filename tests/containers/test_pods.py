@@ -24,23 +24,43 @@ from tests.fixtures.common import wait_for
 
 pytestmark = pytest.mark.containers
 
-LOCKED = {"runAsUser": 10001, "runAsGroup": 10001, "readOnlyRootFilesystem": True,
-          "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+LOCKED = {
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
 PVC_ROOT = "/mnt/edgeopt/pvc"
 
 
-def pod(name: str, image: str, *, command: list[str] | None = None, args: list[str] | None = None,
-        mounts: list[dict[str, Any]] | None = None, **container: Any) -> dict[str, Any]:
-    c: dict[str, Any] = {"name": "main", "image": image, "securityContext": LOCKED,
-                         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(mounts or [])], **container}
+def pod(
+    name: str,
+    image: str,
+    *,
+    command: list[str] | None = None,
+    args: list[str] | None = None,
+    mounts: list[dict[str, Any]] | None = None,
+    **container: Any,
+) -> dict[str, Any]:
+    c: dict[str, Any] = {
+        "name": "main",
+        "image": image,
+        "securityContext": LOCKED,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(mounts or [])],
+        **container,
+    }
     if command:
         c["command"] = command
     if args:
         c["args"] = args
     return {
         "metadata": {"name": name, "namespace": "models", "uid": f"uid-{name}"},
-        "spec": {"restartPolicy": "Never", "securityContext": {"runAsNonRoot": True, "fsGroup": 10001},
-                 "containers": [c]},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": True, "fsGroup": 10001},
+            "containers": [c],
+        },
     }
 
 
@@ -54,8 +74,9 @@ def cluster_dirs(tmp_path: Path) -> dict[str, Path]:
     return dirs
 
 
-def run_pod(p: dict[str, Any], dirs: dict[str, Path], volumes: dict[str, tuple[Path, bool]],
-            env: dict[str, str] | None = None) -> tuple[ContainerResult, str]:
+def run_pod(
+    p: dict[str, Any], dirs: dict[str, Path], volumes: dict[str, tuple[Path, bool]], env: dict[str, str] | None = None
+) -> tuple[ContainerResult, str]:
     term = dirs["pod"] / f"termination-{p['metadata']['name']}"
     term.write_bytes(b"")
     term.chmod(0o666)
@@ -78,22 +99,40 @@ def test_converter_pod_converts_and_reports_and_triton_pod_serves_it(
 ) -> None:
     dirs = cluster_dirs
     claims = {"models": (dirs["models"], False), "triton-models": (dirs["triton-models"], False)}
-    claim_mounts = [{"name": "models", "mountPath": f"{PVC_ROOT}/models"},
-                    {"name": "triton-models", "mountPath": f"{PVC_ROOT}/triton-models"}]
+    claim_mounts = [
+        {"name": "models", "mountPath": f"{PVC_ROOT}/models"},
+        {"name": "triton-models", "mountPath": f"{PVC_ROOT}/triton-models"},
+    ]
     # The sample comes from the dev harness, which no image carries: written on the host, as a user copies a model.
     from edgeopt_dev.samples import write_add_checkpoint
 
     write_add_checkpoint(dirs["models"] / "add")
     assert (dirs["models"] / "add" / "my_graph.pb").is_file()
-    no_harness, log = run_pod(pod("sample", images["converter-cpu"], command=["edgeopt", "samples", "add"],
-                                  args=["--dir", "/tmp/x"], mounts=[]), dirs, claims)
+    no_harness, log = run_pod(
+        pod(
+            "sample",
+            images["converter-cpu"],
+            command=["edgeopt", "samples", "add"],
+            args=["--dir", "/tmp/x"],
+            mounts=[],
+        ),
+        dirs,
+        claims,
+    )
     assert no_harness.exit_code != 0 and "development harness" in log, log
 
     (dirs["spec"] / "model.yaml").write_text(yaml.safe_dump(manifest("add")))
     spec_mount = {"name": "spec", "mountPath": "/etc/edgeopt", "readOnly": True}
-    converted, log = run_pod(pod("convert", images["converter-cpu"], args=["-f", "/etc/edgeopt/model.yaml"],
-                                 mounts=[*claim_mounts, spec_mount]),
-                             dirs, {**claims, "spec": (dirs["spec"], True)})
+    converted, log = run_pod(
+        pod(
+            "convert",
+            images["converter-cpu"],
+            args=["-f", "/etc/edgeopt/model.yaml"],
+            mounts=[*claim_mounts, spec_mount],
+        ),
+        dirs,
+        {**claims, "spec": (dirs["spec"], True)},
+    )
     assert converted.exit_code == 0 and converted.reason == "Completed", log
     summary = json.loads(converted.message)  # the termination message, as the operator reads it
     assert summary["ok"] is True and summary["reason"] == "Published" and summary["version"] == 1, summary
@@ -110,11 +149,23 @@ def _serve_and_infer(image: str, dirs: dict[str, Path]) -> None:
     from edgeopt_dev.netutil import free_port
 
     http, grpc, metrics = free_port(), free_port(), free_port()
-    p = pod("triton", image, args=["--model-repository=/models", "--model-control-mode=explicit", "--load-model=add",
-                                   "--http-address=127.0.0.1", f"--http-port={http}", "--grpc-address=127.0.0.1",
-                                   f"--grpc-port={grpc}", "--metrics-address=127.0.0.1", f"--metrics-port={metrics}",
-                                   "--exit-timeout-secs=5"],
-            mounts=[{"name": "triton-models", "mountPath": "/models", "readOnly": True}])
+    p = pod(
+        "triton",
+        image,
+        args=[
+            "--model-repository=/models",
+            "--model-control-mode=explicit",
+            "--load-model=add",
+            "--http-address=127.0.0.1",
+            f"--http-port={http}",
+            "--grpc-address=127.0.0.1",
+            f"--grpc-port={grpc}",
+            "--metrics-address=127.0.0.1",
+            f"--metrics-port={metrics}",
+            "--exit-timeout-secs=5",
+        ],
+        mounts=[{"name": "triton-models", "mountPath": "/models", "readOnly": True}],
+    )
     done: list[ContainerResult] = []
     plan_box: list[ContainerPlan] = []
     thread = threading.Thread(target=lambda: done.append(_run_triton(p, dirs, plan_box)), daemon=True)
@@ -136,8 +187,13 @@ def _serve_and_infer(image: str, dirs: dict[str, Path]) -> None:
 def _run_triton(p: dict[str, Any], dirs: dict[str, Path], plan_box: list[ContainerPlan]) -> ContainerResult:
     term = dirs["pod"] / "termination-triton"
     term.write_bytes(b"")
-    plan = plan_container(p, p["spec"]["containers"][0], {},
-                          {"tmp": (dirs["tmp"], False), "triton-models": (dirs["triton-models"], True)}, term)
+    plan = plan_container(
+        p,
+        p["spec"]["containers"][0],
+        {},
+        {"tmp": (dirs["tmp"], False), "triton-models": (dirs["triton-models"], True)},
+        term,
+    )
     plan_box.append(plan)
     return run_container(plan, dirs["pod"], dirs["pod"] / "triton.log", timeout=600)
 
@@ -145,8 +201,12 @@ def _run_triton(p: dict[str, Any], dirs: dict[str, Path], plan_box: list[Contain
 def test_a_pod_writing_to_its_read_only_root_fails_with_the_error_as_its_message(
     images: dict[str, str], cluster_dirs: dict[str, Path]
 ) -> None:
-    p = pod("writer", images["operator"], command=["sh", "-c", "echo x > /etc/edgeopt-was-here"],
-            terminationMessagePolicy="FallbackToLogsOnError")
+    p = pod(
+        "writer",
+        images["operator"],
+        command=["sh", "-c", "echo x > /etc/edgeopt-was-here"],
+        terminationMessagePolicy="FallbackToLogsOnError",
+    )
     result, log = run_pod(p, cluster_dirs, {})
     assert result.exit_code != 0 and result.reason == "Error"
     assert "Read-only file system" in result.message, (result, log)

@@ -20,8 +20,10 @@ from tests.fixtures.common import wait_for
 
 pytestmark = [pytest.mark.containers, pytest.mark.k8s]
 
-SCRIPT = ('echo "cm=$MODE secret=$TOKEN ns=$NS"; cat /etc/app/greeting; echo claim > /data/written; '
-          'printf done > /dev/termination-log')
+SCRIPT = (
+    'echo "cm=$MODE secret=$TOKEN ns=$NS"; cat /etc/app/greeting; echo claim > /data/written; '
+    "printf done > /dev/termination-log"
+)
 
 
 def test_pod_env_and_volumes_resolve_through_the_api_and_run_in_podman(
@@ -30,32 +32,49 @@ def test_pod_env_and_volumes_resolve_through_the_api_and_run_in_podman(
     from kubernetes import client
 
     core = client.CoreV1Api(k8s_client)
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "app"},
-                                                  "data": {"mode": "fast", "greeting": "hello from a ConfigMap"}})
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "app"}, "data": {"mode": "fast", "greeting": "hello from a ConfigMap"}}
+    )
     core.create_namespaced_secret(namespace, {"metadata": {"name": "creds"}, "stringData": {"token": "s3cr3t-v4lue"}})
-    core.create_namespaced_persistent_volume_claim(namespace, {
-        "metadata": {"name": "data"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        },
+    )
     claim = control_plane.pvc_dir("data")  # the folder of the hostPath volume the node agent makes for it
     os.chown(claim, 10001, 10001)
-    wait_for(lambda: core.read_namespaced_persistent_volume_claim("data", namespace).status.phase == "Bound",
-             timeout=30, what="the binder to bind the claim to its volume")
+    wait_for(
+        lambda: core.read_namespaced_persistent_volume_claim("data", namespace).status.phase == "Bound",
+        timeout=30,
+        what="the binder to bind the claim to its volume",
+    )
     pod: dict[str, Any] = {
         "metadata": {"name": "resolver", "namespace": namespace, "uid": "uid-resolver"},
         "spec": {
             "restartPolicy": "Never",
             "securityContext": {"runAsNonRoot": True},
-            "containers": [{
-                "name": "main", "image": images["operator"], "command": ["sh", "-c", SCRIPT],
-                "securityContext": {"runAsUser": 10001, "runAsGroup": 10001, "readOnlyRootFilesystem": True,
-                                    "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                "env": [
-                    {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "app", "key": "mode"}}},
-                    {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
-                    {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-                ],
-                "volumeMounts": [{"name": "cfg", "mountPath": "/etc/app"}, {"name": "data", "mountPath": "/data"}],
-            }],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": images["operator"],
+                    "command": ["sh", "-c", SCRIPT],
+                    "securityContext": {
+                        "runAsUser": 10001,
+                        "runAsGroup": 10001,
+                        "readOnlyRootFilesystem": True,
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "env": [
+                        {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "app", "key": "mode"}}},
+                        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+                        {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                    ],
+                    "volumeMounts": [{"name": "cfg", "mountPath": "/etc/app"}, {"name": "data", "mountPath": "/data"}],
+                }
+            ],
             "volumes": [
                 {"name": "cfg", "configMap": {"name": "app", "items": [{"key": "greeting", "path": "greeting"}]}},
                 {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
@@ -63,8 +82,9 @@ def test_pod_env_and_volumes_resolve_through_the_api_and_run_in_podman(
         },
     }
     host = control_plane.server.removeprefix("https://")
-    ctx = RuntimeContext(root=control_plane.dir, core=core, api_host=host.split(":")[0],
-                         api_port=int(host.split(":")[1]))
+    ctx = RuntimeContext(
+        root=control_plane.dir, core=core, api_host=host.split(":")[0], api_port=int(host.split(":")[1])
+    )
     plan = resolve(pod, pod["spec"]["containers"][0], tmp_path, ctx)
     assert not any("s3cr3t" in a for a in podman_run_args(plan, tmp_path / "env")), "Secret value on the command line"
     result = run_container(plan, tmp_path, tmp_path / "log")

@@ -74,7 +74,8 @@ def test_service_account_is_denied_without_a_role_and_allowed_with_one(control_p
     request = {"spec": {"expirationSeconds": 600}}
     token = wait_for(
         lambda: core.create_namespaced_service_account_token("reader", namespace, request).status.token,
-        timeout=15, what="a TokenRequest for the service account",
+        timeout=15,
+        what="a TokenRequest for the service account",
     )
     cfg = client.Configuration()
     cfg.host = control_plane.server
@@ -87,15 +88,21 @@ def test_service_account_is_denied_without_a_role_and_allowed_with_one(control_p
     assert denied.value.status == 403
     assert f"system:serviceaccount:{namespace}:reader" in str(denied.value.body)
 
-    rbac.create_namespaced_role(namespace, {
-        "metadata": {"name": "configmap-reader"},
-        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
-    })
-    rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "configmap-reader"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "configmap-reader"},
-        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
-    })
+    rbac.create_namespaced_role(
+        namespace,
+        {
+            "metadata": {"name": "configmap-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "configmap-reader"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "configmap-reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
+        },
+    )
     listed = wait_for(lambda: as_sa.list_namespaced_config_map(namespace), timeout=15, what="the Role to apply")
     assert "settings" in [cm.metadata.name for cm in listed.items]
     # The Role is namespaced: elsewhere, and for other verbs, still denied.

@@ -39,12 +39,19 @@ def recorded_pids(root: Path) -> dict[str, int]:
 def start_sleeper(root: Path, kubectl_path: Path) -> str:
     """A Job whose container sleeps; return the container's name once it runs."""
     kubectl = make_kubectl(kubectl_path, root / "kubeconfig")
-    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "work"},
-           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
-    job = job_manifest("sleeper", ["sh", "-c", "touch /mnt/work/started; exec sleep 300"],
-                       securityContext={"fsGroup": 10001},
-                       volumes=[{"name": "work", "persistentVolumeClaim": {"claimName": "work"}}],
-                       container={"volumeMounts": [{"name": "work", "mountPath": "/mnt/work"}]})
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "work"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    job = job_manifest(
+        "sleeper",
+        ["sh", "-c", "touch /mnt/work/started; exec sleep 300"],
+        securityContext={"fsGroup": 10001},
+        volumes=[{"name": "work", "persistentVolumeClaim": {"claimName": "work"}}],
+        container={"volumeMounts": [{"name": "work", "mountPath": "/mnt/work"}]},
+    )
     started = root / "pvc" / "work" / "started"
     started.unlink(missing_ok=True)
     kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [pvc, job]}))

@@ -48,16 +48,20 @@ def gpu_job(namespace: str, name: str, queue_name: str) -> dict[str, Any]:
     doc = manifest(target={"repository": "pvc://triton-models", "modelName": name, "device": "GPU"})
     doc["metadata"].update(name=name, namespace=namespace)
     model = parse_manifest(doc)
-    job = resources.conversion_job(model, OperatorSettings(), name=name, generation=1, uid=f"uid-{name}",
-                                   configmap=name, queue_name=queue_name)
+    job = resources.conversion_job(
+        model, OperatorSettings(), name=name, generation=1, uid=f"uid-{name}", configmap=name, queue_name=queue_name
+    )
     assert kueue.suspended(job) and kueue.queue_of(job) == queue_name
     assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
     return job
 
 
 def cpu_job(name: str, queue_name: str) -> dict[str, Any]:
-    job = job_manifest(name, ["python", "-c", "print('converted on CPU')"],
-                       container={"resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}})
+    job = job_manifest(
+        name,
+        ["python", "-c", "print('converted on CPU')"],
+        container={"resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}},
+    )
     return kueue.queue_job(job, queue_name)
 
 
@@ -127,7 +131,8 @@ def test_two_gpu_jobs_are_admitted_one_after_the_other(
     batch.delete_namespaced_job("first", namespace, propagation_policy="Background")
     wl2 = wait_for(lambda: admitted(kube, second), timeout=60, what="the second GPU Job to be Admitted next")
     assert condition(wl2, kueue.ADMITTED)["lastTransitionTime"] >= time.strftime(
-        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(gone_at)))
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(gone_at))
+    )
     wait_for(lambda: not kueue.suspended(fresh(batch, second)), timeout=30, what="Kueue to unsuspend the second")
 
 
@@ -160,10 +165,17 @@ def test_deleting_a_job_while_its_workload_is_pending_leaves_nothing(
     wait_for(lambda: pending(kube, doomed), timeout=60, what="the second GPU Job's Workload to be pending")
     batch.delete_namespaced_job("doomed", namespace, propagation_policy="Background")
     selector = kueue.workload_selector(doomed["metadata"]["uid"])
-    wait_for(lambda: not kube.list_workloads(namespace, selector), timeout=60,
-             what="the deleted Job's Workload to be garbage-collected")
-    wait_for(lambda: not batch.list_namespaced_job(namespace, label_selector=f"{resources.JOB_LABEL}=doomed").items
-             and not _job_exists(batch, namespace, "doomed"), timeout=60, what="the Job to be gone")
+    wait_for(
+        lambda: not kube.list_workloads(namespace, selector),
+        timeout=60,
+        what="the deleted Job's Workload to be garbage-collected",
+    )
+    wait_for(
+        lambda: not batch.list_namespaced_job(namespace, label_selector=f"{resources.JOB_LABEL}=doomed").items
+        and not _job_exists(batch, namespace, "doomed"),
+        timeout=60,
+        what="the Job to be gone",
+    )
     assert not job_pods(core_api, "doomed", namespace)
     # The admitted one is untouched.
     assert kueue.is_admitted(workload(kube, first))
@@ -175,8 +187,11 @@ def test_a_missing_local_queue_is_said_in_kueues_words(
     kube = Kube(k8s_client)
     job = create(batch, namespace, gpu_job(namespace, "nowhere", "no-such-queue"))
     # First "not evaluated yet" (the Workload has no conditions), then Kueue's verdict.
-    said = wait_for(lambda: _saying(kueue.observe(kube, fresh(batch, job)), "Inadmissible"),
-                    timeout=60, what="Kueue to call the Workload inadmissible")
+    said = wait_for(
+        lambda: _saying(kueue.observe(kube, fresh(batch, job)), "Inadmissible"),
+        timeout=60,
+        what="Kueue to call the Workload inadmissible",
+    )
     assert said.reason == kueue.QUEUED_IN_KUEUE
     assert "QuotaReserved=False (Inadmissible): LocalQueue no-such-queue doesn't exist" in said.message, said.message
 

@@ -43,30 +43,38 @@ def batch(k8s_client):
 def make_claim(core, control_plane, namespace: str) -> tuple[str, Path]:
     """A PVC (kube-scheduler places a Pod once it is bound) and the folder of its hostPath volume."""
     claim = f"data-{namespace}"  # PVC folders are per cluster: keep tests apart
-    core.create_namespaced_persistent_volume_claim(namespace, {
-        "metadata": {"name": claim},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-    })
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": claim},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        },
+    )
     return claim, control_plane.pvc_dir(claim)
 
 
 def pvc_volume(claim: str, mount: str) -> dict:
-    return {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
-            "container": {"volumeMounts": [{"name": "data", "mountPath": mount}]}}
+    return {
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
+        "container": {"volumeMounts": [{"name": "data", "mountPath": mount}]},
+    }
 
 
 def test_labelled_job_runs_in_a_container_to_complete(control_plane, kubectl, core, batch, namespace):
     claim, folder = make_claim(core, control_plane, namespace)
     (folder / "input.txt").write_text("41")
-    core.create_namespaced_config_map(namespace, {
-        "metadata": {"name": "settings"}, "data": {"model.yaml": "add: 1\n", "not-projected": "x"}})
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "settings"}, "data": {"model.yaml": "add: 1\n", "not-projected": "x"}}
+    )
     mount = f"/mnt/edgeopt/pvc/{claim}"
     manifest = job_manifest(
-        "convert", ["python", "-c", SCRIPT],
+        "convert",
+        ["python", "-c", SCRIPT],
         securityContext={"fsGroup": 10001},  # the claim's folder is root's: the image user writes through its group
-        volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": claim}},
-                 {"name": "cfg", "configMap": {"name": "settings", "items": [{"key": "model.yaml",
-                                                                            "path": "model.yaml"}]}}],
+        volumes=[
+            {"name": "data", "persistentVolumeClaim": {"claimName": claim}},
+            {"name": "cfg", "configMap": {"name": "settings", "items": [{"key": "model.yaml", "path": "model.yaml"}]}},
+        ],
         container={
             "env": [
                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -74,15 +82,20 @@ def test_labelled_job_runs_in_a_container_to_complete(control_plane, kubectl, co
                 {"name": "GREETING", "value": "hello-$(POD_NAME)"},
                 {"name": "DATA", "value": mount},
             ],
-            "volumeMounts": [{"name": "data", "mountPath": mount},
-                             {"name": "cfg", "mountPath": "/etc/edgeopt", "readOnly": True}],
+            "volumeMounts": [
+                {"name": "data", "mountPath": mount},
+                {"name": "cfg", "mountPath": "/etc/edgeopt", "readOnly": True},
+            ],
         },
     )
     job = batch.create_namespaced_job(namespace, manifest)
 
     cond = wait_job_finished(batch, "convert", namespace)
-    assert cond == {"type": "Complete", "reason": "CompletionsReached",
-                    "message": "Reached expected number of succeeded pods"}
+    assert cond == {
+        "type": "Complete",
+        "reason": "CompletionsReached",
+        "message": "Reached expected number of succeeded pods",
+    }
     status = batch.read_namespaced_job("convert", namespace).status
     assert status.succeeded == 1 and not status.failed and not status.active
     assert status.start_time and status.completion_time and status.completion_time >= status.start_time
@@ -128,9 +141,18 @@ def test_failing_command_ends_failed_after_backoff_limit_retries(core, batch, na
 
 
 def test_pod_failure_policy_fail_job_stops_retries_at_once(core, batch, namespace):
-    manifest = job_manifest("permanent", ["sh", "-c", "exit 4"], backoff_limit=5, job_spec={
-        "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {
-            "containerName": "main", "operator": "In", "values": [2, 4]}}]}})
+    manifest = job_manifest(
+        "permanent",
+        ["sh", "-c", "exit 4"],
+        backoff_limit=5,
+        job_spec={
+            "podFailurePolicy": {
+                "rules": [
+                    {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [2, 4]}}
+                ]
+            }
+        },
+    )
     batch.create_namespaced_job(namespace, manifest)
     cond = wait_job_finished(batch, "permanent", namespace)
     assert (cond["type"], cond["reason"]) == ("Failed", "PodFailurePolicy")
@@ -140,6 +162,7 @@ def test_pod_failure_policy_fail_job_stops_retries_at_once(core, batch, namespac
 
 def running_container(core, job: str, namespace: str) -> str:
     """The uid of the Job's Pod once its container runs."""
+
     def running() -> str | None:
         pods = job_pods(core, job, namespace)
         if pods and pods[0].status.phase == "Running" and containers_of(pods[0].metadata.uid):
@@ -150,15 +173,19 @@ def running_container(core, job: str, namespace: str) -> str:
 
 
 def test_active_deadline_seconds_kills_a_long_running_container(core, batch, namespace):
-    manifest = job_manifest("slow", ["sh", "-c", SLEEPER], backoff_limit=3, job_spec={"activeDeadlineSeconds": 6},
-                            **GRACE)
+    manifest = job_manifest(
+        "slow", ["sh", "-c", SLEEPER], backoff_limit=3, job_spec={"activeDeadlineSeconds": 6}, **GRACE
+    )
     batch.create_namespaced_job(namespace, manifest)
     uid = running_container(core, "slow", namespace)
     t0 = time.monotonic()
 
     cond = wait_job_finished(batch, "slow", namespace, timeout=30)
-    assert cond == {"type": "Failed", "reason": "DeadlineExceeded",
-                    "message": "Job was active longer than specified deadline"}
+    assert cond == {
+        "type": "Failed",
+        "reason": "DeadlineExceeded",
+        "message": "Job was active longer than specified deadline",
+    }
     wait_for(lambda: not containers_of(uid), timeout=15, what="the container to be stopped")
     assert time.monotonic() - t0 < 20
     # Like the job controller, the runner deletes the active Pods of a Job past its deadline.
@@ -177,7 +204,8 @@ def test_deleting_the_job_stops_its_container(kubectl, core, batch, namespace):
 def test_what_it_cannot_emulate_fails_the_pod_with_a_message(core, batch, namespace):
     manifest = job_manifest("two", ["true"])
     manifest["spec"]["template"]["spec"]["containers"].append(
-        {"name": "sidecar", "image": "edgeopt/test:local", "command": ["true"]})
+        {"name": "sidecar", "image": "edgeopt/test:local", "command": ["true"]}
+    )
     batch.create_namespaced_job(namespace, manifest)
     cond = wait_job_finished(batch, "two", namespace)
     assert cond["type"] == "Failed"
@@ -188,17 +216,30 @@ def test_what_it_cannot_emulate_fails_the_pod_with_a_message(core, batch, namesp
 
 
 def test_security_context_user_groups_and_read_only_root(core, batch, namespace):
-    report = ('printf "%s|%s|%s|%s|%s" "$(id -u)" "$(id -g)" "$(id -G)" '
-              '"$(touch /usr/x 2>/dev/null && echo rw || echo ro)" "$(touch /tmp/x && echo tmp-ok)" '
-              "> /dev/termination-log")
+    report = (
+        'printf "%s|%s|%s|%s|%s" "$(id -u)" "$(id -g)" "$(id -G)" '
+        '"$(touch /usr/x 2>/dev/null && echo rw || echo ro)" "$(touch /tmp/x && echo tmp-ok)" '
+        "> /dev/termination-log"
+    )
     manifest = job_manifest(
-        "locked", ["sh", "-c", report],
-        securityContext={"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 3000, "fsGroup": 2000,
-                         "seccompProfile": {"type": "RuntimeDefault"}},
+        "locked",
+        ["sh", "-c", report],
+        securityContext={
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 3000,
+            "fsGroup": 2000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         volumes=[{"name": "tmp", "emptyDir": {}}],
-        container={"securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
-                                       "capabilities": {"drop": ["ALL"]}},
-                   "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]},
+        container={
+            "securityContext": {
+                "readOnlyRootFilesystem": True,
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"]},
+            },
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        },
     )
     batch.create_namespaced_job(namespace, manifest)
     cond = wait_job_finished(batch, "locked", namespace)
@@ -211,17 +252,27 @@ def test_security_context_user_groups_and_read_only_root(core, batch, namespace)
 def test_read_only_root_covers_host_files_bound_into_the_pod(core, batch, namespace):
     """As root, with a ConfigMap mounted in /etc, the image's /etc must stay read-only, volumes writable."""
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "cfg"}, "data": {"a": "1"}})
-    report = ('printf "%s|%s|%s|%s" "$(cat /etc/edgeopt/a)" "$(touch /etc/hostname 2>&1 || echo denied)" '
-              '"$(touch /etc/new 2>/dev/null && echo rw || echo ro)" "$(touch /mnt/nested/inner/x && echo vol-rw)" '
-              "> /dev/termination-log")
+    report = (
+        'printf "%s|%s|%s|%s" "$(cat /etc/edgeopt/a)" "$(touch /etc/hostname 2>&1 || echo denied)" '
+        '"$(touch /etc/new 2>/dev/null && echo rw || echo ro)" "$(touch /mnt/nested/inner/x && echo vol-rw)" '
+        "> /dev/termination-log"
+    )
     manifest = job_manifest(
-        "sealed", ["sh", "-c", report],
-        volumes=[{"name": "cfg", "configMap": {"name": "cfg"}}, {"name": "outer", "emptyDir": {}},
-                 {"name": "inner", "emptyDir": {}}],
-        container={"securityContext": {"readOnlyRootFilesystem": True, "runAsUser": 0},
-                   "volumeMounts": [{"name": "cfg", "mountPath": "/etc/edgeopt"},
-                                    {"name": "outer", "mountPath": "/mnt/nested"},
-                                    {"name": "inner", "mountPath": "/mnt/nested/inner"}]},
+        "sealed",
+        ["sh", "-c", report],
+        volumes=[
+            {"name": "cfg", "configMap": {"name": "cfg"}},
+            {"name": "outer", "emptyDir": {}},
+            {"name": "inner", "emptyDir": {}},
+        ],
+        container={
+            "securityContext": {"readOnlyRootFilesystem": True, "runAsUser": 0},
+            "volumeMounts": [
+                {"name": "cfg", "mountPath": "/etc/edgeopt"},
+                {"name": "outer", "mountPath": "/mnt/nested"},
+                {"name": "inner", "mountPath": "/mnt/nested/inner"},
+            ],
+        },
     )
     batch.create_namespaced_job(namespace, manifest)
     cond = wait_job_finished(batch, "sealed", namespace)
@@ -258,14 +309,18 @@ def test_new_top_level_mount_paths_exist_only_inside_the_pod(core, batch, namesp
     absent = [p for p in host_paths if not p.exists()]
     assert Path(top) in absent
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "cfg"}, "data": {"a": "1"}})
-    report = (f'echo hi > {top}/work/f && printf "%s|%s|%s" "$(cat {top}/work/f)" "$(cat {top}/cfg/a)" '
-              '"$(touch /usr/x 2>/dev/null && echo rw || echo ro)" > /dev/termination-log')
+    report = (
+        f'echo hi > {top}/work/f && printf "%s|%s|%s" "$(cat {top}/work/f)" "$(cat {top}/cfg/a)" '
+        '"$(touch /usr/x 2>/dev/null && echo rw || echo ro)" > /dev/termination-log'
+    )
     manifest = job_manifest(
-        "toplevel", ["sh", "-c", report],
+        "toplevel",
+        ["sh", "-c", report],
         volumes=[{"name": "work", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "cfg"}}],
-        container={"securityContext": {"readOnlyRootFilesystem": True},
-                   "volumeMounts": [{"name": "work", "mountPath": f"{top}/work"},
-                                    {"name": "cfg", "mountPath": f"{top}/cfg"}]},
+        container={
+            "securityContext": {"readOnlyRootFilesystem": True},
+            "volumeMounts": [{"name": "work", "mountPath": f"{top}/work"}, {"name": "cfg", "mountPath": f"{top}/cfg"}],
+        },
     )
     batch.create_namespaced_job(namespace, manifest)
     cond = wait_job_finished(batch, "toplevel", namespace)
@@ -279,8 +334,7 @@ def test_new_top_level_mount_paths_exist_only_inside_the_pod(core, batch, namesp
 def test_run_as_non_root_against_a_root_image_waits_as_a_kubelet_refuses_it(core, batch, namespace):
     from edgeopt_dev.images import BASE_IMAGE  # USER unset: root, as in most public images
 
-    manifest = job_manifest("rooted", ["true"], securityContext={"runAsNonRoot": True},
-                            container={"image": BASE_IMAGE})
+    manifest = job_manifest("rooted", ["true"], securityContext={"runAsNonRoot": True}, container={"image": BASE_IMAGE})
     batch.create_namespaced_job(namespace, manifest)
 
     def waiting() -> tuple[str, str] | None:
@@ -302,20 +356,36 @@ def test_a_deployment_pod_restarts_in_place_and_its_readiness_probe_sets_ready(c
     port = free_port("0.0.0.0")
     # Serves (at its Pod IP, where the probe goes) until a second start; then it stays up. The claimless
     # state lives in an emptyDir of the Pod.
-    script = (f"if [ -e /state/first ]; then exec python -m http.server {port} --bind $POD_IP; fi; "
-              "touch /state/first; echo crash > /dev/termination-log; exit 7")
+    script = (
+        f"if [ -e /state/first ]; then exec python -m http.server {port} --bind $POD_IP; fi; "
+        "touch /state/first; echo crash > /dev/termination-log; exit 7"
+    )
     body = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {
-            "metadata": {"labels": {"app": "web"}},
-            "spec": {"terminationGracePeriodSeconds": 2, "volumes": [{"name": "state", "emptyDir": {}}],
-                     "containers": [{
-                         "name": "web", "image": TEST_IMAGE, "command": ["sh", "-c", script],
-                         "ports": [{"name": "http", "containerPort": port}],
-                         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
-                         "volumeMounts": [{"name": "state", "mountPath": "/state"}],
-                         "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
-                     }]}}},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 2,
+                    "volumes": [{"name": "state", "emptyDir": {}}],
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": TEST_IMAGE,
+                            "command": ["sh", "-c", script],
+                            "ports": [{"name": "http", "containerPort": port}],
+                            "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                            "volumeMounts": [{"name": "state", "mountPath": "/state"}],
+                            "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+                        }
+                    ],
+                },
+            },
+        },
     }
     client.AppsV1Api(k8s_client).create_namespaced_deployment(namespace, body)
 
@@ -333,6 +403,13 @@ def test_a_deployment_pod_restarts_in_place_and_its_readiness_probe_sets_ready(c
     assert pod.status.phase == "Running"
     assert (cs.last_state.terminated.exit_code, cs.last_state.terminated.message) == (7, "crash\n")
     assert {c.type: c.status for c in pod.status.conditions}["Ready"] == "True"
-    deployment = wait_for(lambda: (d := client.AppsV1Api(k8s_client).read_namespaced_deployment("web", namespace))
-                          .status.available_replicas == 1 and d, timeout=30, what="the Deployment to be available")
+    deployment = wait_for(
+        lambda: (
+            d := client.AppsV1Api(k8s_client).read_namespaced_deployment("web", namespace)
+        ).status.available_replicas
+        == 1
+        and d,
+        timeout=30,
+        what="the Deployment to be available",
+    )
     assert deployment.status.ready_replicas == 1

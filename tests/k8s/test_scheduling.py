@@ -47,17 +47,23 @@ def scheduling_message(pod: dict) -> str:
 
 def test_a_gpu_and_a_missing_claim_stay_pending_in_the_schedulers_words(core, batch, namespace):
     claim = f"data-{namespace}"
-    volume = {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
-              "container": {"volumeMounts": [{"name": "data", "mountPath": "/mnt/late"}]}}
+    volume = {
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
+        "container": {"volumeMounts": [{"name": "data", "mountPath": "/mnt/late"}]},
+    }
     batch.create_namespaced_job(namespace, job_manifest("waits", ["true"], **volume))
-    batch.create_namespaced_job(namespace, job_manifest("gpu", ["true"], container={
-        "resources": {"limits": {"nvidia.com/gpu": 1}}}))
+    batch.create_namespaced_job(
+        namespace, job_manifest("gpu", ["true"], container={"resources": {"limits": {"nvidia.com/gpu": 1}}})
+    )
 
     gpu = wait_for(lambda: unschedulable(core, "gpu", namespace), timeout=30, what="the GPU Pod to be unschedulable")
     assert scheduling_message(gpu) == GPU, "the diagnosis unit tests' GPU message is the scheduler's own"
     d = D.diagnose_pod(gpu, "main")
-    assert d is not None and d.reason == D.UNSCHEDULABLE and d.message.startswith("0/1 nodes are available: 1 "
-                                                                                    "Insufficient nvidia.com/gpu.")
+    assert (
+        d is not None
+        and d.reason == D.UNSCHEDULABLE
+        and d.message.startswith("0/1 nodes are available: 1 " "Insufficient nvidia.com/gpu.")
+    )
     waits = wait_for(lambda: unschedulable(core, "waits", namespace), timeout=30, what="the claim's Pod to wait")
     assert scheduling_message(waits) == NO_CLAIM.replace('"models"', f'"{claim}"')
     d = D.diagnose_pod(waits, "main")
@@ -66,9 +72,13 @@ def test_a_gpu_and_a_missing_claim_stay_pending_in_the_schedulers_words(core, ba
     events = core.list_namespaced_event(namespace, field_selector="reason=FailedScheduling").items
     assert events and {e.reporting_component or e.source.component for e in events} == {"default-scheduler"}
 
-    core.create_namespaced_persistent_volume_claim(namespace, {
-        "metadata": {"name": claim},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": claim},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        },
+    )
     assert wait_job_finished(batch, "waits", namespace, timeout=60)["type"] == "Complete"
     [pod] = job_pods(core, "waits", namespace)
     assert pod.spec.node_name == "edgeopt-local"
@@ -77,11 +87,18 @@ def test_a_gpu_and_a_missing_claim_stay_pending_in_the_schedulers_words(core, ba
 
 def test_each_claim_gets_a_hostpath_volume_under_the_cluster_dir_bound_by_the_binder(control_plane, core, namespace):
     claim = f"store-{namespace}"
-    made = core.create_namespaced_persistent_volume_claim(namespace, {
-        "metadata": {"name": claim},
-        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "3Gi"}}}})
-    bound = wait_for(lambda: (c := core.read_namespaced_persistent_volume_claim(claim, namespace)).status.phase
-                     == "Bound" and c, timeout=30, what="the binder to bind the claim")
+    made = core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": claim},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "3Gi"}}},
+        },
+    )
+    bound = wait_for(
+        lambda: (c := core.read_namespaced_persistent_volume_claim(claim, namespace)).status.phase == "Bound" and c,
+        timeout=30,
+        what="the binder to bind the claim",
+    )
     pv = core.read_persistent_volume(bound.spec.volume_name)
     assert Path(pv.spec.host_path.path) == control_plane.pvc_dir(claim)
     assert (pv.spec.claim_ref.name, pv.spec.claim_ref.uid) == (claim, made.metadata.uid)

@@ -26,6 +26,7 @@ from tests.operator.support import Kubectl
 SERVICE = "triton"
 __all__ = ["SERVICE", "Replica", "service", "write_model"]
 
+
 def node_ip() -> str | None:
     """This machine's address on its default route (a UDP connect sends nothing); None without one."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -71,16 +72,20 @@ class Replica:
         slice_ = {
             "apiVersion": "discovery.k8s.io/v1",
             "kind": "EndpointSlice",
-            "metadata": {"name": f"{SERVICE}-{self.name}", "labels": {
-                SERVICE_NAME_LABEL: SERVICE, "endpointslice.kubernetes.io/managed-by": "edgeopt-tests"}},
+            "metadata": {
+                "name": f"{SERVICE}-{self.name}",
+                "labels": {SERVICE_NAME_LABEL: SERVICE, "endpointslice.kubernetes.io/managed-by": "edgeopt-tests"},
+            },
             "addressType": "IPv4",
             "ports": [{"name": "http", "port": self.port, "protocol": "TCP"}],
-            "endpoints": [{
-                "addresses": [self.host],
-                "conditions": {"ready": ready, "serving": ready, "terminating": terminating},
-                "targetRef": {"kind": "Pod", "name": self.name, "namespace": self.namespace},
-            }],
-        }  # fmt: skip
+            "endpoints": [
+                {
+                    "addresses": [self.host],
+                    "conditions": {"ready": ready, "serving": ready, "terminating": terminating},
+                    "targetRef": {"kind": "Pod", "name": self.name, "namespace": self.namespace},
+                }
+            ],
+        }
         self.kubectl("apply", "-n", self.namespace, "-f", "-", input=json.dumps(slice_))
 
     def start(self) -> float:

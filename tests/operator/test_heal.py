@@ -45,12 +45,27 @@ def published(kubectl: Kubectl, ns: str, version: int, served: list[int]) -> Non
     """What a finished conversion Job leaves (status.job_succeeded): Publishing, version N, what served before."""
     obj = om(kubectl, ns, NAME)
     uid = obj["metadata"]["uid"]
-    status_patch(kubectl, ns, {
-        "phase": "Publishing", "observedGeneration": 1, "jobName": resources.job_name(NAME, 1, uid),
-        "modelName": NAME, "modelVersion": version, "servingVersions": served or None,
-        "conditions": [{"type": "Published", "status": "True", "reason": "Published", "message": "test",
-                        "lastTransitionTime": "2026-01-01T00:00:00Z"}],
-    })  # fmt: skip
+    status_patch(
+        kubectl,
+        ns,
+        {
+            "phase": "Publishing",
+            "observedGeneration": 1,
+            "jobName": resources.job_name(NAME, 1, uid),
+            "modelName": NAME,
+            "modelVersion": version,
+            "servingVersions": served or None,
+            "conditions": [
+                {
+                    "type": "Published",
+                    "status": "True",
+                    "reason": "Published",
+                    "message": "test",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ],
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +146,11 @@ def test_two_replicas_served_gated_healed_and_recorded(
     wait_for(lambda: answer(b.url) == 6.0, timeout=30, interval=0.1, what="b answers again")
     healed = time.monotonic() - started
     wait_for(lambda: b.gate() == "True", timeout=30, what="b's gate True again")
-    obj = wait_for(lambda: (o := om(kubectl, ns, NAME)) and condition(o, "Ready")["status"] == "True" and o,
-                   timeout=30, what="Ready True again")  # fmt: skip
+    obj = wait_for(
+        lambda: (o := om(kubectl, ns, NAME)) and condition(o, "Ready")["status"] == "True" and o,
+        timeout=30,
+        what="Ready True again",
+    )
     assert condition(obj, "Ready")["reason"] == "Serving" and "notServedSince" not in obj["status"]["serving"]
     reasons = [e["reason"] for e in events_of(kubectl, ns, NAME)]
     assert reasons.count("NotServed") == 1 and reasons.count("Served") == 1, reasons
@@ -161,8 +179,11 @@ def test_switch_and_delete_act_on_every_replica(
         la.wait_for(30)
         lb.wait_for(30)
         published(kubectl, ns, 2, [1])
-        obj = wait_for(lambda: (o := om(kubectl, ns, NAME)) and o["status"].get("servingVersions") == [2] and o,
-                       timeout=90, what="switched to version 2")  # fmt: skip
+        obj = wait_for(
+            lambda: (o := om(kubectl, ns, NAME)) and o["status"].get("servingVersions") == [2] and o,
+            timeout=90,
+            what="switched to version 2",
+        )
         la.wait_for(la.count + 30)
         lb.wait_for(lb.count + 30)
     for loop, r in ((la, a), (lb, b)):

@@ -86,8 +86,9 @@ def test_the_status_shows_kueues_word_until_it_admits(
         (dropped_job,) = jobs_of(kubectl, ns, dropped["metadata"]["uid"])
         kubectl("delete", "optimizedmodel", "dropped", "-n", ns, "--wait=true")
         wait_for(lambda: not jobs_of(kubectl, ns, dropped["metadata"]["uid"]), timeout=60, what="its Job gone")
-        wait_for(lambda: not workloads_of(kubectl, ns, dropped_job["metadata"]["uid"]), timeout=60,
-                 what="its Workload gone")  # fmt: skip
+        wait_for(
+            lambda: not workloads_of(kubectl, ns, dropped_job["metadata"]["uid"]), timeout=60, what="its Workload gone"
+        )
 
         # Quota for the CPU: Kueue admits, unsuspends the Job, and the conversion runs to Ready.
         set_cpu_quota(custom, ns, "16")

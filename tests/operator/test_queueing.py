@@ -73,8 +73,10 @@ def test_a_cpu_conversion_is_not_blocked_by_a_gpu_one_that_cannot_schedule(
 
     behind = time_to_ready(kubectl, ns, "cpu-behind")  # the one GPU slot is taken: CPU has its own
     queued = {name: queued_seconds(kubectl, ns, name) for name in ("cpu-alone", "cpu-behind")}
-    print(f"\n[measure] CPU conversion apply → Ready alone {alone:.1f}s, behind an Unschedulable GPU one "
-          f"{behind:.1f}s; apply → Job created {queued['cpu-alone']:.0f}s vs {queued['cpu-behind']:.0f}s")  # fmt: skip
+    print(
+        f"\n[measure] CPU conversion apply → Ready alone {alone:.1f}s, behind an Unschedulable GPU one "
+        f"{behind:.1f}s; apply → Job created {queued['cpu-alone']:.0f}s vs {queued['cpu-behind']:.0f}s"
+    )
     # Not queued behind the GPU conversion: its Job is made at once, as when alone (the rest is the
     # conversion itself, on two cores shared with whatever else runs).
     assert queued["cpu-behind"] <= queued["cpu-alone"] + 5, queued

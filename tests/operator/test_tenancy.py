@@ -65,14 +65,29 @@ def operator(
     """The chart installed (operator Deployment off), and the operator run locally as its ServiceAccount."""
     name = f"edgeopt-{uuid.uuid4().hex[:6]}"
     repository, tag = TEST_ENV["EDGEOPT_CONVERTER_IMAGE"].rsplit(":", 1)  # the converter-cpu image built here
-    helm(control_plane, "install", name, str(chart.CHART), "--namespace", name, "--create-namespace",
-         "--set", "operator.enabled=false", "--set", "crds.enabled=false",
-         "--set", f"converter.image.repository={repository}", "--set", f"converter.image.tag={tag}")  # fmt: skip
+    helm(
+        control_plane,
+        "install",
+        name,
+        str(chart.CHART),
+        "--namespace",
+        name,
+        "--create-namespace",
+        "--set",
+        "operator.enabled=false",
+        "--set",
+        "crds.enabled=false",
+        "--set",
+        f"converter.image.repository={repository}",
+        "--set",
+        f"converter.image.tag={tag}",
+    )
     work = tmp_path_factory.mktemp("tenancy")
     token = kubectl("create", "token", name, "-n", name, "--duration=1h").stdout.strip()
     sa_kubeconfig = work / "kubeconfig"
-    token_kubeconfig(sa_kubeconfig, control_plane.server, control_plane.ca_file, token,
-                     f"system:serviceaccount:{name}:{name}")  # fmt: skip
+    token_kubeconfig(
+        sa_kubeconfig, control_plane.server, control_plane.ca_file, token, f"system:serviceaccount:{name}:{name}"
+    )
     op = OperatorProcess(sa_kubeconfig, work / "operator.log").start()
     try:
         yield op
@@ -153,8 +168,11 @@ def test_two_namespaces_cannot_share_a_model_directory(
 
     def cleanup_failed() -> bool:
         jobs = get(kubectl, b, "jobs", None, "-l", "edgeopt.io/purpose=cleanup")["items"]
-        return any(c["type"] == "Failed" and c["status"] == "True"
-                   for j in jobs for c in (j.get("status") or {}).get("conditions") or [])  # fmt: skip
+        return any(
+            c["type"] == "Failed" and c["status"] == "True"
+            for j in jobs
+            for c in (j.get("status") or {}).get("conditions") or []
+        )
 
     wait_for(cleanup_failed, timeout=90, what="the clean-up Job to refuse another tenant's directory")
     assert content_digest(folder) == before and (folder / OWNER_FILE).is_file()

@@ -77,9 +77,9 @@ def test_crd_in_chart_is_the_repository_crd() -> None:
 
 def test_deploy_manifests_are_current() -> None:
     for path, text in chart.deploy_manifests().items():
-        assert path.exists() and path.read_text() == text, (
-            f"{path.relative_to(ROOT)} is stale; run: .venv/bin/python -m tests.ship.chart --write"
-        )
+        assert (
+            path.exists() and path.read_text() == text
+        ), f"{path.relative_to(ROOT)} is stale; run: .venv/bin/python -m tests.ship.chart --write"
 
 
 # --------------------------------------------------------------------------- CRDs
@@ -124,9 +124,7 @@ def test_cluster_role_grants_exactly_the_operators_verbs() -> None:
     binding = one(docs, "ClusterRoleBinding")
     sa = one(docs, "ServiceAccount")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "edgeopt"}
-    ]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "edgeopt"}]
     assert not by_kind(docs, "Role")
 
 
@@ -175,19 +173,26 @@ def container_env(deployment: dict[str, Any]) -> dict[str, str]:
 
 def test_operator_env_is_what_the_settings_parser_accepts() -> None:
     docs = chart.render(
-        "--set", "converter.tolerations[0].key=nvidia.com/gpu",
-        "--set", "converter.tolerations[0].operator=Exists",
-        "--set", "converter.nodeSelector.nvidia\\.com/gpu\\.product=NVIDIA-L4",
-        "--set", "converter.runtimeClassName=nvidia",
-        "--set", "operator.tritonURL=http://triton.x.svc:8000",
-    )  # fmt: skip
+        "--set",
+        "converter.tolerations[0].key=nvidia.com/gpu",
+        "--set",
+        "converter.tolerations[0].operator=Exists",
+        "--set",
+        "converter.nodeSelector.nvidia\\.com/gpu\\.product=NVIDIA-L4",
+        "--set",
+        "converter.runtimeClassName=nvidia",
+        "--set",
+        "operator.tritonURL=http://triton.x.svc:8000",
+    )
     env = container_env(one(docs, "Deployment"))
     fields = {f"EDGEOPT_{name.upper()}" for name in OperatorSettings.__dataclass_fields__} | set(Limits().as_env())
     unknown = {k for k in env if k.startswith("EDGEOPT_")} - fields
     assert not unknown, f"the chart sets variables the operator does not read: {unknown}"
     settings = OperatorSettings.from_env(env)  # raises SettingsError on anything malformed
-    assert settings.converter_resources == {"requests": {"cpu": "1", "memory": "4Gi"},
-                                            "limits": {"memory": "16Gi", "nvidia.com/gpu": 1}}  # fmt: skip
+    assert settings.converter_resources == {
+        "requests": {"cpu": "1", "memory": "4Gi"},
+        "limits": {"memory": "16Gi", "nvidia.com/gpu": 1},
+    }
     assert settings.converter_node_selector == {"nvidia.com/gpu.product": "NVIDIA-L4"}
     assert settings.converter_tolerations == ({"key": "nvidia.com/gpu", "operator": "Exists"},)
     assert settings.converter_runtime_class == "nvidia"
@@ -204,10 +209,13 @@ def test_admin_policy_settings_reach_every_conversion_job() -> None:
     from edgeopt.spec import parse_manifest
 
     docs = chart.render(
-        "--set", "converter.allowedOps={ReadFile,MatchingFiles}",
-        "--set", "converter.limits.graphBytes=1000",
-        "--set", "converter.limits.validationSamples=16",
-    )  # fmt: skip
+        "--set",
+        "converter.allowedOps={ReadFile,MatchingFiles}",
+        "--set",
+        "converter.limits.graphBytes=1000",
+        "--set",
+        "converter.limits.validationSamples=16",
+    )
     env = container_env(one(docs, "Deployment"))
     assert env["EDGEOPT_CONVERTER_ALLOWED_OPS"] == "ReadFile,MatchingFiles"
     assert env["EDGEOPT_LIMIT_GRAPH_BYTES"] == "1000" and env["EDGEOPT_LIMIT_VALIDATION_SAMPLES"] == "16"
@@ -220,9 +228,12 @@ def test_admin_policy_settings_reach_every_conversion_job() -> None:
     job_env = {e["name"]: e.get("value") for e in container["env"]}
     assert job_env["EDGEOPT_CONVERTER_ALLOWED_OPS"] == "ReadFile,MatchingFiles"
     assert job_env["EDGEOPT_LIMIT_GRAPH_BYTES"] == "1000" and job_env["EDGEOPT_LIMIT_FOLD_BYTES"] == str(64 << 20)
-    default_env = {e["name"] for e in resources.conversion_job(
-        model, OperatorSettings(), name="add-g1-abcdef", generation=1, uid="u", configmap="c"
-    )["spec"]["template"]["spec"]["containers"][0]["env"]}
+    default_env = {
+        e["name"]
+        for e in resources.conversion_job(
+            model, OperatorSettings(), name="add-g1-abcdef", generation=1, uid="u", configmap="c"
+        )["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     assert "EDGEOPT_CONVERTER_ALLOWED_OPS" not in default_env, "nothing is allowed unless an admin says so"
     with pytest.raises(AssertionError, match="limits"):
         chart.render("--set", "converter.limits.everything=1")
@@ -261,9 +272,12 @@ def test_standby_replicas_get_distinct_priorities() -> None:
     for pod in ("edgeopt-5d8f9c7b6-abcde", "edgeopt-5d8f9c7b6-fghij"):
         probe = script.replace("exec edgeopt operator", "echo $EDGEOPT_PRIORITY edgeopt operator")
         out = subprocess.run(
-            [*c["command"], probe, argv0, *rest], env={"POD_ID": pod, "PATH": "/usr/bin:/bin"},
-            capture_output=True, text=True, check=True,
-        ).stdout.split()  # fmt: skip
+            [*c["command"], probe, argv0, *rest],
+            env={"POD_ID": pod, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
         assert out[1:] == ["edgeopt", "operator", "--x"]
         assert int(out[0]) >= 100
         outputs.add(out[0])
@@ -273,13 +287,23 @@ def test_standby_replicas_get_distinct_priorities() -> None:
 def test_escape_hatches_reach_the_pod() -> None:
     dep = one(
         chart.render(
-            "--set", "operator.extraArgs={--standalone}",
-            "--set", "operator.extraEnv[0].name=HTTPS_PROXY", "--set", "operator.extraEnv[0].value=http://p:3128",
-            "--set", "operator.extraVolumes[0].name=ca", "--set", "operator.extraVolumes[0].configMap.name=corp-ca",
-            "--set", "operator.extraVolumeMounts[0].name=ca", "--set", "operator.extraVolumeMounts[0].mountPath=/ca",
+            "--set",
+            "operator.extraArgs={--standalone}",
+            "--set",
+            "operator.extraEnv[0].name=HTTPS_PROXY",
+            "--set",
+            "operator.extraEnv[0].value=http://p:3128",
+            "--set",
+            "operator.extraVolumes[0].name=ca",
+            "--set",
+            "operator.extraVolumes[0].configMap.name=corp-ca",
+            "--set",
+            "operator.extraVolumeMounts[0].name=ca",
+            "--set",
+            "operator.extraVolumeMounts[0].mountPath=/ca",
         ),
         "Deployment",
-    )  # fmt: skip
+    )
     pod = dep["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     assert c["args"] == ["--standalone"]
@@ -300,9 +324,13 @@ def test_operator_can_be_left_out() -> None:
 
 def test_triton_runs_in_explicit_mode_on_the_repository_claim() -> None:
     docs = chart.render(
-        "--set", "triton.enabled=true",
-        "--set", "persistence.modelRepository.create=true", "--set", "persistence.modelSource.create=true",
-    )  # fmt: skip
+        "--set",
+        "triton.enabled=true",
+        "--set",
+        "persistence.modelRepository.create=true",
+        "--set",
+        "persistence.modelSource.create=true",
+    )
     triton = one(docs, "Deployment", "-triton")
     pod = triton["spec"]["template"]["spec"]
     (c,) = pod["containers"]
@@ -351,12 +379,24 @@ def test_default_triton_is_the_dockerfiles_triton_image_at_the_app_version() -> 
     ]
     assert c["image"] == f"ghcr.io/edgeopt/edgeopt-triton:{app_version}"
     assert c["command"] == ["tritonserver"]
-    pinned = chart.render("--set", "triton.enabled=true", "--set", "triton.image.tag=9.9.9",
-                          "--set", "triton.image.digest=sha256:" + "ab" * 32)  # fmt: skip
+    pinned = chart.render(
+        "--set",
+        "triton.enabled=true",
+        "--set",
+        "triton.image.tag=9.9.9",
+        "--set",
+        "triton.image.digest=sha256:" + "ab" * 32,
+    )
     (c,) = one(pinned, "Deployment", "-triton")["spec"]["template"]["spec"]["containers"]
     assert c["image"] == "ghcr.io/edgeopt/edgeopt-triton@sha256:" + "ab" * 32, "a digest wins, as for the operator"
-    stock = chart.render("--set", "triton.enabled=true", "--set", "triton.image.repository=nvcr.io/nvidia/tritonserver",
-                         "--set", "triton.image.tag=25.02-tf2-python-py3")  # fmt: skip
+    stock = chart.render(
+        "--set",
+        "triton.enabled=true",
+        "--set",
+        "triton.image.repository=nvcr.io/nvidia/tritonserver",
+        "--set",
+        "triton.image.tag=25.02-tf2-python-py3",
+    )
     (c,) = one(stock, "Deployment", "-triton")["spec"]["template"]["spec"]["containers"]
     assert c["image"] == "nvcr.io/nvidia/tritonserver:25.02-tf2-python-py3"
 
@@ -410,8 +450,13 @@ def test_every_value_is_commented() -> None:
 
 
 def test_schema_rejects_bad_values() -> None:
-    for bad in ("operator.replicaCount=-1", "operator.typo=1", "converter.job.backoffLimit=-2",
-                "watchNamespaces={Not_A_Namespace}", "triton.service.httpPort=70000"):  # fmt: skip
+    for bad in (
+        "operator.replicaCount=-1",
+        "operator.typo=1",
+        "converter.job.backoffLimit=-2",
+        "watchNamespaces={Not_A_Namespace}",
+        "triton.service.httpPort=70000",
+    ):
         with pytest.raises(AssertionError, match="values don't meet the specifications|schema"):
             chart.render("--set", bad)
 
@@ -425,8 +470,6 @@ def test_examples_are_valid_specs() -> None:
         load_manifest(path)
 
 
-
-
 def test_chart_and_operator_agree_on_the_default_converter_image() -> None:
     """The admission policy allows the chart's image; an operator started without the chart must pick the same."""
     from edgeopt.operator.settings import DEFAULT_CONVERTER_IMAGE
@@ -437,15 +480,23 @@ def test_chart_and_operator_agree_on_the_default_converter_image() -> None:
 
 def test_tenancy_values_reach_the_operator_and_the_admission_policy() -> None:
     docs = chart.render(
-        "--set", "tenancy.allowedConverterImages={registry.corp/edgeopt/*,other.io/conv:2}",
-        "--set-json", 'tenancy.allowedTolerations=[{"key":"gpu","operator":"Exists"}]',
-        "--set", "tenancy.allowedRuntimeClasses={nvidia}",
-        "--set", "tenancy.allowedTritonURLs={http://triton.a.svc:8000}",
-        "--set", "operator.smokeInputMaxBytes=1048576",
-    )  # fmt: skip
+        "--set",
+        "tenancy.allowedConverterImages={registry.corp/edgeopt/*,other.io/conv:2}",
+        "--set-json",
+        'tenancy.allowedTolerations=[{"key":"gpu","operator":"Exists"}]',
+        "--set",
+        "tenancy.allowedRuntimeClasses={nvidia}",
+        "--set",
+        "tenancy.allowedTritonURLs={http://triton.a.svc:8000}",
+        "--set",
+        "operator.smokeInputMaxBytes=1048576",
+    )
     settings = OperatorSettings.from_env(container_env(one(docs, "Deployment")))
     assert settings.converter_images() == (
-        "ghcr.io/edgeopt/edgeopt-converter:0.1.0", "registry.corp/edgeopt/*", "other.io/conv:2")  # fmt: skip
+        "ghcr.io/edgeopt/edgeopt-converter:0.1.0",
+        "registry.corp/edgeopt/*",
+        "other.io/conv:2",
+    )
     assert settings.allowed_tolerations == ({"key": "gpu", "operator": "Exists"},)
     assert settings.runtime_classes() == ("nvidia",)
     assert settings.triton_urls() == ("http://triton.a.svc:8000",)

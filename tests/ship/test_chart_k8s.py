@@ -44,8 +44,7 @@ def split_crds(text: str) -> tuple[str, str]:
 def crds_installed(kubectl: Any) -> None:
     """The chart's CRDs, applied for real: objects of their kinds can only be dry-run once they exist."""
     crds, _ = split_crds(chart.render_text("--include-crds"))
-    kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=edgeopt-ship-tests", "-f", "-",
-            input=crds)  # fmt: skip
+    kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=edgeopt-ship-tests", "-f", "-", input=crds)
     names = ("crd/optimizedmodels.edgeopt.io", "crd/clusterkopfpeerings.kopf.dev", "crd/kopfpeerings.kopf.dev")
     wait_established(kubectl, *names)
 
@@ -88,10 +87,22 @@ def test_examples_pass_server_side_validation(kubectl: Any, crds_installed: None
 def release(api_server: Any, kubectl: Any, crds_installed: None) -> Iterator[tuple[str, str]]:
     """The chart installed with helm into its own namespace (CRDs already present, so not re-owned)."""
     name = f"edgeopt-{uuid.uuid4().hex[:6]}"  # contains the chart name, so it is the full name too
-    sets = ["crds.enabled=false", f"operator.peering.name={name}",
-            "persistence.modelRepository.create=true", "persistence.modelSource.create=true"]  # fmt: skip
-    helm(api_server, "install", name, str(chart.CHART), "--namespace", name, "--create-namespace",
-         *[a for s in sets for a in ("--set", s)])  # fmt: skip
+    sets = [
+        "crds.enabled=false",
+        f"operator.peering.name={name}",
+        "persistence.modelRepository.create=true",
+        "persistence.modelSource.create=true",
+    ]
+    helm(
+        api_server,
+        "install",
+        name,
+        str(chart.CHART),
+        "--namespace",
+        name,
+        "--create-namespace",
+        *[a for s in sets for a in ("--set", s)],
+    )
     try:
         yield name, name
     finally:
@@ -103,8 +114,16 @@ def test_helm_install_creates_the_release(api_server: Any, kubectl: Any, release
     name, ns = release
     status = helm(api_server, "status", name, "-n", ns, "-o", "json").stdout
     assert '"status":"deployed"' in status.replace(" ", "")
-    kubectl("get", "-n", ns, f"serviceaccount/{name}", f"deployment/{name}", f"service/{name}-metrics",
-            "pvc/models", "pvc/triton-models")  # fmt: skip
+    kubectl(
+        "get",
+        "-n",
+        ns,
+        f"serviceaccount/{name}",
+        f"deployment/{name}",
+        f"service/{name}-metrics",
+        "pvc/models",
+        "pvc/triton-models",
+    )
     kubectl("get", f"clusterrole/{name}", f"clusterrolebinding/{name}", f"clusterkopfpeering/{name}")
 
 
@@ -194,8 +213,6 @@ def test_service_account_list_is_exactly_the_rules(kubectl: Any, release: tuple[
     assert not missing, f"auth can-i --list lacks {sorted(missing)}"
 
 
-
-
 # --------------------------------------------------------------------------- admission policy and NetworkPolicies
 
 
@@ -209,9 +226,12 @@ def converter_job(namespace: str, image: str) -> dict[str, Any]:
         "apiVersion": "edgeopt.io/v1alpha1",
         "kind": "OptimizedModel",
         "metadata": {"name": "add", "namespace": namespace},
-        "spec": {"source": {"uri": "pvc://models/add", "format": "SavedModel"}, "tensorrt": {"enabled": False},
-                 "target": {"repository": "pvc://triton-models"}},
-    }  # fmt: skip
+        "spec": {
+            "source": {"uri": "pvc://models/add", "format": "SavedModel"},
+            "tensorrt": {"enabled": False},
+            "target": {"repository": "pvc://triton-models"},
+        },
+    }
     settings = OperatorSettings(converter_image=image, converter_resources={})
     name = resources.job_name("add", 1, "0f0e")
     return resources.conversion_job(parse_manifest(doc), settings, name=name, generation=1, uid="0f0e", configmap=name)
@@ -276,8 +296,10 @@ BREAKING = {
     "root": (_set(f"{POD}.securityContext.runAsUser", 0), "runAsNonRoot"),
     "no seccomp": (_set(f"{POD}.securityContext.seccompProfile", None), "seccompProfile"),
     "host network": (_set(f"{POD}.hostNetwork", True), "host's network"),
-    "hostPath": (lambda job: job["spec"]["template"]["spec"]["volumes"].append(
-        {"name": "root", "hostPath": {"path": "/"}}), "hostPath"),
+    "hostPath": (
+        lambda job: job["spec"]["template"]["spec"]["volumes"].append({"name": "root", "hostPath": {"path": "/"}}),
+        "hostPath",
+    ),
     "runtimeClass": (_set(f"{POD}.runtimeClassName", "kata"), "runtimeClassName"),
 }
 
@@ -320,8 +342,16 @@ def test_network_policies_apply_server_side_and_keep_their_selectors(kubectl: An
         if d and d["kind"] == "NetworkPolicy"
     ]
     assert {d["metadata"]["name"] for d in rendered} == {"edgeopt-converter", "edgeopt-operator", "edgeopt-triton"}
-    kubectl("apply", "--server-side", "--field-manager=edgeopt-ship-tests", "-n", namespace, "-f", "-",
-            input=yaml.safe_dump_all(rendered))  # fmt: skip
+    kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=edgeopt-ship-tests",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(rendered),
+    )
     stored = json.loads(kubectl("get", "networkpolicy", "-n", namespace, "-o", "json").stdout)["items"]
     by_name = {p["metadata"]["name"]: p["spec"] for p in stored}
     for doc in rendered:

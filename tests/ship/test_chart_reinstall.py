@@ -84,8 +84,18 @@ class Cluster:
 
     def install(self, release: str, *sets: str, check: bool = True) -> Any:
         flags = [a for s in sets for a in ("--set", s)]
-        return self.helm("install", release, str(chart.CHART), "-n", release, "--create-namespace",
-                         "--set", f"operator.peering.name={release}", *flags, check=check)  # fmt: skip
+        return self.helm(
+            "install",
+            release,
+            str(chart.CHART),
+            "-n",
+            release,
+            "--create-namespace",
+            "--set",
+            f"operator.peering.name={release}",
+            *flags,
+            check=check,
+        )
 
     def uninstall(self, release: str) -> None:
         self.helm("uninstall", release, "-n", release)

@@ -20,8 +20,14 @@ TRITON = ("--set", "triton.enabled=true")
 
 
 def expected(*rules: tuple[Rule, ...]) -> set[tuple[str, str, str]]:
-    return {(g, r, v) for group in rules for rule in group for g in rule.api_groups for r in rule.resources
-            for v in rule.verbs}  # fmt: skip
+    return {
+        (g, r, v)
+        for group in rules
+        for rule in group
+        for g in rule.api_groups
+        for r in rule.resources
+        for v in rule.verbs
+    }
 
 
 def triton_role(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -64,9 +70,13 @@ def test_without_the_gate_no_pod_permission() -> None:
 @pytest.mark.parametrize(("gate", "rules"), [("false", (TRITON_RULES,)), ("true", (TRITON_RULES, GATE_RULES))])
 def test_a_triton_the_chart_does_not_deploy(gate: str, rules: tuple[tuple[Rule, ...], ...]) -> None:
     docs = chart.render(
-        "--set", "operator.tritonService=inference/triton", "--set", "operator.tritonURL=http://triton.inference:8000",
-        "--set", f"operator.tritonReadinessGate={gate}",
-    )  # fmt: skip
+        "--set",
+        "operator.tritonService=inference/triton",
+        "--set",
+        "operator.tritonURL=http://triton.inference:8000",
+        "--set",
+        f"operator.tritonReadinessGate={gate}",
+    )
     env = operator_env(docs)
     assert (env["EDGEOPT_TRITON_SERVICE"], env["EDGEOPT_TRITON_READINESS_GATE"]) == ("inference/triton", gate)
     OperatorSettings.from_env(env)
@@ -102,5 +112,6 @@ def test_a_terminating_triton_serves_until_kube_proxies_stop_routing_to_it() -> 
     (c,) = one(chart.render(*TRITON), "Deployment", "-triton")["spec"]["template"]["spec"]["containers"]
     assert c["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
     (c,) = one(chart.render(*TRITON, "--set", "triton.preStopSleepSeconds=0"), "Deployment", "-triton")["spec"][
-        "template"]["spec"]["containers"]  # fmt: skip
+        "template"
+    ]["spec"]["containers"]
     assert "lifecycle" not in c

@@ -35,8 +35,12 @@ def run_demo(tmp_path: Path, *args: str, timeout: float) -> Run:
     t = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "edgeopt.cli", "demo", "--results", str(results), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     took = time.monotonic() - t
     assert results.exists(), f"the demo wrote no results (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
     return proc, json.loads(results.read_text()), took

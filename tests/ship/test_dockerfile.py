@@ -174,8 +174,9 @@ def test_runs_as_numeric_non_root_user(stages: dict[str, Stage], target: str) ->
     assert f"--uid {uid}" in runs(stages, target), f"{target}: uid {uid} is never created"
 
 
-@pytest.mark.parametrize(("target", "subcommand"),
-                         [("operator", "operator"), ("converter", "convert"), ("converter-cpu", "convert")])
+@pytest.mark.parametrize(
+    ("target", "subcommand"), [("operator", "operator"), ("converter", "convert"), ("converter-cpu", "convert")]
+)
 def test_entrypoint_is_a_console_script_subcommand(
     stages: dict[str, Stage], scripts: dict[str, str], target: str, subcommand: str
 ) -> None:

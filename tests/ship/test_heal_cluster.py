@@ -75,16 +75,34 @@ def installed(control_plane: Any, kubectl: Any, images: dict[str, str]) -> Itera
     from edgeopt_dev.netutil import free_port
 
     values = chart_values(image_name, (free_port(), free_port(), free_port()))
-    helm(control_plane, "install", RELEASE, str(chart.CHART), "--namespace", NS, "--create-namespace", *values,
-         "--set", "triton.replicaCount=2", "--set", "triton.bindPodIP=true",
-         "--set", f"operator.servingAuditSeconds={AUDIT}")  # fmt: skip
+    helm(
+        control_plane,
+        "install",
+        RELEASE,
+        str(chart.CHART),
+        "--namespace",
+        NS,
+        "--create-namespace",
+        *values,
+        "--set",
+        "triton.replicaCount=2",
+        "--set",
+        "triton.bindPodIP=true",
+        "--set",
+        f"operator.servingAuditSeconds={AUDIT}",
+    )
     for deployment in (RELEASE, TRITON):
-        done = kubectl("rollout", "status", f"deployment/{deployment}", "-n", NS, "--timeout=300s", timeout=320,
-                       check=False)  # fmt: skip
+        done = kubectl(
+            "rollout", "status", f"deployment/{deployment}", "-n", NS, "--timeout=300s", timeout=320, check=False
+        )
         if done.returncode != 0:
             pytest.fail(f"{deployment} did not roll out:\n{diagnose(kubectl)}", pytrace=False)
-    subprocess.run([sys.executable, "-m", "edgeopt.cli", "samples", "add", "--dir",
-                    str(control_plane.pvc_dir("models") / MODEL)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "edgeopt.cli", "samples", "add", "--dir", str(control_plane.pvc_dir("models") / MODEL)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     kubectl("apply", "-n", NS, "-f", str(chart.ROOT / "examples" / "add-checkpoint-cpu.yaml"))
     kubectl("wait", "-n", NS, f"om/{MODEL}", "--for=condition=Ready", "--timeout=600s", timeout=620)
     try:
@@ -98,8 +116,9 @@ def diagnose(kubectl: Any) -> str:
     out = [kubectl("get", "pods", "-n", NS, "-o", "wide", check=False).stdout]
     pods = json.loads(kubectl("get", "pods", "-n", NS, "-o", "json", check=False).stdout or "{}")
     for pod in pods.get("items", []):
-        conds = [(c["type"], c["status"], c.get("reason"), c.get("message"))
-                 for c in pod["status"].get("conditions", [])]  # fmt: skip
+        conds = [
+            (c["type"], c["status"], c.get("reason"), c.get("message")) for c in pod["status"].get("conditions", [])
+        ]
         out.append(f"{pod['metadata']['name']}: {conds}")
     out.append(kubectl("get", "endpointslices", "-n", NS, "-o", "yaml", check=False).stdout[-3000:])
     out.append(kubectl("logs", f"deployment/{RELEASE}", "-n", NS, "--tail=60", check=False).stdout)
@@ -148,8 +167,10 @@ class ReadyOnlyClient:
         self.count = 0
         self.failures: list[str] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._watch, daemon=True), threading.Thread(target=self._send,
-                                                                                            daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._watch, daemon=True),
+            threading.Thread(target=self._send, daemon=True),
+        ]
 
     def _watch(self) -> None:
         while not self._stop.is_set():
@@ -197,8 +218,11 @@ def test_a_deleted_triton_pod_serves_again_and_ready_never_lies(kubectl: Any, in
     victim = sorted(before)[0]
     with Sampler(kubectl) as sampler:
         kubectl("delete", "pod", victim, "-n", NS, "--wait=false")
-        new = wait_for(lambda: [(p, u) for p, u, _ in endpoints(kubectl) if p not in before], timeout=120,
-                       what="the replacement Pod's endpoint")[0]  # fmt: skip
+        new = wait_for(
+            lambda: [(p, u) for p, u, _ in endpoints(kubectl) if p not in before],
+            timeout=120,
+            what="the replacement Pod's endpoint",
+        )[0]
         wait_for(lambda: answers(new[1]), timeout=60, interval=0.2, what="the new replica serves the model")
         served_at = time.time()
         pod = json.loads(kubectl("get", "pod", new[0], "-n", NS, "-o", "json").stdout)
@@ -230,8 +254,12 @@ def test_rollout_restart_under_load_loses_nothing(kubectl: Any, installed: None)
 def test_version_switch_with_two_replicas_loses_nothing(kubectl: Any, installed: None) -> None:
     with ReadyOnlyClient(kubectl) as client:
         kubectl("patch", "om", MODEL, "-n", NS, "--type=merge", "-p", '{"spec": {"target": {"versionsToKeep": 4}}}')
-        wait_for(lambda: (s := om(kubectl)["status"]).get("servingVersions") == [2] and s["phase"] == "Ready",
-                 timeout=600, interval=1, what="version 2 served")  # fmt: skip
+        wait_for(
+            lambda: (s := om(kubectl)["status"]).get("servingVersions") == [2] and s["phase"] == "Ready",
+            timeout=600,
+            interval=1,
+            what="version 2 served",
+        )
         time.sleep(2)
     assert not client.failures, f"{len(client.failures)} of {client.count} failed: {client.failures[:3]}"
     for _, url, _ in endpoints(kubectl):
@@ -242,8 +270,17 @@ def test_version_switch_with_two_replicas_loses_nothing(kubectl: Any, installed:
 
 def test_operator_restarted_while_a_replica_lacks_a_model_still_heals_it(kubectl: Any, installed: None) -> None:
     kubectl("scale", f"deployment/{RELEASE}", "-n", NS, "--replicas=0")
-    kubectl("wait", "--for=delete", "pod", "-n", NS, "-l", "app.kubernetes.io/component=operator", "--timeout=120s",
-            timeout=130)  # fmt: skip
+    kubectl(
+        "wait",
+        "--for=delete",
+        "pod",
+        "-n",
+        NS,
+        "-l",
+        "app.kubernetes.io/component=operator",
+        "--timeout=120s",
+        timeout=130,
+    )
     _, url, _ = endpoints(kubectl)[0]
     TritonClient(url, timeout=30).unload(MODEL)
     wait_for(lambda: not answers(url), timeout=30, what="the replica lost the model")

@@ -21,8 +21,14 @@ import pytest
 from tests.ship.chart import CHART, KUBE_VERSION, render_text
 
 IGNORE = re.compile(r"^\s*#\s*kube-score/ignore\s+([a-z0-9-]+):\s*(\S.*)$")
-TRITON_ON = ("--set", "triton.enabled=true", "--set", "persistence.modelRepository.create=true",
-             "--set", "persistence.modelSource.create=true")
+TRITON_ON = (
+    "--set",
+    "triton.enabled=true",
+    "--set",
+    "persistence.modelRepository.create=true",
+    "--set",
+    "persistence.modelSource.create=true",
+)
 
 
 def allowed_exceptions(values: str) -> dict[str, str]:
@@ -50,9 +56,18 @@ def findings(kube_score: str, tmp_path_factory: pytest.TempPathFactory) -> list[
     manifest = tmp_path_factory.mktemp("kube-score") / "chart.yaml"
     manifest.write_text(render_text(*TRITON_ON))
     proc = subprocess.run(
-        [kube_score, "score", str(manifest), "--kubernetes-version", "v" + ".".join(KUBE_VERSION.split(".")[:2]),
-         "--output-format", "json"],
-        capture_output=True, text=True, check=False,
+        [
+            kube_score,
+            "score",
+            str(manifest),
+            "--kubernetes-version",
+            "v" + ".".join(KUBE_VERSION.split(".")[:2]),
+            "--output-format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode in (0, 1), f"kube-score failed to run: {proc.stderr}"
     out: list[tuple[str, str, str, list[str]]] = []
@@ -89,8 +104,13 @@ def test_chart_passes_kube_score_except_the_justified_exceptions(findings: list[
 def test_substantive_findings_are_fixed_not_excused() -> None:
     """What issue 14 listed as substantive may never become an exception."""
     allowed = allowed_exceptions((CHART / "values.yaml").read_text())
-    for check in ("container-resources", "pod-probes", "container-security-context-user-group-id",
-                  "container-ephemeral-storage-request-and-limit", "container-security-context-readonlyrootfilesystem",
-                  "container-security-context-privileged"):
+    for check in (
+        "container-resources",
+        "pod-probes",
+        "container-security-context-user-group-id",
+        "container-ephemeral-storage-request-and-limit",
+        "container-security-context-readonlyrootfilesystem",
+        "container-security-context-privileged",
+    ):
         assert check not in allowed, f"{check} must be fixed in the chart, not excused"
     assert Path(CHART / "values.yaml").is_file()

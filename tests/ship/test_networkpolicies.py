@@ -48,9 +48,12 @@ def converter_pod_labels() -> dict[str, str]:
         "apiVersion": "edgeopt.io/v1alpha1",
         "kind": "OptimizedModel",
         "metadata": {"name": "add", "namespace": "ml"},
-        "spec": {"source": {"uri": "pvc://models/add", "format": "SavedModel"}, "tensorrt": {"enabled": False},
-                 "target": {"repository": "pvc://triton-models"}},
-    }  # fmt: skip
+        "spec": {
+            "source": {"uri": "pvc://models/add", "format": "SavedModel"},
+            "tensorrt": {"enabled": False},
+            "target": {"repository": "pvc://triton-models"},
+        },
+    }
     model = parse_manifest(doc)
     job = resources.conversion_job(model, OperatorSettings(), name="add-g1-abc", generation=1, uid="u", configmap="c")
     return pod_labels(job)
@@ -84,12 +87,20 @@ def test_converter_pods_have_no_network_at_all() -> None:
     assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
     assert spec["egress"] == [] and spec["ingress"] == []
     cleanup_labels = resources.cleanup_job(
-        parse_manifest({"apiVersion": "edgeopt.io/v1alpha1", "kind": "OptimizedModel",
-                        "metadata": {"name": "a", "namespace": "ml"},
-                        "spec": {"source": {"uri": "pvc://m/a", "format": "SavedModel"},
-                                 "target": {"repository": "pvc://r", "deletionPolicy": "Delete"}}}),
-        OperatorSettings(), uid="u",
-    )  # fmt: skip
+        parse_manifest(
+            {
+                "apiVersion": "edgeopt.io/v1alpha1",
+                "kind": "OptimizedModel",
+                "metadata": {"name": "a", "namespace": "ml"},
+                "spec": {
+                    "source": {"uri": "pvc://m/a", "format": "SavedModel"},
+                    "target": {"repository": "pvc://r", "deletionPolicy": "Delete"},
+                },
+            }
+        ),
+        OperatorSettings(),
+        uid="u",
+    )
     assert cleanup_labels is not None
     assert matches(spec["podSelector"], pod_labels(cleanup_labels)), "the clean-up Job needs no network either"
 
@@ -110,8 +121,9 @@ def test_triton_accepts_only_the_operator_and_labelled_clients() -> None:
     (rule,) = spec["ingress"]
     ports = {p["port"] for p in rule["ports"]}
     assert ports == {"http", "grpc"}, "the metrics port is opened only through tritonExtraIngress"
-    triton_ports = {p["name"] for p in one(docs, "Deployment", "-triton")["spec"]["template"]["spec"]
-                    ["containers"][0]["ports"]}  # fmt: skip
+    triton_ports = {
+        p["name"] for p in one(docs, "Deployment", "-triton")["spec"]["template"]["spec"]["containers"][0]["ports"]
+    }
     assert ports <= triton_ports
 
     def allowed(labels: dict[str, str]) -> bool:

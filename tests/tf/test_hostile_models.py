@@ -211,8 +211,9 @@ def test_saved_model_hiding_write_file_in_its_function_library(tmp_path: Path, r
     sm = tmp_path / "sm"
     tf.saved_model.save(module, str(sm), signatures={"serving_default": module.serve})
     assert not target.exists()
-    msg = _refused(make_model("hostile", {"uri": f"file://{sm}", "format": "SavedModel"}, repo), tmp_path, repo,
-                   "WriteFile")
+    msg = _refused(
+        make_model("hostile", {"uri": f"file://{sm}", "format": "SavedModel"}, repo), tmp_path, repo, "WriteFile"
+    )
     assert "in function '__inference_helper" in msg, msg
     assert not target.exists()
 
@@ -233,7 +234,10 @@ def test_cli_refusal_exit_code_and_summary(tmp_path: Path, repo: Path) -> None:
     term = tmp_path / "term"
     proc = subprocess.run(
         [sys.executable, "-m", "edgeopt.cli", "convert", "-f", str(manifest), "--termination-log", str(term)],
-        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", EDGEOPT_WORKDIR=str(tmp_path / "work")),
     )
     assert proc.returncode == 3, proc.stderr

@@ -257,9 +257,7 @@ def test_fp16_artefact_keeps_fp32_inputs_and_outputs(convbn_dir: Path, tmp_path:
     from edgeopt.converter.pipeline import convert_model
     from edgeopt.triton.config import build_model_config
 
-    model = onnx_model(
-        "convbn", convbn_source(convbn_dir), tmp_path / "repo", "FP16", None, target={"device": device}
-    )
+    model = onnx_model("convbn", convbn_source(convbn_dir), tmp_path / "repo", "FP16", None, target={"device": device})
     model.spec.tensorrt.enabled = device == "GPU"  # GPU: ORT's TensorRT accelerator runs it (TensorRT 11: no flags)
     art = convert_model(model, tmp_path / "work")
     assert [t.dtype for t in (*art.inputs, *art.outputs)] == ["FP32", "FP32"]  # the Triton config is unchanged

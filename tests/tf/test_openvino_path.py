@@ -66,9 +66,16 @@ def test_true_fp32_matches_tensorflow_tightly(convbn_dir: Path, tmp_path: Path) 
     """inferencePrecision f32 (python flavour): no bf16 anywhere, so the FP32 tolerances gate it."""
     from edgeopt.converter.pipeline import convert_model
 
-    model = openvino_model("convbn-f32", convbn_source(convbn_dir), tmp_path / "repo", "FP32", None,
-                           target={"backend": "python"}, openvino={"enabled": True, "inferencePrecision": "f32"},
-                           validation={"rtol": 1e-4, "atol": 1e-5})  # fmt: skip
+    model = openvino_model(
+        "convbn-f32",
+        convbn_source(convbn_dir),
+        tmp_path / "repo",
+        "FP32",
+        None,
+        target={"backend": "python"},
+        openvino={"enabled": True, "inferencePrecision": "f32"},
+        validation={"rtol": 1e-4, "atol": 1e-5},
+    )
     art = convert_model(model, tmp_path / "work")
     assert art.report["onnx"]["openvino"]["runtimePrecision"] == "f32"
     assert art.report["validation"]["maxAbsError"] < 1e-4
@@ -79,8 +86,14 @@ def test_int8_outside_the_gate_publishes_nothing(convbn_dir: Path, tmp_path: Pat
     from edgeopt.converter.pipeline import convert_model
 
     cal = calibration(tmp_path / "cal.npz", "input", [-1, 16, 16, 3])
-    model = openvino_model("convbn-gate", convbn_source(convbn_dir), tmp_path / "repo", "INT8", cal,
-                           validation={"int8Rtol": 0.0, "int8Atol": 1e-7})  # fmt: skip
+    model = openvino_model(
+        "convbn-gate",
+        convbn_source(convbn_dir),
+        tmp_path / "repo",
+        "INT8",
+        cal,
+        validation={"int8Rtol": 0.0, "int8Atol": 1e-7},
+    )
     with pytest.raises(ValidationError):
         convert_model(model, tmp_path / "work")
     assert not any((tmp_path / "work").iterdir())

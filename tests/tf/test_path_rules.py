@@ -63,9 +63,14 @@ DOT_SEGMENT = "must not contain '.' or '..' segments"
 
 @pytest.mark.parametrize(
     "key,value,rule",
-    [("uri", "pvc://models//etc", NO_MATCH), ("graph", "/etc/passwd", NO_MATCH), ("graph", "../x.pb", DOT_SEGMENT),
-     ("checkpoint", "a//b", NO_MATCH), ("graph", "my_graph.pb\n", NO_MATCH)],
-)  # fmt: skip
+    [
+        ("uri", "pvc://models//etc", NO_MATCH),
+        ("graph", "/etc/passwd", NO_MATCH),
+        ("graph", "../x.pb", DOT_SEGMENT),
+        ("checkpoint", "a//b", NO_MATCH),
+        ("graph", "my_graph.pb\n", NO_MATCH),
+    ],
+)
 def test_spec_paths_are_refused_before_anything_runs(tmp_path: Path, key: str, value: str, rule: str) -> None:
     source = {**add_source(tmp_path), key: value}
     with pytest.raises(SpecError) as err:

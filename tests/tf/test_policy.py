@@ -32,10 +32,33 @@ def _ops(refusals: list[policy.Refusal]) -> list[tuple[str, str, str | None]]:
 
 @pytest.mark.parametrize(
     "op",
-    ["WriteFile", "ReadFile", "MatchingFiles", "SaveV2", "RestoreV2", "MergeV2Checkpoints", "PyFunc", "EagerPyFunc",
-     "PyFuncStateless", "TFRecordDataset", "TextLineReaderV2", "ReaderReadV2", "IteratorGetNext", "MakeIterator",
-     "ImmutableConst", "WriteScalarSummary", "CreateSummaryFileWriter", "RpcCall", "CollectiveReduceV2", "_Send",
-     "DebugIdentityV2", "InitializeTableFromTextFileV2", "SqlDataset", "LoadAndRemapMatrix", "TPUExecute"],
+    [
+        "WriteFile",
+        "ReadFile",
+        "MatchingFiles",
+        "SaveV2",
+        "RestoreV2",
+        "MergeV2Checkpoints",
+        "PyFunc",
+        "EagerPyFunc",
+        "PyFuncStateless",
+        "TFRecordDataset",
+        "TextLineReaderV2",
+        "ReaderReadV2",
+        "IteratorGetNext",
+        "MakeIterator",
+        "ImmutableConst",
+        "WriteScalarSummary",
+        "CreateSummaryFileWriter",
+        "RpcCall",
+        "CollectiveReduceV2",
+        "_Send",
+        "DebugIdentityV2",
+        "InitializeTableFromTextFileV2",
+        "SqlDataset",
+        "LoadAndRemapMatrix",
+        "TPUExecute",
+    ],
 )
 def test_refused_ops(op: str) -> None:
     assert policy.denial(op) is not None
@@ -43,8 +66,22 @@ def test_refused_ops(op: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "op", ["Conv2D", "MatMul", "Identity", "Snapshot", "StringJoin", "ShardedFilename", "Print", "NoOp",
-           "FusedBatchNormV3", "StatefulPartitionedCall", "Const", "Placeholder", "AudioSummaryV2"],
+    "op",
+    [
+        "Conv2D",
+        "MatMul",
+        "Identity",
+        "Snapshot",
+        "StringJoin",
+        "ShardedFilename",
+        "Print",
+        "NoOp",
+        "FusedBatchNormV3",
+        "StatefulPartitionedCall",
+        "Const",
+        "Placeholder",
+        "AudioSummaryV2",
+    ],
 )
 def test_ordinary_ops_pass(op: str) -> None:
     assert policy.denial(op) is None

@@ -44,13 +44,16 @@ def _randomize_normalization(model: Any) -> Any:
         if isinstance(layer, keras.layers.BatchNormalization):
             gamma_beta = [w for w in weights[:-2]]
             mean, var = weights[-2:]
-            new = [rng.uniform(0.5, 1.5, w.shape) if i == 0 and layer.scale else rng.normal(0, 0.1, w.shape)
-                   for i, w in enumerate(gamma_beta)]  # fmt: skip
+            new = [
+                rng.uniform(0.5, 1.5, w.shape) if i == 0 and layer.scale else rng.normal(0, 0.1, w.shape)
+                for i, w in enumerate(gamma_beta)
+            ]
             new += [rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)]
             layer.set_weights([w.astype("float32") for w in new])
         elif isinstance(layer, keras.layers.LayerNormalization) or type(layer).__name__ == "LayerScale":
-            new = [rng.uniform(0.5, 1.5, w.shape) if i == 0 else rng.normal(0, 0.1, w.shape)
-                   for i, w in enumerate(weights)]  # fmt: skip
+            new = [
+                rng.uniform(0.5, 1.5, w.shape) if i == 0 else rng.normal(0, 0.1, w.shape) for i, w in enumerate(weights)
+            ]
             layer.set_weights([w.astype("float32") for w in new])
     return model
 

@@ -30,8 +30,12 @@ def openvino_manifest(kind: str, info: dict[str, Any], repo: Path, name: str, **
     source = {k: v for k, v in vars(base.spec.source).items() if v not in (None, [], "serving_default")}
     source["inputs"] = [vars(t) for t in base.spec.source.inputs]
     target = {"repository": f"file://{repo}", "modelName": name, "backend": "python", "maxBatchSize": 4}
-    doc = {"apiVersion": "edgeopt.io/v1alpha1", "kind": "OptimizedModel", "metadata": {"name": name},
-           "spec": {"source": source, "target": target, "openvino": {"enabled": True}, **spec}}  # fmt: skip
+    doc = {
+        "apiVersion": "edgeopt.io/v1alpha1",
+        "kind": "OptimizedModel",
+        "metadata": {"name": name},
+        "spec": {"source": source, "target": target, "openvino": {"enabled": True}, **spec},
+    }
     return parse_manifest(doc)
 
 
@@ -63,9 +67,14 @@ def test_openvino_version_answers_like_tensorflow(
     result = publish_version(artifact, model)
     version_dir = result.version_dir
     assert sorted(p.name for p in version_dir.iterdir() if not p.name.startswith(".")) == [
-        "__pycache__", "_edgeopt_batching.py", "_edgeopt_openvino.py", "model.bin", "model.py", "model.xml",
+        "__pycache__",
+        "_edgeopt_batching.py",
+        "_edgeopt_openvino.py",
+        "model.bin",
+        "model.py",
+        "model.xml",
         "report.json",
-    ]  # fmt: skip
+    ]
     model_py = (version_dir / "model.py").read_text()
     assert "import tensorflow" not in model_py and "import onnxruntime" not in model_py
     config = (version_dir.parent / "config.pbtxt").read_text()

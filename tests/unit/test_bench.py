@@ -266,10 +266,19 @@ def test_audit_log_counts_by_client_and_times_each_step() -> None:
     requests = list(audit_read(DATA / "audit_operator_1_resource.jsonl"))
     by_client = audit_counts(requests, "operator-1")
     assert by_client["kopf"] == {"patch optimizedmodels": 3, "create events": 1}  # finalizer, annotations, removal
-    assert by_client["operator"] == {"list jobs": 2, "create configmaps": 1, "create jobs": 1,
-                                     "patch optimizedmodels/status": 1, "get optimizedmodels": 1}  # fmt: skip
-    assert by_client["controller-manager"] == {"get jobs": 1, "get configmaps": 1, "delete jobs": 1,
-                                               "delete configmaps": 1}  # fmt: skip
+    assert by_client["operator"] == {
+        "list jobs": 2,
+        "create configmaps": 1,
+        "create jobs": 1,
+        "patch optimizedmodels/status": 1,
+        "get optimizedmodels": 1,
+    }
+    assert by_client["controller-manager"] == {
+        "get jobs": 1,
+        "get configmaps": 1,
+        "delete jobs": 1,
+        "delete configmaps": 1,
+    }
     assert by_client["bench"]["create optimizedmodels"] == 1 and by_client["bench"]["delete optimizedmodels"] == 1
     lines = audit_timelines(requests, "operator-1", ["m000"])
     steps = lines["m000"]
@@ -302,9 +311,14 @@ def test_operator_rows_put_the_targets_at_100_and_500() -> None:
     from bench.operator_scale import scale_rows
 
     def round_(p50: float, p99: float, rss: float) -> dict[str, object]:
-        return {"latencyMs": {"p50": p50, "p99": p99}, "requestsPerResource": 15.0, "rssMiBLoaded": rss,
-                "rssMiBPeak": rss + 5, "requestsPerResourceByClient": {"kopf": 4.0, "operator": 5.0},
-                "phasesMs": {"→finalizer": {"p50": 200.0, "p99": 700.0}}}  # fmt: skip
+        return {
+            "latencyMs": {"p50": p50, "p99": p99},
+            "requestsPerResource": 15.0,
+            "rssMiBLoaded": rss,
+            "rssMiBPeak": rss + 5,
+            "requestsPerResourceByClient": {"kopf": 4.0, "operator": 5.0},
+            "phasesMs": {"→finalizer": {"p50": 200.0, "p99": 700.0}},
+        }
 
     sizes = (10, 100, 500)
     direct = {n: round_(100.0, 300.0, 0) for n in sizes}

@@ -50,16 +50,17 @@ def too_long() -> dict[str, int]:
 def test_the_measure_counts_def_to_last_line_and_nested_functions(tmp_path: Path) -> None:
     body = "\n".join(f"    x{i} = {i}" for i in range(LIMIT))
     module = tmp_path / "m.py"
-    module.write_text(f"class C:\n    def m(self):\n    {body.replace(chr(10), chr(10) + '    ')}\n\n"
-                      f"def f():\n    def g():\n        pass\n{body}\n")  # fmt: skip
+    module.write_text(
+        f"class C:\n    def m(self):\n    {body.replace(chr(10), chr(10) + '    ')}\n\n"
+        f"def f():\n    def g():\n        pass\n{body}\n"
+    )
     assert function_lengths(module) == {"C.m": LIMIT + 1, "f": LIMIT + 3, "f.g": 2}
 
 
 def test_no_function_in_edgeopt_is_over_the_limit() -> None:
     over = {name: lines for name, lines in too_long().items() if name not in ALLOWED}
-    assert not over, (
-        f"functions over {LIMIT} lines (split them into named steps): "
-        + ", ".join(f"{name} ({lines})" for name, lines in sorted(over.items()))
+    assert not over, f"functions over {LIMIT} lines (split them into named steps): " + ", ".join(
+        f"{name} ({lines})" for name, lines in sorted(over.items())
     )
 
 

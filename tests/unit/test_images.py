@@ -40,8 +40,10 @@ def test_apt_mirror_from_deb822_skips_security(tmp_path: Path) -> None:
 
 def test_apt_mirror_from_a_one_line_sources_list(tmp_path: Path) -> None:
     src = tmp_path / "sources.list"
-    src.write_text("# deb http://old.example/debian bookworm main\n"
-                   "deb [arch=amd64 signed-by=/k.gpg] http://one.example/debian bookworm main\n")
+    src.write_text(
+        "# deb http://old.example/debian bookworm main\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://one.example/debian bookworm main\n"
+    )
     assert images.apt_mirror([src]) == "http://one.example/debian"
     assert images.apt_mirror([tmp_path / "missing"]) == images.DEFAULT_MIRROR
 
@@ -58,8 +60,14 @@ def test_base_cache_key_changes_with_every_input() -> None:
     ):
         assert other.digest() != recipe.digest()
     cmd = recipe.debootstrap_command(Path("/r"))
-    assert cmd == ["debootstrap", "--variant=minbase", "--include=python3,python3-venv", "bookworm", "/r",
-                   "http://m/debian"]
+    assert cmd == [
+        "debootstrap",
+        "--variant=minbase",
+        "--include=python3,python3-venv",
+        "bookworm",
+        "/r",
+        "http://m/debian",
+    ]
 
 
 def test_build_command_passes_the_stand_in_base_and_the_host_ca(tmp_path: Path) -> None:

@@ -57,13 +57,15 @@ def test_what_the_converter_writes_is_accepted() -> None:
         (with_(report={"nested": {"a": 1}}), "string, number or boolean"),
         (with_(report={"bad key": 1}), "camelCase"),
         (with_(report={"note": "x" * 300}), "longer than"),
-        ('{"ok": true, "reason": "Published", "message": "", "version": 1, "report": {"maxAbsError": NaN}}',
-         "not a JSON value"),
+        (
+            '{"ok": true, "reason": "Published", "message": "", "version": 1, "report": {"maxAbsError": NaN}}',
+            "not a JSON value",
+        ),
         ("[1, 2]", "JSON object"),
         ("{not json", "not JSON"),
         (json.dumps({**GOOD, "message": "m" * 5000}), "longer than 4096"),
     ],
-)  # fmt: skip
+)
 def test_anything_else_is_invalid_job_output(text: str, fragment: str) -> None:
     with pytest.raises(job_output.InvalidJobOutput, match=fragment.replace("(", r"\(")):
         job_output.validate_summary(text)
@@ -100,8 +102,12 @@ def every_error_reason() -> set[str]:
             if not isinstance(node, ast.ClassDef):
                 continue
             for stmt in node.body:
-                if (isinstance(stmt, ast.Assign) and any(getattr(t, "id", "") == "reason" for t in stmt.targets)
-                        and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)):  # fmt: skip
+                if (
+                    isinstance(stmt, ast.Assign)
+                    and any(getattr(t, "id", "") == "reason" for t in stmt.targets)
+                    and isinstance(stmt.value, ast.Constant)
+                    and isinstance(stmt.value.value, str)
+                ):
                     reasons.add(stmt.value.value)
     return reasons
 
@@ -111,7 +117,12 @@ def test_the_closed_set_covers_every_reason_the_converter_can_report() -> None:
     found = every_error_reason()
     assert {"InvalidInput", "PublishFailed", "OwnedByAnotherModel", "NotAllowed"} <= found, found
     operator_only = {
-        "KubernetesAPIError", "NotAllowed", "DemoFailed", "SmokeInputTooLarge", "TritonUnavailable", "LoadFailed",
+        "KubernetesAPIError",
+        "NotAllowed",
+        "DemoFailed",
+        "SmokeInputTooLarge",
+        "TritonUnavailable",
+        "LoadFailed",
     }
     missing = found - job_output.REASONS - operator_only
     assert not missing, f"add to edgeopt/operator/job_output.py FAILURE_REASONS: {sorted(missing)}"
@@ -120,7 +131,14 @@ def test_the_closed_set_covers_every_reason_the_converter_can_report() -> None:
 def test_report_keys_the_converter_writes_are_known() -> None:
     from edgeopt.converter.report import COMPACT_KEYS
 
-    numbers = {"opsBefore", "opsAfter", "trtEngines", "maxAbsError", "maxRelError", "latencyMsBefore",
-               "latencyMsAfter", "conversionSeconds"}  # fmt: skip
+    numbers = {
+        "opsBefore",
+        "opsAfter",
+        "trtEngines",
+        "maxAbsError",
+        "maxRelError",
+        "latencyMsBefore",
+        "latencyMsAfter",
+        "conversionSeconds",
+    }
     assert numbers <= set(COMPACT_KEYS)
-

@@ -111,8 +111,14 @@ def test_graph_precision_of_fp32_fp16_and_qdq(tmp_path: Path) -> None:
         def get_next(self) -> Any:
             return next(self.batches, None)
 
-    q.quantize_static(str(src), str(tmp_path / "int8.onnx"), Reader(), quant_format=q.QuantFormat.QDQ,
-                      activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8)  # fmt: skip
+    q.quantize_static(
+        str(src),
+        str(tmp_path / "int8.onnx"),
+        Reader(),
+        quant_format=q.QuantFormat.QDQ,
+        activation_type=q.QuantType.QInt8,
+        weight_type=q.QuantType.QInt8,
+    )
     assert trt_build.graph_precision(onnx.load(str(tmp_path / "int8.onnx"))) == "INT8"
     trt_build.check_graph_precision(tmp_path / "fp16.onnx", "FP16")
     with pytest.raises(ConversionError, match="precision is FP16 but the ONNX graph .* computes in FP32"):
@@ -164,10 +170,18 @@ def test_engine_options_are_the_configs_with_local_caches(tmp_path: Path) -> Non
     from edgeopt.spec import parse_manifest
     from edgeopt.triton.config import trt_accelerator_params
 
-    model = parse_manifest({"apiVersion": "edgeopt.io/v1alpha1", "kind": "OptimizedModel", "metadata": {"name": "m"},
-                            "spec": {"source": {"uri": "file:///s", "format": "SavedModel"},
-                                     "target": {"repository": "file:///r", "backend": "onnxruntime", "device": "GPU"},
-                                     "tensorrt": {"enabled": True, "maxWorkspaceSizeBytes": 1 << 28}}})  # fmt: skip
+    model = parse_manifest(
+        {
+            "apiVersion": "edgeopt.io/v1alpha1",
+            "kind": "OptimizedModel",
+            "metadata": {"name": "m"},
+            "spec": {
+                "source": {"uri": "file:///s", "format": "SavedModel"},
+                "target": {"repository": "file:///r", "backend": "onnxruntime", "device": "GPU"},
+                "tensorrt": {"enabled": True, "maxWorkspaceSizeBytes": 1 << 28},
+            },
+        }
+    )
     params = trt_accelerator_params(model, [TensorInfo("x", "FP32", [-1, 4, 4, 3])], 8)
     options = ort_trt_engines.ort_options(params, tmp_path)
     assert options["trt_max_workspace_size"] == str(1 << 28) and "max_workspace_size_bytes" not in options

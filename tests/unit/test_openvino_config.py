@@ -41,13 +41,19 @@ def test_openvino_backend_config() -> None:
     ("target", "openvino", "want"),
     [
         ({}, {}, {"inference_precision": "auto", "static_batch_sizes": "1,8"}),
-        ({"maxBatchSize": 4}, {"inferencePrecision": "f32"},
-         {"inference_precision": "f32", "static_batch_sizes": "1,4"}),
-        ({"maxBatchSize": 8, "dynamicBatching": {"preferredBatchSizes": [2, 8]}}, {},
-         {"inference_precision": "auto", "static_batch_sizes": "1,2,8"}),
+        (
+            {"maxBatchSize": 4},
+            {"inferencePrecision": "f32"},
+            {"inference_precision": "f32", "static_batch_sizes": "1,4"},
+        ),
+        (
+            {"maxBatchSize": 8, "dynamicBatching": {"preferredBatchSizes": [2, 8]}},
+            {},
+            {"inference_precision": "auto", "static_batch_sizes": "1,2,8"},
+        ),
         ({"maxBatchSize": 0}, {}, {"inference_precision": "auto", "static_batch_sizes": ""}),
     ],
-)  # fmt: skip
+)
 def test_python_flavour_parameters(target: dict[str, Any], openvino: dict[str, Any], want: dict[str, str]) -> None:
     spec_model = model({"backend": "python", **target}, openvino={"enabled": True, **openvino})
     text = build_model_config(artifact("openvino"), spec_model).render()
@@ -85,17 +91,33 @@ def test_uses_openvino() -> None:
     [
         (OV, {"enabled": True}, {}, r"spec.tensorrt.enabled: OpenVINO runs on the CPU"),
         ({**OV, "device": "GPU"}, {"enabled": False}, {}, r"spec.target.device: edgeopt's OpenVINO IR runs on the CPU"),
-        (OV, {"enabled": False}, {"openvino": {"inferencePrecision": "f32"}},
-         r"spec.openvino.inferencePrecision: Triton's openvino backend has no setting"),
-        ({"backend": "onnxruntime", "device": "CPU"}, {"enabled": False}, {"openvino": {"enabled": True}},
-         r"spec.openvino.enabled: backend onnxruntime does not serve OpenVINO IR"),
-        ({"backend": "python"}, {"enabled": False}, {"openvino": {"enabled": True}, "onnx": {"enabled": True}},
-         r"serves either the ONNX export .* or OpenVINO IR"),
-        (OV, {"enabled": False}, {"openvino": {"inferencePrecision": "bf16"}},
-         r"spec.openvino.inferencePrecision: 'bf16' is not one of auto, f32"),
+        (
+            OV,
+            {"enabled": False},
+            {"openvino": {"inferencePrecision": "f32"}},
+            r"spec.openvino.inferencePrecision: Triton's openvino backend has no setting",
+        ),
+        (
+            {"backend": "onnxruntime", "device": "CPU"},
+            {"enabled": False},
+            {"openvino": {"enabled": True}},
+            r"spec.openvino.enabled: backend onnxruntime does not serve OpenVINO IR",
+        ),
+        (
+            {"backend": "python"},
+            {"enabled": False},
+            {"openvino": {"enabled": True}, "onnx": {"enabled": True}},
+            r"serves either the ONNX export .* or OpenVINO IR",
+        ),
+        (
+            OV,
+            {"enabled": False},
+            {"openvino": {"inferencePrecision": "bf16"}},
+            r"spec.openvino.inferencePrecision: 'bf16' is not one of auto, f32",
+        ),
         (OV, {"enabled": False, "precision": "INT8"}, {}, r"INT8 needs calibration data"),
     ],
-)  # fmt: skip
+)
 def test_spec_rules(target: dict[str, Any], tensorrt: dict[str, Any], spec: dict[str, Any], match: str) -> None:
     with pytest.raises(SpecError, match=match):
         model(target, tensorrt, **spec)

@@ -46,8 +46,17 @@ def test_labels_say_where_a_resource_stands() -> None:
     assert GPU.label() == "nvidia.com/gpu"
     assert NO_GPU.label() == "conversions without a GPU"
     assert [queueing.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101)] == [
-        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st",
-    ]  # fmt: skip
+        "1st",
+        "2nd",
+        "3rd",
+        "4th",
+        "11th",
+        "12th",
+        "13th",
+        "21st",
+        "22nd",
+        "101st",
+    ]
 
 
 def test_who_is_waiting() -> None:
@@ -177,8 +186,13 @@ def pod(*conditions: dict[str, Any], waiting: str | None = None) -> dict[str, An
 
 
 def test_pod_stalled_since() -> None:
-    unschedulable = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                     "message": "0/1 nodes are available", "lastTransitionTime": "t1"}  # fmt: skip
+    unschedulable = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/1 nodes are available",
+        "lastTransitionTime": "t1",
+    }
     scheduled = {"type": "PodScheduled", "status": "True", "lastTransitionTime": "t2"}
     assert queueing.pod_stalled_since(pod(unschedulable)) == "t1"
     assert queueing.pod_stalled_since(pod(scheduled, waiting="ImagePullBackOff")) == "t2"

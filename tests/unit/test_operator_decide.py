@@ -32,10 +32,21 @@ def resource(gen: int = 1, status: dict[str, Any] | None = None, **spec: Any) ->
     doc = yaml.safe_load(EXAMPLE.read_text())
     for key, value in spec.items():
         doc["spec"].setdefault(key, {}).update(value)
-    meta = {"name": "add", "namespace": "ns", "uid": UID, "generation": gen, "creationTimestamp": "t0",
-            "resourceVersion": "7"}  # fmt: skip
-    return {"apiVersion": "edgeopt.io/v1alpha1", "kind": "OptimizedModel", "metadata": meta, "spec": doc["spec"],
-            "status": status or {}}  # fmt: skip
+    meta = {
+        "name": "add",
+        "namespace": "ns",
+        "uid": UID,
+        "generation": gen,
+        "creationTimestamp": "t0",
+        "resourceVersion": "7",
+    }
+    return {
+        "apiVersion": "edgeopt.io/v1alpha1",
+        "kind": "OptimizedModel",
+        "metadata": meta,
+        "spec": doc["spec"],
+        "status": status or {},
+    }
 
 
 def job(name: str, gen: int, state: str = "active", uid: str = UID, **extra: Any) -> dict[str, Any]:
@@ -149,8 +160,9 @@ def test_refusals() -> None:
     assert "ALLOWED_CONVERTER_IMAGES" in ready(patch)["message"]
     assert decide.refusal(GEN1, model_from_body(GEN1), SETTINGS) is None
 
-    owner = resource(status={"modelName": "add", **S.job_succeeded({}, 1, Summary(True, "Published", "ok", "add", 1),
-                                                                     serving=False)})  # fmt: skip
+    owner = resource(
+        status={"modelName": "add", **S.job_succeeded({}, 1, Summary(True, "Published", "ok", "add", 1), serving=False)}
+    )
     owner["metadata"] = {**owner["metadata"], "uid": "someone-else", "name": "first", "namespace": "ns"}
     publishers = {"add": [tenancy.publisher_entry(owner)["add"]]}
     taken = decide.name_taken(GEN1, model_from_body(GEN1), publishers, SETTINGS)
@@ -167,8 +179,12 @@ def test_queue_managed_conversions_take_no_slot_of_ours() -> None:
     assert decide.slot_of(model_from_body(kueue), SETTINGS) is None
     assert decide.slot_of(model_from_body(GEN1), OperatorSettings(converter_queue_name="cluster-gpus")) is None
     assert decide.slot_of(model_from_body(GEN1), SETTINGS) == queueing.NO_GPU
-    gpu = resource(converter={"resources": {"limits": {"nvidia.com/gpu": 1}}, "nodeSelector": {
-        "nvidia.com/gpu.product": "NVIDIA-L4"}})  # fmt: skip
+    gpu = resource(
+        converter={
+            "resources": {"limits": {"nvidia.com/gpu": 1}},
+            "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-L4"},
+        }
+    )
     assert decide.slot_of(model_from_body(gpu), SETTINGS) == queueing.SlotClass("nvidia.com/gpu", "NVIDIA-L4")
 
 
@@ -256,8 +272,11 @@ def pod_ended(message: str | None = None, reason: str | None = None, code: int =
     if reason:
         term["reason"] = reason
     cs = {"name": "convert", "state": {"terminated": term}}
-    return {"metadata": {"creationTimestamp": "t1"}, "spec": {"containers": [{"name": "convert"}]},
-            "status": {"containerStatuses": [cs]}}  # fmt: skip
+    return {
+        "metadata": {"creationTimestamp": "t1"},
+        "spec": {"containers": [{"name": "convert"}]},
+        "status": {"containerStatuses": [cs]},
+    }
 
 
 OK = Summary(True, "Published", "converted", "add", 4, {"opsBefore": 9, "opsAfter": 3}).to_json()

@@ -23,7 +23,11 @@ from edgeopt.operator import permissions
 
 OPERATOR = Path(permissions.__file__).parent
 API_GROUPS = {
-    "core": "", "batch": "batch", "custom": "edgeopt.io", "kueue": "kueue.x-k8s.io", "discovery": "discovery.k8s.io",
+    "core": "",
+    "batch": "batch",
+    "custom": "edgeopt.io",
+    "kueue": "kueue.x-k8s.io",
+    "discovery": "discovery.k8s.io",
 }
 Triple = tuple[str, str, str]
 

@@ -18,8 +18,11 @@ def endpoint_slice(ns: str, service: str, *endpoints: tuple[str, bool | None], k
     def endpoint(ip: str, ready: bool | None) -> dict[str, Any]:
         return {"addresses": [ip], "conditions": {} if ready is None else {"ready": ready}}
 
-    return {"metadata": {"namespace": ns, "name": f"{service}-x", "labels": {"kubernetes.io/service-name": service}},
-            "addressType": kind, "endpoints": [endpoint(ip, ready) for ip, ready in endpoints]}
+    return {
+        "metadata": {"namespace": ns, "name": f"{service}-x", "labels": {"kubernetes.io/service-name": service}},
+        "addressType": kind,
+        "endpoints": [endpoint(ip, ready) for ip, ready in endpoints],
+    }
 
 
 def test_a_service_resolves_to_its_ready_endpoints_across_slices_in_address_order() -> None:
@@ -34,13 +37,21 @@ def test_a_service_resolves_to_its_ready_endpoints_across_slices_in_address_orde
 
 
 def test_hosts_file_names_each_service_at_every_ready_endpoint_and_the_node_when_none() -> None:
-    text = hosts_text("ml", "pod-a", "198.18.0.4", [("web", "front"), ("ml", "triton")],
-                      {("ml", "triton"): ["198.18.0.2", "198.18.0.10"], ("web", "front"): []})
+    text = hosts_text(
+        "ml",
+        "pod-a",
+        "198.18.0.4",
+        [("web", "front"), ("ml", "triton")],
+        {("ml", "triton"): ["198.18.0.2", "198.18.0.10"], ("web", "front"): []},
+    )
     lines = text.splitlines()
     assert lines[1:4] == ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "198.18.0.4\tpod-a"]
     triton = "triton triton.ml triton.ml.svc triton.ml.svc.cluster.local"  # the short name: same namespace only
-    assert lines[4:] == [f"198.18.0.2\t{triton}", f"198.18.0.10\t{triton}",
-                         f"{NO_ENDPOINT_IP}\tfront.web front.web.svc front.web.svc.cluster.local"]
+    assert lines[4:] == [
+        f"198.18.0.2\t{triton}",
+        f"198.18.0.10\t{triton}",
+        f"{NO_ENDPOINT_IP}\tfront.web front.web.svc front.web.svc.cluster.local",
+    ]
 
 
 def test_pod_ips_are_unique_across_allocators_on_one_machine_and_stable_per_pod(tmp_path: Path) -> None:
@@ -50,8 +61,9 @@ def test_pod_ips_are_unique_across_allocators_on_one_machine_and_stable_per_pod(
     ips = {first, a.allocate("uid-2"), *(b.allocate(f"other-{i}") for i in range(20))}
     assert len(ips) == 22
     net = ipaddress.ip_network(POD_CIDR)
-    assert all(ipaddress.ip_address(ip) in net and int(ipaddress.ip_address(ip)) >= int(net.network_address) + 2
-               for ip in ips), "the network address and the node's first address are never handed out"
+    assert all(
+        ipaddress.ip_address(ip) in net and int(ipaddress.ip_address(ip)) >= int(net.network_address) + 2 for ip in ips
+    ), "the network address and the node's first address are never handed out"
     a.release("uid-1")
     b._next = a._next = 0  # both cursors at the start: the released address is free again, the others are not
     assert b.allocate("later") != a.allocate("uid-2") == a._held["uid-2"][0]
@@ -82,8 +94,11 @@ def test_hosts_file_is_rewritten_through_its_inode(tmp_path: Path) -> None:
 
 
 def test_downward_api_gives_the_pod_and_host_ips() -> None:
-    pod = {"metadata": {"name": "p"}, "spec": {},
-           "status": {"podIP": "198.18.0.5", "podIPs": [{"ip": "198.18.0.5"}], "hostIP": "127.0.0.1"}}
+    pod = {
+        "metadata": {"name": "p"},
+        "spec": {},
+        "status": {"podIP": "198.18.0.5", "podIPs": [{"ip": "198.18.0.5"}], "hostIP": "127.0.0.1"},
+    }
     assert field_value(pod, "status.podIP") == "198.18.0.5" and field_value(pod, "status.podIPs") == "198.18.0.5"
     assert field_value(pod, "status.hostIP") == "127.0.0.1"
 
@@ -95,13 +110,28 @@ def by_type(conditions: list[dict[str, Any]]) -> dict[str, tuple[str, str, str]]
     return {c["type"]: (c["status"], c.get("reason", ""), c.get("message", "")) for c in conditions}
 
 
-@pytest.mark.parametrize(("gate", "want"), [
-    (None, (False, "ReadinessGatesNotReady",
-            'corresponding condition of pod readiness gate "edgeopt.io/models-loaded" does not exist.')),
-    ("False", (False, "ReadinessGatesNotReady",
-               'the status of pod readiness gate "edgeopt.io/models-loaded" is not "True", but False')),
-    ("True", (True, "", "")),
-])
+@pytest.mark.parametrize(
+    ("gate", "want"),
+    [
+        (
+            None,
+            (
+                False,
+                "ReadinessGatesNotReady",
+                'corresponding condition of pod readiness gate "edgeopt.io/models-loaded" does not exist.',
+            ),
+        ),
+        (
+            "False",
+            (
+                False,
+                "ReadinessGatesNotReady",
+                'the status of pod readiness gate "edgeopt.io/models-loaded" is not "True", but False',
+            ),
+        ),
+        ("True", (True, "", "")),
+    ],
+)
 def test_ready_needs_every_readiness_gate_true_in_the_kubelet_words(gate: str | None, want: tuple) -> None:
     conditions = [] if gate is None else [{"type": "edgeopt.io/models-loaded", "status": gate}]
     assert gates_state(SPEC, conditions) == want
@@ -111,8 +141,12 @@ def test_ready_needs_every_readiness_gate_true_in_the_kubelet_words(gate: str | 
 
 
 def test_kubelet_keeps_others_conditions_and_unchanged_transition_times() -> None:
-    gate = {"type": "edgeopt.io/models-loaded", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z",
-            "reason": "Loaded"}
+    gate = {
+        "type": "edgeopt.io/models-loaded",
+        "status": "True",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+        "reason": "Loaded",
+    }
     first = kubelet_conditions([gate], SPEC, phase="Running", containers_ready=False)
     assert first[0] == gate, "a condition someone else set is kept as it was, in its place"
     assert by_type(first)["Ready"] == ("False", "ContainersNotReady", "containers with unready status: [main]")

@@ -27,8 +27,9 @@ def pod(container: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
     }
 
 
-def plan_of(p: dict[str, Any], env: dict[str, str] | None = None,
-            volumes: dict[str, tuple[Path, bool]] | None = None) -> ContainerPlan:
+def plan_of(
+    p: dict[str, Any], env: dict[str, str] | None = None, volumes: dict[str, tuple[Path, bool]] | None = None
+) -> ContainerPlan:
     return plan_container(p, p["spec"]["containers"][0], env or {}, volumes or {}, Path("/run/pods/x/termination"))
 
 
@@ -39,10 +40,17 @@ def flag_values(args: list[str], flag: str) -> list[str]:
 # ---------------------------------------------------------------- runAsNonRoot, as the kubelet decides
 
 
-@pytest.mark.parametrize(("user", "expected"), [
-    ("", (0, "")), ("0", (0, "")), ("10001", (10001, "")), ("10001:10001", (10001, "")),
-    ("root", (None, "root")), ("edgeopt:edgeopt", (None, "edgeopt")),
-])
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [
+        ("", (0, "")),
+        ("0", (0, "")),
+        ("10001", (10001, "")),
+        ("10001:10001", (10001, "")),
+        ("root", (None, "root")),
+        ("edgeopt:edgeopt", (None, "edgeopt")),
+    ],
+)
 def test_image_uid_reads_user_like_the_cri(user: str, expected: tuple[int | None, str]) -> None:
     assert image_uid(user) == expected
 
@@ -86,7 +94,7 @@ def test_command_and_args_replace_entrypoint_and_cmd_with_var_expansion() -> Non
     args = podman_run_args(plan_of(p, env={"SPEC": "/etc/edgeopt/model.yaml"}), Path("/e"))
     image_at = args.index("localhost/edgeopt-converter-cpu:dev")
     assert json.loads(flag_values(args, "--entrypoint")[0]) == ["edgeopt", "convert"]
-    assert args[image_at + 1:] == ["-f", "/etc/edgeopt/model.yaml", "$(SPEC)"]
+    assert args[image_at + 1 :] == ["-f", "/etc/edgeopt/model.yaml", "$(SPEC)"]
 
 
 def test_args_alone_keep_the_image_entrypoint() -> None:
@@ -113,10 +121,21 @@ def test_env_file_refuses_invalid_names_and_multiline_values_podman_itself_reads
 
 def test_locked_down_security_context_becomes_runtime_flags() -> None:
     p = pod(
-        {"securityContext": {"runAsUser": 10001, "runAsGroup": 10001, "readOnlyRootFilesystem": True,
-                             "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}},
-        securityContext={"runAsNonRoot": True, "fsGroup": 10001, "supplementalGroups": [2000],
-                         "seccompProfile": {"type": "RuntimeDefault"}},
+        {
+            "securityContext": {
+                "runAsUser": 10001,
+                "runAsGroup": 10001,
+                "readOnlyRootFilesystem": True,
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"]},
+            }
+        },
+        securityContext={
+            "runAsNonRoot": True,
+            "fsGroup": 10001,
+            "supplementalGroups": [2000],
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
     )
     args = podman_run_args(plan_of(p), Path("/e"))
     assert flag_values(args, "--user") == ["10001:10001"]
@@ -149,17 +168,23 @@ def test_run_as_group_without_user_is_refused_not_guessed() -> None:
 
 def test_volumes_subpaths_and_the_termination_message_file(tmp_path: Path) -> None:
     claim, config, scratch = tmp_path / "pvc" / "models", tmp_path / "cm", tmp_path / "tmp"
-    p = pod({
-        "terminationMessagePath": "/var/run/msg",
-        "volumeMounts": [
-            {"name": "models", "mountPath": "/mnt/models", "subPath": "mobilenet", "readOnly": True},
-            {"name": "repo", "mountPath": "/mnt/repo"},
-            {"name": "spec", "mountPath": "/etc/edgeopt"},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
-    })
-    volumes = {"models": (claim, False), "repo": (tmp_path / "pvc" / "triton-models", False),
-               "spec": (config, True), "tmp": (scratch, False)}
+    p = pod(
+        {
+            "terminationMessagePath": "/var/run/msg",
+            "volumeMounts": [
+                {"name": "models", "mountPath": "/mnt/models", "subPath": "mobilenet", "readOnly": True},
+                {"name": "repo", "mountPath": "/mnt/repo"},
+                {"name": "spec", "mountPath": "/etc/edgeopt"},
+                {"name": "tmp", "mountPath": "/tmp"},
+            ],
+        }
+    )
+    volumes = {
+        "models": (claim, False),
+        "repo": (tmp_path / "pvc" / "triton-models", False),
+        "spec": (config, True),
+        "tmp": (scratch, False),
+    }
     plan = plan_of(p, volumes=volumes)
     mounts = flag_values(podman_run_args(plan, Path("/e")), "--mount")
     assert mounts == [
@@ -186,8 +211,10 @@ def test_a_mount_path_with_a_comma_cannot_be_smuggled_into_mount_options(tmp_pat
 
 
 def test_limits_grace_and_working_dir() -> None:
-    p = pod({"resources": {"limits": {"memory": "256Mi", "cpu": "500m"}}, "workingDir": "/tmp"},
-            terminationGracePeriodSeconds=5)
+    p = pod(
+        {"resources": {"limits": {"memory": "256Mi", "cpu": "500m"}}, "workingDir": "/tmp"},
+        terminationGracePeriodSeconds=5,
+    )
     args = podman_run_args(plan_of(p), Path("/e"))
     assert flag_values(args, "--memory") == [str(256 * 2**20)] and flag_values(args, "--cpus") == ["0.5"]
     assert flag_values(args, "--stop-timeout") == ["5"] and flag_values(args, "--workdir") == ["/tmp"]

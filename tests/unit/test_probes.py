@@ -40,8 +40,7 @@ def closed_port() -> int:
 
 
 def container(**probes: Any) -> dict[str, Any]:
-    return {"name": "main", "image": "x", "ports": [{"name": "http", "containerPort": probes.pop("port", 1)}],
-            **probes}
+    return {"name": "main", "image": "x", "ports": [{"name": "http", "containerPort": probes.pop("port", 1)}], **probes}
 
 
 def test_http_probe_succeeds_on_2xx_and_3xx_and_fails_otherwise_with_the_kubelet_words(http_port: int) -> None:
@@ -77,10 +76,11 @@ def test_readiness_turns_the_pod_ready_then_not_ready_after_the_failure_threshol
 
 
 def test_liveness_failure_is_reported_once_the_threshold_is_reached_and_waits_for_startup(http_port: int) -> None:
-    c = container(port=http_port,
-                  startupProbe={"tcpSocket": {"port": closed_port()}, "periodSeconds": 0, "failureThreshold": 5},
-                  livenessProbe={"httpGet": {"path": "/broken", "port": "http"}, "periodSeconds": 0,
-                                 "failureThreshold": 2})
+    c = container(
+        port=http_port,
+        startupProbe={"tcpSocket": {"port": closed_port()}, "periodSeconds": 0, "failureThreshold": 5},
+        livenessProbe={"httpGet": {"path": "/broken", "port": "http"}, "periodSeconds": 0, "failureThreshold": 2},
+    )
     probes = Probes(c, "n")
     for _ in range(3):  # liveness does not run before startup succeeds
         assert probes.tick() == (False, "") and not probes.started
@@ -91,20 +91,25 @@ def test_liveness_failure_is_reported_once_the_threshold_is_reached_and_waits_fo
 
 
 def test_initial_delay_holds_a_probe_back(http_port: int) -> None:
-    c = container(port=http_port, readinessProbe={"httpGet": {"path": "/ready", "port": "http"},
-                                                  "initialDelaySeconds": 0.3, "periodSeconds": 0})
+    c = container(
+        port=http_port,
+        readinessProbe={"httpGet": {"path": "/ready", "port": "http"}, "initialDelaySeconds": 0.3, "periodSeconds": 0},
+    )
     probes = Probes(c, "n")
     assert probes.tick() == (False, "") and not probes.ready
     time.sleep(0.35)
     assert probes.tick() == (True, "") and probes.ready
 
 
-@pytest.mark.parametrize(("spec", "words"), [
-    ({"initContainers": [{"name": "i"}]}, "init and ephemeral"),
-    ({"runtimeClassName": "nvidia"}, "runtimeClassName nvidia"),
-    ({"restartPolicy": "Sometimes"}, "not a restart policy"),
-    ({"securityContext": {"sysctls": [{"name": "a", "value": "1"}]}}, "sysctls"),
-])
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ({"initContainers": [{"name": "i"}]}, "init and ephemeral"),
+        ({"runtimeClassName": "nvidia"}, "runtimeClassName nvidia"),
+        ({"restartPolicy": "Sometimes"}, "not a restart policy"),
+        ({"securityContext": {"sysctls": [{"name": "a", "value": "1"}]}}, "sysctls"),
+    ],
+)
 def test_what_the_dev_node_cannot_give_is_refused_with_its_name(spec: dict[str, Any], words: str) -> None:
     pod = {"metadata": {"name": "p"}, "spec": {"containers": [container()], **spec}}
     with pytest.raises(CannotEmulate, match=words):

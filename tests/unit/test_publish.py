@@ -314,10 +314,23 @@ def test_publishing_onto_a_really_full_volume(tmp_path: Path) -> None:
     script = f'mount -t tmpfs -o size=2m tmpfs "{repo}" && exec "{sys.executable}" -c "$0" "$1" "$2"'
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, FULL_CHILD, str(tmp_path / "sm"),
-         str(repo)],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(root)},
-    )  # fmt: skip
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            FULL_CHILD,
+            str(tmp_path / "sm"),
+            str(repo),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     assert proc.returncode == 9, proc.stderr[-2000:]
     assert proc.stdout.startswith("RepositoryFull") and "the volume is full" in proc.stdout
     assert "nothing was published" in proc.stdout

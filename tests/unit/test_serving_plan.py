@@ -26,8 +26,11 @@ def ts(seconds_ago: float) -> str:
 
 
 def slice_(endpoints: list[dict[str, Any]], ports: list[dict[str, Any]] | None = None, **kw: Any) -> dict[str, Any]:
-    return {"ports": ports if ports is not None else [{"name": "grpc", "port": 8001}, {"name": "http", "port": 8000}],
-            "endpoints": endpoints, **kw}  # fmt: skip
+    return {
+        "ports": ports if ports is not None else [{"name": "grpc", "port": 8001}, {"name": "http", "port": 8000}],
+        "endpoints": endpoints,
+        **kw,
+    }
 
 
 def ep(ip: str, pod: str, **conditions: bool) -> dict[str, Any]:
@@ -39,20 +42,28 @@ def ep(ip: str, pod: str, **conditions: bool) -> dict[str, Any]:
     [
         ([], []),
         # sorted by Pod name; the http port; not-ready endpoints are listed (they need their models)
-        ([slice_([ep("10.0.0.9", "t-b", ready=False), ep("10.0.0.8", "t-a", ready=True)])],
-         [("t-a", "http://10.0.0.8:8000", True), ("t-b", "http://10.0.0.9:8000", False)]),
+        (
+            [slice_([ep("10.0.0.9", "t-b", ready=False), ep("10.0.0.8", "t-a", ready=True)])],
+            [("t-a", "http://10.0.0.8:8000", True), ("t-b", "http://10.0.0.9:8000", False)],
+        ),
         # terminating endpoints are left out; unset ready means ready
-        ([slice_([ep("10.0.0.8", "t-a", terminating=True), ep("10.0.0.7", "t-c")])],
-         [("t-c", "http://10.0.0.7:8000", True)]),
+        (
+            [slice_([ep("10.0.0.8", "t-a", terminating=True), ep("10.0.0.7", "t-c")])],
+            [("t-c", "http://10.0.0.7:8000", True)],
+        ),
         # one unnamed port is the port; two slices of one Service are merged; IPv6 in brackets
-        ([slice_([ep("fd00::1", "t-6")], ports=[{"port": 9000}], addressType="IPv6"),
-          slice_([ep("10.0.0.1", "t-4")])],
-         [("t-4", "http://10.0.0.1:8000", True), ("t-6", "http://[fd00::1]:9000", True)]),
+        (
+            [
+                slice_([ep("fd00::1", "t-6")], ports=[{"port": 9000}], addressType="IPv6"),
+                slice_([ep("10.0.0.1", "t-4")]),
+            ],
+            [("t-4", "http://10.0.0.1:8000", True), ("t-6", "http://[fd00::1]:9000", True)],
+        ),
         # no http port among several, or FQDN slices: nothing to talk to
         ([slice_([ep("10.0.0.1", "t")], ports=[{"name": "grpc", "port": 1}, {"name": "m", "port": 2}])], []),
         ([slice_([ep("triton.example", "t")], addressType="FQDN")], []),
     ],
-)  # fmt: skip
+)
 def test_endpoints_from_slices(slices: list[dict[str, Any]], expected: list[tuple[str, str, bool]]) -> None:
     assert [(e.name, e.url, e.ready) for e in from_slices(slices)] == expected
 
@@ -84,15 +95,19 @@ def body(phase: str = "Ready", **st: Any) -> dict[str, Any]:
     [
         (body(servingVersions=[2, 1]), None, True, plan.Want("ns", "om", "add", (1, 2))),
         (body(modelVersion=3), "http://t:8000", False, plan.Want("ns", "om", "add", (3,), url="http://t:8000")),
-        (body("Publishing", modelVersion=4, servingVersions=[3]), None, True,
-         plan.Want("ns", "om", "add", (3,), switching=True)),
+        (
+            body("Publishing", modelVersion=4, servingVersions=[3]),
+            None,
+            True,
+            plan.Want("ns", "om", "add", (3,), switching=True),
+        ),
         (body("Publishing", modelVersion=1), None, True, None),  # a first publish: nothing served yet
         (body("Failed", servingVersions=[2]), None, True, plan.Want("ns", "om", "add", (2,))),  # v2 serves on
         (body(servingVersions=[1]), None, False, None),  # no Triton
         ({**body(servingVersions=[1]), "metadata": {"deletionTimestamp": "x"}}, None, True, None),
         ({"metadata": {}, "status": {"phase": "Ready", "servingVersions": [1]}}, None, True, None),
     ],
-)  # fmt: skip
+)
 def test_what_a_resource_wants_served(obj: dict[str, Any], url: str | None, via: bool, expected: Any) -> None:
     assert plan.want_from_body(obj, url, via_service=via) == expected
 
@@ -121,8 +136,14 @@ MUL = plan.Want("ns", "mul-om", "mul", (1,))
 SWITCHING = plan.Want("ns", "sw-om", "sw", (1,), switching=True)
 
 
-def snap(wants: tuple[plan.Want, ...], a: Any, b: Any, *, gate_a: str | None = None, gate_b: str | None = None,
-         ) -> plan.Snapshot:  # fmt: skip
+def snap(
+    wants: tuple[plan.Want, ...],
+    a: Any,
+    b: Any,
+    *,
+    gate_a: str | None = None,
+    gate_b: str | None = None,
+) -> plan.Snapshot:
     """``a``/``b``: ready models of each endpoint, or None when its Triton did not answer."""
     obs = {
         A.url: plan.Observed(A, a, error="" if a is not None else "refused", gated=True, gate=gate_a),
@@ -135,8 +156,12 @@ def snap(wants: tuple[plan.Want, ...], a: Any, b: Any, *, gate_a: str | None = N
     ("wants", "a", "b", "expected"),
     [
         # a restarted replica (b) gets every model, in name order, with a's config
-        ((MUL, ADD), {"add": (2,), "mul": (1,)}, {},
-         [("add", "triton-b", "triton-a"), ("mul", "triton-b", "triton-a")]),
+        (
+            (MUL, ADD),
+            {"add": (2,), "mul": (1,)},
+            {},
+            [("add", "triton-b", "triton-a"), ("mul", "triton-b", "triton-a")],
+        ),
         # both restarted: the repository's config (no peer)
         ((ADD,), {}, {}, [("add", "triton-a", None), ("add", "triton-b", None)]),
         # the wrong version on b (it missed a switch): loaded, from a's config
@@ -146,7 +171,7 @@ def snap(wants: tuple[plan.Want, ...], a: Any, b: Any, *, gate_a: str | None = N
         # a switch in progress owns its loads
         ((SWITCHING,), {}, {}, []),
     ],
-)  # fmt: skip
+)
 def test_loads(wants: Any, a: Any, b: Any, expected: list[tuple[str, str, str | None]]) -> None:
     loads = plan.decide_loads(snap(wants, a, b))
     assert [(x.want.model, x.endpoint.name, x.peer.name if x.peer else None) for x in loads] == expected
@@ -173,7 +198,7 @@ def test_after_loads_records_success_and_triton_words() -> None:
         ((SWITCHING,), {}, None, ("False", "ModelsMissing")),
         ((plan.Want("ns", "x", "x", (1,), url="http://other:8000"),), {}, None, ("True", "ModelsLoaded")),
     ],
-)  # fmt: skip
+)
 def test_gates(wants: Any, a: Any, gate_a: str | None, expected: tuple[str, str] | None) -> None:
     patches = [p for p in plan.decide_gates(snap(wants, a, {}, gate_a=gate_a, gate_b="False")) if p.pod == "triton-a"]
     assert [(p.status, p.reason) for p in patches] == ([expected] if expected else [])
@@ -199,20 +224,43 @@ def st(cond: tuple[str, str] = ("True", "Serving"), phase: str = "Ready", **serv
         # all served, as recorded: nothing to write
         (st(endpoints=2, ready=2, version=2), {"add": (2,)}, {"add": (2,)}, None, None, None),
         # first seen missing: recorded with its time, Ready untouched (it may heal within the audit period)
-        (st(endpoints=2, ready=2, version=2), {"add": (2,)}, {},
-         {"endpoints": 2, "ready": 1, "version": 2, "notServedSince": ts(0)}, None, None),
+        (
+            st(endpoints=2, ready=2, version=2),
+            {"add": (2,)},
+            {},
+            {"endpoints": 2, "ready": 1, "version": 2, "notServedSince": ts(0)},
+            None,
+            None,
+        ),
         # missing for longer than the audit period: Ready False NotServed, one Warning
-        (st(endpoints=2, ready=1, version=2, notServedSince=ts(31)), {"add": (2,)}, {},
-         None, ("False", "NotServed"), ("NotServed", True)),
+        (
+            st(endpoints=2, ready=1, version=2, notServedSince=ts(31)),
+            {"add": (2,)},
+            {},
+            None,
+            ("False", "NotServed"),
+            ("NotServed", True),
+        ),
         # healed: True again, one Normal Event, the time dropped
-        (st(("False", "NotServed"), endpoints=2, ready=1, version=2, notServedSince=ts(90)),
-         {"add": (2,)}, {"add": (2,)},
-         {"endpoints": 2, "ready": 2, "version": 2, "notServedSince": None}, ("True", "Serving"), ("Served", False)),
+        (
+            st(("False", "NotServed"), endpoints=2, ready=1, version=2, notServedSince=ts(90)),
+            {"add": (2,)},
+            {"add": (2,)},
+            {"endpoints": 2, "ready": 2, "version": 2, "notServedSince": None},
+            ("True", "Serving"),
+            ("Served", False),
+        ),
         # a phase other than Ready (a conversion under way): counts only
-        (st(("False", "Converting"), "Converting", endpoints=2, ready=2, version=2, notServedSince=ts(90)),
-         {"add": (2,)}, {}, {"endpoints": 2, "ready": 1, "version": 2, "notServedSince": ts(90)}, None, None),
+        (
+            st(("False", "Converting"), "Converting", endpoints=2, ready=2, version=2, notServedSince=ts(90)),
+            {"add": (2,)},
+            {},
+            {"endpoints": 2, "ready": 1, "version": 2, "notServedSince": ts(90)},
+            None,
+            None,
+        ),
     ],
-)  # fmt: skip
+)
 def test_serving_status(old: dict[str, Any], a: Any, b: Any, serving_block: Any, ready: Any, event: Any) -> None:
     s = snap((ADD,), a, b)
     served = plan.decide_serving(s, ADD)
@@ -239,8 +287,10 @@ def test_not_served_is_said_once() -> None:
 
 
 def test_not_served_names_the_endpoint_and_triton_words() -> None:
-    s = plan.after_loads(snap((ADD,), {"add": (2,)}, {}), [(plan.decide_loads(snap((ADD,), {"add": (2,)}, {}))[0],
-                                                              "failed to load 'add': out of memory")])  # fmt: skip
+    s = plan.after_loads(
+        snap((ADD,), {"add": (2,)}, {}),
+        [(plan.decide_loads(snap((ADD,), {"add": (2,)}, {}))[0], "failed to load 'add': out of memory")],
+    )
     served = plan.decide_serving(s, ADD)
     old = st(endpoints=2, ready=1, version=2, notServedSince=ts(60))
     decision = plan.serving_patch(old, ADD, served, NOW, 30)
@@ -292,10 +342,12 @@ def test_switch_failures(exc: Any, attempts: int, retry: int, reason: str, gave_
 
 
 def test_an_unreachable_triton_already_recorded_is_not_written_again() -> None:
-    first = serving.decide_failure({"phase": "Publishing"}, 1, TritonUnavailable("down"), limit=5, retry=0,
-                                   backoff_base=1.0)  # fmt: skip
-    again = serving.decide_failure({"phase": "Publishing", **(first.patch or {})}, 1, TritonUnavailable("down"),
-                                   limit=5, retry=1, backoff_base=1.0)  # fmt: skip
+    first = serving.decide_failure(
+        {"phase": "Publishing"}, 1, TritonUnavailable("down"), limit=5, retry=0, backoff_base=1.0
+    )
+    again = serving.decide_failure(
+        {"phase": "Publishing", **(first.patch or {})}, 1, TritonUnavailable("down"), limit=5, retry=1, backoff_base=1.0
+    )
     assert (again.patch, again.event, again.retry_in) == (None, None, 2.0)
 
 
@@ -315,11 +367,18 @@ def test_served_patch_only_onto_the_switch_it_was_for() -> None:
     ("env", "expected"),
     [
         ({}, (None, False, 30.0, 4)),
-        ({"EDGEOPT_TRITON_SERVICE": "inference/triton", "EDGEOPT_TRITON_URL": "http://triton.inference:8000",
-          "EDGEOPT_TRITON_READINESS_GATE": "true", "EDGEOPT_SERVING_AUDIT_SECONDS": "12",
-          "EDGEOPT_SERVING_LOAD_PARALLELISM": "2"}, ("inference/triton", True, 12.0, 2)),
+        (
+            {
+                "EDGEOPT_TRITON_SERVICE": "inference/triton",
+                "EDGEOPT_TRITON_URL": "http://triton.inference:8000",
+                "EDGEOPT_TRITON_READINESS_GATE": "true",
+                "EDGEOPT_SERVING_AUDIT_SECONDS": "12",
+                "EDGEOPT_SERVING_LOAD_PARALLELISM": "2",
+            },
+            ("inference/triton", True, 12.0, 2),
+        ),
     ],
-)  # fmt: skip
+)
 def test_serving_settings(env: dict[str, str], expected: tuple[Any, ...]) -> None:
     from edgeopt.operator.settings import OperatorSettings
 

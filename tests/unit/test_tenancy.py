@@ -23,8 +23,14 @@ def model(converter: dict[str, Any] | None = None, serving: dict[str, Any] | Non
         spec["converter"] = converter
     if serving:
         spec["serving"] = serving
-    return parse_manifest({"apiVersion": "edgeopt.io/v1alpha1", "kind": "OptimizedModel",
-                           "metadata": {"name": "add", "namespace": "ml"}, "spec": spec})  # fmt: skip
+    return parse_manifest(
+        {
+            "apiVersion": "edgeopt.io/v1alpha1",
+            "kind": "OptimizedModel",
+            "metadata": {"name": "add", "namespace": "ml"},
+            "spec": spec,
+        }
+    )
 
 
 def test_the_operators_own_defaults_are_always_allowed() -> None:
@@ -37,13 +43,16 @@ def test_the_operators_own_defaults_are_always_allowed() -> None:
     ("converter", "serving", "setting"),
     [
         ({"image": "evil.example/miner:latest"}, None, "EDGEOPT_ALLOWED_CONVERTER_IMAGES"),
-        ({"tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}]}, None,
-         "EDGEOPT_ALLOWED_TOLERATIONS"),
+        (
+            {"tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}]},
+            None,
+            "EDGEOPT_ALLOWED_TOLERATIONS",
+        ),
         ({"runtimeClassName": "privileged"}, None, "EDGEOPT_ALLOWED_RUNTIME_CLASSES"),
         (None, {"tritonURL": "http://169.254.169.254/latest/meta-data"}, "EDGEOPT_ALLOWED_TRITON_URLS"),
     ],
     ids=["image", "toleration", "runtimeClass", "tritonURL"],
-)  # fmt: skip
+)
 def test_outside_the_list_is_refused_naming_the_setting(
     converter: dict[str, Any] | None, serving: dict[str, Any] | None, setting: str
 ) -> None:
@@ -120,8 +129,10 @@ def test_bad_allow_lists_fail_at_start_naming_the_variable(name: str, value: str
 
 def om(ns: str, name: str, uid: str, model_name: str, published: str | None) -> dict[str, Any]:
     conds = [{"type": "Published", "status": published}] if published else []
-    return {"metadata": {"namespace": ns, "name": name, "uid": uid},
-            "status": {"modelName": model_name, "conditions": conds}}  # fmt: skip
+    return {
+        "metadata": {"namespace": ns, "name": name, "uid": uid},
+        "status": {"modelName": model_name, "conditions": conds},
+    }
 
 
 def test_unload_is_refused_while_another_resource_has_the_name_published() -> None:
@@ -133,8 +144,9 @@ def test_unload_is_refused_while_another_resource_has_the_name_published() -> No
     assert tenancy.other_publisher([owner], om("c", "d", "u4", "resnet", "True"), "resnet") is None
 
 
-def published(ns: str, name: str, uid: str, model_name: str, repo: str = "pvc://triton-models",
-              url: str | None = None) -> dict[str, Any]:  # fmt: skip
+def published(
+    ns: str, name: str, uid: str, model_name: str, repo: str = "pvc://triton-models", url: str | None = None
+) -> dict[str, Any]:
     obj = om(ns, name, uid, model_name, "True")
     obj["spec"] = {"target": {"repository": repo}, **({"serving": {"tritonURL": url}} if url else {})}
     return obj
@@ -148,8 +160,12 @@ def test_a_name_published_in_the_same_repository_or_triton_is_taken_before_any_j
     assert tenancy.name_taken([published("other", "x", "u1", "add")], body, me, None) is None
     shared = "http://triton.edgeopt.svc:8000"
     assert tenancy.name_taken([published("other", "x", "u1", "add")], body, me, shared) == "other/x"
-    assert tenancy.name_taken([published("other", "x", "u1", "add", url=shared + "/")], body,
-                              model(serving={"tritonURL": shared}), None) == "other/x"  # fmt: skip
+    assert (
+        tenancy.name_taken(
+            [published("other", "x", "u1", "add", url=shared + "/")], body, model(serving={"tritonURL": shared}), None
+        )
+        == "other/x"
+    )
     # Not published (refused, failed), another name, another repository, or myself: free.
     unpublished = om("ml", "older", "u1", "add", "False")
     unpublished["spec"] = {"target": {"repository": "pvc://triton-models"}}
@@ -188,7 +204,9 @@ def test_file_uris_and_sample_counts_over_the_caps_are_not_allowed_in_a_cluster(
     from edgeopt.spec import parse_manifest
 
     doc = {
-        "apiVersion": "edgeopt.io/v1alpha1", "kind": "OptimizedModel", "metadata": {"name": "m", "namespace": "t"},
+        "apiVersion": "edgeopt.io/v1alpha1",
+        "kind": "OptimizedModel",
+        "metadata": {"name": "m", "namespace": "t"},
         "spec": {
             "source": {"uri": "file:///var/run/secrets", "format": "SavedModel"},
             "target": {"repository": "pvc://triton-models"},
