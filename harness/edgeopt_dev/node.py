@@ -57,7 +57,31 @@ def node_capacity(root: Path) -> dict[str, str]:
     except OSError:
         pass
     disk = shutil.disk_usage(root).total
-    return {"cpu": str(os.cpu_count() or 1), "memory": f"{mem_kib}Ki", "ephemeral-storage": str(disk), "pods": "110"}
+    times = overcommit()
+    cpus, mem = (os.cpu_count() or 1) * times, mem_kib * times
+    return {"cpu": str(cpus), "memory": f"{mem}Ki", "ephemeral-storage": str(disk), "pods": "110"}
+
+
+#: ``EDGEOPT_DEV_NODE_OVERCOMMIT``: how many times its CPUs and memory the dev node advertises.
+OVERCOMMIT_ENV = "EDGEOPT_DEV_NODE_OVERCOMMIT"
+DEFAULT_OVERCOMMIT = 8
+
+
+def overcommit() -> int:
+    """The factor on the node's CPUs and memory (default 8; 1 = this machine exactly).
+
+    A test session shares one dev cluster: its Pods' requests (two Triton
+    replicas, the operator, converter Jobs with ``cpu: 1``, the Pods of earlier
+    tests still terminating) add up past a 2-core machine's real count, and
+    kube-scheduler would then leave Pods Pending as ``Insufficient cpu`` for a
+    reason no user of a real node would meet. Set 1 to see real pressure.
+    """
+    raw = os.environ.get(OVERCOMMIT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_OVERCOMMIT
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{OVERCOMMIT_ENV}={raw!r}: expected a whole number >= 1 (1 = this machine's real size)")
+    return int(raw)
 
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
