@@ -25,6 +25,7 @@ import pytest
 
 from edgeopt.triton.client import RetryPolicy, TritonClient
 from tests.fixtures.common import wait_for
+from tests.fixtures.k8s import wait_established
 from tests.ship import chart
 
 pytestmark = [pytest.mark.e2e, pytest.mark.k8s, pytest.mark.triton, pytest.mark.containers]
@@ -75,6 +76,11 @@ def installed(control_plane: Any, kubectl: Any, images: dict[str, str]) -> Itera
     from edgeopt_dev.netutil import free_port
 
     values = chart_values(image_name, (free_port(), free_port(), free_port()))
+    # The session's cluster already holds the CRD (other tests apply it with kubectl), and Helm will not
+    # adopt what it does not own: install with crds.enabled=false over a kubectl-applied CRD, as
+    # docs/install.md says for a CRD that exists.
+    kubectl("apply", "-f", str(chart.ROOT / "crds" / "optimizedmodels.edgeopt.io.yaml"))
+    wait_established(kubectl, "crd/optimizedmodels.edgeopt.io")
     helm(
         control_plane,
         "install",
@@ -84,6 +90,8 @@ def installed(control_plane: Any, kubectl: Any, images: dict[str, str]) -> Itera
         NS,
         "--create-namespace",
         *values,
+        "--set",
+        "crds.enabled=false",
         "--set",
         "triton.replicaCount=2",
         "--set",
