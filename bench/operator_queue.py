@@ -90,7 +90,8 @@ def prepare(ctx: Context, bench: Bench, ns: str) -> str:
 def run(ctx: Context) -> AreaResult:
     cpu, gpu = (4, 2) if ctx.quick else (20, 5)
     result = AreaResult(AREA)
-    bench = Bench(ctx)
+    # Its own cluster folder: the operator area's control plane (if that area ran) stays up until the end.
+    bench = Bench(ctx, cluster="queue-cluster")
     bench.install_crd()
     # The operator's defaults for slots (1 per GPU kind, 4 without a GPU); the rest as the operator bench.
     bench.start_operator(EDGEOPT_MAX_CONCURRENT_CONVERSIONS="1", EDGEOPT_MAX_CONCURRENT_CPU_CONVERSIONS="4")

@@ -67,13 +67,14 @@ def om_body(name: str) -> dict[str, Any]:
 
 
 class Bench:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, cluster: str = "cluster") -> None:
+        """``cluster``: the folder under the bench's workdir; an area of its own needs its own (one per up)."""
         from kubernetes import client, config
 
         from edgeopt_dev import controlplane
 
         self.ctx = ctx
-        self.root = ctx.dir("cluster")
+        self.root = ctx.dir(cluster)
         self.cp = controlplane.up(self.root, die_with_parent=True, audit=True)
         ctx.cleanups.append(lambda: self._down())
         self.audit_log = self.root / "logs" / "audit.log"
