@@ -31,7 +31,8 @@ from tests.ship import chart
 pytestmark = [pytest.mark.e2e, pytest.mark.k8s, pytest.mark.triton, pytest.mark.containers]
 
 NS = "heal-e2e"
-RELEASE = "edgeopt"
+# Not "edgeopt": other tests of the session leave a ClusterRole "edgeopt" that Helm will not adopt.
+RELEASE = "edgeopt-heal"
 MODEL = "add"
 AUDIT = 10  # operator.servingAuditSeconds
 TRITON = f"{RELEASE}-triton"
