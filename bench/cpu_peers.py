@@ -277,7 +277,7 @@ def _accuracy(ctx: Context, result: AreaResult) -> None:
 def run(ctx: Context) -> AreaResult:
     result = AreaResult(AREA)
     models = [("mobilenetv2", 64)] if ctx.quick else [("mobilenetv2", 224), ("resnet50", 224)]
-    iterations = {"mobilenetv2": 8 if ctx.quick else 40, "resnet50": 20}
+    iterations = {"mobilenetv2": 8 if ctx.quick else 40, "resnet50": 40}
     for arch, size in models:
         prep = _prepare(ctx, arch, size)
         _latency(ctx, result, prep, iterations[arch])
