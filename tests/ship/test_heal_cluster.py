@@ -107,7 +107,15 @@ def installed(control_plane: Any, kubectl: Any, images: dict[str, str]) -> Itera
         if done.returncode != 0:
             pytest.fail(f"{deployment} did not roll out:\n{diagnose(kubectl)}", pytrace=False)
     subprocess.run(
-        [sys.executable, "-m", "edgeopt.cli", "samples", "add", "--dir", str(control_plane.pvc_dir("models") / MODEL)],
+        [
+            sys.executable,
+            "-m",
+            "edgeopt_dev.cli",
+            "samples",
+            "add",
+            "--dir",
+            str(control_plane.pvc_dir("models") / MODEL),
+        ],
         check=True,
         capture_output=True,
         timeout=300,
