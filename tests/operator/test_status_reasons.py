@@ -47,6 +47,19 @@ def ready_reason(kubectl: Kubectl, ns: str, name: str, reason: str) -> dict[str,
     return obj if condition(obj, "Ready").get("reason") == reason else None
 
 
+def wait_reason(kubectl: Kubectl, operator: OperatorProcess, ns: str, name: str, reason: str) -> dict[str, Any]:
+    """The Ready reason, normally there within a second of apply (see [measure]); on a timeout, say what was there.
+
+    60 s, not 15: a CI machine under load once took longer, and a bare timeout left nothing to read.
+    """
+    try:
+        return wait_for(lambda: ready_reason(kubectl, ns, name, reason), timeout=60, what=reason)
+    except AssertionError as exc:
+        ready = condition(om(kubectl, ns, name), "Ready")
+        pods = kubectl("get", "pods", "-n", ns, "-o", "wide", check=False).stdout
+        raise AssertionError(f"{exc}\nReady: {ready}\n{pods}\noperator log:\n{operator.log_tail(60)}") from None
+
+
 def test_no_gpu_node_shows_unschedulable_with_the_schedulers_message(
     kubectl: Kubectl, model_namespace: str, operator: OperatorProcess
 ) -> None:
@@ -54,7 +67,7 @@ def test_no_gpu_node_shows_unschedulable_with_the_schedulers_message(
     doc = example(name="wants-gpu", converter={"resources": {"limits": {"nvidia.com/gpu": 1}}})
     started = time.monotonic()
     apply(kubectl, ns, doc)
-    obj = wait_for(lambda: ready_reason(kubectl, ns, "wants-gpu", "Unschedulable"), timeout=15, what="Unschedulable")
+    obj = wait_reason(kubectl, operator, ns, "wants-gpu", "Unschedulable")
     took = time.monotonic() - started
     ready, converted = condition(obj, "Ready"), condition(obj, "Converted")
     assert "Insufficient nvidia.com/gpu" in ready["message"] and ready["status"] == "False"
@@ -79,7 +92,7 @@ def test_missing_claim_shows_its_message(kubectl: Kubectl, model_namespace: str,
     doc = example(name="no-claim")
     doc["spec"]["source"]["uri"] = "pvc://no-such-claim/add"
     apply(kubectl, ns, doc)
-    obj = wait_for(lambda: ready_reason(kubectl, ns, "no-claim", "ClaimNotFound"), timeout=15, what="ClaimNotFound")
+    obj = wait_reason(kubectl, operator, ns, "no-claim", "ClaimNotFound")
     assert 'persistentvolumeclaim "no-such-claim" not found' in condition(obj, "Ready")["message"]
     assert "ClaimNotFound" in [e["reason"] for e in events_of(kubectl, ns, "no-claim")]
 
@@ -105,7 +118,7 @@ def test_delete_without_the_operator_does_not_hang(
 ) -> None:
     ns = model_namespace
     apply(kubectl, ns, example(name="orphaned", converter={"resources": {"limits": {"nvidia.com/gpu": 1}}}))
-    wait_for(lambda: ready_reason(kubectl, ns, "orphaned", "Unschedulable"), timeout=15, what="Unschedulable")
+    wait_reason(kubectl, operator, ns, "orphaned", "Unschedulable")
     operator.stop()  # as after `helm uninstall`
     started = time.monotonic()
     kubectl("delete", "om", "orphaned", "-n", ns, "--timeout=20s", timeout=30)
@@ -122,7 +135,8 @@ def test_status_patches_are_conditional_on_resource_version(
     from edgeopt.operator.settings import OperatorSettings
 
     ns = model_namespace
-    assert operator.proc is not None and operator.proc.poll() is not None, "the operator must be stopped here"
+    operator.stop()  # stopped already when the test before ran; stopped here when it failed or was deselected
+    assert operator.proc is not None and operator.proc.poll() is not None
     apply(kubectl, ns, example(name="racy"))
     kube = Kube(k8s_client)
     rt = Runtime(settings=OperatorSettings(), kube=kube)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -100,29 +101,37 @@ def installed(control_plane: Any, kubectl: Any, images: dict[str, str]) -> Itera
         "--set",
         f"operator.servingAuditSeconds={AUDIT}",
     )
-    for deployment in (RELEASE, TRITON):
-        done = kubectl(
-            "rollout", "status", f"deployment/{deployment}", "-n", NS, "--timeout=300s", timeout=320, check=False
-        )
-        if done.returncode != 0:
-            pytest.fail(f"{deployment} did not roll out:\n{diagnose(kubectl)}", pytrace=False)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edgeopt_dev.cli",
-            "samples",
-            "add",
-            "--dir",
-            str(control_plane.pvc_dir("models") / MODEL),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    kubectl("apply", "-n", NS, "-f", str(chart.ROOT / "examples" / "add-checkpoint-cpu.yaml"))
-    kubectl("wait", "-n", NS, f"om/{MODEL}", "--for=condition=Ready", "--timeout=600s", timeout=620)
     try:
+        for deployment in (RELEASE, TRITON):
+            done = kubectl(
+                "rollout", "status", f"deployment/{deployment}", "-n", NS, "--timeout=300s", timeout=320, check=False
+            )
+            if done.returncode != 0:
+                pytest.fail(f"{deployment} did not roll out:\n{diagnose(kubectl)}", pytrace=False)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "edgeopt_dev.cli",
+                "samples",
+                "add",
+                "--dir",
+                str(control_plane.pvc_dir("models") / MODEL),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        # Earlier tests of the session published their own "add" to the shared repository; the operator
+        # rightly refuses to overwrite another resource's model (OwnedByAnotherModel).
+        shutil.rmtree(control_plane.pvc_dir("triton-models") / MODEL, ignore_errors=True)
+        kubectl("apply", "-n", NS, "-f", str(chart.ROOT / "examples" / "add-checkpoint-cpu.yaml"))
+        ready = kubectl(
+            "wait", "-n", NS, f"om/{MODEL}", "--for=condition=Ready", "--timeout=600s", timeout=620, check=False
+        )
+        if ready.returncode != 0:
+            status = json.dumps(om(kubectl).get("status"), indent=1)
+            pytest.fail(f"om/{MODEL} not Ready in 600 s; status:\n{status}\n{diagnose(kubectl)}", pytrace=False)
         yield
     finally:
         helm(control_plane, "uninstall", RELEASE, "--namespace", NS)
@@ -138,7 +147,8 @@ def diagnose(kubectl: Any) -> str:
         ]
         out.append(f"{pod['metadata']['name']}: {conds}")
     out.append(kubectl("get", "endpointslices", "-n", NS, "-o", "yaml", check=False).stdout[-3000:])
-    out.append(kubectl("logs", f"deployment/{RELEASE}", "-n", NS, "--tail=60", check=False).stdout)
+    out.append(kubectl("logs", f"deployment/{RELEASE}", "-n", NS, "--tail=200", check=False).stdout)
+    out.append(kubectl("get", "om", "-A", check=False).stdout)
     out.append(kubectl("get", "events", "-n", NS, check=False).stdout[-3000:])
     return "\n".join(out)
 
