@@ -26,7 +26,7 @@
 # Base images are build arguments that default to exact pins (bump them on
 # purpose, not by accident). Where the registries are out of reach, the dev
 # harness builds a Debian stand-in for the Python base and passes it in:
-# `edgeopt dev images build` (edgeopt/dev/images.py).
+# `edgeopt-dev images` (harness/edgeopt_dev/images.py).
 #
 # Every image runs as the fixed numeric non-root UID 10001, so that the
 # chart's `runAsNonRoot: true` can be checked by the kubelet, and works with a

@@ -27,13 +27,13 @@ $(STAMP): pyproject.toml harness/pyproject.toml
 	touch $(STAMP)
 
 binaries: setup
-	$(BIN)/edgeopt dev build
+	$(BIN)/edgeopt-dev build
 
 # apt-get install podman buildah runc debootstrap (as root, when missing), a
 # Debian stand-in base from debootstrap, then the Dockerfile's operator,
 # converter-cpu and triton-cpu targets with podman. Cached: seconds when current.
 images: setup
-	$(BIN)/edgeopt dev images
+	$(BIN)/edgeopt-dev images
 
 lint: setup
 	$(BIN)/ruff check edgeopt harness tests bench
@@ -48,13 +48,13 @@ unit: setup
 # The images first (see `images`); where podman cannot be installed or run, the
 # container tests skip and say why, so this step only warns.
 test: setup binaries lint
-	@$(BIN)/edgeopt dev images || echo "warning: images not built; the container tests say why" >&2
+	@$(BIN)/edgeopt-dev images || echo "warning: images not built; the container tests say why" >&2
 	@$(BIN)/pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests; that is a failure, not a pass" >&2; fi; \
 	exit $$rc
 
 demo: setup binaries
-	$(BIN)/edgeopt demo
+	$(BIN)/edgeopt-dev demo
 
 # perf_analyzer (from the tritonclient wheel) needs libb64.so.0d from Debian's libb64-0d.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

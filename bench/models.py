@@ -69,14 +69,24 @@ def cases(quick: bool) -> list[ModelCase]:
 
 def cli(*args: str, log: Path, timeout: float = 1800, env: dict[str, str] | None = None) -> str:
     """Run ``edgeopt ARGS`` with this interpreter; stderr goes to ``log``; raise with its tail on failure."""
+    return _command("edgeopt", args, log=log, timeout=timeout, env=env)
+
+
+def samples(*args: str, log: Path, timeout: float = 1800) -> str:
+    """Run ``edgeopt-dev samples ARGS`` (the harness's script) as ``cli`` runs ``edgeopt``."""
+    return _command("edgeopt-dev", ("samples", *args), log=log, timeout=timeout, env=None)
+
+
+def _command(program: str, args: tuple[str, ...], *, log: Path, timeout: float, env: dict[str, str] | None) -> str:
+    module = {"edgeopt": "edgeopt.cli", "edgeopt-dev": "edgeopt_dev.cli"}[program]
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as err:
         proc = subprocess.run(
-            [sys.executable, "-m", "edgeopt.cli", *args], stdout=subprocess.PIPE, stderr=err, timeout=timeout, env=env
+            [sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=err, timeout=timeout, env=env
         )
     if proc.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        raise RuntimeError(f"edgeopt {' '.join(args[:2])} exited {proc.returncode}; {log} ends:\n{tail}")
+        raise RuntimeError(f"{program} {' '.join(args[:2])} exited {proc.returncode}; {log} ends:\n{tail}")
     return proc.stdout.decode(errors="replace")
 
 
@@ -129,8 +139,7 @@ def write_source(case: ModelCase, src: Path, log: Path) -> None:
     if (src / ".done").exists():
         return
     if case.kind == "keras":
-        cli(
-            "samples",
+        samples(
             "keras",
             "--architecture",
             case.architecture,
@@ -141,7 +150,7 @@ def write_source(case: ModelCase, src: Path, log: Path) -> None:
             log=log,
         )
     else:
-        cli("samples", case.kind, "--dir", str(src), log=log)
+        samples(case.kind, "--dir", str(src), log=log)
     (src / ".done").touch()
 
 

@@ -70,7 +70,7 @@ def round_seconds(bench: Bench, ns: str, cpu: int, gpu: int) -> float:
 
 
 def prepare(ctx: Context, bench: Bench, ns: str) -> str:
-    from bench.models import cli
+    from bench.models import samples
 
     bench.namespace(ns)
     for claim in ("models", "triton-models"):
@@ -83,7 +83,7 @@ def prepare(ctx: Context, bench: Bench, ns: str) -> str:
         )
     target = bench.cp.pvc_dir("models") / "add"
     if not (target / "checkpoint").exists():
-        cli("samples", "add", "--dir", str(target), log=ctx.dir("logs") / "samples-queue.log")
+        samples("add", "--dir", str(target), log=ctx.dir("logs") / "samples-queue.log")
     return ns
 
 

@@ -445,7 +445,7 @@ def scale_rows(
 
 def ready_rows(ctx: Context, bench: Bench, result: AreaResult) -> None:
     """apply → Ready of examples/add-checkpoint-cpu.yaml vs the same conversion + load done directly."""
-    from bench.models import cli
+    from bench.models import cli, samples
     from edgeopt.triton.client import TritonClient
     from edgeopt_dev.triton_server import TritonServer
 
@@ -460,7 +460,7 @@ def ready_rows(ctx: Context, bench: Bench, result: AreaResult) -> None:
             },
         )
     pvc = bench.root / "pvc"
-    cli("samples", "add", "--dir", str(bench.cp.pvc_dir("models") / "add"), log=ctx.dir("logs") / "samples-toy.log")
+    samples("add", "--dir", str(bench.cp.pvc_dir("models") / "add"), log=ctx.dir("logs") / "samples-toy.log")
     repo = bench.cp.pvc_dir("triton-models")
     log = ctx.dir("logs") / "tritonserver-operator.log"
     server = TritonServer(repo, http_port=bench.triton_port or None, log_path=log)

@@ -1,19 +1,20 @@
 """The ``edgeopt`` command.
 
 Each subcommand lives in its own module with ``configure(parser)`` and
-``run(args) -> int``.  ``dev``, ``demo`` and ``samples`` belong to the dev
-harness (``harness/edgeopt_dev``, installed from a checkout by ``make
-setup``), which the images never carry; without it they say so.  Those modules import only the standard library at the
+``run(args) -> int``.  Those modules import only the standard library at the
 top, so ``edgeopt convert`` works in the converter image (no kopf) and
-``edgeopt operator`` in the operator image (no TensorFlow).
+``edgeopt operator`` in the operator image (no TensorFlow).  The commands that
+run edgeopt for real on one machine (``edgeopt dev``, ``demo``, ``samples`` and
+``triton serve`` before issue 24) are the dev harness's own script,
+``edgeopt-dev``; typed here, they name it and exit 2, without importing it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
-from typing import Any
 
 from edgeopt import __version__
 from edgeopt.errors import EdgeoptError
@@ -21,11 +22,16 @@ from edgeopt.errors import EdgeoptError
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("edgeopt.converter.command", "load, freeze, optimize, TF-TRT, validate and publish a model"),
     "inspect": ("edgeopt.converter.inspection", "list a model's ops, placeholders, likely outputs and signatures"),
-    "triton": ("edgeopt.triton.command", "run the real Triton server locally"),
-    "dev": ("edgeopt_dev.command", "local control plane: build binaries, up, down"),
+    "triton": ("edgeopt.triton.command", "load, unload or list models on a running Triton"),
     "operator": ("edgeopt.operator.command", "run the OptimizedModel operator"),
-    "demo": ("edgeopt_dev.demo", "run the whole path locally, end to end"),
-    "samples": ("edgeopt_dev.samples", "write small real TensorFlow models for examples, tests and benchmarks"),
+}
+
+#: Old spellings (before issue 24) -> the ``edgeopt-dev`` words that replace them.
+MOVED: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("dev",): (),
+    ("demo",): ("demo",),
+    ("samples",): ("samples",),
+    ("triton", "serve"): ("serve",),
 }
 
 
@@ -37,30 +43,33 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         if name == chosen:  # import only the command being run
-            mod = _command_module(name, module)
+            mod = importlib.import_module(module)
             mod.configure(p)
             p.set_defaults(_run=mod.run)
     return parser
 
 
-#: Commands that live in the dev harness (a separate distribution, never in the images).
-HARNESS = "edgeopt_dev"
-
-
-def _command_module(name: str, module: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != HARNESS or not module.startswith(HARNESS + "."):
-            raise
-        raise SystemExit(
-            f"edgeopt {name}: error: this command belongs to the development harness ({HARNESS}), which is not "
-            "installed here (the images carry the product only); run it from a source checkout after `make setup`"
-        ) from None
+def moved(argv: list[str]) -> str | None:
+    """The ``edgeopt-dev`` command line that replaces ``argv``, if it names a moved command."""
+    words = [i for i, a in enumerate(argv) if not a.startswith("-")]
+    for old, new in MOVED.items():
+        at = words[: len(old)]
+        if len(at) == len(old) and tuple(argv[i] for i in at) == old:
+            rest = [a for i, a in enumerate(argv) if i not in at]
+            return shlex.join(["edgeopt-dev", *new, *rest])
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    replacement = moved(argv)
+    if replacement:
+        print(
+            f"edgeopt: error: `edgeopt {shlex.join(argv)}` is now `{replacement}`, the dev harness's own script "
+            "(a source checkout's .venv/bin after `make setup`; never in the images)",
+            file=sys.stderr,
+        )
+        return 2
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):

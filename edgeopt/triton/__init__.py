@@ -6,9 +6,9 @@
 - ``templates/`` (via ``python_model``): the Python-backend model.py files that
   serve a SavedModel with TensorFlow (or an ONNX file with ONNX Runtime) on
   Triton releases without a TF backend, and the batching module they share.
-- ``server``: the real tritonserver from the nvidia-pytriton wheel, on loopback.
 - ``client``: load/unload/ready/index/smoke inference for the operator (no TF).
-- ``command``: ``edgeopt triton serve|load|unload|index``.
+- ``command``: ``edgeopt triton load|unload|index``, against any running Triton (the
+  local one the tests and the demo start is the dev harness's: ``edgeopt-dev serve``).
 
 Nothing here imports TensorFlow at module level.
 """

@@ -1,32 +1,18 @@
-"""``edgeopt triton serve``: the real tritonserver in the foreground, for the demo and for humans.
+"""``edgeopt triton load|unload|index``: drive a running Triton (explicit model control) from the command line.
 
-Top-level imports are stdlib + edgeopt.errors only (see edgeopt.cli).
+They work against any Triton: the chart's, your own, or the local one the dev
+harness starts (``edgeopt-dev serve``, which the product never imports).
+Top-level imports are stdlib only (see edgeopt.cli).
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 import time
-from pathlib import Path
-from types import FrameType
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="triton_command", metavar="SUBCOMMAND", required=True)
-    serve = sub.add_parser("serve", help="run tritonserver (explicit model control) on a model repository")
-    serve.add_argument("--repository", required=True, type=Path, help="model repository directory")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    serve.add_argument("--http-port", type=int, default=None, help="HTTP port (default: a free one)")
-    serve.add_argument("--grpc-port", type=int, default=None, help="gRPC port (default: a free one)")
-    serve.add_argument("--metrics-port", type=int, default=None, help="metrics port (default: a free one)")
-    serve.add_argument(
-        "--load-model", action="append", default=[], metavar="NAME", help="load this model at start (repeatable)"
-    )
-    serve.add_argument("--log-file", type=Path, default=None, help="write the server log here instead of stderr")
-    serve.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for /v2/health/live")
-
     load = sub.add_parser("load", help="ask a running Triton (explicit mode) to (re)load a model, then smoke-test it")
     load.add_argument("model", help="model name in the repository")
     load.add_argument("--url", default="http://127.0.0.1:8000", help="Triton HTTP URL")
@@ -42,12 +28,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.triton_command == "serve":
-        return serve(args)
-    return control(args)
-
-
-def control(args: argparse.Namespace) -> int:
     """load / unload / index against a running server (ServingError -> exit code via edgeopt.cli)."""
     from edgeopt.triton.client import TritonClient
 
@@ -69,51 +49,3 @@ def control(args: argparse.Namespace) -> int:
         smoke = client.smoke_infer(args.model)
         print(f"smoke inference: {smoke.latency_ms:.1f} ms, outputs {smoke.outputs}")
     return 0
-
-
-def serve(args: argparse.Namespace) -> int:
-    try:  # the launcher for the pytriton wheel's server is the dev harness's, not the product's
-        from edgeopt_dev.triton_server import TritonServer
-    except ModuleNotFoundError as exc:
-        if exc.name != "edgeopt_dev":
-            raise
-        raise SystemExit(
-            "edgeopt triton serve: error: the local Triton launcher belongs to the development harness "
-            "(edgeopt_dev), which is not installed here; run it from a source checkout after `make setup`, or "
-            "run your own tritonserver (`edgeopt triton load` works against any Triton)"
-        ) from None
-
-    repo = args.repository.resolve()
-    repo.mkdir(parents=True, exist_ok=True)
-    server = TritonServer(
-        repo,
-        host=args.host,
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port,
-        log_path=args.log_file,
-        load_models=args.load_model,
-        startup_timeout=args.startup_timeout,
-    )
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    server.start()
-    try:
-        print(f"tritonserver ready in {server.startup_seconds:.1f}s", file=sys.stderr)
-        print(f"HTTP    {server.http_url}", flush=True)
-        print(f"gRPC    {server.grpc_url}")
-        print(f"metrics {server.metrics_url}")
-        print(f"repository {repo} (explicit model control: POST {server.http_url}/v2/repository/models/NAME/load)")
-        sys.stdout.flush()
-        while server.is_running():
-            time.sleep(0.5)
-        code = server.wait()
-        print(f"tritonserver exited with code {code}", file=sys.stderr)
-        return 1 if code else 0
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        server.stop()

@@ -29,7 +29,7 @@ ETCD_VERSION = "v3.5.17"
 HELM_VERSION = "v3.16.4"
 #: The third-party chart check the ship tests run (tests/ship/test_kube_score.py).
 KUBE_SCORE_VERSION = "v1.19.0"
-#: Kueue, the optional job queue (``edgeopt dev up --kueue``); its CRDs come from
+#: Kueue, the optional job queue (``edgeopt-dev up --kueue``); its CRDs come from
 #: the same module (see ``kueue_crd_dir``).  v0.17.0 is built with client-go
 #: v0.35 and runs against our v1.32 kube-apiserver (tests/k8s/test_kueue.py).
 KUEUE_VERSION = "v0.17.0"

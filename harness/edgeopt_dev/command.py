@@ -1,8 +1,9 @@
-"""``edgeopt dev {build,up,down}``: the local control plane from the command line.
+"""``edgeopt-dev build|up|down``: the local control plane from the command line.
 
 ``up`` runs in the foreground by default (Ctrl-C tears everything down), or
 returns once ready with ``--detach`` and leaves ``down`` to stop it.
-Top-level imports stay in the standard library, as for every subcommand.
+Top-level imports stay in the standard library, as for every subcommand
+(edgeopt_dev.cli imports only the module of the command being run).
 """
 
 from __future__ import annotations
@@ -16,53 +17,38 @@ from typing import Any
 DEFAULT_DIR = Path(".local/dev")
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="dev_command", metavar="{build,up,down,images}")
-    sub.required = True
-    build = sub.add_parser(
-        "build",
-        help="build (or find cached) etcd, kube-apiserver, kube-controller-manager, "
-        "kube-scheduler, kubectl, helm and kube-score from their Go modules "
-        "(kueue: by name)",
+def configure_build(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Build (or find cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, helm and "
+        "kube-score from their Go modules into the cache (kueue only by name)."
     )
-    build.add_argument("names", nargs="*", help="only these binaries")
-    up = sub.add_parser(
-        "up", help="start etcd, kube-apiserver, kube-controller-manager, kube-scheduler " "and the node agent"
-    )
-    up.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
-    up.add_argument("--detach", action="store_true", help="return once ready; stop later with `dev down`")
-    up.add_argument(
+    parser.add_argument("names", nargs="*", help="only these binaries")
+
+
+def configure_up(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Start etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the node agent."
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
+    parser.add_argument("--detach", action="store_true", help="return once ready; stop later with `edgeopt-dev down`")
+    parser.add_argument(
         "--kueue",
         action="store_true",
-        help="also install and start Kueue (built from its Go module, "
-        "sigs.k8s.io/kueue), the batch/job integration only",
+        help="also install and start Kueue (built from its Go module, sigs.k8s.io/kueue), "
+        "the batch/job integration only",
     )
-    down = sub.add_parser("down", help="stop everything `dev up` started in DIR")
-    down.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
-    images = sub.add_parser(
-        "images",
-        help="install podman & co, build the Debian stand-in base and the " "Dockerfile's images with podman (cached)",
-    )
-    from edgeopt_dev import images as images_module
-
-    images_module.configure(images)
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.dev_command == "images":
-        from edgeopt_dev import images
-
-        return images.run(args)
-    return int({"build": _build, "up": _up, "down": _down}[args.dev_command](args))
+def configure_down(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Stop everything `edgeopt-dev up` started in DIR."
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state folder (default {DEFAULT_DIR})")
 
 
-def _build(args: argparse.Namespace) -> int:
+def run_build(args: argparse.Namespace) -> int:
     from edgeopt_dev.binaries import BINARIES, BuildError, ensure_binaries
 
     try:
         paths = ensure_binaries(args.names or None)
     except BuildError as exc:
-        print(f"edgeopt dev build: error: {exc}", file=sys.stderr)
+        print(f"edgeopt-dev build: error: {exc}", file=sys.stderr)
         return 2
     versions = {b.name: b.version for b in BINARIES}
     for name, path in paths.items():
@@ -71,7 +57,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _usage(cp: Any, kubectl: Path, detached: bool) -> str:
-    stop = f"edgeopt dev down --dir {cp.dir}" if detached else "Ctrl-C (or `edgeopt dev down --dir DIR`)"
+    stop = f"edgeopt-dev down --dir {cp.dir}" if detached else "Ctrl-C (or `edgeopt-dev down --dir DIR`)"
     return "\n".join(
         [
             f"Kubernetes control plane ready at {cp.server}",
@@ -82,13 +68,13 @@ def _usage(cp: Any, kubectl: Path, detached: bool) -> str:
             f"  PVC claim NAME      -> {cp.dir / 'pvc'}/NAME/",
             f"  logs                -> {cp.dir / 'logs'}/ (container logs: <namespace>_<pod>.log)",
             "  Jobs and Deployments run through the real controllers; every Pod runs on node edgeopt-local",
-            "  as an OCI container (podman, runc) from a local image (nothing is pulled: `edgeopt dev images`).",
+            "  as an OCI container (podman, runc) from a local image (nothing is pulled: `edgeopt-dev images`).",
             f"  stop                -> {stop}",
         ]
     )
 
 
-def _up(args: argparse.Namespace) -> int:
+def run_up(args: argparse.Namespace) -> int:
     from edgeopt_dev.binaries import BuildError, ensure_binaries
     from edgeopt_dev.controlplane import ControlPlaneError, down, up, wait_foreground
 
@@ -96,7 +82,7 @@ def _up(args: argparse.Namespace) -> int:
         kubectl = ensure_binaries(["kubectl", *(["kueue"] if args.kueue else [])])["kubectl"]
         cp = up(args.dir, die_with_parent=not args.detach)
     except BuildError as exc:
-        print(f"edgeopt dev up: error: {exc}", file=sys.stderr)
+        print(f"edgeopt-dev up: error: {exc}", file=sys.stderr)
         return 2
     if args.kueue:
         from edgeopt_dev import kueue
@@ -104,7 +90,7 @@ def _up(args: argparse.Namespace) -> int:
         try:
             kueue.start(cp, die_with_parent=not args.detach)
         except ControlPlaneError as exc:
-            print(f"edgeopt dev up: error: Kueue did not start: {exc}", file=sys.stderr)
+            print(f"edgeopt-dev up: error: Kueue did not start: {exc}", file=sys.stderr)
             down(cp.dir)
             return 1
     print(_usage(cp, kubectl, args.detach), flush=True)
@@ -133,7 +119,7 @@ def _up(args: argparse.Namespace) -> int:
     return code
 
 
-def _down(args: argparse.Namespace) -> int:
+def run_down(args: argparse.Namespace) -> int:
     from edgeopt_dev.controlplane import down
 
     stopped = down(args.dir)

@@ -198,7 +198,7 @@ def up(
     if set(alive) == set(COMPONENTS):
         raise ControlPlaneError(
             f"a control plane is already running in {root} (pids {sorted(alive.values())}); "
-            f"use it, or stop it with `edgeopt dev down --dir {root}`"
+            f"use it, or stop it with `edgeopt-dev down --dir {root}`"
         )
     if alive or any(Layout(root).run.glob("**/*.pid")):
         _log(f"cleaning up a previous run in {root}")
@@ -212,7 +212,7 @@ def up(
     if shutil.which("podman") is None and not api_only:
         _log(
             "warning: podman is not installed, so the node agent cannot run Pods (they wait in "
-            "ContainerCreating); `edgeopt dev images` installs it and builds the images Pods run"
+            "ContainerCreating); `edgeopt-dev images` installs it and builds the images Pods run"
         )
     for attempt in range(1, 4):
         _wipe(root)

@@ -1,4 +1,4 @@
-"""``edgeopt demo`` (``make demo``): the whole path on this machine, real parts only.
+"""``edgeopt-dev demo`` (``make demo``): the whole path on this machine, real parts only.
 
 A newcomer should see edgeopt work end to end before reading any code, and
 CI should prove the same path on every change. So this builds the
@@ -118,7 +118,7 @@ def source_root() -> Path:
         if (candidate / "charts" / "edgeopt" / "Chart.yaml").exists() and (candidate / EXAMPLE).exists():
             return candidate
     raise DemoError(
-        "edgeopt demo needs a source checkout (charts/edgeopt and examples/); run `make demo` from the repository"
+        "edgeopt-dev demo needs a source checkout (charts/edgeopt and examples/); run `make demo` from the repository"
     )
 
 
@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     cluster_dir = work / "cluster"
     steps = Steps(total=STEPS)
-    steps.say(f"edgeopt demo in {work}")
+    steps.say(f"edgeopt-dev demo in {work}")
     error: str | None = "the demo stopped before its end (see its output)"
     try:
         report = _demo(steps, root, example, cluster_dir, args.timeout)
@@ -345,7 +345,7 @@ def _install(steps: Steps, cluster: Cluster, root: Path) -> None:
 
     with steps.step("write the sample model (y = a + x checkpoint) into the `models` claim"):
         target = cluster.cp.pvc_dir("models") / MODEL
-        run_tool([sys.executable, "-m", "edgeopt.cli", "samples", "add", "--dir", str(target)], timeout=300)
+        run_tool([sys.executable, "-m", "edgeopt_dev.cli", "samples", "add", "--dir", str(target)], timeout=300)
 
 
 def _pods_ready(steps: Steps, cluster: Cluster) -> None:
@@ -590,7 +590,7 @@ def _print_report(steps: Steps, result: dict[str, Any]) -> None:
         return f"{value:.3g}{unit}" if isinstance(value, float) else f"{value}{unit}"
 
     print("\n" + "=" * 64)
-    print(f"edgeopt demo: OptimizedModel {NAMESPACE}/{MODEL} is Ready and serving")
+    print(f"edgeopt-dev demo: OptimizedModel {NAMESPACE}/{MODEL} is Ready and serving")
     print(f"  model version      {status.get('modelVersion', '-')}   (Job {status.get('jobName', '-')})")
     print(f"  graph ops          {fmt('opsBefore')} before → {fmt('opsAfter')} after")
     print(f"  TF latency         {fmt('latencyMsBefore', ' ms')} before → {fmt('latencyMsAfter', ' ms')} after")

@@ -268,7 +268,7 @@ def prune_superseded() -> None:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """``edgeopt dev images [TARGET...]`` (wired in by command.py)."""
+    """``edgeopt-dev images [TARGET...]`` (wired in by cli.py)."""
     parser.add_argument(
         "targets", nargs="*", metavar="TARGET", help=f"Dockerfile targets to build (default: {' '.join(LOCAL_TARGETS)})"
     )
@@ -282,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
         base = build_base(force=args.rebuild_base)
         built = [] if args.base_only else build_images(args.targets or None)
     except ContainerToolError as exc:
-        print(f"edgeopt dev images: error: {exc}", file=sys.stderr)
+        print(f"edgeopt-dev images: error: {exc}", file=sys.stderr)
         return 2
     print(f"{'base':<16} {base}")
     for b in built:

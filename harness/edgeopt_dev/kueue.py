@@ -1,6 +1,6 @@
 """Kueue on the dev cluster: the real controller, its own CRDs, RBAC and webhooks, all from its Go module.
 
-``edgeopt dev up --kueue`` (and the ``kueue`` test fixture) builds
+``edgeopt-dev up --kueue`` (and the ``kueue`` test fixture) builds
 ``sigs.k8s.io/kueue/cmd/kueue`` like the control-plane binaries
 (binaries.py) and installs what Kueue's own kustomize base (config/default)
 would, read from the module cache and renamed the same way (``kueue-``

@@ -7,7 +7,7 @@ kubelet can run here (no CNI), so this process plays it for every Pod bound
 to that Node (``--selector`` narrows it):
 
 * a bound Pod runs as an OCI container with podman and runc (kubelet.py,
-  podrun.py) from a local image (nothing is pulled: ``edgeopt dev images``
+  podrun.py) from a local image (nothing is pulled: ``edgeopt-dev images``
   builds the Dockerfile's), at an address of its own with Service names in
   its /etc/hosts (podnet.py); its status is written as kubelet writes it
   (readiness gates included), a Pod being deleted has its container stopped
@@ -20,7 +20,7 @@ container with the previous agent (it is removed): they are marked Failed
 (reason ``Lost``), as a kubelet marks Pods of a node that came back without
 them.
 
-Run by ``edgeopt dev up``: ``python -m edgeopt_dev.nodeagent --kubeconfig K --dir DIR``.
+Run by ``edgeopt-dev up``: ``python -m edgeopt_dev.nodeagent --kubeconfig K --dir DIR``.
 """
 
 from __future__ import annotations

@@ -377,7 +377,7 @@ def resolve(pod: dict[str, Any], container: dict[str, Any], pod_dir: Path, ctx: 
     if shutil.which("podman") is None:
         raise NotYet(
             "ContainerCreating",
-            "podman is not installed on the dev node: `edgeopt dev images` installs "
+            "podman is not installed on the dev node: `edgeopt-dev images` installs "
             "podman, buildah, runc and debootstrap and builds the images Pods run",
         )
     if not image_exists(image):
@@ -386,7 +386,7 @@ def resolve(pod: dict[str, Any], container: dict[str, Any], pod_dir: Path, ctx: 
         raise NotYet(
             "ErrImagePull",
             f'Container image "{image}" is not in local storage, and the edgeopt dev node '
-            "pulls no image: build it (`edgeopt dev images`) or name a local one",
+            "pulls no image: build it (`edgeopt-dev images`) or name a local one",
         )
     refusal = verify_run_as_non_root(pod, container, image_user(image))
     if refusal:

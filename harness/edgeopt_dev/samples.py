@@ -5,7 +5,7 @@ weights from the network) so that a fresh clone can exercise the whole path.
 Each writer returns a dict describing what it wrote (paths, input and output
 names) so callers can build an OptimizedModel spec without guessing.
 
-TensorFlow is imported inside the functions: ``edgeopt samples --help`` and
+TensorFlow is imported inside the functions: ``edgeopt-dev samples --help`` and
 the operator image must not pay for (or need) it.
 """
 

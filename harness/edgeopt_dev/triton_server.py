@@ -17,10 +17,13 @@ libraries in ``nvidia_pytriton.libs/``.  Three things make it run here:
 
 The server binds to 127.0.0.1 on free ports in explicit model-control mode:
 nothing loads until someone asks, which is how the operator drives it.
+``edgeopt-dev serve`` (``configure``/``run`` at the end) runs it from the
+command line.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.util
 import logging
@@ -36,7 +39,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import IO
 
 from edgeopt.errors import ServingError
@@ -336,3 +339,65 @@ def running_triton(repository: Path, **kwargs: object) -> Iterator[TritonServer]
     server = TritonServer(repository, **kwargs)  # type: ignore[arg-type]
     with server:
         yield server
+
+
+# --------------------------------------------------------------------------- command
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """``edgeopt-dev serve``: this Triton in the foreground, for the demo and for humans.
+
+    Loading, unloading and listing models stay product commands (``edgeopt
+    triton load|unload|index``): they work against any Triton, this one included.
+    """
+    parser.description = (
+        "Run tritonserver (explicit model control) on a model repository in the foreground; "
+        "then `edgeopt triton load NAME --url URL` loads a model."
+    )
+    parser.add_argument("--repository", required=True, type=Path, help="model repository directory")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    parser.add_argument("--http-port", type=int, default=None, help="HTTP port (default: a free one)")
+    parser.add_argument("--grpc-port", type=int, default=None, help="gRPC port (default: a free one)")
+    parser.add_argument("--metrics-port", type=int, default=None, help="metrics port (default: a free one)")
+    parser.add_argument(
+        "--load-model", action="append", default=[], metavar="NAME", help="load this model at start (repeatable)"
+    )
+    parser.add_argument("--log-file", type=Path, default=None, help="write the server log here instead of stderr")
+    parser.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for /v2/health/live")
+
+
+def run(args: argparse.Namespace) -> int:
+    repo = args.repository.resolve()
+    repo.mkdir(parents=True, exist_ok=True)
+    server = TritonServer(
+        repo,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        log_path=args.log_file,
+        load_models=args.load_model,
+        startup_timeout=args.startup_timeout,
+    )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    server.start()
+    try:
+        print(f"tritonserver ready in {server.startup_seconds:.1f}s", file=sys.stderr)
+        print(f"HTTP    {server.http_url}", flush=True)
+        print(f"gRPC    {server.grpc_url}")
+        print(f"metrics {server.metrics_url}")
+        print(f"repository {repo} (explicit model control: POST {server.http_url}/v2/repository/models/NAME/load)")
+        sys.stdout.flush()
+        while server.is_running():
+            time.sleep(0.5)
+        code = server.wait()
+        print(f"tritonserver exited with code {code}", file=sys.stderr)
+        return 1 if code else 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()

@@ -1,4 +1,4 @@
-"""`edgeopt dev up/down` from the command line: a crashed run is cleaned up, `down` leaves no process."""
+"""`edgeopt-dev up/down` from the command line: a crashed run is cleaned up, `down` leaves no process."""
 
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ from tests.k8s.jobs import cluster_containers, job_manifest, pid_alive
 
 pytestmark = pytest.mark.k8s
 
+EDGEOPT_DEV = [sys.executable, "-m", "edgeopt_dev.cli"]  # the harness's script, as .venv/bin/edgeopt-dev runs it
 
-def edgeopt(*args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "edgeopt.cli", *args], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"edgeopt {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+
+def edgeopt_dev(*args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*EDGEOPT_DEV, *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"edgeopt-dev {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
@@ -63,7 +65,7 @@ def start_sleeper(root: Path, kubectl_path: Path) -> str:
 def test_crashed_run_is_cleaned_up_and_down_leaves_no_process(tmp_path, kubectl_path, images):
     root = tmp_path / "dev"
     try:
-        edgeopt("dev", "up", "--dir", str(root), "--detach")
+        edgeopt_dev("up", "--dir", str(root), "--detach")
         first = recorded_pids(root)
         assert set(first) == set(COMPONENTS)
         orphan = start_sleeper(root, kubectl_path)
@@ -75,7 +77,7 @@ def test_crashed_run_is_cleaned_up_and_down_leaves_no_process(tmp_path, kubectl_
         assert cluster_containers(root) == [orphan]
 
         t0 = time.monotonic()
-        edgeopt("dev", "up", "--dir", str(root), "--detach")  # stale pid files, old etcd data
+        edgeopt_dev("up", "--dir", str(root), "--detach")  # stale pid files, old etcd data
         startup = time.monotonic() - t0
         print(f"cached start-up over a crashed DIR: {startup:.1f}s")
         assert startup < 30, f"cached start-up took {startup:.1f}s"
@@ -83,13 +85,13 @@ def test_crashed_run_is_cleaned_up_and_down_leaves_no_process(tmp_path, kubectl_
         second = recorded_pids(root)
         sleeper = start_sleeper(root, kubectl_path)
 
-        out = edgeopt("dev", "down", "--dir", str(root)).stdout
+        out = edgeopt_dev("down", "--dir", str(root)).stdout
         assert "nodeagent" in out and "kube-apiserver" in out and "etcd" in out
         for name, pid in second.items():
             assert not pid_alive(pid), f"{name} (pid {pid}) still runs after dev down"
             assert not processes.group_members(pid), f"{name}'s process group still has members"
         assert sleeper not in cluster_containers(root) and not cluster_containers(root)
         assert not list((root / "run").glob("*.pid"))
-        assert "nothing was running" in edgeopt("dev", "down", "--dir", str(root)).stdout
+        assert "nothing was running" in edgeopt_dev("down", "--dir", str(root)).stdout
     finally:
-        subprocess.run([sys.executable, "-m", "edgeopt.cli", "dev", "down", "--dir", str(root)], timeout=120)
+        subprocess.run([*EDGEOPT_DEV, "down", "--dir", str(root)], timeout=120)

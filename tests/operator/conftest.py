@@ -25,11 +25,11 @@ def om_crd(kubectl: Kubectl) -> None:
 
 @pytest.fixture(scope="session")
 def add_model(control_plane: Any) -> Path:
-    """``edgeopt samples add`` on the `models` claim, as the example's comment says."""
+    """``edgeopt-dev samples add`` on the `models` claim, as the example's comment says."""
     target = control_plane.pvc_dir("models") / "add"
     if not (target / "checkpoint").exists():
-        edgeopt = Path(sys.executable).parent / "edgeopt"
-        subprocess.run([str(edgeopt), "samples", "add", "--dir", str(target)], check=True, capture_output=True)
+        command = [sys.executable, "-m", "edgeopt_dev.cli", "samples", "add", "--dir", str(target)]
+        subprocess.run(command, check=True, capture_output=True)
     return Path(target)
 
 

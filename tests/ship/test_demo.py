@@ -1,4 +1,4 @@
-"""`edgeopt demo` in CI: the whole path, and the chart's RBAC proven sufficient.
+"""`edgeopt-dev demo` in CI: the whole path, and the chart's RBAC proven sufficient.
 
 The demo builds the images, installs the chart with its operator and Triton
 Deployments running from them (the operator with the chart's ServiceAccount
@@ -30,11 +30,11 @@ Run = tuple[subprocess.CompletedProcess[str], dict[str, Any], float]
 
 
 def run_demo(tmp_path: Path, *args: str, timeout: float) -> Run:
-    """``edgeopt demo --results``: the process, and the results it wrote (each step, the Pods, the answers)."""
+    """``edgeopt-dev demo --results``: the process, and the results it wrote (each step, the Pods, the answers)."""
     results = tmp_path / "results.json"
     t = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "edgeopt.cli", "demo", "--results", str(results), *args],
+        [sys.executable, "-m", "edgeopt_dev.cli", "demo", "--results", str(results), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -69,7 +69,7 @@ def test_demo_takes_the_example_to_ready_and_triton_answers(tmp_path: Path) -> N
     for key in ("opsBefore", "opsAfter", "latencyMsBefore", "latencyMsAfter"):
         assert report.get(key) is not None, report
     assert results["tornDown"]["stillRunning"] == []
-    print(f"\nedgeopt demo wall time: {took:.1f}s")
+    print(f"\nedgeopt-dev demo wall time: {took:.1f}s")
 
 
 @pytest.mark.timeout(600)

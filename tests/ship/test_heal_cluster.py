@@ -112,7 +112,7 @@ def installed(control_plane: Any, kubectl: Any, images: dict[str, str]) -> Itera
             [
                 sys.executable,
                 "-m",
-                "edgeopt.cli",
+                "edgeopt_dev.cli",
                 "samples",
                 "add",
                 "--dir",

@@ -130,7 +130,7 @@ def test_the_two_commands_and_setup_are_documented() -> None:
     assert "make demo" in development and "make test" in development
     assert ".venv/bin/edgeopt" in development
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^demo:.*\n\t\$\(BIN\)/edgeopt demo", makefile, re.M), "make demo must run edgeopt demo"
+    assert re.search(r"^demo:.*\n\t\$\(BIN\)/edgeopt-dev demo", makefile, re.M), "make demo must run edgeopt-dev demo"
     assert re.search(r"^test:", makefile, re.M)
     assert "make test" in (ROOT / ".ci/run").read_text()
 

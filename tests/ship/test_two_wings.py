@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import tomllib
@@ -29,17 +27,16 @@ def test_images_copy_only_the_product() -> None:
     assert not [a for a in allowed if a.startswith("harness")], allowed
 
 
-def test_harness_commands_say_what_is_missing_without_the_harness() -> None:
-    # As in an image: the harness distribution's import hook is gone (the product's stays).
-    code = (
-        "import sys\n"
-        "sys.meta_path = [f for f in sys.meta_path if 'edgeopt_dev' not in getattr(f, '__module__', '')]\n"
-        "from edgeopt.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
-    for args in (["dev", "up"], ["demo"], ["samples", "add"]):
-        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
-        assert proc.returncode != 0
-        assert "development harness (edgeopt_dev)" in proc.stderr and "source checkout" in proc.stderr, proc.stderr
-    proc = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and "edgeopt" in proc.stdout, "the product itself works without the harness"
+def test_the_dev_commands_are_the_harness_s_own_script() -> None:
+    """`edgeopt-dev` comes with the harness distribution, `edgeopt` with the product; the contract has no exception."""
+    product = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    harness = tomllib.loads((ROOT / "harness" / "pyproject.toml").read_text())
+    assert product["project"]["scripts"] == {"edgeopt": "edgeopt.cli:main"}
+    assert harness["project"]["scripts"] == {"edgeopt-dev": "edgeopt_dev.cli:main"}
+    contracts = product["tool"]["importlinter"]["contracts"]
+    (apart,) = [c for c in contracts if c.get("forbidden_modules") == ["edgeopt_dev"]]
+    assert apart["source_modules"] == ["edgeopt"] and "ignore_imports" not in apart, apart
+    makefile = (ROOT / "Makefile").read_text()
+    setup = makefile.split("\n$(STAMP):", 1)[1].split("\n\n", 1)[0]
+    assert "harness/pyproject.toml" in setup.splitlines()[0], "a change of the harness's scripts must re-run setup"
+    assert "pip install --quiet --no-deps -e ./harness" in setup, "`make setup` installs the harness and its script"

@@ -16,13 +16,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "examples" / "add-checkpoint-cpu.yaml"
 
 
-def _edgeopt(*args: str, pvc: Path, work: Path, quiet_tf: bool = True) -> subprocess.CompletedProcess[str]:
+def _edgeopt(
+    *args: str, pvc: Path, work: Path, quiet_tf: bool = True, module: str = "edgeopt.cli"
+) -> subprocess.CompletedProcess[str]:
+    """``edgeopt ARGS`` as a user runs it (``module="edgeopt_dev.cli"``: the harness's ``edgeopt-dev``)."""
     env = dict(os.environ, EDGEOPT_PVC_ROOT=str(pvc), EDGEOPT_WORKDIR=str(work))
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     if quiet_tf:
         env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     return subprocess.run(
-        [sys.executable, "-m", "edgeopt.cli", *args],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -35,7 +38,9 @@ def test_example_converts_writes_output_and_publishes(tmp_path: Path) -> None:
     import tensorflow as tf
 
     pvc, work = tmp_path / "pvc", tmp_path / "work"
-    made = _edgeopt("samples", "add", "--dir", str(pvc / "models" / "add"), pvc=pvc, work=work)
+    made = _edgeopt(
+        "samples", "add", "--dir", str(pvc / "models" / "add"), pvc=pvc, work=work, module="edgeopt_dev.cli"
+    )
     assert made.returncode == 0, made.stderr
     term = tmp_path / "term.json"
     out = tmp_path / "out"

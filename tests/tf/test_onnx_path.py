@@ -222,11 +222,11 @@ def test_cpu_int8_example_converts_with_the_cli(tmp_path: Path) -> None:
     pvc, work = tmp_path / "pvc", tmp_path / "work"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", EDGEOPT_PVC_ROOT=str(pvc), EDGEOPT_WORKDIR=str(work))
 
-    def edgeopt(*args: str) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "edgeopt.cli", *args]
+    def edgeopt(*args: str, module: str = "edgeopt.cli") -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", module, *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, env=env)
 
-    made = edgeopt("samples", "convbn", "--dir", str(pvc / "models" / "convbn"))
+    made = edgeopt("samples", "convbn", "--dir", str(pvc / "models" / "convbn"), module="edgeopt_dev.cli")
     assert made.returncode == 0, made.stderr
     calibration(pvc / "models" / "convbn" / "calibration.npz", "input", [-1, 16, 16, 3], n=64)
     term = tmp_path / "term.json"

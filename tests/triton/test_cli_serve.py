@@ -1,7 +1,7 @@
-"""The documented path, as a user runs it: samples → ``edgeopt convert -f`` → ``edgeopt triton serve``.
+"""The documented path, as a user runs it: samples → ``edgeopt convert -f`` → serve → ``edgeopt triton load``.
 
 Uses the CPU example manifest itself (so the docs cannot rot), a PVC root in
-a tmp dir, and the ``serve`` command as a real subprocess (its own Triton).
+a tmp dir, and the harness's ``edgeopt-dev serve`` as a real subprocess (its own Triton).
 """
 
 from __future__ import annotations
@@ -27,19 +27,22 @@ pytestmark = [pytest.mark.triton, pytest.mark.tf]
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "add-checkpoint-cpu.yaml"
 EDGEOPT = [sys.executable, "-m", "edgeopt.cli"]
+EDGEOPT_DEV = [sys.executable, "-m", "edgeopt_dev.cli"]  # the harness's script: samples, serve
 
 
-def edgeopt(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*EDGEOPT, *args], env=env, capture_output=True, text=True, timeout=600)
+def edgeopt(
+    *args: str, env: dict[str, str], check: bool = True, program: list[str] = EDGEOPT
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*program, *args], env=env, capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
-        raise AssertionError(f"edgeopt {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(f"{program[-1]} {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
 def test_convert_example_then_serve_answers(tmp_path: Path) -> None:
     pvc = tmp_path / "pvc"
     env = {**os.environ, "EDGEOPT_PVC_ROOT": str(pvc), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    edgeopt("samples", "add", "--dir", str(pvc / "models" / "add"), env=env)
+    edgeopt("samples", "add", "--dir", str(pvc / "models" / "add"), env=env, program=EDGEOPT_DEV)
     repo = pvc / "triton-models"
 
     started = time.monotonic()
@@ -62,7 +65,7 @@ def test_convert_example_then_serve_answers(tmp_path: Path) -> None:
     assert existing_versions(repo / "add") == [1, 2]
 
     serve = subprocess.Popen(
-        [*EDGEOPT, "triton", "serve", "--repository", str(repo), "--log-file", str(tmp_path / "triton.log")],
+        [*EDGEOPT_DEV, "serve", "--repository", str(repo), "--log-file", str(tmp_path / "triton.log")],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

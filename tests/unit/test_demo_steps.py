@@ -1,4 +1,4 @@
-"""The demo's step record, which ``edgeopt demo --results`` writes and tests/ship/test_demo.py reads."""
+"""The demo's step record, which ``edgeopt-dev demo --results`` writes and tests/ship/test_demo.py reads."""
 
 from __future__ import annotations
 
