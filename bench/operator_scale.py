@@ -19,7 +19,7 @@ API requests per resource lifecycle (create → Job created → delete → gone)
 come from the API server's audit log (:mod:`bench.audit`), by client: kopf,
 the operator's own code, the controller manager, and this benchmark's create
 and delete (the user's part); the benchmark's polling is left out.  The same
-log gives each resource's timeline (create → kopf's finalizer patch →
+log gives each resource's timeline (create → kopf's first patch →
 ConfigMap → Job → status), whose per-step medians say where the time goes.
 The ``apiserver_request_total`` deltas are kept in the JSON as a cross-check.
 A first unmeasured round warms the API server and the garbage collector (its

@@ -282,11 +282,24 @@ def test_audit_log_counts_by_client_and_times_each_step() -> None:
     assert by_client["bench"]["create optimizedmodels"] == 1 and by_client["bench"]["delete optimizedmodels"] == 1
     lines = audit_timelines(requests, "operator-1", ["m000"])
     steps = lines["m000"]
-    assert set(steps) == {"finalizer", "configmap", "job", "status"}
-    assert 0 < steps["finalizer"] < steps["configmap"] < steps["job"] < steps["status"] < 1000
+    assert set(steps) == {"kopf", "configmap", "job", "status"}
+    assert 0 < steps["kopf"] < steps["configmap"] < steps["job"] < steps["status"] < 1000  # kopf's finalizer first
     summary = phase_summary(lines)
-    assert list(summary) == ["→finalizer", "→configmap", "→job", "→status"]
+    assert list(summary) == ["→kopf", "→configmap", "→job", "→status"]
     assert summary["→job"]["p50"] == pytest.approx(steps["job"] - steps["configmap"], abs=0.1)
+
+
+def test_phase_steps_follow_the_order_they_happened() -> None:
+    """No finalizer (a delete with no work): kopf's first patch is its annotation after the handler."""
+    lines = {
+        "a": {"kopf": 1300.0, "configmap": 900.0, "job": 1000.0, "status": 1100.0},
+        "b": {"kopf": 1500.0, "configmap": 1000.0, "job": 1150.0, "status": 1300.0},
+    }
+    summary = phase_summary(lines)
+    assert list(summary) == ["→configmap", "→job", "→status", "→kopf"]
+    assert summary["→configmap"]["p50"] == pytest.approx(950.0)
+    assert summary["→kopf"]["p50"] == pytest.approx(200.0)
+    assert all(step["p50"] >= 0 for step in summary.values())
 
 
 def test_audit_clients_are_told_apart_by_user_agent() -> None:
@@ -317,7 +330,7 @@ def test_operator_rows_put_the_targets_at_100_and_500() -> None:
             "rssMiBLoaded": rss,
             "rssMiBPeak": rss + 5,
             "requestsPerResourceByClient": {"kopf": 4.0, "operator": 5.0},
-            "phasesMs": {"→finalizer": {"p50": 200.0, "p99": 700.0}},
+            "phasesMs": {"→kopf": {"p50": 200.0, "p99": 700.0}},
         }
 
     sizes = (10, 100, 500)
@@ -331,7 +344,7 @@ def test_operator_rows_put_the_targets_at_100_and_500() -> None:
     assert by_name["reconcile apply → Job created p50, 10 at once"].status == ""  # no target off 100
     assert by_name["operator RSS at 500 resources"].status == MISS  # 151 MiB > 150
     assert by_name["operator RSS at 100 resources"].target is None
-    assert "→finalizer 200" in by_name["reconcile apply → Job created p50, 100 at once"].note
+    assert "→kopf 200" in by_name["reconcile apply → Job created p50, 100 at once"].note
 
 
 def test_interleave_shuffled_varies_who_follows_whom() -> None:
