@@ -198,6 +198,13 @@ class Bench:
 
         return float(psutil.Process(self.operator.pid).memory_info().rss) / MIB
 
+    def operator_cpu_s(self) -> float:
+        """CPU seconds (user + system, all threads) the operator process has used so far."""
+        import psutil
+
+        t = psutil.Process(self.operator.pid).cpu_times()
+        return float(t.user + t.system)
+
     def namespace(self, name: str) -> str:
         self.core.create_namespace({"metadata": {"name": name}})
         cluster.poll(
@@ -224,6 +231,7 @@ class Bench:
         op_before = cluster.operator_requests(self.metrics_url) if not direct else Counter()
         sampler = cluster.RssSampler(self.operator.pid).start() if not direct else None
         before = cluster.apiserver_requests(self.api)
+        cpu_begin = self.operator_cpu_s() if not direct else 0.0
         t_begin, wall_begin = time.monotonic(), time.time()
         created: dict[str, float] = {}
 
@@ -236,6 +244,8 @@ class Bench:
         with ThreadPoolExecutor(APPLY_THREADS) as pool:
             list(pool.map(apply, names))
         watch.wait_for(set(names), timeout=120 + 3 * n)
+        window_s = time.monotonic() - t_begin
+        cpu_window = self.operator_cpu_s() - cpu_begin if not direct else 0.0
         latencies = [(watch.seen[k] - created[k]) * 1000 for k in names]
         rss_loaded = None
         if not direct:
@@ -286,6 +296,12 @@ class Bench:
             out["operatorOwnCallsPerResource"] = round(
                 sum(cluster.delta(cluster.operator_requests(self.metrics_url), op_before).values()) / n, 1
             )
+            # From the first create to the last Job seen: is the operator's one process the bottleneck?
+            out["operatorCpu"] = {
+                "msPerResource": round(cpu_window * 1000 / n, 2),
+                "coreShare": round(cpu_window / window_s, 2),
+                "windowS": round(window_s, 2),
+            }
             out["rssMiBLoaded"] = rss_loaded
             out["rssMiBPeak"] = peak
         self.core.delete_namespace(ns)
@@ -403,6 +419,12 @@ def scale_rows(
     for n in sizes:
         o, d = via[n]["latencyMs"], direct[n]["latencyMs"]
         steps = ", ".join(f"{k} {v['p50']:.0f}" for k, v in (via[n].get("phasesMs") or {}).items())
+        cpu = via[n].get("operatorCpu")
+        if cpu:
+            steps += (
+                f"; operator CPU {cpu['msPerResource']:.1f} ms per resource, "
+                f"{cpu['coreShare']:.0%} of one core over the {cpu['windowS']:.1f} s to the last Job"
+            )
         result.row(
             f"reconcile apply → Job created p50, {n} at once",
             o["p50"],

@@ -336,6 +336,7 @@ def test_operator_rows_put_the_targets_at_100_and_500() -> None:
     sizes = (10, 100, 500)
     direct = {n: round_(100.0, 300.0, 0) for n in sizes}
     via = {10: round_(250.0, 900.0, 110), 100: round_(290.0, 1400.0, 130), 500: round_(900.0, 9000.0, 151)}
+    via[100]["operatorCpu"] = {"msPerResource": 8.5, "coreShare": 0.93, "windowS": 1.2}
     result = AreaResult("operator")
     scale_rows(result, sizes, direct, via, 108.0)  # type: ignore[arg-type]
     by_name = {r.name: r for r in result.rows}
@@ -345,6 +346,9 @@ def test_operator_rows_put_the_targets_at_100_and_500() -> None:
     assert by_name["operator RSS at 500 resources"].status == MISS  # 151 MiB > 150
     assert by_name["operator RSS at 100 resources"].target is None
     assert "→kopf 200" in by_name["reconcile apply → Job created p50, 100 at once"].note
+    cpu = "operator CPU 8.5 ms per resource, 93% of one core over the 1.2 s to the last Job"
+    assert cpu in by_name["reconcile apply → Job created p50, 100 at once"].note
+    assert "operator CPU" not in by_name["reconcile apply → Job created p50, 500 at once"].note  # not measured
 
 
 def test_interleave_shuffled_varies_who_follows_whom() -> None:
