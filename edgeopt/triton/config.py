@@ -67,11 +67,15 @@ PLATFORMS = {"tensorflow": "tensorflow_savedmodel", "onnxruntime": "onnxruntime_
 TRT_CACHE_ROOT = "/tmp/edgeopt-trt-cache"
 #: The CUDA EP options the onnxruntime backend gets on GPU (fallback under TensorRT, or the EP itself),
 #: through ``gpu_execution_accelerator { name: "cuda" }`` (onnxruntime_backend passes every key to ORT's
-#: CUDA provider options).  Only what is known to hold: cuDNN's exhaustive algorithm search, which Triton
-#: applies by default only when a config has ``parameters``.  Candidates ``bench/gpu_ort.py`` measures
-#: before they go here: ``prefer_nhwc`` (drops the NHWC→NCHW transposes of tf2onnx's export) and
-#: ``use_tf32``; CUDA graphs never: Triton binds each request's own buffers, a captured graph needs fixed ones.
+#: CUDA provider options).  cuDNN's exhaustive algorithm search, which Triton applies by default only when
+#: a config has no ``parameters``.  Measured on an H200 (ORT 1.31.1, ``bench/gpu_ort.py``; bench/README.md):
+#: ``prefer_nhwc`` ran FP32/FP16 MobileNetV2 b64 compute-only in 4.39 / 3.63 ms against 5.26 / 4.51 NCHW
+#: and ResNet50 in 7.78 / 5.39 against 9.46 / 7.23, but the S8S8 Q/DQ INT8 graphs 2.5x slower (28.1 vs
+#: 11.1 ms), so INT8 keeps NCHW (``NHWC_OPTIONS`` go only with FP32/FP16).  ``use_tf32`` stays ORT's default
+#: (on, as TensorFlow's on Ampere and later): off cost 21% at b64 for 1e-2 → 5e-6 relative error.  CUDA
+#: graphs never: Triton binds each request's own buffers, and a captured graph needs fixed ones.
 CUDA_EP_OPTIONS: tuple[tuple[str, str], ...] = (("cudnn_conv_algo_search", "EXHAUSTIVE"),)
+NHWC_OPTIONS: tuple[tuple[str, str], ...] = (("prefer_nhwc", "1"),)
 
 
 @dataclass(frozen=True)
@@ -314,8 +318,11 @@ def _onnx_on_gpu(artifact: Artifact, model: OptimizedModel) -> bool:
 
 
 def cuda_accelerator(artifact: Artifact, model: OptimizedModel) -> tuple[tuple[str, str], ...]:
-    """The CUDA EP's options (``CUDA_EP_OPTIONS``) for an onnxruntime model on GPU, with or without TensorRT."""
-    return CUDA_EP_OPTIONS if _onnx_on_gpu(artifact, model) else ()
+    """The CUDA EP's options for an onnxruntime model on GPU, with or without TensorRT; NHWC unless INT8."""
+    if not _onnx_on_gpu(artifact, model):
+        return ()
+    precision = artifact.precision or precision_of(model.spec)
+    return CUDA_EP_OPTIONS + (() if precision == "INT8" else NHWC_OPTIONS)
 
 
 def trt_cache_paths(model_name: str) -> dict[str, str]:

@@ -23,7 +23,13 @@ from edgeopt.converter import onnx_quantize
 from edgeopt.converter.trt_build import profile_shapes
 from edgeopt.errors import ConversionError, PublishError, SpecError
 from edgeopt.spec import parse_manifest, uses_onnx
-from edgeopt.triton.config import CUDA_EP_OPTIONS, TRT_CACHE_ROOT, build_model_config, trt_cache_paths
+from edgeopt.triton.config import (
+    CUDA_EP_OPTIONS,
+    NHWC_OPTIONS,
+    TRT_CACHE_ROOT,
+    build_model_config,
+    trt_cache_paths,
+)
 
 
 def model(target: dict[str, Any], tensorrt: dict[str, Any] | None = None, **spec: Any) -> Any:
@@ -82,7 +88,7 @@ def test_onnxruntime_gpu_with_tensorrt_accelerator() -> None:
     # Triton's repository is read-only: the caches live on the chart's volume (under /tmp), engines per model.
     assert p["trt_engine_cache_path"] == f"{TRT_CACHE_ROOT}/engines/mnet" and TRT_CACHE_ROOT.startswith("/tmp/")
     assert p["trt_timing_cache_path"] == f"{TRT_CACHE_ROOT}/timing"
-    assert params(block[block.index('name: "cuda"') :]) == dict(CUDA_EP_OPTIONS)
+    assert params(block[block.index('name: "cuda"') :]) == {"cudnn_conv_algo_search": "EXHAUSTIVE", "prefer_nhwc": "1"}
     assert p["trt_profile_min_shapes"] == "images:1x224x224x3"
     assert p["trt_profile_opt_shapes"] == p["trt_profile_max_shapes"] == "images:8x224x224x3"
     # The onnxruntime backend reads no python-flavour parameters.
@@ -97,7 +103,16 @@ def test_onnxruntime_gpu_without_accelerator_and_unknown_dims_has_no_profile() -
     m_off = model({"backend": "onnxruntime", "device": "GPU"}, {"enabled": False})
     text = build_model_config(artifact(), m_off).render()  # the CUDA EP alone, with its tuned options
     assert 'name: "cuda"' in text and 'name: "tensorrt"' not in text
-    assert params(text) == dict(CUDA_EP_OPTIONS)
+    assert params(text) == dict(CUDA_EP_OPTIONS + NHWC_OPTIONS)
+
+
+def test_int8_on_the_cuda_ep_keeps_nchw() -> None:
+    """NHWC made the S8S8 Q/DQ graphs 2.5x slower on the H200 (bench/README.md): INT8 gets no prefer_nhwc."""
+    int8 = {"enabled": False, "precision": "INT8", "calibration": {"synthetic": True}}
+    m = model({"backend": "onnxruntime", "device": "GPU"}, int8)
+    text = build_model_config(artifact(precision="INT8"), m).render()
+    assert 'name: "cuda"' in text
+    assert params(text) == {"cudnn_conv_algo_search": "EXHAUSTIVE"}
 
 
 @pytest.mark.parametrize("name", ["mnet", "a-b", "x1"])
