@@ -33,7 +33,9 @@ import numpy as np
 import onnxruntime as ort
 
 ARCHS = ("mobilenetv2", "resnet50", "efficientnetb0")
-PRECISIONS = ("fp32", "fp16", "int8")
+#: GPU_ORT_PRECISIONS=fp16 (comma list) and GPU_ORT_VARIANTS=nhwc narrow a re-run; GPU_ORT_TABLE_ONLY=1 skips
+#: the sweep and the profile.
+PRECISIONS = tuple(os.environ.get("GPU_ORT_PRECISIONS", "fp32,fp16,int8").split(","))
 BATCHES = (1, 8, 64)
 #: CUDA EP option sets tried in the sweep (ORT's defaults: EXHAUSTIVE search, NCHW, TF32 allowed, no graphs).
 SWEEP: dict[str, dict[str, str]] = {
@@ -46,7 +48,8 @@ SWEEP: dict[str, dict[str, str]] = {
     "graph": {"enable_cuda_graph": "1"},
     "nhwc+graph": {"prefer_nhwc": "1", "enable_cuda_graph": "1"},
 }
-TABLE_VARIANTS = ("default", "nhwc", "nhwc+graph")
+TABLE_VARIANTS = tuple(os.environ.get("GPU_ORT_VARIANTS", "default,nhwc,nhwc+graph").split(","))
+TABLE_ONLY = os.environ.get("GPU_ORT_TABLE_ONLY") == "1"
 #: Seconds this script may run (a device call has 600 in all); GPU_ORT_DEADLINE_S when set-up took some.
 DEADLINE_S = float(os.environ.get("GPU_ORT_DEADLINE_S", "540"))
 T0 = time.monotonic()
@@ -101,12 +104,17 @@ def compute_only(sess: Any, x: np.ndarray) -> tuple[dict[str, float], np.ndarray
     return stats, y_dev.numpy()
 
 
+#: The converter's FP16 validation defaults (``validation.fp16Rtol`` / ``fp16Atol``): |got - TF| <= atol + rtol*|TF|.
+FP16_RTOL, FP16_ATOL = 0.05, 0.1
+
+
 def errors(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
     diff = np.abs(got.astype(np.float64) - ref)
     return {
         "maxAbs": float(diff.max()),
         "maxRelToMax": float(diff.max() / np.abs(ref).max()),
         "top1": float(np.mean(np.argmax(got, 1) == np.argmax(ref, 1))),
+        "outsideFp16Tolerance": int(np.sum(diff > FP16_ATOL + FP16_RTOL * np.abs(ref))),
     }
 
 
@@ -224,10 +232,11 @@ def main(argv: list[str]) -> int:
         results["seconds"] = round(time.monotonic() - T0, 1)
         (out / "gpu_ort.json").write_text(json.dumps(results, indent=1))
 
-    results["sweep"] = {}
-    sweep(data, save, results["sweep"])
-    results["profile"] = profile(data, out)
-    save()
+    if not TABLE_ONLY:
+        results["sweep"] = {}
+        sweep(data, save, results["sweep"])
+        results["profile"] = profile(data, out)
+        save()
     results["table"] = {}
     table(data, save, results["table"])
     save()
