@@ -70,7 +70,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    parser = build_parser(argv)
+    return dispatch(build_parser(argv), argv, "edgeopt")
+
+
+def dispatch(parser: argparse.ArgumentParser, argv: list[str], prog: str) -> int:
+    """Run the chosen command; an EdgeoptError is one ``PROG COMMAND: error: ...`` line and its exit code.
+
+    Shared with the dev harness's ``edgeopt-dev`` (harness/edgeopt_dev/cli.py), which builds its own parser.
+    """
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
@@ -78,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except EdgeoptError as exc:
-        print(f"edgeopt {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prog} {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

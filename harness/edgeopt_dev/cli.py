@@ -18,7 +18,7 @@ import importlib
 import sys
 from dataclasses import dataclass
 
-from edgeopt.errors import EdgeoptError
+from edgeopt.cli import dispatch
 
 
 @dataclass(frozen=True)
@@ -67,18 +67,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    if not getattr(args, "_run", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args._run(args) or 0)
-    except EdgeoptError as exc:
-        print(f"edgeopt-dev {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    return dispatch(build_parser(argv), argv, "edgeopt-dev")
 
 
 if __name__ == "__main__":
