@@ -158,26 +158,32 @@ def convert(
     ctx: Context, case: ModelCase, src: Path, out: Path, *, transforms: list[str] | None = None
 ) -> dict[str, Any]:
     """``edgeopt convert -f`` (no publish) into ``out``; returns its report.json."""
-    if not (out / "report.json").exists():
-        spec_file = out.parent / f"{out.name}.yaml"
-        spec_file.write_text(yaml.safe_dump(manifest(case, src, ctx.dir("repo"), transforms=transforms)))
-        cli(
-            "convert",
-            "-f",
-            str(spec_file),
-            "--no-publish",
-            "--output",
-            str(out),
-            "--log-format",
-            "json",
-            "--workdir",
-            str(ctx.dir("convert-work")),
-            "--termination-log",
-            str(out.parent / f"{out.name}.summary"),
-            log=ctx.dir("logs") / f"convert-{out.name}.log",
-        )
+    convert_manifest(ctx, manifest(case, src, ctx.dir("repo"), transforms=transforms), out)
     report: dict[str, Any] = json.loads((out / "report.json").read_text())
     return report
+
+
+def convert_manifest(ctx: Context, doc: dict[str, Any], out: Path) -> None:
+    """``edgeopt convert -f`` of the manifest ``doc`` (no publish) into ``out``, unless it is there already."""
+    if (out / "report.json").exists():
+        return
+    spec_file = out.parent / f"{out.name}.yaml"
+    spec_file.write_text(yaml.safe_dump(doc))
+    cli(
+        "convert",
+        "-f",
+        str(spec_file),
+        "--no-publish",
+        "--output",
+        str(out),
+        "--log-format",
+        "json",
+        "--workdir",
+        str(ctx.dir("convert-work")),
+        "--termination-log",
+        str(out.parent / f"{out.name}.summary"),
+        log=ctx.dir("logs") / f"convert-{out.name}.log",
+    )
 
 
 def prepare(ctx: Context, case: ModelCase) -> Prepared:

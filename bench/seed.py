@@ -24,8 +24,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench import models
 from bench.context import Context
 from bench.report import AreaResult, Row, Target
@@ -85,26 +83,9 @@ def dir_bytes(path: Path) -> int:
 def convert_variant(ctx: Context, case: models.ModelCase, src: Path, name: str, **spec: Any) -> Path:
     """``edgeopt convert -f`` of the case with ``spec`` sections overridden; returns the artefact dir."""
     out = ctx.dir("models", case.label) / name
-    if not (out / "report.json").exists():
-        doc = models.manifest(case, src, ctx.dir("repo"))
-        doc["spec"].update(spec)
-        spec_file = out.parent / f"{name}.yaml"
-        spec_file.write_text(yaml.safe_dump(doc))
-        models.cli(
-            "convert",
-            "-f",
-            str(spec_file),
-            "--no-publish",
-            "--output",
-            str(out),
-            "--log-format",
-            "json",
-            "--workdir",
-            str(ctx.dir("convert-work")),
-            "--termination-log",
-            str(out.parent / f"{name}.summary"),
-            log=ctx.dir("logs") / f"convert-{name}.log",
-        )
+    doc = models.manifest(case, src, ctx.dir("repo"))
+    doc["spec"].update(spec)
+    models.convert_manifest(ctx, doc, out)
     return out
 
 
