@@ -39,7 +39,9 @@ REPORT_FILE = "report.json"
 SIGNATURE_FILE = "signature.json"
 
 
-def _convert_precision(model: OptimizedModel, exported: Path, stage_dir: Path, log: StageLog) -> dict[str, Any]:
+def _convert_precision(
+    model: OptimizedModel, exported: Path, stage_dir: Path, log: StageLog, use_of: Any = None
+) -> dict[str, Any]:
     from edgeopt.converter import onnx_export, onnx_quantize
 
     spec = model.spec
@@ -58,17 +60,19 @@ def _convert_precision(model: OptimizedModel, exported: Path, stage_dir: Path, l
         exported.unlink()
         return {"precision": "INT8", "int8": details, "precisionBy": "onnx"}
     if precision == "FP16":
-        return _fp16(spec, exported, final, log)
+        return _fp16(spec, exported, final, log, use_of)
     exported.rename(final)
     return {"precision": precision, "precisionBy": "onnx"}
 
 
-def _fp16(spec: Any, exported: Path, final: Path, log: StageLog) -> dict[str, Any]:
+def _fp16(spec: Any, exported: Path, final: Path, log: StageLog, use_of: Any) -> dict[str, Any]:
     from edgeopt.converter import onnx_fp16
 
     with log.stage("fp16") as rec:
-        details = onnx_fp16.to_fp16(exported, final)
-        rec.details.update(nodes=details["nodes"], fileBytes=details["fileBytes"])
+        details = onnx_fp16.to_fp16(exported, final, use_of)
+        rec.details.update(
+            nodes=details["nodes"], fp32Prefix=details["fp32Prefix"]["computeNodes"], fileBytes=details["fileBytes"]
+        )
     exported.unlink()
     fp16: dict[str, Any] = {"precision": "FP16", "precisionBy": "onnx", "fp16": details}
     fp16["fileBytes"] = details["fileBytes"]
@@ -92,6 +96,8 @@ class _Run:
     errors: dict[str, Any] = field(default_factory=dict)
     latency: dict[str, Any] = field(default_factory=dict)
     feeds: dict[str, Any] = field(default_factory=dict)
+    reference: dict[str, Any] = field(default_factory=dict)
+    origin: str = ""
     plan: dict[str, Any] = field(default_factory=dict)
     engines: dict[str, Any] = field(default_factory=dict)
 
@@ -140,30 +146,66 @@ def _export(model: OptimizedModel, loaded: Any, stage_dir: Path, log: StageLog, 
         rec.details.update(ops=run.onnx["ops"]["total"], fileBytes=run.onnx["fileBytes"])
     del optimized
     gc.collect()
-    run.onnx.update(_convert_precision(model, exported, stage_dir, log))
+    fp16 = precision_of(model.spec) == "FP16" and not uses_openvino(model.spec)
+    use_of = _fp16_use_of(model, loaded, exported, run) if fp16 else None
+    run.onnx.update(_convert_precision(model, exported, stage_dir, log, use_of))
     run.front.ops["onnx"] = run.onnx.get("int8", {}).get("ops", run.onnx["ops"])
     run.inputs, run.outputs = onnx_export.onnx_signature_of(stage_dir / ONNX_FILE)
 
 
+def _reference(model: OptimizedModel, loaded: Any, inputs: list[TensorInfo], run: _Run) -> None:
+    """The validation inputs and TensorFlow's answers to them, once per conversion."""
+    from edgeopt.converter import validate
+
+    if not run.reference:
+        run.feeds, run.origin = validate.validation_inputs(model.spec, inputs)
+        run.reference = loaded.reference(run.feeds)
+
+
+def _fp16_use_of(model: OptimizedModel, loaded: Any, exported: Path, run: _Run) -> Any:
+    """How much of the FP16 tolerance a candidate FP16 graph uses against TensorFlow, as a GPU runs it."""
+    from edgeopt.converter import onnx_export, onnx_validate, validate
+
+    _reference(model, loaded, onnx_export.onnx_signature_of(exported)[0], run)
+    v = model.spec.validation
+
+    def use_of(half: Any) -> float:
+        runner, _why = onnx_validate.gpu_emulation_runner(half)
+        result = runner(run.feeds)
+        return validate.tolerance_use(run.reference, result, rtol=v.fp16_rtol, atol=v.fp16_atol)
+
+    return use_of
+
+
 def _validate(model: OptimizedModel, loaded: Any, path: Path, log: StageLog, run: _Run) -> None:
     """ONNX Runtime vs the TensorFlow original on the validation inputs, and both latencies."""
-    from edgeopt.converter import onnx_quantize, onnx_validate, validate
+    from edgeopt.converter import onnx_quantize, onnx_validate
 
     spec = model.spec
     with log.stage("validate") as rec:
         runner = onnx_validate.ort_runner(onnx_validate.ort_session(path))
-        run.feeds, origin = validate.validation_inputs(spec, run.inputs)
+        _reference(model, loaded, run.inputs, run)
         int8 = run.onnx.get("int8")
         remedy = {"remedy": onnx_quantize.remedy(int8)} if int8 else {}
         run.errors = onnx_validate.compare(
-            loaded.reference(run.feeds),
+            run.reference,
             runner(run.feeds),
             spec.validation,
             int8=bool(int8),
             precision=precision_of(spec),
             **remedy,
         )
-        run.errors["inputs"] = origin
+        if "fp16" in run.onnx:
+            import onnx
+
+            emulation, why = onnx_validate.gpu_emulation_runner(onnx.load(str(path)))
+            prefix = run.onnx["fp16"]["fp32Prefix"]
+            run.errors["gpuEmulation"] = onnx_validate.compare_on_gpu_emulation(
+                run.reference, emulation(run.feeds), spec.validation, prefix
+            )
+            if why:
+                run.errors["gpuEmulation"]["note"] = why
+        run.errors["inputs"] = run.origin
         run.latency = onnx_validate.latency(loaded.reference, runner, run.feeds)
         rec.details.update(maxAbsError=run.errors["maxAbsError"], maxRelError=run.errors["maxRelError"])
 

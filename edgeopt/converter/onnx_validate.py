@@ -44,6 +44,32 @@ def ort_session(path: Path, *, threads: int = 0) -> Any:
         raise ConversionError(f"ONNX Runtime cannot load {path.name}: {first}") from exc
 
 
+def gpu_emulation_runner(half: Any) -> tuple[ModelFn, str | None]:
+    """A CPU runner of ``half`` as a GPU computes it (``onnx_fp16.storage_emulation``), and why not if not.
+
+    A graph the emulation cannot express (ORT refuses it, or it is over protobuf's 2 GiB) runs as it is,
+    with the reason returned: the FP16 gate then sees the CPU's numbers, as it did before the emulation.
+    """
+    import onnxruntime as ort
+
+    from edgeopt.converter import onnx_fp16
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        emulated = onnx_fp16.storage_emulation(half).SerializeToString()
+        session = ort.InferenceSession(emulated, options, providers=["CPUExecutionProvider"])
+        return ort_runner(session), None
+    except Exception as exc:  # ORT's own error types; ValueError from protobuf over 2 GiB
+        why = f"GPU emulation unavailable ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})"
+    try:
+        session = ort.InferenceSession(half.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise ConversionError(f"ONNX Runtime cannot load the FP16 graph: {first}") from exc
+    return ort_runner(session), why
+
+
 def ort_runner(session: Any) -> ModelFn:
     names = [o.name for o in session.get_outputs()]
 
@@ -93,6 +119,25 @@ def tolerances(validation: Validation, precision: str) -> tuple[float, float]:
     if precision == "FP16":
         return validation.fp16_rtol, validation.fp16_atol
     return validation.rtol, validation.atol
+
+
+def compare_on_gpu_emulation(
+    reference: dict[str, np.ndarray], result: dict[str, np.ndarray], validation: Validation, prefix: dict[str, Any]
+) -> dict[str, Any]:
+    """The FP16 gate on the GPU's numbers (every FP16 tensor stored in FP16); the error says what was tried."""
+    rtol, atol = validation.fp16_rtol, validation.fp16_atol
+    try:
+        errors = validate.compare(reference, result, rtol=rtol, atol=atol)
+    except ValidationError as exc:
+        kept = prefix.get("computeNodes", 0)
+        raise ValidationError(
+            f"on a GPU, which stores every FP16 tensor in FP16 (emulated here on the CPU), {exc}; the first "
+            f"{kept} of {prefix.get('ofComputeNodes', '?')} Conv/MatMul nodes were kept FP32 and that was not "
+            f"enough: publish FP32 (tensorrt.precision: FP32) or, if this error is acceptable, raise "
+            f"validation.fp16Atol/fp16Rtol"
+        ) from None
+    errors["toleranceUse"] = round(validate.tolerance_use(reference, result, rtol=rtol, atol=atol), 4)
+    return errors
 
 
 def compare(

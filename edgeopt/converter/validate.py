@@ -127,3 +127,28 @@ def latency_ms(fn: ModelFn, inputs: dict[str, np.ndarray], *, runs: int = 10, wa
         fn(inputs)
         times.append((time.perf_counter() - t0) * 1000)
     return round(statistics.median(times), 3)
+
+
+def tolerance_use(
+    reference: dict[str, np.ndarray], result: dict[str, np.ndarray], *, rtol: float, atol: float
+) -> float:
+    """The worst ``|got - ref| / (atol + rtol * |ref|)`` over the float outputs: above 1 fails ``compare``.
+
+    NaN/Inf where the original is finite, or any difference under a zero tolerance, is infinite.
+    """
+    worst = 0.0
+    for key, ref in reference.items():
+        ref = np.asarray(ref)
+        got = np.asarray(result[key]) if key in result else None
+        if got is None or got.shape != ref.shape or got.dtype.kind not in "fc" or ref.dtype.kind not in "fc":
+            continue
+        diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+        if (~np.isfinite(got) & np.isfinite(ref)).any():
+            return float("inf")
+        diff[~np.isfinite(diff)] = 0.0
+        allowed = atol + rtol * np.abs(ref.astype(np.float64))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            use = np.where(diff > 0, diff / allowed, 0.0)
+        if use.size:
+            worst = max(worst, float(use.max()))
+    return worst

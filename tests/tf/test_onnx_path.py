@@ -270,6 +270,13 @@ def test_fp16_artefact_keeps_fp32_inputs_and_outputs(convbn_dir: Path, tmp_path:
     validation = art.report["validation"]
     assert (validation["rtol"], validation["atol"]) == (0.05, 0.1)  # FP16 tolerances
     assert 0 < validation["maxAbsError"] < 0.1
+    # Also gated as a GPU computes it (every FP16 tensor stored in FP16), and the FP32 prefix was fitted to it.
+    prefix = onnx_report["fp16"]["fp32Prefix"]
+    assert prefix["tried"] and prefix["tried"][0]["computeNodes"] == 0 and prefix["ofComputeNodes"] >= 1
+    emulated = validation["gpuEmulation"]
+    assert 0 < emulated["maxAbsError"] < 0.1 and emulated["toleranceUse"] <= 1
+    if prefix["computeNodes"] == 0:
+        assert prefix["tried"][0]["toleranceUse"] <= prefix["headroom"]
     config = build_model_config(art, model).render()
     assert "precision_mode" not in config
     stages = {s["name"]: s for s in art.report["stages"]}

@@ -141,8 +141,14 @@ def test_plan_flags_are_strongly_typed_without_precision_flags(
     assert flags.network == ("STRONGLY_TYPED",)
     assert flags.builder == builder and flags.hardware_compatibility == level
     assert not {"FP16", "INT8", "BF16", "TF32"} & set(flags.builder)
-    report = {"network": ["STRONGLY_TYPED"], "builder": list(builder), "hardwareCompatibility": level}
+    report = {"network": ["STRONGLY_TYPED"], "builder": list(builder), "cleared": [], "hardwareCompatibility": level}
     assert flags.as_report() == report
+
+
+@pytest.mark.parametrize(("precision", "cleared"), [("FP16", ("TF32",)), ("FP32", ()), ("INT8", ())])
+def test_an_fp16_plan_clears_tf32_for_its_fp32_nodes(precision: str, cleared: tuple[str, ...]) -> None:
+    flags = trt_build.plan_flags(version_compatible=False, hardware_compatibility=None, precision=precision)
+    assert flags.cleared == cleared and not {"FP16", "INT8", "BF16"} & set(flags.builder)
 
 
 def test_plan_flags_reject_an_unknown_hardware_level() -> None:
@@ -198,3 +204,156 @@ def test_zero_feeds_fill_the_batch_and_refuse_unknown_dims() -> None:
     assert feeds["x"].shape == (4, 2, 3) and feeds["x"].dtype == np.float16 and feeds["n"].shape == (4,)
     with pytest.raises(ConversionError, match="declare full shapes .* tensorrt.buildEngines: false"):
         zero_feeds([TensorInfo("x", "FP32", [-1, -1, 3])], 1)
+
+
+# --------------------------------------------------------------------------- what a GPU computes, and the prefix
+
+
+def _chain(path: Path, depth: int = 8, width: int = 16) -> Path:
+    """x [N,width] → (MatMul → Relu) x depth → y: ``depth`` compute nodes in a row."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    nodes, inits, last = [], [], "x"
+    for i in range(depth):
+        inits.append(
+            numpy_helper.from_array(rng.normal(0, 1.2 / np.sqrt(width), (width, width)).astype(np.float32), f"w{i}")
+        )
+        nodes.append(helper.make_node("MatMul", [last, f"w{i}"], [f"m{i}"], name=f"mm{i}"))
+        nodes.append(helper.make_node("Relu", [f"m{i}"], [f"r{i}"], name=f"relu{i}"))
+        last = f"r{i}"
+    nodes.append(helper.make_node("Identity", [last], ["y"], name="out"))
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", width])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save_model(model, str(path))
+    return path
+
+
+def _run_model(model: Any, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return np.asarray(sess.run(None, feeds)[0])
+
+
+def test_gpu_emulation_rounds_every_fp16_tensor_like_numpy(tmp_path: Path) -> None:
+    """The emulation of a MatMul→Relu chain equals numpy doing FP32 arithmetic on FP16-stored tensors."""
+    src = onnx.load(str(_chain(tmp_path / "chain.onnx", depth=3)))
+    half = onnx_fp16.convert(src)
+    x = np.random.default_rng(6).normal(size=(4, 16)).astype(np.float32)
+    weights = {i.name: onnx.numpy_helper.to_array(i) for i in src.graph.initializer}
+    want = x.astype(np.float16).astype(np.float32)  # the input cast
+    for i in range(3):
+        w = weights[f"w{i}"].astype(np.float16).astype(np.float32)
+        want = (want @ w).astype(np.float16).astype(np.float32)  # MatMul output stored in FP16
+        want = np.maximum(want, 0)  # Relu of FP16 values is exact
+    got = _run_model(onnx_fp16.storage_emulation(half), {"x": x})
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=0)  # FP32 summation order only
+    exact = x
+    for i in range(3):
+        exact = np.maximum(exact @ weights[f"w{i}"], 0)
+    assert np.abs(got - exact).max() > 1e-4  # it did round
+
+
+def test_fp32_prefix_reads_fp32_all_the_way(tmp_path: Path) -> None:
+    """The converter casts each FP32 node's output to FP16 and back; drop_round_trips removes that."""
+    src = onnx.load(str(_chain(tmp_path / "chain.onnx")))
+    kept = onnx_fp16.prefix(src, 2)
+    assert kept == ["mm0", "relu0", "mm1"]
+    half = onnx_fp16.convert(src, kept)
+    producer = {o: n for n in half.graph.node for o in n.output}
+    for name in kept:  # every input of a prefix node comes from FP32 nodes, never through an FP16 cast
+        node = next(n for n in half.graph.node if n.name == name)
+        for inp in node.input:
+            before = producer.get(inp)
+            assert before is None or before.op_type != "Cast", (name, inp)
+    x = np.random.default_rng(7).normal(size=(4, 16)).astype(np.float32)
+    weights = {i.name: onnx.numpy_helper.to_array(i) for i in src.graph.initializer}
+    m1 = np.maximum(x @ weights["w0"], 0) @ weights["w1"]  # the prefix, in FP32
+    mm1_out = next(n for n in half.graph.node if n.name == "mm1").output[0]  # the converter renamed it
+    emulated = onnx_fp16.storage_emulation(half)
+    del emulated.graph.output[:]  # read the prefix's last output directly
+    emulated.graph.output.extend([onnx.helper.make_tensor_value_info(mm1_out, onnx.TensorProto.FLOAT, None)])
+    np.testing.assert_allclose(_run_model(emulated, {"x": x}), m1, rtol=1e-5, atol=1e-6)
+    assert onnx_fp16.drop_round_trips(half) == 0  # nothing left to drop
+
+
+@pytest.mark.parametrize(
+    ("total", "sizes"), [(1, [0]), (3, [0]), (4, [0, 1]), (8, [0, 1, 2]), (54, [0, 1, 2, 4, 8, 13])]
+)
+def test_prefix_sizes_double_up_to_a_quarter(total: int, sizes: list[int]) -> None:
+    assert onnx_fp16.prefix_sizes(total) == sizes
+
+
+def test_choose_prefix_takes_the_first_within_headroom_else_the_least() -> None:
+    calls: list[int] = []
+
+    def falling(k: int) -> float:
+        calls.append(k)
+        return 1.2 / (1 + k)
+
+    assert onnx_fp16.choose_prefix(falling, [0, 1, 2, 4], headroom=0.5)[0] == 2
+    assert calls == [0, 1, 2]  # stops at the first that fits
+    k, tried = onnx_fp16.choose_prefix(lambda k: [0.9, 0.7, float("inf"), 0.8][k], [0, 1, 2, 3], headroom=0.5)
+    assert k == 1 and [t[0] for t in tried] == [0, 1, 2, 3]
+
+
+def test_to_fp16_with_a_check_records_what_it_tried(tmp_path: Path) -> None:
+    """A real check: tolerance use of the emulated graph against the FP32 graph's answers."""
+    from edgeopt.converter import onnx_validate, validate
+
+    src = _chain(tmp_path / "chain.onnx", depth=8)
+    x = {"x": np.random.default_rng(8).normal(size=(16, 16)).astype(np.float32)}
+    want = {"y": _run_model(onnx.load(str(src)), x)}
+    seen: list[float] = []
+
+    def use_of(atol: float) -> Any:
+        def use(half: Any) -> float:
+            runner, why = onnx_validate.gpu_emulation_runner(half)
+            assert why is None
+            seen.append(validate.tolerance_use(want, runner(x), rtol=0.0, atol=atol))
+            return seen[-1]
+
+        return use
+
+    loose = onnx_fp16.to_fp16(src, tmp_path / "loose.onnx", use_of(1.0))["fp32Prefix"]
+    assert loose["computeNodes"] == 0 and [t["computeNodes"] for t in loose["tried"]] == [0]
+    seen.clear()
+    tight = onnx_fp16.to_fp16(src, tmp_path / "tight.onnx", use_of(1e-9))["fp32Prefix"]
+    assert [t["computeNodes"] for t in tight["tried"]] == [0, 1, 2]  # nothing fits: all tried
+    assert tight["computeNodes"] == [0, 1, 2][int(np.argmin(seen))] and tight["ofComputeNodes"] == 8
+    assert (
+        tight["through"] == onnx_fp16.prefix(onnx.load(str(src)), tight["computeNodes"])[-1]
+        if tight["computeNodes"]
+        else True
+    )
+    assert seen[2] < seen[0]  # a longer FP32 prefix is closer to FP32
+
+
+def test_the_gpu_gate_names_the_prefix_and_the_ways_out() -> None:
+    from edgeopt.converter import onnx_validate
+    from edgeopt.errors import ValidationError
+    from edgeopt.spec import Validation
+
+    ref = {"logits": np.array([[1.0, 2.0]], dtype=np.float32)}
+    ok = onnx_validate.compare_on_gpu_emulation(ref, {"logits": ref["logits"] + 0.05}, Validation(), {})
+    assert 0.3 < ok["toleranceUse"] < 0.5
+    with pytest.raises(
+        ValidationError, match=r"on a GPU, which stores every FP16 tensor in FP16 .* first 4 of 54 .*publish FP32"
+    ):
+        onnx_validate.compare_on_gpu_emulation(
+            ref, {"logits": ref["logits"] + 0.5}, Validation(), {"computeNodes": 4, "ofComputeNodes": 54}
+        )
+
+
+def test_tolerance_use_is_infinite_on_nan() -> None:
+    from edgeopt.converter import validate
+
+    ref = {"y": np.ones((2, 2), np.float32)}
+    assert validate.tolerance_use(ref, {"y": ref["y"] * 1.1}, rtol=0.0, atol=0.2) == pytest.approx(0.5)
+    assert validate.tolerance_use(ref, {"y": np.full((2, 2), np.nan, np.float32)}, rtol=0.1, atol=0.1) == float("inf")
