@@ -91,20 +91,24 @@ class PlanFlags:
     network: tuple[str, ...]
     builder: tuple[str, ...]
     hardware_compatibility: str | None = None
+    cleared: tuple[str, ...] = ()
 
     def as_report(self) -> dict[str, Any]:
         return {
             "network": list(self.network),
             "builder": list(self.builder),
+            "cleared": list(self.cleared),
             "hardwareCompatibility": self.hardware_compatibility,
         }
 
 
-def plan_flags(*, version_compatible: bool, hardware_compatibility: str | None) -> PlanFlags:
+def plan_flags(*, version_compatible: bool, hardware_compatibility: str | None, precision: str = "FP32") -> PlanFlags:
     """Strongly typed, never a precision flag; version/hardware compatibility only when the spec asks.
 
     VERSION_COMPATIBLE keeps the lean runtime in the plan (no EXCLUDE_LEAN_RUNTIME) so a later TensorRT
-    loads it without a matching runtime install.
+    loads it without a matching runtime install.  An FP16 graph clears TF32 (on by default): its FP32
+    nodes are FP32 because FP16's 10-bit mantissa was too coarse there (``onnx_fp16``), and TF32 would
+    round their inputs to it.  TF32 is a math mode, not a storage type, so strong typing still honours it.
     """
     if hardware_compatibility is not None and hardware_compatibility not in HARDWARE_LEVELS:
         raise ConversionError(
@@ -113,7 +117,8 @@ def plan_flags(*, version_compatible: bool, hardware_compatibility: str | None) 
         )
     builder = ("VERSION_COMPATIBLE",) if version_compatible else ()
     level = HARDWARE_LEVELS[hardware_compatibility] if hardware_compatibility else None
-    return PlanFlags(network=("STRONGLY_TYPED",), builder=builder, hardware_compatibility=level)
+    cleared = ("TF32",) if precision == "FP16" else ()
+    return PlanFlags(network=("STRONGLY_TYPED",), builder=builder, hardware_compatibility=level, cleared=cleared)
 
 
 def tensorrt_major(version: str) -> int:
@@ -170,6 +175,8 @@ def _configure(trt: Any, builder: Any, flags: PlanFlags, workspace_bytes: int) -
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     for name in flags.builder:
         config.set_flag(getattr(trt.BuilderFlag, name))
+    for name in flags.cleared:
+        config.clear_flag(getattr(trt.BuilderFlag, name))
     if flags.hardware_compatibility:
         config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, flags.hardware_compatibility)
     return config
@@ -192,7 +199,9 @@ def build_plan(
         raise TensorRTUnavailableError(TRT_PLAN_UNAVAILABLE_HINT)
     tensorrt_major(str(trt.__version__))
     check_graph_precision(onnx_path, precision)
-    flags = plan_flags(version_compatible=version_compatible, hardware_compatibility=hardware_compatibility)
+    flags = plan_flags(
+        version_compatible=version_compatible, hardware_compatibility=hardware_compatibility, precision=precision
+    )
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network, _parser = _parse(trt, builder, logger, onnx_path, flags)

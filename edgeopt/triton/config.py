@@ -72,10 +72,14 @@ TRT_CACHE_ROOT = "/tmp/edgeopt-trt-cache"
 #: ``prefer_nhwc`` ran FP32/FP16 MobileNetV2 b64 compute-only in 4.39 / 3.63 ms against 5.26 / 4.51 NCHW
 #: and ResNet50 in 7.78 / 5.39 against 9.46 / 7.23, but the S8S8 Q/DQ INT8 graphs 2.5x slower (28.1 vs
 #: 11.1 ms), so INT8 keeps NCHW (``NHWC_OPTIONS`` go only with FP32/FP16).  ``use_tf32`` stays ORT's default
-#: (on, as TensorFlow's on Ampere and later): off cost 21% at b64 for 1e-2 → 5e-6 relative error.  CUDA
-#: graphs never: Triton binds each request's own buffers, and a captured graph needs fixed ones.
+#: for FP32 graphs (on, as TensorFlow's on Ampere and later): off cost 21% at b64 for 1e-2 → 5e-6 relative
+#: error.  An FP16 graph turns it off (``FP16_OPTIONS``): its FP32 nodes (the sensitive ops, the FP32
+#: prefix of ``onnx_fp16``) are FP32 because FP16's 10-bit mantissa was too coarse there, and TF32 rounds
+#: a Conv/MatMul's inputs to that same mantissa.  CUDA graphs never: Triton binds each request's own
+#: buffers, and a captured graph needs fixed ones.
 CUDA_EP_OPTIONS: tuple[tuple[str, str], ...] = (("cudnn_conv_algo_search", "EXHAUSTIVE"),)
 NHWC_OPTIONS: tuple[tuple[str, str], ...] = (("prefer_nhwc", "1"),)
+FP16_OPTIONS: tuple[tuple[str, str], ...] = (("use_tf32", "0"),)
 
 
 @dataclass(frozen=True)
@@ -318,11 +322,14 @@ def _onnx_on_gpu(artifact: Artifact, model: OptimizedModel) -> bool:
 
 
 def cuda_accelerator(artifact: Artifact, model: OptimizedModel) -> tuple[tuple[str, str], ...]:
-    """The CUDA EP's options for an onnxruntime model on GPU, with or without TensorRT; NHWC unless INT8."""
+    """The CUDA EP's options for an onnxruntime model on GPU, with or without TensorRT; NHWC unless INT8,
+    no TF32 for FP16 graphs."""
     if not _onnx_on_gpu(artifact, model):
         return ()
     precision = artifact.precision or precision_of(model.spec)
-    return CUDA_EP_OPTIONS + (() if precision == "INT8" else NHWC_OPTIONS)
+    if precision == "INT8":
+        return CUDA_EP_OPTIONS
+    return CUDA_EP_OPTIONS + NHWC_OPTIONS + (FP16_OPTIONS if precision == "FP16" else ())
 
 
 def trt_cache_paths(model_name: str) -> dict[str, str]:

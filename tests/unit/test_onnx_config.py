@@ -88,7 +88,9 @@ def test_onnxruntime_gpu_with_tensorrt_accelerator() -> None:
     # Triton's repository is read-only: the caches live on the chart's volume (under /tmp), engines per model.
     assert p["trt_engine_cache_path"] == f"{TRT_CACHE_ROOT}/engines/mnet" and TRT_CACHE_ROOT.startswith("/tmp/")
     assert p["trt_timing_cache_path"] == f"{TRT_CACHE_ROOT}/timing"
-    assert params(block[block.index('name: "cuda"') :]) == {"cudnn_conv_algo_search": "EXHAUSTIVE", "prefer_nhwc": "1"}
+    # FP16 graph: no TF32, which would round the inputs of its deliberately FP32 nodes to FP16's mantissa.
+    cuda = params(block[block.index('name: "cuda"') :])
+    assert cuda == {"cudnn_conv_algo_search": "EXHAUSTIVE", "prefer_nhwc": "1", "use_tf32": "0"}
     assert p["trt_profile_min_shapes"] == "images:1x224x224x3"
     assert p["trt_profile_opt_shapes"] == p["trt_profile_max_shapes"] == "images:8x224x224x3"
     # The onnxruntime backend reads no python-flavour parameters.
@@ -100,10 +102,11 @@ def test_onnxruntime_gpu_without_accelerator_and_unknown_dims_has_no_profile() -
     art = artifact(inputs=[TensorInfo("images", "FP32", [-1, -1, -1, 3])])
     p = params(build_model_config(art, m).render())
     assert p["trt_engine_cache_enable"] == "1" and not any(k.startswith("trt_profile") for k in p)
-    m_off = model({"backend": "onnxruntime", "device": "GPU"}, {"enabled": False})
-    text = build_model_config(artifact(), m_off).render()  # the CUDA EP alone, with its tuned options
+    m_off = model({"backend": "onnxruntime", "device": "GPU"}, {"enabled": False, "precision": "FP32"})
+    text = build_model_config(artifact(precision="FP32"), m_off).render()  # the CUDA EP alone, tuned options
     assert 'name: "cuda"' in text and 'name: "tensorrt"' not in text
-    assert params(text) == dict(CUDA_EP_OPTIONS + NHWC_OPTIONS)
+    assert params(text) == dict(CUDA_EP_OPTIONS + NHWC_OPTIONS)  # FP32: TF32 stays ORT's default (on)
+    assert "use_tf32" not in params(text)
 
 
 def test_int8_on_the_cuda_ep_keeps_nchw() -> None:
