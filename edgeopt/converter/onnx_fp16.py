@@ -190,11 +190,11 @@ def _elem_types(model: Any) -> dict[str, int]:
     return types
 
 
-def node_precisions(model: Any) -> dict[str, int]:
-    """Nodes computing in FP16, in FP32, Casts, and the rest (integer/shape ops), from tensor types.
+def node_kinds(model: Any) -> list[tuple[str, str]]:
+    """(op type, precision) of each node in graph order: "fp16", "fp32", "cast" or "other".
 
     A node's precision is the float type of its first typed float output, else of its first typed float
-    input; shape inference fills in the types the converter left out.
+    input.
     """
     import onnx
 
@@ -203,14 +203,18 @@ def node_precisions(model: Any) -> dict[str, int]:
     except Exception:  # counting must not fail a converted model: fall back to the types it carries
         inferred = model
     types = _elem_types(inferred)
-    counts: Counter[str] = Counter({"fp16": 0, "fp32": 0, "cast": 0, "other": 0})
+    kinds = []
     for node in inferred.graph.node:
-        if node.op_type == "Cast":
-            counts["cast"] += 1
-            continue
         floats = [types[n] for n in (*node.output, *node.input) if types.get(n) in (_FLOAT16, _FLOAT)]
-        kind = {_FLOAT16: "fp16", _FLOAT: "fp32"}.get(floats[0]) if floats else "other"
-        counts[kind or "other"] += 1
+        kind = {_FLOAT16: "fp16", _FLOAT: "fp32"}.get(floats[0], "other") if floats else "other"
+        kinds.append((node.op_type, "cast" if node.op_type == "Cast" else kind))
+    return kinds
+
+
+def node_precisions(model: Any) -> dict[str, int]:
+    """Nodes computing in FP16, in FP32, Casts, and the rest (integer/shape ops), from tensor types."""
+    counts: Counter[str] = Counter({"fp16": 0, "fp32": 0, "cast": 0, "other": 0})
+    counts.update(kind for _op, kind in node_kinds(model))
     return dict(counts)
 
 

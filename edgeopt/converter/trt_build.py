@@ -102,13 +102,16 @@ class PlanFlags:
         }
 
 
-def plan_flags(*, version_compatible: bool, hardware_compatibility: str | None, precision: str = "FP32") -> PlanFlags:
+def plan_flags(
+    *, version_compatible: bool, hardware_compatibility: str | None, fp32_compute: bool = False
+) -> PlanFlags:
     """Strongly typed, never a precision flag; version/hardware compatibility only when the spec asks.
 
     VERSION_COMPATIBLE keeps the lean runtime in the plan (no EXCLUDE_LEAN_RUNTIME) so a later TensorRT
-    loads it without a matching runtime install.  An FP16 graph clears TF32 (on by default): its FP32
-    nodes are FP32 because FP16's 10-bit mantissa was too coarse there (``onnx_fp16``), and TF32 would
-    round their inputs to it.  TF32 is a math mode, not a storage type, so strong typing still honours it.
+    loads it without a matching runtime install.  ``fp32_compute`` (an FP16 graph that kept FP32
+    convolutions, ``onnx_fp16``'s prefix) clears TF32 (on by default): those nodes are FP32 because FP16's
+    10-bit mantissa was too coarse there, and TF32 would round their inputs to it.  TF32 is a math mode,
+    not a storage type, so strong typing still honours it.
     """
     if hardware_compatibility is not None and hardware_compatibility not in HARDWARE_LEVELS:
         raise ConversionError(
@@ -117,7 +120,7 @@ def plan_flags(*, version_compatible: bool, hardware_compatibility: str | None, 
         )
     builder = ("VERSION_COMPATIBLE",) if version_compatible else ()
     level = HARDWARE_LEVELS[hardware_compatibility] if hardware_compatibility else None
-    cleared = ("TF32",) if precision == "FP16" else ()
+    cleared = ("TF32",) if fp32_compute else ()
     return PlanFlags(network=("STRONGLY_TYPED",), builder=builder, hardware_compatibility=level, cleared=cleared)
 
 
@@ -143,6 +146,15 @@ def graph_precision(model: Any) -> str:
     if {"QuantizeLinear", "DequantizeLinear"} <= ops:
         return "INT8"
     return "FP16" if node_precisions(model)["fp16"] else "FP32"
+
+
+def fp32_compute_nodes(onnx_path: Path) -> int:
+    """Conv/MatMul/Gemm nodes of the graph that compute in FP32 (an FP16 graph's FP32 prefix)."""
+    import onnx
+
+    from edgeopt.converter.onnx_fp16 import COMPUTE_OPS, node_kinds
+
+    return sum(1 for op, kind in node_kinds(onnx.load(str(onnx_path))) if op in COMPUTE_OPS and kind == "fp32")
 
 
 def check_graph_precision(onnx_path: Path, precision: str) -> None:
@@ -200,7 +212,9 @@ def build_plan(
     tensorrt_major(str(trt.__version__))
     check_graph_precision(onnx_path, precision)
     flags = plan_flags(
-        version_compatible=version_compatible, hardware_compatibility=hardware_compatibility, precision=precision
+        version_compatible=version_compatible,
+        hardware_compatibility=hardware_compatibility,
+        fp32_compute=precision == "FP16" and fp32_compute_nodes(onnx_path) > 0,
     )
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)

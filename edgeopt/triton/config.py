@@ -73,13 +73,15 @@ TRT_CACHE_ROOT = "/tmp/edgeopt-trt-cache"
 #: and ResNet50 in 7.78 / 5.39 against 9.46 / 7.23, but the S8S8 Q/DQ INT8 graphs 2.5x slower (28.1 vs
 #: 11.1 ms), so INT8 keeps NCHW (``NHWC_OPTIONS`` go only with FP32/FP16).  ``use_tf32`` stays ORT's default
 #: for FP32 graphs (on, as TensorFlow's on Ampere and later): off cost 21% at b64 for 1e-2 → 5e-6 relative
-#: error.  An FP16 graph turns it off (``FP16_OPTIONS``): its FP32 nodes (the sensitive ops, the FP32
-#: prefix of ``onnx_fp16``) are FP32 because FP16's 10-bit mantissa was too coarse there, and TF32 rounds
-#: a Conv/MatMul's inputs to that same mantissa.  CUDA graphs never: Triton binds each request's own
-#: buffers, and a captured graph needs fixed ones.
+#: error.  An FP16 graph that kept an FP32 prefix (``onnx_fp16``: its first convolutions, where FP16's
+#: rounding is amplified most) turns TF32 off and keeps NCHW (``PREFIX_OPTIONS``): TF32 rounds a conv's
+#: inputs to FP16's 10-bit mantissa, which undoes the prefix (ResNet50 b64 max abs 0.118 with TF32, 0.053
+#: without), and NHWC ran that mixed graph at 13.1 ms against 9.0 NCHW.  A pure FP16 graph keeps NHWC and
+#: ORT's TF32 default (turning it off there chose slower algorithms: 6.0 vs 5.4 ms).  CUDA graphs never:
+#: Triton binds each request's own buffers, and a captured graph needs fixed ones.
 CUDA_EP_OPTIONS: tuple[tuple[str, str], ...] = (("cudnn_conv_algo_search", "EXHAUSTIVE"),)
 NHWC_OPTIONS: tuple[tuple[str, str], ...] = (("prefer_nhwc", "1"),)
-FP16_OPTIONS: tuple[tuple[str, str], ...] = (("use_tf32", "0"),)
+PREFIX_OPTIONS: tuple[tuple[str, str], ...] = (("use_tf32", "0"),)
 
 
 @dataclass(frozen=True)
@@ -322,14 +324,24 @@ def _onnx_on_gpu(artifact: Artifact, model: OptimizedModel) -> bool:
 
 
 def cuda_accelerator(artifact: Artifact, model: OptimizedModel) -> tuple[tuple[str, str], ...]:
-    """The CUDA EP's options for an onnxruntime model on GPU, with or without TensorRT; NHWC unless INT8,
-    no TF32 for FP16 graphs."""
+    """The CUDA EP's options for an onnxruntime model on GPU, with or without TensorRT.
+
+    NHWC for FP32 and FP16; INT8 and an FP16 graph with an FP32 prefix keep NCHW, and the latter gets no TF32.
+    """
     if not _onnx_on_gpu(artifact, model):
         return ()
     precision = artifact.precision or precision_of(model.spec)
     if precision == "INT8":
         return CUDA_EP_OPTIONS
-    return CUDA_EP_OPTIONS + NHWC_OPTIONS + (FP16_OPTIONS if precision == "FP16" else ())
+    if precision == "FP16" and fp32_prefix(artifact):
+        return CUDA_EP_OPTIONS + PREFIX_OPTIONS
+    return CUDA_EP_OPTIONS + NHWC_OPTIONS
+
+
+def fp32_prefix(artifact: Artifact) -> int:
+    """How many compute nodes the FP16 graph kept FP32 (``onnx.fp16.fp32Prefix`` in the converter's report)."""
+    prefix = artifact.report.get("onnx", {}).get("fp16", {}).get("fp32Prefix") or {}
+    return int(prefix.get("computeNodes") or 0)
 
 
 def trt_cache_paths(model_name: str) -> dict[str, str]:

@@ -145,9 +145,9 @@ def test_plan_flags_are_strongly_typed_without_precision_flags(
     assert flags.as_report() == report
 
 
-@pytest.mark.parametrize(("precision", "cleared"), [("FP16", ("TF32",)), ("FP32", ()), ("INT8", ())])
-def test_an_fp16_plan_clears_tf32_for_its_fp32_nodes(precision: str, cleared: tuple[str, ...]) -> None:
-    flags = trt_build.plan_flags(version_compatible=False, hardware_compatibility=None, precision=precision)
+@pytest.mark.parametrize(("fp32_compute", "cleared"), [(True, ("TF32",)), (False, ())])
+def test_a_plan_with_fp32_convolutions_in_an_fp16_graph_clears_tf32(fp32_compute: bool, cleared: tuple) -> None:
+    flags = trt_build.plan_flags(version_compatible=False, hardware_compatibility=None, fp32_compute=fp32_compute)
     assert flags.cleared == cleared and not {"FP16", "INT8", "BF16"} & set(flags.builder)
 
 
@@ -281,6 +281,10 @@ def test_fp32_prefix_reads_fp32_all_the_way(tmp_path: Path) -> None:
     emulated.graph.output.extend([onnx.helper.make_tensor_value_info(mm1_out, onnx.TensorProto.FLOAT, None)])
     np.testing.assert_allclose(_run_model(emulated, {"x": x}), m1, rtol=1e-5, atol=1e-6)
     assert onnx_fp16.drop_round_trips(half) == 0  # nothing left to drop
+    onnx.save_model(half, str(tmp_path / "prefix.onnx"))
+    assert trt_build.fp32_compute_nodes(tmp_path / "prefix.onnx") == 2  # what the plan builder sees: no TF32
+    onnx.save_model(onnx_fp16.convert(src), str(tmp_path / "half.onnx"))
+    assert trt_build.fp32_compute_nodes(tmp_path / "half.onnx") == 0
 
 
 @pytest.mark.parametrize(
