@@ -98,24 +98,21 @@ def _convert_fp32(arch: str, src: Path, work: Path, dst: Path) -> dict[str, Any]
     return {"validation": art.report.get("validation"), "ops": art.report["onnx"]["ops"]["total"]}
 
 
-def _fp16_use_of(model: Any, cal: np.ndarray) -> Any:
+def _fp16_use_of(model: Any, cal: np.ndarray, fp32: Path) -> Any:
     """What the converter's FP16 stage measures: tolerance use against TF on 8 samples, as a GPU computes.
 
     The samples are calibration images (``validation.samples`` default), never the images the GPU table
     is measured on, so the FP32 prefix is not fitted to the test set.
     """
-    from edgeopt.converter import onnx_validate, validate
+    import onnx
+
+    from edgeopt.converter.onnx_validate import GpuFp16Check
     from edgeopt.spec import Validation
 
-    v, x = Validation(), cal[:8]
-    ref = {"output_0": np.asarray(model(x, training=False))}
-
-    def use_of(half: Any) -> float:
-        runner, _why = onnx_validate.gpu_emulation_runner(half)
-        got = runner({half.graph.input[0].name: x})
-        return validate.tolerance_use(ref, {"output_0": next(iter(got.values()))}, rtol=v.fp16_rtol, atol=v.fp16_atol)
-
-    return use_of
+    graph = onnx.load(str(fp32), load_external_data=False).graph
+    x = cal[:8]
+    ref = {graph.output[0].name: np.asarray(model(x, training=False))}
+    return GpuFp16Check(ref, {graph.input[0].name: x}, Validation())
 
 
 def _fp16_variants(fp32: Path, out: Path, use_of: Any = None) -> dict[str, Any]:
@@ -151,12 +148,14 @@ def prepare(arch: str, root: Path, x: np.ndarray, cal: np.ndarray) -> dict[str, 
         raise SystemExit(f"{arch}: the rebuilt model is not the one of fp32.onnx; run without GPU_PREP_FP16_ONLY")
     np.savez(out / "ref.npz", logits=ref.astype(np.float32))
     if FP16_ONLY:  # the FP32 artefact and TF's logits of an earlier run; the same seeded model
-        info: dict[str, Any] = {"fp16": _fp16_variants(out / "fp32.onnx", out, _fp16_use_of(model, cal))}
+        info: dict[str, Any] = {
+            "fp16": _fp16_variants(out / "fp32.onnx", out, _fp16_use_of(model, cal, out / "fp32.onnx"))
+        }
         info["cpuErrors"] = {"fp16": errors(np.load(out / "ref.npz")["logits"][:8], _cpu(out / "fp16.onnx", x[:8]))}
         (out / "fp16.occ.onnx").unlink(missing_ok=True)
         return info
     info = {"fp32": _convert_fp32(arch, work / "saved_model", work, out / "fp32.onnx")}
-    info["fp16"] = _fp16_variants(out / "fp32.onnx", out, _fp16_use_of(model, cal))
+    info["fp16"] = _fp16_variants(out / "fp32.onnx", out, _fp16_use_of(model, cal, out / "fp32.onnx"))
     name = model.inputs[0].name
     batches = [{name: cal[i : i + 8]} for i in range(0, len(cal), 8)]
     q = onnx_quantize.quantize_with(out / "fp32.onnx", out / "int8.onnx", onnx_quantize.S8S8_QDQ, batches, "MinMax")

@@ -81,7 +81,7 @@ def op_block_list() -> list[str]:
 def convert(model: Any, keep_fp32: Sequence[str] = ()) -> Any:
     """The FP16 ModelProto of an FP32 ``model``; inputs and outputs keep their types.
 
-    ``keep_fp32`` names nodes that stay FP32 besides the block-listed ops (the FP32 prefix, ``fit``).
+    ``keep_fp32`` names nodes that stay FP32 besides the block-listed ops (the FP32 prefix, ``to_fp16``).
     The converter edits the graph it is given, so it gets a copy.
     """
     from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -142,13 +142,14 @@ def to_fp16(src: Path, dst: Path, use_of: Callable[[Any], float] | None = None) 
     """Write the FP16 model ``dst`` from the FP32 ``src``; return what the report records.
 
     With ``use_of`` (how much of the FP16 tolerance a candidate graph uses, ``validation.fp16Rtol/Atol``
-    on the CPU's emulation of a GPU) the graph gets the shortest FP32 prefix (``prefix_sizes``) that
+    on the CPU's emulation of a GPU: ``onnx_validate.GpuFp16Check``, whose last call is the graph written)
+    the graph gets the shortest FP32 prefix (``prefix_sizes``) that
     stays within ``HEADROOM``: the first layers of a deep net are where FP16's rounding is amplified most.
     """
     import onnx
 
     fp32 = onnx.load(str(src))
-    total = len(compute_nodes(fp32))
+    total = sum(node.op_type in COMPUTE_OPS for node in fp32.graph.node)
     last: dict[int, Any] = {}
 
     def uses(k: int) -> float:
@@ -157,7 +158,9 @@ def to_fp16(src: Path, dst: Path, use_of: Callable[[Any], float] | None = None) 
         return use_of(last[k]) if use_of else 0.0
 
     k, tried = choose_prefix(uses, prefix_sizes(total) if use_of else [0])
-    half = last[k] if k in last else convert(fp32, prefix(fp32, k))
+    if k not in last:  # none fitted and the best was not the last tried: ``use_of`` last sees what is written
+        uses(k)
+    half = last[k]
     counts = node_precisions(half)
     if counts["fp16"] == 0:
         raise ConversionError(
@@ -218,20 +221,15 @@ def node_precisions(model: Any) -> dict[str, int]:
     return dict(counts)
 
 
-#: Ops whose FP16 weights and rounded inputs the FP32 prefix (``fit``) can give back their precision.
+#: Ops whose FP16 weights and rounded inputs the FP32 prefix (``to_fp16``) can give back their precision.
 COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
-#: ``fit`` keeps a prefix when the FP16 graph uses more than this share of the FP16 tolerance on the CPU's
-#: emulation of a GPU: room for the GPU's own summation order and for inputs the validation did not see.
-#: Measured on an H200 (bench/README.md, "FP16 on the GPU"): a random-weight ResNet50 at 0.74 of the
-#: tolerance on 8 samples had 17 of 64,000 logits outside it at batch 64.
+#: ``to_fp16`` keeps a prefix when the FP16 graph uses more than this share of the FP16 tolerance on the
+#: CPU's emulation of a GPU: room for the GPU's own summation order and for inputs the validation did not
+#: see.  Measured on an H200 (bench/README.md, "FP16 on the GPU"): a random-weight ResNet50 at 0.85 of the
+#: tolerance on 8 samples had 17 of 64,000 logits outside it at batch 64; with 8 convolutions FP32 (0.30), none.
 HEADROOM = 0.5
-#: The longest prefix ``fit`` tries, as a share of the compute nodes: beyond it FP16 buys little.
+#: The longest prefix ``to_fp16`` tries, as a share of the compute nodes: beyond it FP16 buys little.
 MAX_PREFIX_SHARE = 0.25
-
-
-def compute_nodes(model: Any) -> list[str]:
-    """Names of the Conv/MatMul/Gemm nodes of the main graph, in graph (topological) order."""
-    return [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS and n.name]
 
 
 def prefix(model: Any, k: int) -> list[str]:
@@ -252,7 +250,7 @@ def prefix(model: Any, k: int) -> list[str]:
 
 
 def prefix_sizes(total: int) -> list[int]:
-    """The FP32 prefix lengths ``fit`` tries: 0, then doubling up to ``MAX_PREFIX_SHARE`` of ``total``."""
+    """The FP32 prefix lengths ``to_fp16`` tries: 0, then doubling up to ``MAX_PREFIX_SHARE`` of ``total``."""
     cap = int(total * MAX_PREFIX_SHARE)
     sizes, k = [0], 1
     while k <= cap:

@@ -98,6 +98,7 @@ class _Run:
     feeds: dict[str, Any] = field(default_factory=dict)
     reference: dict[str, Any] = field(default_factory=dict)
     origin: str = ""
+    fp16_check: Any = None
     plan: dict[str, Any] = field(default_factory=dict)
     engines: dict[str, Any] = field(default_factory=dict)
 
@@ -164,17 +165,11 @@ def _reference(model: OptimizedModel, loaded: Any, inputs: list[TensorInfo], run
 
 def _fp16_use_of(model: OptimizedModel, loaded: Any, exported: Path, run: _Run) -> Any:
     """How much of the FP16 tolerance a candidate FP16 graph uses against TensorFlow, as a GPU runs it."""
-    from edgeopt.converter import onnx_export, onnx_validate, validate
+    from edgeopt.converter import onnx_export, onnx_validate
 
     _reference(model, loaded, onnx_export.onnx_signature_of(exported)[0], run)
-    v = model.spec.validation
-
-    def use_of(half: Any) -> float:
-        runner, _why = onnx_validate.gpu_emulation_runner(half)
-        result = runner(run.feeds)
-        return validate.tolerance_use(run.reference, result, rtol=v.fp16_rtol, atol=v.fp16_atol)
-
-    return use_of
+    run.fp16_check = onnx_validate.GpuFp16Check(run.reference, run.feeds, model.spec.validation)
+    return run.fp16_check
 
 
 def _validate(model: OptimizedModel, loaded: Any, path: Path, log: StageLog, run: _Run) -> None:
@@ -195,13 +190,11 @@ def _validate(model: OptimizedModel, loaded: Any, path: Path, log: StageLog, run
             precision=precision_of(spec),
             **remedy,
         )
-        if "fp16" in run.onnx:
-            import onnx
-
-            emulation, why = onnx_validate.gpu_emulation_runner(onnx.load(str(path)))
+        if run.fp16_check is not None and run.fp16_check.last is not None:  # the written graph, emulated
+            emulated, why = run.fp16_check.last
             prefix = run.onnx["fp16"]["fp32Prefix"]
             run.errors["gpuEmulation"] = onnx_validate.compare_on_gpu_emulation(
-                run.reference, emulation(run.feeds), spec.validation, prefix
+                run.reference, emulated, spec.validation, prefix
             )
             if why:
                 run.errors["gpuEmulation"]["note"] = why

@@ -70,6 +70,24 @@ def gpu_emulation_runner(half: Any) -> tuple[ModelFn, str | None]:
     return ort_runner(session), why
 
 
+class GpuFp16Check:
+    """How much of the FP16 tolerance a candidate FP16 graph uses against ``reference``, as a GPU computes it.
+
+    ``onnx_fp16.to_fp16`` calls it per candidate; ``last`` keeps the emulated outputs (and why the plain
+    CPU run stood in, if it did) of the latest call, which is the graph it wrote.
+    """
+
+    def __init__(self, reference: dict[str, np.ndarray], feeds: dict[str, np.ndarray], validation: Validation):
+        self.reference, self.feeds, self.validation = reference, feeds, validation
+        self.last: tuple[dict[str, np.ndarray], str | None] | None = None
+
+    def __call__(self, half: Any) -> float:
+        runner, why = gpu_emulation_runner(half)
+        self.last = (runner(self.feeds), why)
+        v = self.validation
+        return validate.tolerance_use(self.reference, self.last[0], rtol=v.fp16_rtol, atol=v.fp16_atol)
+
+
 def ort_runner(session: Any) -> ModelFn:
     names = [o.name for o in session.get_outputs()]
 
