@@ -104,6 +104,7 @@ def _adopt(rt: Runtime, body: Mapping[str, Any], model: OptimizedModel, job: Map
     act(rt, body, decide.adopt(body, model, job["metadata"]["name"]))
     rt.seen.forget(job, "job")
     track_job(rt, job)
+    recheck_pods(rt, body["metadata"]["namespace"], job["metadata"]["name"])
 
 
 def _admission(rt: Runtime, body: Mapping[str, Any], slot: queueing.SlotClass, indexes: Indexes) -> queueing.Admission:
@@ -161,6 +162,8 @@ def _admit_and_create(rt: Runtime, body: Mapping[str, Any], model: OptimizedMode
         log.info("adopting the existing Job %s/%s", *key)
         rt.seen.forget(made, "job")
         track_job(rt, made)
+    if made is not None:
+        recheck_pods(rt, *key)
 
 
 def _release(rt: Runtime, key: queueing.JobKey) -> None:
@@ -245,6 +248,25 @@ def track_pod(rt: Runtime, pod: Mapping[str, Any]) -> None:
     plan = progress.pod_diagnosed(body, ref, found)
     if plan is not None and body is not None:
         act(rt, body, plan)
+    elif progress.awaits_job_name(body, ref):
+        rt.seen.forget(pod, "pod")  # too early: recheck_pods looks again once the status names the Job
+
+
+def recheck_pods(rt: Runtime, namespace: str, job_name: str) -> None:
+    """Look at a just-created (or adopted) Job's Pods once the status names it.
+
+    The Job is created before the status records its name, and a Pod with no GPU to go to is
+    Unschedulable within a second; if that event came first, nothing would show it: the scheduler
+    writes no new Pod status while the reason stays the same. Best effort: the Pod's next event
+    also does it.
+    """
+    try:
+        pods = rt.kube.list_pods(namespace, f"{resources.JOB_LABEL}={job_name}")
+        for pod in pods:
+            rt.seen.forget(pod, "pod")
+            track_pod(rt, pod)
+    except KubeError as exc:
+        log.warning("could not look at the Pods of Job %s/%s: %s", namespace, job_name, exc)
 
 
 def job_lost(rt: Runtime, job: Mapping[str, Any]) -> None:

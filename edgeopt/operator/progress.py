@@ -201,6 +201,20 @@ def pod_seen(found: diagnosis.Diagnosis | None) -> str:
     return str((found.reason, found.message)) if found else ""
 
 
+def awaits_job_name(body: Mapping[str, Any] | None, ref: Ref) -> bool:
+    """The status does not name this Job yet, but will: the Job is created before the status says so.
+
+    A Pod can be diagnosed (Unschedulable at once, say) in between. Its diagnosis must then be looked
+    at again once the status names the Job (``conversion.recheck_pods``), not taken as seen.
+    """
+    if not owns(body, ref) or body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    st = body.get("status") or {}
+    if ref.generation != generation(body) or st.get("phase") in status.TERMINAL:
+        return False
+    return st.get("observedGeneration") != ref.generation or st.get("jobName") != ref.job
+
+
 def pod_diagnosed(
     body: Mapping[str, Any] | None, ref: Ref, found: diagnosis.Diagnosis | None, *, warning: bool = True
 ) -> Plan | None:

@@ -366,6 +366,16 @@ def test_pod_diagnosed() -> None:
     assert progress.pod_diagnosed(TRACKED, REF, None) is None
 
 
+def test_a_pod_diagnosed_before_the_status_names_its_job_is_not_taken_as_seen() -> None:
+    """The Job is created, then the status names it: a Pod Unschedulable in between is looked at again."""
+    found = Diagnosis("Unschedulable", "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.")
+    assert progress.pod_diagnosed(GEN1, REF, found) is None, "the status does not name the Job yet"
+    assert progress.awaits_job_name(GEN1, REF), "so the Pod must be looked at again"
+    assert progress.pod_diagnosed(TRACKED, REF, found) is not None, "once it does, the reason goes on"
+    for body in (TRACKED, CONVERTING, None, OTHER, GEN2, DELETING, PUBLISHED):
+        assert not progress.awaits_job_name(body, REF), "named already, or nothing will ever name it"
+
+
 def test_ref_of_jobs_and_pods() -> None:
     j = job("add-g1-abc", 1)
     assert progress.ref_of(j) == progress.Ref("ns", "add-g1-abc", "add", UID, 1)
